@@ -1,0 +1,119 @@
+"""Feed-forward layers of the NumPy reference: each forward beside its backward.
+
+Every `*_forward` returns `(out, cache)`; the matching `*_backward(dout, cache,
+need_dx)` returns `(dx, grads)` with `grads` keyed by the short parameter name
+("weight", "bias"), and `dx` None when `need_dx` is false (the first layer
+never needs it). Everything is vectorised over the batch and over pixels;
+the only Python loops run over kernel offsets. Arrays keep their dtype.
+This module must not import any framework, nor `bench`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from impls.numpy.activations import activate, activate_backward
+
+Cache = tuple[Any, ...]
+Grads = dict[str, np.ndarray]
+
+
+# ----------------------------------------------------------------------- Dense
+def dense_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, activation: str
+) -> tuple[np.ndarray, Cache]:
+    z = x @ weight + bias
+    a = activate(activation, z)
+    return a, (x, weight, z, a, activation)
+
+
+def dense_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> tuple[np.ndarray | None, Grads]:
+    x, weight, z, a, activation = cache
+    dz = activate_backward(activation, dout, z, a)
+    grads = {"weight": x.T @ dz, "bias": dz.sum(axis=0)}
+    return (dz @ weight.T if need_dx else None), grads
+
+
+# ---------------------------------------------------------------------- Conv2D
+def _im2col(x: np.ndarray, k: int, stride: int) -> np.ndarray:
+    """(N, C, H, W) padded input -> (N, Ho, Wo, C*k*k) patches, one contiguous copy."""
+    win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    n, c, ho, wo = win.shape[:4]
+    return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n, ho, wo, c * k * k)
+
+
+def conv2d_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int, pad: int, activation: str
+) -> tuple[np.ndarray, Cache]:
+    """Cross-correlation (no kernel flip), NCHW input, OIHW weight."""
+    o, _, k, _ = weight.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
+    cols = _im2col(xp, k, stride)
+    z = (cols @ weight.reshape(o, -1).T + bias).transpose(0, 3, 1, 2)
+    a = activate(activation, z)
+    return a, (x.shape, xp.shape, cols, weight, stride, pad, z, a, activation)
+
+
+def conv2d_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> tuple[np.ndarray | None, Grads]:
+    x_shape, xp_shape, cols, weight, stride, pad, z, a, activation = cache
+    o, c, k, _ = weight.shape
+    dz = activate_backward(activation, dout, z, a).transpose(0, 2, 3, 1)  # (N, Ho, Wo, O)
+    n, ho, wo, _ = dz.shape
+    dz_mat = dz.reshape(-1, o)
+    grads = {
+        "weight": (dz_mat.T @ cols.reshape(-1, c * k * k)).reshape(weight.shape),
+        "bias": dz_mat.sum(axis=0),
+    }
+    if not need_dx:
+        return None, grads
+    dcols = (dz_mat @ weight.reshape(o, -1)).reshape(n, ho, wo, c, k, k)
+    dcols = dcols.transpose(0, 3, 4, 5, 1, 2)  # (N, C, k, k, Ho, Wo)
+    dxp = np.zeros(xp_shape, dtype=dout.dtype)
+    # col2im: one strided add per kernel offset, each covering every pixel at once.
+    for i in range(k):
+        for j in range(k):
+            dxp[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride] += dcols[
+                :, :, i, j
+            ]
+    h, w = x_shape[2], x_shape[3]
+    return dxp[:, :, pad : pad + h, pad : pad + w], grads
+
+
+# ------------------------------------------------------------------- MaxPool2D
+def maxpool2d_forward(x: np.ndarray, size: int) -> tuple[np.ndarray, Cache]:
+    """Window = stride = size; rows/columns that do not fill a window are dropped."""
+    n, c, h, w = x.shape
+    ho, wo = h // size, w // size
+    win = x[:, :, : ho * size, : wo * size].reshape(n, c, ho, size, wo, size)
+    win = win.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, size * size)
+    # The gradient goes to the first maximum in row-major window order (as in
+    # PyTorch), so ties such as all-zero windows after a ReLU are deterministic.
+    arg = win.argmax(axis=-1)
+    out = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+    return out, (x.shape, arg, size)
+
+
+def maxpool2d_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> tuple[np.ndarray | None, Grads]:
+    x_shape, arg, size = cache
+    if not need_dx:
+        return None, {}
+    n, c, ho, wo = dout.shape
+    dwin = np.zeros((n, c, ho, wo, size * size), dtype=dout.dtype)
+    np.put_along_axis(dwin, arg[..., None], dout[..., None], axis=-1)
+    dwin = dwin.reshape(n, c, ho, wo, size, size).transpose(0, 1, 2, 4, 3, 5)
+    dx = np.zeros(x_shape, dtype=dout.dtype)
+    dx[:, :, : ho * size, : wo * size] = dwin.reshape(n, c, ho * size, wo * size)
+    return dx, {}
+
+
+# --------------------------------------------------------------------- Flatten
+def flatten_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
+    """C-order reshape of (N, C, H, W) is exactly the canonical C, H, W order."""
+    return x.reshape(x.shape[0], -1), (x.shape,)
+
+
+def flatten_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> tuple[np.ndarray | None, Grads]:
+    return (dout.reshape(cache[0]) if need_dx else None), {}

@@ -1,0 +1,91 @@
+"""A whole ModelSpec in NumPy: forward, loss and hand-written gradients.
+
+Pure functions over a `ModelSpec` and a dict of canonical parameters (NumPy
+parameters are already in canonical layout). This is the reference every
+other backend is compared with; `bench/finite_diff.py` checks it in turn.
+This module must not import any framework, nor `bench`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from impls.numpy import layers, recurrent
+from impls.numpy.losses import loss_and_grad
+from tasks.spec import Conv2D, Dense, Flatten, Layer, MaxPool2D, ModelSpec, Recurrent
+
+Params = dict[str, np.ndarray]
+
+
+def _layer_forward(layer: Layer, params: Params, x: np.ndarray) -> tuple[np.ndarray, Any]:
+    n = layer.name
+    if isinstance(layer, Dense):
+        return layers.dense_forward(x, params[f"{n}.weight"], params[f"{n}.bias"], layer.activation)
+    if isinstance(layer, Conv2D):
+        w, b = params[f"{n}.weight"], params[f"{n}.bias"]
+        return layers.conv2d_forward(x, w, b, layer.stride, layer.pad, layer.activation)
+    if isinstance(layer, MaxPool2D):
+        return layers.maxpool2d_forward(x, layer.size)
+    if isinstance(layer, Flatten):
+        return layers.flatten_forward(x)
+    if isinstance(layer, Recurrent):
+        w = [params[f"{n}.{k}"] for k in ("w_ih", "w_hh", "b_ih", "b_hh")]
+        return recurrent.recurrent_forward(x, *w, layer.cell, layer.return_sequences)
+    raise TypeError(f"unknown layer {layer!r}")
+
+
+# layer type -> backward(dout, cache, need_dx) -> (dx, {short name: grad})
+_BACKWARD = {
+    Dense: layers.dense_backward,
+    Conv2D: layers.conv2d_backward,
+    MaxPool2D: layers.maxpool2d_backward,
+    Flatten: layers.flatten_backward,
+    Recurrent: recurrent.recurrent_backward,
+}
+
+
+def forward(spec: ModelSpec, params: Params, x: np.ndarray) -> np.ndarray:
+    """Model output (logits or predictions), shape (N, *spec.output_shape)."""
+    for layer in spec.layers:
+        x, _ = _layer_forward(layer, params, x)
+    return x
+
+
+def loss(spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The scalar loss only (used by finite differences)."""
+    return loss_and_grad(spec.loss, forward(spec, params, x), y)[0]
+
+
+def _run(spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray, need_dx: bool):
+    caches = []
+    out = x
+    for layer in spec.layers:
+        out, cache = _layer_forward(layer, params, out)
+        caches.append(cache)
+    value, dout = loss_and_grad(spec.loss, out, y)
+    grads: Params = {}
+    for i in reversed(range(len(spec.layers))):
+        layer = spec.layers[i]
+        dout, layer_grads = _BACKWARD[type(layer)](dout, caches[i], need_dx or i > 0)
+        for short, g in layer_grads.items():
+            grads[f"{layer.name}.{short}"] = g
+    # Canonical parameter order, whatever order the backward pass produced.
+    ordered = {k: grads[k] for k in spec.param_shapes()}
+    return value, ordered, dout
+
+
+def loss_and_grads(
+    spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, Params]:
+    """Scalar loss (in the params' dtype) and the gradient of every parameter."""
+    value, grads, _ = _run(spec, params, x, y, need_dx=False)
+    return value, grads
+
+
+def loss_grads_and_dx(
+    spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, Params, np.ndarray]:
+    """As `loss_and_grads`, plus the gradient w.r.t. the input `x`."""
+    return _run(spec, params, x, y, need_dx=True)
