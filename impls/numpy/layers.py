@@ -19,6 +19,7 @@ from impls.numpy.activations import activate, activate_backward
 
 Cache = tuple[Any, ...]
 Grads = dict[str, np.ndarray]
+Backward = tuple[np.ndarray | None, Grads]  # (dx or None, {short name: grad})
 
 
 # ----------------------------------------------------------------------- Dense
@@ -30,7 +31,7 @@ def dense_forward(
     return a, (x, weight, z, a, activation)
 
 
-def dense_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> tuple[np.ndarray | None, Grads]:
+def dense_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> Backward:
     x, weight, z, a, activation = cache
     dz = activate_backward(activation, dout, z, a)
     grads = {"weight": x.T @ dz, "bias": dz.sum(axis=0)}
@@ -57,7 +58,7 @@ def conv2d_forward(
     return a, (x.shape, xp.shape, cols, weight, stride, pad, z, a, activation)
 
 
-def conv2d_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> tuple[np.ndarray | None, Grads]:
+def conv2d_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> Backward:
     x_shape, xp_shape, cols, weight, stride, pad, z, a, activation = cache
     o, c, k, _ = weight.shape
     dz = activate_backward(activation, dout, z, a).transpose(0, 2, 3, 1)  # (N, Ho, Wo, O)
@@ -96,7 +97,7 @@ def maxpool2d_forward(x: np.ndarray, size: int) -> tuple[np.ndarray, Cache]:
     return out, (x.shape, arg, size)
 
 
-def maxpool2d_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> tuple[np.ndarray | None, Grads]:
+def maxpool2d_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> Backward:
     x_shape, arg, size = cache
     if not need_dx:
         return None, {}
@@ -115,5 +116,5 @@ def flatten_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
     return x.reshape(x.shape[0], -1), (x.shape,)
 
 
-def flatten_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> tuple[np.ndarray | None, Grads]:
+def flatten_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> Backward:
     return (dout.reshape(cache[0]) if need_dx else None), {}
