@@ -1,0 +1,435 @@
+"""`nnparity compare`: load raw runs and flag real regressions between two of them.
+
+`load_run` is the one place that reads the raw format (pytest-benchmark JSON
+with our `extra_info` and `machine_info["nnparity"]`, see bench/baseline.py for
+the writer of merged files); it returns one row per cell with the raw samples
+kept. `compare_runs` matches cells by their canonical id and applies the rule
+in bench/stats.py; when the two runs come from different machines each run's
+times are normalised by its own GEMM calibration rate before the ratio.
+
+This module must not run benchmarks, import a framework, or write anything
+except the report file it is asked for (atomically). Bad input is a
+`LoadError` whose message is one line naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.stats import Verdict, compare_samples, iqr
+
+CALIBRATION = "calibration"
+#: order of verdicts in reports: what needs attention first
+_VERDICT_ORDER = [v.value for v in Verdict]
+
+
+class LoadError(Exception):
+    """A results file is missing, unreadable, truncated or not in the raw format."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Where a run came from: enough to tell whether two runs are comparable."""
+
+    path: str
+    fingerprint: str
+    cpu: str = ""
+    gpu: str = ""
+    commit: str = ""
+    date: str = ""
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LoadError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise LoadError(f"{file}: not UTF-8 text (corrupt?)") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LoadError(
+            f"{file}: invalid JSON at line {exc.lineno} column {exc.colno} "
+            f"({exc.msg}); truncated or corrupt?"
+        ) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+        raise LoadError(f"{file}: not a pytest-benchmark JSON (no 'benchmarks' list)")
+    return doc
+
+
+_ROW_COLUMNS = ("cell", "task", "preset", "backend", "variant", "device", "dtype", "batch_size",
+                "phase", "status", "error", "gflops", "samples", "source", "raw")
+_DERIVED_COLUMNS = ("rounds", "median", "iqr", "min")
+
+
+def _cell_row(bench: Any, file: Path) -> dict[str, Any]:
+    if not isinstance(bench, dict):
+        raise LoadError(f"{file}: a 'benchmarks' entry is not an object")
+    extra = bench.get("extra_info") or {}
+    stats = bench.get("stats") or {}
+    cell = extra.get("cell") or bench.get("fullname") or bench.get("name")
+    if not cell:
+        raise LoadError(f"{file}: a benchmark has neither extra_info.cell nor a name")
+    data = stats.get("data") if isinstance(stats, dict) else None
+    try:
+        samples = np.asarray(data if data is not None else [], dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise LoadError(f"{file}: {cell}: stats.data is not a list of numbers") from None
+    status = str(extra.get("status", "ok"))
+    if status != "ok":
+        samples = np.asarray([], dtype=float)
+    return {
+        "cell": str(cell),
+        "task": extra.get("task", ""),
+        "preset": extra.get("preset", ""),
+        "backend": extra.get("backend", ""),
+        "variant": extra.get("variant", ""),
+        "device": extra.get("device", ""),
+        "dtype": extra.get("dtype", ""),
+        "batch_size": extra.get("batch_size"),
+        "phase": extra.get("phase", ""),
+        "status": status,
+        "error": str(extra.get("error", "")),
+        "gflops": extra.get("gflops"),
+        "samples": samples,
+        "source": str(file),
+        "raw": bench,
+    }
+
+
+def _run_info(path: Path, doc: dict[str, Any]) -> RunInfo:
+    machine = doc.get("machine_info") or {}
+    ours = machine.get("nnparity") or {}
+    commit = ours.get("git_commit") or (doc.get("commit_info") or {}).get("id") or ""
+    return RunInfo(
+        path=str(path),
+        fingerprint=str(ours.get("fingerprint") or "unknown"),
+        cpu=str(ours.get("cpu") or machine.get("cpu", {}).get("brand_raw", "")),
+        gpu=str(ours.get("gpu") or ""),
+        commit=str(commit),
+        date=str(ours.get("date") or doc.get("datetime") or ""),
+    )
+
+
+def merge_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: samples of repeated cells concatenated, in input order."""
+    if df.empty:
+        return df.reindex(columns=[*_ROW_COLUMNS, *_DERIVED_COLUMNS])
+    rows = []
+    for _, group in df.groupby("cell", sort=True):
+        row = group.iloc[0].to_dict()
+        ok = group[group["status"] == "ok"]
+        if not ok.empty:
+            row = ok.iloc[0].to_dict()
+            row["samples"] = np.concatenate(list(ok["samples"]))
+            gflops = [g for g in ok["gflops"] if g is not None and not pd.isna(g)]
+            row["gflops"] = float(np.mean(gflops)) if gflops else None
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    s = out["samples"]
+    out["rounds"] = [len(x) for x in s]
+    out["median"] = [float(np.median(x)) if len(x) else math.nan for x in s]
+    out["iqr"] = [iqr(x) if len(x) else math.nan for x in s]
+    out["min"] = [float(np.min(x)) if len(x) else math.nan for x in s]
+    out.attrs = df.attrs
+    return out
+
+
+def load_run(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a run directory (every *.json below it) or one results file.
+
+    Returns one row per cell with its raw `samples` (seconds), `median`, `iqr`,
+    `min`, `rounds`, the cell's dimensions and the original benchmark dict in
+    `raw`; `df.attrs["run"]` is the run's `RunInfo`.
+    """
+    root = Path(path)
+    if root.is_dir():
+        files = sorted(root.rglob("*.json"))
+        if not files:
+            raise LoadError(f"{root}: no *.json results files in this directory")
+    elif root.exists():
+        files = [root]
+    else:
+        raise LoadError(f"{root}: no such file or directory")
+    rows: list[dict[str, Any]] = []
+    infos = []
+    for file in files:
+        doc = _read_json(file)
+        infos.append(_run_info(root, doc))
+        rows.extend(_cell_row(b, file) for b in doc["benchmarks"])
+    # the first file that knows its machine speaks for the run
+    known = [i for i in infos if i.fingerprint != "unknown"]
+    df = pd.DataFrame(rows, columns=list(_ROW_COLUMNS))
+    df.attrs["run"] = (known or infos)[0]
+    return merge_cells(df)
+
+
+def merge_runs(runs: list[pd.DataFrame]) -> pd.DataFrame:
+    """Pool several runs of the same code (e.g. interleaved rounds) cell by cell."""
+    df = pd.concat(runs, ignore_index=True)
+    df.attrs["run"] = runs[0].attrs.get("run")
+    return merge_cells(df)
+
+
+def _calibration_rates(df: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """GEMM GFLOP/s by (backend, device), plus ("", device) and ("", "") fallbacks."""
+    rates: dict[tuple[str, str], list[float]] = {}
+    cal = df[(df["phase"] == CALIBRATION) & df["gflops"].notna()]
+    for _, row in cal.iterrows():
+        g = float(row["gflops"])
+        for key in ((row["backend"], row["device"]), ("", row["device"]), ("", "")):
+            rates.setdefault(key, []).append(g)
+    return {k: float(np.mean(v)) for k, v in rates.items()}
+
+
+def _rate_for(rates: dict[tuple[str, str], float], backend: str, device: str) -> float | None:
+    for key in ((backend, device), ("", device), ("", "")):
+        if key in rates:
+            return rates[key]
+    return None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The per-cell table of a comparison plus what a reader must know about it."""
+
+    table: pd.DataFrame
+    base: RunInfo
+    current: RunInfo
+    factor: float
+    alpha: float
+    confidence: float
+    normalised: bool
+    warnings: tuple[str, ...] = field(default=())
+
+    def count(self, verdict: Verdict) -> int:
+        return int((self.table["verdict"] == verdict.value).sum())
+
+    @property
+    def regressed(self) -> bool:
+        return self.count(Verdict.REGRESSION) > 0
+
+
+def compare_runs(
+    base: pd.DataFrame,
+    current: pd.DataFrame,
+    factor: float = 1.2,
+    alpha: float = 0.01,
+    confidence: float = 0.95,
+) -> Comparison:
+    """Match cells by id and judge each; calibration cells are not judged."""
+    b_info: RunInfo = base.attrs.get("run") or RunInfo("baseline", "unknown")
+    c_info: RunInfo = current.attrs.get("run") or RunInfo("current", "unknown")
+    warnings: list[str] = []
+    normalise = b_info.fingerprint != c_info.fingerprint
+    b_rates, c_rates = _calibration_rates(base), _calibration_rates(current)
+    if normalise:
+        warnings.append(
+            f"runs come from different machines ({b_info.fingerprint} vs "
+            f"{c_info.fingerprint}): ratios are normalised by each run's GEMM calibration"
+        )
+    b_cells = base[base["phase"] != CALIBRATION].set_index("cell")
+    c_cells = current[current["phase"] != CALIBRATION].set_index("cell")
+    rows = []
+    uncalibrated = 0
+    for cell in sorted(set(b_cells.index) | set(c_cells.index)):
+        row: dict[str, Any] = {"cell": cell, "note": ""}
+        b = b_cells.loc[cell] if cell in b_cells.index else None
+        c = c_cells.loc[cell] if cell in c_cells.index else None
+        ref = c if c is not None else b
+        for key in ("task", "backend", "variant", "device", "dtype", "phase"):
+            row[key] = ref[key]
+        row["base_median_s"] = b["median"] if b is not None else math.nan
+        row["current_median_s"] = c["median"] if c is not None else math.nan
+        row["base_rounds"] = int(b["rounds"]) if b is not None else 0
+        row["current_rounds"] = int(c["rounds"]) if c is not None else 0
+        if b is None or c is None:
+            row["verdict"] = (Verdict.NEW if b is None else Verdict.MISSING).value
+            rows.append(row)
+            continue
+        b_s, c_s = b["samples"], c["samples"]
+        if normalise and len(b_s) and len(c_s):
+            b_rate = _rate_for(b_rates, b["backend"], b["device"])
+            c_rate = _rate_for(c_rates, c["backend"], c["device"])
+            if b_rate and c_rate:
+                # time x machine GEMM rate ~ work in GEMM-equivalent GFLOP, machine-neutral
+                b_s, c_s = b_s * b_rate, c_s * c_rate
+            else:
+                uncalibrated += 1
+                row["note"] = "not normalised: no calibration cell"
+        change = compare_samples(b_s, c_s, factor, alpha, confidence)
+        row.update(ratio=change.ratio, ci_low=change.ci_low, ci_high=change.ci_high,
+                   p_value=change.p_value, verdict=change.verdict.value)
+        if change.verdict is Verdict.ERROR:
+            side = "baseline" if not len(b_s) else "current"
+            err = (b if side == "baseline" else c)["error"]
+            row["note"] = f"no samples in {side}" + (f": {err}" if err else "")
+        rows.append(row)
+    if uncalibrated:
+        warnings.append(f"{uncalibrated} cell(s) could not be normalised (no calibration cell)")
+    cols = ["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "base_median_s",
+            "current_median_s", "base_rounds", "current_rounds", "task", "backend",
+            "variant", "device", "dtype", "phase", "note"]
+    table = pd.DataFrame(rows, columns=cols)
+    if not table.empty:
+        order = table["verdict"].map(_VERDICT_ORDER.index)
+        table = table.assign(_o=order, _r=-table["ratio"].fillna(0))
+        table = table.sort_values(["_o", "_r", "cell"]).drop(columns=["_o", "_r"])
+    return Comparison(table.reset_index(drop=True), b_info, c_info, factor, alpha,
+                      confidence, normalise, tuple(warnings))
+
+
+def _fmt(x: float, spec: str) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def _summary(cmp: Comparison) -> str:
+    parts = [f"{cmp.count(v)} {v.value}" for v in Verdict]
+    return ", ".join(parts)
+
+
+def _header(cmp: Comparison) -> list[str]:
+    def side(i: RunInfo) -> str:
+        return f"{i.path} (commit {i.commit[:10] or '?'}, machine {i.fingerprint})"
+
+    return [
+        f"baseline: {side(cmp.base)}",
+        f"current:  {side(cmp.current)}",
+        (f"rule: ratio of medians > {cmp.factor:g} (or < 1/{cmp.factor:g}) and two-sided "
+         f"Mann-Whitney U p < {cmp.alpha:g}; {cmp.confidence:.0%} bootstrap CI"),
+        *[f"warning: {w}" for w in cmp.warnings],
+    ]
+
+
+def _cells(cmp: Comparison) -> list[list[str]]:
+    out = []
+    for r in cmp.table.itertuples():
+        ci = f"[{_fmt(r.ci_low, '.3f')}, {_fmt(r.ci_high, '.3f')}]"
+        out.append([r.verdict, _fmt(r.ratio, ".3f"), ci, _fmt(r.p_value, ".2g"),
+                    _fmt(r.base_median_s * 1e3, ".4g"), _fmt(r.current_median_s * 1e3, ".4g"),
+                    r.cell + (f"  ({r.note})" if r.note else "")])
+    return out
+
+
+_HEAD = ["verdict", "ratio", "CI", "p", "base ms", "current ms", "cell"]
+
+
+def format_text(cmp: Comparison) -> str:
+    """A fixed-width table for terminals."""
+    rows = [_HEAD, *_cells(cmp)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEAD) - 1)]
+    lines = _header(cmp) + [""]
+    for r in rows:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)) + "  " + r[-1])
+    return "\n".join(lines + ["", _summary(cmp)]) + "\n"
+
+
+def format_markdown(cmp: Comparison) -> str:
+    """A GitHub-flavoured Markdown report (e.g. for a PR comment or job summary)."""
+    lines = ["## nnparity compare", ""] + [f"- {h}" for h in _header(cmp)] + [""]
+    lines += ["| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
+    for r in _cells(cmp):
+        r[0] = f"**{r[0]}**" if r[0] in ("regression", "improvement") else r[0]
+        lines.append("| " + " | ".join(v.replace("|", "\\|") for v in r) + " |")
+    return "\n".join(lines + ["", f"**{_summary(cmp)}**"]) + "\n"
+
+
+def format_json(cmp: Comparison) -> str:
+    """Machine-readable: run info, the rule, and one object per cell (NaN -> null)."""
+    cells = json.loads(cmp.table.to_json(orient="records"))
+    doc = {"baseline": cmp.base.__dict__, "current": cmp.current.__dict__,
+           "factor": cmp.factor, "alpha": cmp.alpha, "confidence": cmp.confidence,
+           "test": "mann-whitney-u two-sided", "normalised": cmp.normalised,
+           "warnings": list(cmp.warnings), "regressed": cmp.regressed,
+           "counts": {v.value: cmp.count(v) for v in Verdict}, "cells": cells}
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write a file via a temp file in the same directory + rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def add_rule_arguments(parser: argparse.ArgumentParser, factor: float = 1.2) -> None:
+    """--factor/--alpha/--confidence and the output format, shared with `continuous`."""
+    parser.add_argument("--factor", type=float, default=factor,
+                        help=f"flag only changes beyond this ratio of medians (default {factor})")
+    parser.add_argument("--alpha", type=float, default=0.01,
+                        help="Mann-Whitney U significance level (default 0.01)")
+    parser.add_argument("--confidence", type=float, default=0.95,
+                        help="bootstrap confidence level of the ratio interval (default 0.95)")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fmt.add_argument("--markdown", action="store_true", help="print Markdown instead")
+    parser.add_argument("--out", metavar="FILE", help="also write the report to FILE")
+
+
+def check_rule_arguments(args: argparse.Namespace) -> str | None:
+    """A one-line complaint about a bad --factor/--alpha/--confidence, or None."""
+    if not args.factor > 1.0:
+        return f"--factor {args.factor:g}: must be > 1 (e.g. 1.2 for 20%)"
+    if not 0.0 < args.alpha < 1.0:
+        return f"--alpha {args.alpha:g}: must be between 0 and 1 (e.g. 0.01)"
+    if not 0.0 < args.confidence < 1.0:
+        return f"--confidence {args.confidence:g}: must be between 0 and 1 (e.g. 0.95)"
+    return None
+
+
+def emit(cmp: Comparison, args: argparse.Namespace) -> int:
+    """Print (and optionally write) the report; exit 1 on any regression."""
+    render = format_json if args.json else format_markdown if args.markdown else format_text
+    text = render(cmp)
+    sys.stdout.write(text)
+    if args.out:
+        write_text_atomic(args.out, text)
+    if not args.json:
+        for w in cmp.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    return 1 if cmp.regressed else 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("baseline", help="baseline run directory or results JSON")
+    parser.add_argument("current", help="current run directory or results JSON")
+    add_rule_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    """`nnparity compare`: 0 no regression, 1 regression, 2 bad input."""
+    bad = check_rule_arguments(args)
+    if bad:
+        print(f"nnparity compare: error: {bad}", file=sys.stderr)
+        return 2
+    try:
+        base, current = load_run(args.baseline), load_run(args.current)
+    except LoadError as exc:
+        print(f"nnparity compare: error: {exc}", file=sys.stderr)
+        return 2
+    return emit(compare_runs(base, current, args.factor, args.alpha, args.confidence), args)
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="nnparity compare", description=__doc__)
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))

@@ -1,0 +1,242 @@
+"""Tests for `nnparity compare` on synthetic pytest-benchmark JSON (no framework needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import compare
+from bench.stats import Verdict, compare_samples
+
+CELLS = (
+    "mlp_regression/numpy/reference/cpu/float64/bs32/step",
+    "mlp_regression/torch/eager/cpu/float32/bs32/step",
+    "rnn_sequence[cell=lstm]/jax/jit/cpu/float32/bs64/forward",
+)
+
+
+def fake_benchmark(name: str, samples: list[float], **extra: object) -> dict:
+    """One pytest-benchmark entry in the harness's raw format; `name` spells its dimensions."""
+    data = np.asarray(samples, dtype=float)
+    q1, q3 = np.percentile(data, [25, 75]) if data.size else (0.0, 0.0)
+    task, backend, variant, device, dtype, bs, phase = name.split("/")
+    cell = str(extra.pop("cell", name))
+    info = {"cell": cell, "task": task.split("[")[0], "preset": "quick", "knobs": {},
+            "backend": backend, "variant": variant, "device": device, "dtype": dtype,
+            "batch_size": int(bs[2:]) if bs.startswith("bs") else None, "phase": phase,
+            "status": "ok", "gradcheck": {"passed": True}}
+    info.update(extra)
+    stats = {"min": float(data.min()) if data.size else 0.0, "median": float(np.median(data))
+             if data.size else 0.0, "iqr": float(q3 - q1), "q1": float(q1), "q3": float(q3),
+             "rounds": int(data.size), "data": data.tolist()}
+    return {"name": cell, "fullname": cell, "group": task, "stats": stats, "extra_info": info}
+
+
+def write_run(
+    path: Path,
+    cells: dict[str, list[float]],
+    fingerprint: str = "machine-a",
+    gflops: float = 100.0,
+    commit: str = "aaaa",
+    date: str = "2025-01-01T00:00:00",
+) -> Path:
+    """Fabricate a run directory with one results file (and a calibration cell)."""
+    benches = [fake_benchmark(c, s) for c, s in cells.items()]
+    for backend in ("numpy", "torch", "jax"):
+        cal = f"gemm/{backend}/calib/cpu/float32/bs0/calibration"
+        benches.append(fake_benchmark(cal, [1e-3] * 5, task="gemm", gflops=gflops,
+                                      cell=f"gemm/{backend}/cpu/float32/calibration"))
+    doc = {"machine_info": {"node": "x", "nnparity": {
+               "fingerprint": fingerprint, "cpu": "fake", "gpu": "", "threads": 2,
+               "frameworks": {}, "git_commit": commit, "date": date}},
+           "commit_info": {"id": commit}, "datetime": date, "version": "5.1.0",
+           "benchmarks": benches}
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "results.json").write_text(json.dumps(doc))
+    return path
+
+
+def noisy(median: float, n: int = 15, seed: int = 0, spread: float = 0.03) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return list(median * (1.0 + spread * rng.standard_normal(n)))
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    compare.add_arguments(parser)
+    return compare.main(parser.parse_args(list(argv)))
+
+
+@pytest.fixture
+def base_dir(tmp_path: Path) -> Path:
+    return write_run(tmp_path / "base", {c: noisy(0.01 * (i + 1), seed=i)
+                                         for i, c in enumerate(CELLS)})
+
+
+def scaled(base: Path, out: Path, factor: float, **kw: object) -> Path:
+    df = compare.load_run(base)
+    cells = {r.cell: list(r.samples * factor) for r in df.itertuples()
+             if r.phase != "calibration"}
+    return write_run(out, cells, **kw)
+
+
+def test_stats_clear_regression_noise_and_improvement() -> None:
+    base = noisy(1.0, seed=1)
+    assert compare_samples(base, noisy(2.0, seed=2)).verdict is Verdict.REGRESSION
+    assert compare_samples(base, noisy(1.0, seed=3)).verdict is Verdict.UNCHANGED
+    assert compare_samples(base, noisy(0.5, seed=4)).verdict is Verdict.IMPROVEMENT
+    change = compare_samples(base, noisy(2.0, seed=2))
+    assert change.ci_low < change.ratio < change.ci_high
+    assert 1.8 < change.ratio < 2.2 and change.p_value < 1e-4
+
+
+def test_big_ratio_with_too_few_samples_is_not_flagged() -> None:
+    # 3 rounds a side cannot reach p < 0.01 with a two-sided U test
+    change = compare_samples([1.0, 1.1, 0.9], [3.0, 3.3, 2.7])
+    assert change.ratio == pytest.approx(3.0)
+    assert change.verdict is Verdict.UNCHANGED
+
+
+def test_large_noise_hides_a_ratio_above_factor() -> None:
+    rng = np.random.default_rng(7)
+    base = rng.lognormal(0.0, 1.0, 8)
+    change = compare_samples(base, base * 1.3 * rng.lognormal(0.0, 1.0, 8))
+    assert change.p_value > 0.01 and change.verdict is Verdict.UNCHANGED
+
+
+def test_load_run_keeps_raw_samples(base_dir: Path) -> None:
+    df = compare.load_run(base_dir)
+    assert set(CELLS) < set(df["cell"])
+    row = df.set_index("cell").loc[CELLS[1]]
+    assert row["rounds"] == 15 and len(row["samples"]) == 15
+    assert row["median"] == pytest.approx(np.median(noisy(0.02, seed=1)))
+    assert df.attrs["run"].fingerprint == "machine-a"
+
+
+def test_run_against_itself_and_two_percent_slower_passes(
+    base_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(str(base_dir), str(base_dir)) == 0
+    assert run_cli(str(base_dir), str(scaled(base_dir, tmp_path / "slow2", 1.02))) == 0
+    assert "0 regression" in capsys.readouterr().out
+
+
+def test_twice_slower_fails(base_dir: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    slow = scaled(base_dir, tmp_path / "slow", 2.0)
+    assert run_cli(str(base_dir), str(slow)) == 1
+    out = capsys.readouterr().out
+    assert f"{len(CELLS)} regression" in out
+    assert run_cli(str(slow), str(base_dir)) == 0  # the reverse is an improvement
+    assert f"{len(CELLS)} improvement" in capsys.readouterr().out
+
+
+def test_only_the_slow_cell_is_flagged(base_dir: Path, tmp_path: Path) -> None:
+    df = compare.load_run(base_dir).set_index("cell")
+    cells = {c: list(df.loc[c, "samples"]) for c in CELLS}
+    cells[CELLS[2]] = noisy(0.03 * 1.5, seed=42)
+    cur = compare.load_run(write_run(tmp_path / "cur", cells))
+    cmp = compare.compare_runs(compare.load_run(base_dir), cur)
+    verdicts = cmp.table.set_index("cell")["verdict"]
+    assert verdicts[CELLS[2]] == "regression"
+    assert (verdicts.drop(CELLS[2]) == "unchanged").all()
+
+
+def test_new_and_missing_cells_are_listed(base_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    df = compare.load_run(base_dir).set_index("cell")
+    cells = {c: list(df.loc[c, "samples"]) for c in CELLS[:2]}
+    cells["cnn_classification/tensorflow/graph/cpu/float32/bs32/step"] = noisy(0.1)
+    cur = write_run(tmp_path / "cur", cells)
+    assert run_cli(str(base_dir), str(cur), "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    by_cell = {c["cell"]: c["verdict"] for c in doc["cells"]}
+    assert by_cell[CELLS[2]] == "missing"
+    assert by_cell["cnn_classification/tensorflow/graph/cpu/float32/bs32/step"] == "new"
+    assert doc["counts"]["missing"] == 1 and doc["counts"]["new"] == 1
+    assert not doc["regressed"]
+
+
+def test_errored_cell_is_reported_not_flagged(base_dir: Path, tmp_path: Path) -> None:
+    cur = scaled(base_dir, tmp_path / "cur", 1.0)
+    doc = json.loads((cur / "results.json").read_text())
+    doc["benchmarks"][0]["extra_info"].update(status="error", error="OOM")
+    doc["benchmarks"][0]["stats"]["data"] = []
+    (cur / "results.json").write_text(json.dumps(doc))
+    cmp = compare.compare_runs(compare.load_run(base_dir), compare.load_run(cur))
+    row = cmp.table.set_index("cell").loc[CELLS[0]]
+    assert row["verdict"] == "error" and "OOM" in row["note"]
+    assert not cmp.regressed
+
+
+def test_mismatched_machines_warn_and_normalise(base_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # a machine with twice the GEMM rate runs everything twice as fast: no change
+    fast = scaled(base_dir, tmp_path / "fast", 0.5, fingerprint="machine-b", gflops=200.0)
+    assert run_cli(str(base_dir), str(fast)) == 0
+    captured = capsys.readouterr()
+    assert "different machines" in captured.err
+    assert f"{len(CELLS)} unchanged" in captured.out
+    # same faster machine, but the code got 2x slower relative to it: a regression
+    slow = scaled(base_dir, tmp_path / "slow", 1.0, fingerprint="machine-b", gflops=200.0)
+    cmp = compare.compare_runs(compare.load_run(base_dir), compare.load_run(slow))
+    assert cmp.normalised and cmp.count(Verdict.REGRESSION) == len(CELLS)
+    assert cmp.table["ratio"].between(1.9, 2.1).all()
+
+
+def test_same_machine_is_not_normalised(base_dir: Path, tmp_path: Path) -> None:
+    cur = scaled(base_dir, tmp_path / "cur", 1.0, gflops=50.0)
+    cmp = compare.compare_runs(compare.load_run(base_dir), compare.load_run(cur))
+    assert not cmp.normalised and not cmp.warnings
+    assert cmp.table["ratio"].eq(1.0).all()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not-benchmark", "missing", "empty"])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    base_dir: Path, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = scaled(base_dir, tmp_path / "bad", 1.0)
+    results = bad / "results.json"
+    text = results.read_text()
+    if damage == "truncated":
+        results.write_text(text[: len(text) // 2])
+    elif damage == "garbage":
+        results.write_bytes(b"\x00\xff\xfe binary")
+    elif damage == "not-benchmark":
+        results.write_text(json.dumps({"hello": 1}))
+    elif damage == "missing":
+        results.unlink()
+        bad = bad / "nope"
+    else:
+        results.unlink()
+    report = tmp_path / "report.md"
+    report.write_text("previous report")
+    assert run_cli(str(base_dir), str(bad), "--markdown", "--out", str(report)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err and "Traceback" not in err
+    assert report.read_text() == "previous report"
+
+
+def test_bad_factor_exits_2(base_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(str(base_dir), str(base_dir), "--factor", "0.8") == 2
+    assert "--factor" in capsys.readouterr().err
+
+
+def test_markdown_and_out_file(base_dir: Path, tmp_path: Path) -> None:
+    slow = scaled(base_dir, tmp_path / "slow", 2.0)
+    out = tmp_path / "reports" / "cmp.md"
+    assert run_cli(str(base_dir), str(slow), "--markdown", "--out", str(out)) == 1
+    text = out.read_text()
+    assert text.startswith("## nnparity compare") and "| **regression** |" in text
+    assert not list(out.parent.glob(".*tmp"))
+
+
+def test_merge_runs_pools_samples(base_dir: Path, tmp_path: Path) -> None:
+    other = scaled(base_dir, tmp_path / "other", 1.0)
+    merged = compare.merge_runs([compare.load_run(base_dir), compare.load_run(other)])
+    row = merged.set_index("cell").loc[CELLS[0]]
+    assert row["rounds"] == 30
