@@ -1,0 +1,195 @@
+"""Load raw benchmark runs: the one reader of the harness's results format.
+
+A run is a directory of pytest-benchmark JSON files (or one such file, e.g. a
+committed baseline) whose benchmarks carry our `extra_info` (cell id,
+dimensions, status, calibration `gflops`) and whose `machine_info["nnparity"]`
+identifies the machine. `load_run` returns one row per cell with the raw
+samples kept; `merge_runs` pools repeated runs of the same code.
+
+This module must not judge, print or run anything; bad input is a `LoadError`
+whose message is one line naming the file. `write_text_atomic` is the one way
+our result files are written (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.stats import iqr
+
+
+class LoadError(Exception):
+    """A results file is missing, unreadable, truncated or not in the raw format."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Where a run came from: enough to tell whether two runs are comparable."""
+
+    path: str
+    fingerprint: str
+    cpu: str = ""
+    gpu: str = ""
+    commit: str = ""
+    date: str = ""
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LoadError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise LoadError(f"{file}: not UTF-8 text (corrupt?)") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LoadError(
+            f"{file}: invalid JSON at line {exc.lineno} column {exc.colno} "
+            f"({exc.msg}); truncated or corrupt?"
+        ) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+        raise LoadError(f"{file}: not a pytest-benchmark JSON (no 'benchmarks' list)")
+    return doc
+
+
+_ROW_COLUMNS = ("cell", "task", "preset", "backend", "variant", "device", "dtype", "batch_size",
+                "phase", "status", "error", "gflops", "samples", "source", "raw")
+_DERIVED_COLUMNS = ("rounds", "median", "iqr", "min")
+
+
+def _cell_row(bench: Any, file: Path) -> dict[str, Any]:
+    if not isinstance(bench, dict):
+        raise LoadError(f"{file}: a 'benchmarks' entry is not an object")
+    extra = bench.get("extra_info") or {}
+    stats = bench.get("stats") or {}
+    cell = extra.get("cell") or bench.get("fullname") or bench.get("name")
+    if not cell:
+        raise LoadError(f"{file}: a benchmark has neither extra_info.cell nor a name")
+    data = stats.get("data") if isinstance(stats, dict) else None
+    try:
+        samples = np.asarray(data if data is not None else [], dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise LoadError(f"{file}: {cell}: stats.data is not a list of numbers") from None
+    status = str(extra.get("status", "ok"))
+    if status != "ok":
+        samples = np.asarray([], dtype=float)
+    return {
+        "cell": str(cell),
+        "task": extra.get("task", ""),
+        "preset": extra.get("preset", ""),
+        "backend": extra.get("backend", ""),
+        "variant": extra.get("variant", ""),
+        "device": extra.get("device", ""),
+        "dtype": extra.get("dtype", ""),
+        "batch_size": extra.get("batch_size"),
+        "phase": extra.get("phase", ""),
+        "status": status,
+        "error": str(extra.get("error", "")),
+        "gflops": extra.get("gflops"),
+        "samples": samples,
+        "source": str(file),
+        "raw": bench,
+    }
+
+
+def _run_info(path: Path, doc: dict[str, Any]) -> RunInfo:
+    machine = doc.get("machine_info") or {}
+    ours = machine.get("nnparity") or {}
+    commit = ours.get("git_commit") or (doc.get("commit_info") or {}).get("id") or ""
+    return RunInfo(
+        path=str(path),
+        fingerprint=str(ours.get("fingerprint") or "unknown"),
+        cpu=str(ours.get("cpu") or machine.get("cpu", {}).get("brand_raw", "")),
+        gpu=str(ours.get("gpu") or ""),
+        commit=str(commit),
+        date=str(ours.get("date") or doc.get("datetime") or ""),
+    )
+
+
+def merge_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: samples of repeated cells concatenated, in input order."""
+    if df.empty:
+        return df.reindex(columns=[*_ROW_COLUMNS, *_DERIVED_COLUMNS])
+    rows = []
+    for _, group in df.groupby("cell", sort=True):
+        row = group.iloc[0].to_dict()
+        ok = group[group["status"] == "ok"]
+        if not ok.empty:
+            row = ok.iloc[0].to_dict()
+            row["samples"] = np.concatenate(list(ok["samples"]))
+            gflops = [g for g in ok["gflops"] if g is not None and not pd.isna(g)]
+            row["gflops"] = float(np.mean(gflops)) if gflops else None
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    s = out["samples"]
+    out["rounds"] = [len(x) for x in s]
+    out["median"] = [float(np.median(x)) if len(x) else math.nan for x in s]
+    out["iqr"] = [iqr(x) if len(x) else math.nan for x in s]
+    out["min"] = [float(np.min(x)) if len(x) else math.nan for x in s]
+    out.attrs = df.attrs
+    return out
+
+
+def load_run(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a run directory (every *.json below it) or one results file.
+
+    Returns one row per cell with its raw `samples` (seconds), `median`, `iqr`,
+    `min`, `rounds`, the cell's dimensions and the original benchmark dict in
+    `raw`; `df.attrs["run"]` is the run's `RunInfo`, `df.attrs["machine_info"]`
+    and `df.attrs["commit_info"]` the pytest-benchmark blocks of its first file.
+    """
+    root = Path(path)
+    if root.is_dir():
+        files = sorted(root.rglob("*.json"))
+        if not files:
+            raise LoadError(f"{root}: no *.json results files in this directory")
+    elif root.exists():
+        files = [root]
+    else:
+        raise LoadError(f"{root}: no such file or directory")
+    rows: list[dict[str, Any]] = []
+    docs = []
+    for file in files:
+        doc = _read_json(file)
+        docs.append((_run_info(root, doc), doc))
+        rows.extend(_cell_row(b, file) for b in doc["benchmarks"])
+    # the first file that knows its machine speaks for the run
+    known = [d for d in docs if d[0].fingerprint != "unknown"]
+    info, doc = (known or docs)[0]
+    df = pd.DataFrame(rows, columns=list(_ROW_COLUMNS))
+    df.attrs["run"] = info
+    df.attrs["machine_info"] = doc.get("machine_info") or {}
+    df.attrs["commit_info"] = doc.get("commit_info") or {}
+    return merge_cells(df)
+
+
+def merge_runs(runs: list[pd.DataFrame]) -> pd.DataFrame:
+    """Pool several runs of the same code (e.g. interleaved rounds) cell by cell."""
+    df = pd.concat(runs, ignore_index=True)
+    df.attrs = dict(runs[0].attrs)
+    return merge_cells(df)
+
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write a file via a temp file in the same directory + rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
