@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import impls
-from bench.finite_diff import INPUT, check_model
+from bench.finite_diff import INPUT, check_model, numerical_grads
 from impls.base import BackendError
 from impls.numpy import BACKEND, model
 from impls.numpy.optim import make_optimizer
@@ -42,6 +42,19 @@ def test_full_model_matches_finite_differences(task_name: str, overrides: dict) 
     print(f"{task_name} {overrides}: worst normwise error {worst:.2e}")
     assert set(errs) == set(spec.param_shapes()) | {INPUT}
     assert worst <= TOL, errs
+
+
+def test_numerical_grads_of_a_known_function_and_subset() -> None:
+    a = np.linspace(-1.0, 1.0, 200).reshape(10, 20)
+    b = np.array([0.3, -0.7])
+    before = a.copy()
+    num = numerical_grads(lambda d: np.sum(d["a"] ** 3) + np.prod(d["b"]), {"a": a, "b": b})
+    idx, vals = num["a"]
+    assert len(idx) == 64 and len(np.unique(idx)) == 64  # subset of a large tensor
+    np.testing.assert_allclose(vals, 3 * a.reshape(-1)[idx] ** 2, rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(num["b"][0], [0, 1])
+    np.testing.assert_allclose(num["b"][1], [-0.7, 0.3], rtol=1e-8)
+    np.testing.assert_array_equal(a, before)  # the caller's arrays are untouched
 
 
 def test_check_model_catches_a_wrong_gradient(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,6 +67,7 @@ class NumpyProgram(Program):
 class NumpyBackend(Backend):
     name = "numpy"
     variants = ("reference",)
+    dtypes = DTYPES
 
     def version(self) -> str:
         return np.__version__
