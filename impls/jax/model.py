@@ -1,0 +1,57 @@
+"""A `ModelSpec` as pure JAX functions of (params, x): forward and loss.
+
+`params` is a dict keyed by canonical names in canonical layout (JAX needs no
+native layout), so gradients from `jax.grad` are canonical already. The spec
+is static Python data closed over at trace time. Nothing here leaves the
+device or imports `bench`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from impls.jax.layers import conv2d, dense, flatten, maxpool2d
+from impls.jax.recurrent import recurrent
+from tasks.spec import Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, Recurrent
+
+Array = jax.Array
+Params = dict[str, Array]
+
+
+def forward(spec: ModelSpec, params: Params, x: Array, unroll: int = 1) -> Array:
+    """Network output (logits or predictions) for a batch `x`."""
+    for layer in spec.layers:
+        n = layer.name
+        if isinstance(layer, Dense):
+            x = dense(x, params[f"{n}.weight"], params[f"{n}.bias"], layer.activation)
+        elif isinstance(layer, Conv2D):
+            x = conv2d(
+                x, params[f"{n}.weight"], params[f"{n}.bias"],
+                layer.stride, layer.pad, layer.activation,
+            )
+        elif isinstance(layer, MaxPool2D):
+            x = maxpool2d(x, layer.size)
+        elif isinstance(layer, Flatten):
+            x = flatten(x)
+        elif isinstance(layer, Recurrent):
+            x = recurrent(
+                layer.cell, x,
+                params[f"{n}.w_ih"], params[f"{n}.w_hh"], params[f"{n}.b_ih"], params[f"{n}.b_hh"],
+                layer.return_sequences, unroll,
+            )
+        else:
+            raise TypeError(f"unknown layer {layer!r}")
+    return x
+
+
+def loss_fn(name: str, out: Array, y: Array) -> Array:
+    """`mse`: mean over all elements; `softmax_cross_entropy`: integer labels, batch mean."""
+    if name == "mse":
+        return jnp.mean((out - y) ** 2)
+    log_p = jax.nn.log_softmax(out, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], axis=-1))
+
+
+def loss(spec: ModelSpec, params: Params, x: Array, y: Array, unroll: int = 1) -> Array:
+    return loss_fn(spec.loss, forward(spec, params, x, unroll), y)

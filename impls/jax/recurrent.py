@@ -1,0 +1,93 @@
+"""Recurrent layers in JAX: RNN, LSTM and GRU as `lax.scan` over time.
+
+Canonical layouts (DESIGN.md §2): batch-first (N, T, F) input, w_ih (F, G*H),
+w_hh (H, G*H), gate blocks LSTM i,f,g,o and GRU r,z,n with the reset gate
+applied after the hidden matmul; zero initial state. The input projection of
+every step is one matmul before the scan; only the hidden matmul runs per step.
+`unroll` is passed to `lax.scan` (1 = a rolled loop). Pure functions under
+`jax.jit`; they keep the input dtype and must not import `bench`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+Carry = Array | tuple[Array, Array]
+Step = Callable[[Carry, Array], tuple[Carry, Array]]
+
+
+def _rnn_step(w_hh: Array, b_hh: Array) -> Step:
+    del b_hh  # folded into the input projection
+
+    def step(h: Array, xt: Array) -> tuple[Array, Array]:
+        h = jnp.tanh(xt + h @ w_hh)
+        return h, h
+
+    return step
+
+
+def _lstm_step(w_hh: Array, b_hh: Array) -> Step:
+    del b_hh  # folded into the input projection
+
+    def step(carry: tuple[Array, Array], xt: Array) -> tuple[tuple[Array, Array], Array]:
+        h, c = carry
+        i, f, g, o = jnp.split(xt + h @ w_hh, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (h, c), h
+
+    return step
+
+
+def _gru_step(w_hh: Array, b_hh: Array) -> Step:
+    def step(h: Array, xt: Array) -> tuple[Array, Array]:
+        x_r, x_z, x_n = jnp.split(xt, 3, axis=-1)
+        # b_hh stays inside: the reset gate multiplies (h W_hn + b_hn) as a whole.
+        h_r, h_z, h_n = jnp.split(h @ w_hh + b_hh, 3, axis=-1)
+        r = jax.nn.sigmoid(x_r + h_r)
+        z = jax.nn.sigmoid(x_z + h_z)
+        n = jnp.tanh(x_n + r * h_n)
+        h = (1 - z) * n + z * h
+        return h, h
+
+    return step
+
+
+_STEPS: dict[str, Callable[[Array, Array], Step]] = {
+    "rnn": _rnn_step,
+    "lstm": _lstm_step,
+    "gru": _gru_step,
+}
+
+
+def recurrent(
+    cell: str,
+    x: Array,
+    w_ih: Array,
+    w_hh: Array,
+    b_ih: Array,
+    b_hh: Array,
+    return_sequences: bool,
+    unroll: int = 1,
+) -> Array:
+    """(N, T, F) -> (N, H) last state, or (N, T, H) every state."""
+    # GRU keeps b_hh for the per-step hidden term; RNN and LSTM add it once here.
+    bias = b_ih if cell == "gru" else b_ih + b_hh
+    xs = jnp.swapaxes(x, 0, 1) @ w_ih + bias  # time-major (T, N, G*H)
+    h0 = jnp.zeros((x.shape[0], w_hh.shape[0]), dtype=x.dtype)
+    carry0: Carry = (h0, h0) if cell == "lstm" else h0
+    step = _STEPS[cell](w_hh, b_hh)
+    if return_sequences:
+        _, hs = lax.scan(step, carry0, xs, unroll=unroll)
+        return jnp.swapaxes(hs, 0, 1)
+
+    def last_only(carry: Carry, xt: Array) -> tuple[Carry, None]:
+        return step(carry, xt)[0], None  # no per-step output to stack
+
+    carry, _ = lax.scan(last_only, carry0, xs, unroll=unroll)
+    return carry[0] if cell == "lstm" else carry
