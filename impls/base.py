@@ -71,6 +71,7 @@ class Program(ABC):
 
     def reset_peak_memory(self) -> None:
         """Start a new peak-memory window (no-op where there is no allocator)."""
+        return None
 
     def peak_memory(self) -> int | None:
         """Peak bytes held by the framework's own allocator since the last reset,

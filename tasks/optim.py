@@ -34,6 +34,7 @@ class OptimizerSpec:
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.name!r}; choose from {', '.join(OPTIMIZERS)}")
+            choices = ", ".join(OPTIMIZERS)
+            raise ValueError(f"unknown optimizer {self.name!r}; choose from {choices}")
         if not self.lr > 0:
             raise ValueError(f"learning rate must be positive, got {self.lr!r}")

@@ -1,0 +1,74 @@
+"""`nnparity` command line: one dispatcher over the subcommand modules.
+
+Each subcommand lives in its own module exposing `add_arguments(parser)` and
+`main(args) -> int`; this file only wires them and turns bad input into exit
+code 2 with one line on stderr (never a traceback). Exit codes: 0 success,
+1 a check failed, 2 bad usage or input. Must not import a framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from impls import BackendError
+from tasks.spec import SpecError
+
+# (command, module, help); modules are imported lazily when their command runs
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("list", "bench.listing", "tasks, presets, backends (installed?), variants, devices"),
+    ("gradcheck", "bench.gradcheck", "prove every backend computes the reference's gradients"),
+    ("export", "bench.export", "write a task's parameters, batch and reference gradients to .npz"),
+    ("train", "bench.train", "train a task on one backend and report the held-out metric"),
+    ("run", "bench.runner", "time the benchmark matrix into a raw results directory"),
+    ("report", "bench.report", "write REPORT.md and figures for a run directory"),
+    ("compare", "bench.compare", "compare two runs; exit 1 on a significant regression"),
+    ("continuous", "bench.continuous", "A/B-time two git revisions in one job and compare"),
+    ("baseline", "bench.baseline", "manage committed per-machine baselines"),
+    ("history", "bench.history", "plot each cell's timing over commits"),
+)
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nnparity", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, module, help_text in COMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:  # command not available in this checkout
+                continue
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(p)
+        p.set_defaults(_main=mod.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._main(args) or 0)
+    except (UsageError, SpecError, BackendError) as exc:
+        sys.stderr.write(f"nnparity {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""`nnparity gradcheck`: agreement of every backend with the float64 reference.
+
+Runs over tasks x swept knobs (recurrent cells, MLP activations) x backends x
+variants x dtype x devices. The NumPy backend is additionally checked against
+central finite differences in float64. With `--steps N`, trajectories of N
+optimiser steps (SGD-momentum and Adam) are compared too. Prints one line per
+configuration with its worst tensor; `--json` keeps every tensor. Exit 1 on
+any disagreement. Missing frameworks and devices are skipped, not errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import impls
+from bench import agreement
+from bench.options import (
+    DEVICES,
+    add_task_options,
+    backend_list,
+    check_overrides_known,
+    choice_list,
+    dtype_choice,
+    knob_overrides,
+    task_overrides,
+)
+from tasks import TASKS, TaskError, get_task
+from tasks.optim import OPTIMIZERS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_task_options(parser, many=True)
+    parser.add_argument("--backends", action="append", help=", ".join(impls.BACKENDS))
+    parser.add_argument("--variants", action="append", help="only these variants")
+    parser.add_argument("--dtype", default="float64", help="float32 or float64 (default float64)")
+    parser.add_argument("--device", action="append", help="cpu, cuda (default: every available)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="also compare N-step optimiser trajectories (SGD and Adam)")
+    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="for --steps")
+    parser.add_argument("--threads", type=int, default=None, help="threads for every framework")
+    parser.add_argument("--json", default=None, metavar="PATH", help="write every row as JSON")
+
+
+@dataclass
+class Config:
+    task: str
+    overrides: dict
+    backend: str
+    variant: str
+    dtype: str
+    device: str
+    rows: list = field(default_factory=list)
+    status: str = "ok"  # ok | FAIL | error | skipped
+    reason: str = ""
+
+
+def knob_grid(task_name: str, overrides: dict) -> list[dict]:
+    """Every combination of the task's swept knobs that the user did not fix."""
+    sweep = {k: v for k, v in TASKS[task_name].sweep.items() if k not in overrides}
+    keys = sorted(sweep)
+    return [{**overrides, **dict(zip(keys, combo, strict=True))}
+            for combo in itertools.product(*(sweep[k] for k in keys))]
+
+
+def _run_one(cfg: Config, preset: str, steps: int, optimizers: list[str]) -> None:
+    try:
+        if cfg.backend == "numpy" and cfg.dtype == "float64":
+            cfg.rows += agreement.finite_difference_rows(cfg.task, preset, cfg.overrides)
+        cfg.rows += agreement.gradient_rows(cfg.task, preset, cfg.overrides, cfg.backend,
+                                            cfg.variant, cfg.dtype, cfg.device)
+        for opt in optimizers if steps else []:
+            cfg.rows += agreement.trajectory_rows(cfg.task, preset, cfg.overrides, cfg.backend,
+                                                  cfg.variant, cfg.dtype, cfg.device, opt, steps)
+        cfg.status = "ok" if all(r.passed for r in cfg.rows) else "FAIL"
+    except Exception as exc:  # one broken configuration must not hide the others
+        cfg.status, cfg.reason = "error", f"{type(exc).__name__}: {exc}"
+
+
+def plan(args: argparse.Namespace) -> tuple[list[Config], str]:
+    task_names = choice_list(args.tasks, TASKS, "task")
+    overrides = knob_overrides(args)
+    check_overrides_known(task_names, overrides)
+    preset = args.preset or "tiny"
+    for name in task_names:  # validates preset and knob values before any work
+        get_task(name).config(preset, task_overrides(name, overrides))
+    dtype = dtype_choice(args.dtype)
+    devices = choice_list(args.device, DEVICES, "device")
+    requested = [v.strip() for part in args.variants or [] for v in part.split(",") if v.strip()]
+    offered: set[str] = set()
+    configs = []
+    for backend in backend_list(args.backends):
+        if not impls.is_installed(backend):
+            configs.append(Config("*", {}, backend, "*", dtype, "*", status="skipped",
+                                  reason="not installed"))
+            continue
+        be = impls.load(backend)
+        offered.update(be.variants)
+        variants = [v for v in be.variants if not requested or v in requested]
+        for device in devices:
+            if device not in be.devices():
+                configs.append(Config("*", {}, backend, "*", dtype, device, status="skipped",
+                                      reason=f"no {device} device"))
+                continue
+            for name in task_names:
+                for knobs in knob_grid(name, task_overrides(name, overrides)):
+                    spec = get_task(name).model(get_task(name).config(preset, knobs))
+                    for variant in variants:
+                        if be.supports(spec, variant):
+                            configs.append(Config(name, knobs, backend, variant, dtype, device))
+    unknown = [v for v in requested if offered and v not in offered]
+    if unknown:
+        raise TaskError(f"unknown variant {unknown[0]!r}; choose from {', '.join(sorted(offered))}")
+    return configs, preset
+
+
+def _line(cfg: Config) -> str:
+    label = f"{cfg.task}[{agreement.knobs_label(cfg.overrides)}]" if cfg.overrides else cfg.task
+    head = f"{label:<36} {cfg.backend:<10} {cfg.variant:<10} {cfg.dtype:<8} {cfg.device:<5}"
+    if not cfg.rows:
+        return f"{head} {cfg.status:<7} {cfg.reason}"
+    worst = max(cfg.rows, key=lambda r: r.rel_err / r.tolerance)
+    failed = sum(not r.passed for r in cfg.rows)
+    note = f" ({failed} of {len(cfg.rows)} tensors disagree)" if failed else ""
+    return (f"{head} {cfg.status:<7} worst {worst.check[:4]} {worst.tensor:<18} "
+            f"{worst.rel_err:9.2e} <= {worst.tolerance:.0e}{note}")
+
+
+def main(args: argparse.Namespace) -> int:
+    from impls.threads import configure
+
+    configure(args.threads)
+    if args.steps < 0:
+        raise TaskError(f"--steps must be >= 0, got {args.steps}")
+    optimizers = choice_list(args.optimizers, OPTIMIZERS, "optimizer")
+    configs, preset = plan(args)
+    print(f"{'configuration':<36} {'backend':<10} {'variant':<10} {'dtype':<8} {'dev':<5} "
+          f"{'status':<7} worst tensor (normwise relative error <= tolerance)")
+    todo = [c for c in configs if c.status != "skipped"]
+    for cfg in configs:
+        if cfg.status != "skipped":
+            sys.stderr.write(f"\r[{todo.index(cfg) + 1}/{len(todo)}] {cfg.backend} {cfg.variant} "
+                             f"{cfg.task} ...".ljust(70))
+            sys.stderr.flush()
+            _run_one(cfg, preset, args.steps, optimizers)
+            sys.stderr.write("\r" + " " * 70 + "\r")
+        print(_line(cfg), flush=True)
+    bad = [c for c in configs if c.status in ("FAIL", "error")]
+    checked = len(todo) - len(bad)
+    print(f"\n{checked} of {len(todo)} configurations agree"
+          + (f"; {len(configs) - len(todo)} skipped" if len(configs) > len(todo) else ""))
+    if args.json:
+        _write_json(Path(args.json), configs, preset)
+    return 1 if bad else 0
+
+
+def _write_json(path: Path, configs: list[Config], preset: str) -> None:
+    rows = []
+    for cfg in configs:
+        if cfg.rows:
+            rows += [{**r.to_dict(), "preset": preset, "status": "ok" if r.passed else "FAIL"}
+                     for r in cfg.rows]
+        else:
+            rows.append({"task": cfg.task, "knobs": agreement.knobs_label(cfg.overrides),
+                         "backend": cfg.backend, "variant": cfg.variant, "dtype": cfg.dtype,
+                         "device": cfg.device, "preset": preset, "status": cfg.status,
+                         "reason": cfg.reason})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(rows, f, indent=1)
+    os.replace(tmp, path)

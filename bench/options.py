@@ -1,0 +1,79 @@
+"""Shared command-line options: comma lists with validation, task knobs.
+
+Every subcommand parses tasks, backends, dtypes and `--set KEY=VALUE` knobs
+the same way, and reports a bad value as one line naming the valid choices.
+Must not import a framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Sequence
+
+from impls import BACKENDS, DTYPES
+from tasks import PRESETS, TASKS, TaskError
+
+DEVICES = ("cpu", "cuda")
+
+
+def choice_list(value: str | Sequence[str] | None, choices: Iterable[str], what: str,
+                default: Sequence[str] | None = None) -> list[str]:
+    """Split a comma list (or a list of comma lists) and check every item."""
+    choices = tuple(choices)
+    if value is None or value == []:
+        return list(default if default is not None else choices)
+    parts = [value] if isinstance(value, str) else list(value)
+    items = [item.strip() for part in parts for item in part.split(",") if item.strip()]
+    for item in items:
+        if item not in choices:
+            raise TaskError(f"unknown {what} {item!r}; choose from {', '.join(choices)}")
+    if not items:
+        raise TaskError(f"empty {what} list; choose from {', '.join(choices)}")
+    return list(dict.fromkeys(items))
+
+
+def add_task_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
+    """--task(s), --preset, --cell, --set KEY=VALUE."""
+    if many:
+        parser.add_argument("--tasks", action="append", help=f"comma list of {', '.join(TASKS)}")
+    else:
+        parser.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    parser.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)}")
+    parser.add_argument("--cell", default=None, help="recurrent cell: rnn, lstm or gru")
+    parser.add_argument("--set", dest="knobs", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a task knob, e.g. --set hidden=64 (repeatable)")
+
+
+def knob_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The `--set` and `--cell` overrides as a dict of raw strings."""
+    overrides: dict[str, str] = {}
+    for item in args.knobs or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TaskError(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    if getattr(args, "cell", None):
+        overrides["cell"] = args.cell
+    return overrides
+
+
+def task_overrides(task_name: str, overrides: dict[str, str]) -> dict[str, str]:
+    """The subset of `overrides` that `task_name` has as knobs (e.g. `cell` only for RNNs)."""
+    knobs = TASKS[task_name].knobs()
+    return {k: v for k, v in overrides.items() if k in knobs}
+
+
+def check_overrides_known(task_names: Sequence[str], overrides: dict[str, str]) -> None:
+    """Every override must be a knob of at least one selected task."""
+    known = {k for name in task_names for k in TASKS[name].knobs()}
+    for key in overrides:
+        if key not in known:
+            raise TaskError(f"unknown knob {key!r}; choose from {', '.join(sorted(known))}")
+
+
+def backend_list(value) -> list[str]:
+    return choice_list(value, BACKENDS, "backend")
+
+
+def dtype_choice(value: str) -> str:
+    return choice_list(value, DTYPES, "dtype")[0]

@@ -1,0 +1,118 @@
+"""`nnparity train`: train one task on one backend, show progress and the held-out metric.
+
+The same loop drives every backend: canonical parameters from the task's
+seed, shuffled batches from a seeded generator, `Program.step` per batch. It
+prints a progress bar on stderr, a loss-curve summary and the test metric.
+It does not time anything for the benchmark (see `bench.runner`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import impls
+from bench.options import add_task_options, dtype_choice, knob_overrides
+from tasks import get_task
+from tasks.base import Task
+from tasks.optim import OptimizerSpec
+from tasks.params import init_params
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_task_options(parser, many=False)
+    parser.add_argument("--backend", default="numpy", help=", ".join(impls.BACKENDS))
+    parser.add_argument("--variant", default=None,
+                        help="execution variant (default: the backend's first)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimiser steps (default: the preset's)")
+    parser.add_argument("--dtype", default="float32", help="float32 or float64")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="threads for every framework")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    losses: np.ndarray  # loss before each step
+    metric: float
+    seconds: float
+
+
+def train(task: Task, cfg, backend: str, variant: str | None, dtype: str, device: str,
+          steps: int, progress: bool = True) -> TrainResult:
+    spec = task.model(cfg)
+    data = task.data(cfg)
+    be = impls.load(backend)
+    variant = variant or be.variants[0]
+    if variant not in be.variants:
+        raise impls.BackendError(f"unknown variant {variant!r} for {backend}; "
+                                 f"choose from {', '.join(be.variants)}")
+    program = be.build(spec, init_params(spec, cfg.seed), variant=variant, dtype=dtype,
+                       device=device, optimizer=OptimizerSpec(cfg.optimizer, cfg.lr))
+    rng = np.random.default_rng(cfg.seed + 1)
+    losses = np.empty(steps)
+    pending = []  # device losses, read back in chunks to avoid a sync per step
+    start = time.perf_counter()
+    done = 0
+    while done < steps:
+        for x, y in data.epoch_batches(rng, min(cfg.batch_size, len(data.x_train))):
+            pending.append(program.step(program.put(x), program.put(y)))
+            done += 1
+            if len(pending) == 50 or done == steps:
+                losses[done - len(pending):done] = [float(program.to_numpy(v)) for v in pending]
+                pending.clear()
+                if progress:
+                    _bar(done, steps, time.perf_counter() - start, losses[done - 1])
+            if done == steps:
+                break
+    if progress:
+        sys.stderr.write("\n")
+    pred = program.to_numpy(program.forward(program.put(data.x_test)))
+    seconds = time.perf_counter() - start
+    return TrainResult(losses, float(task.metric(pred, data.y_test)), seconds)
+
+
+def _bar(done: int, total: int, elapsed: float, loss: float) -> None:
+    width = 30
+    filled = int(width * done / total)
+    eta = elapsed / done * (total - done)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                     f"loss {loss:.4g}  {elapsed:.0f}s elapsed, ETA {eta:.0f}s ")
+    sys.stderr.flush()
+
+
+def curve_summary(losses: np.ndarray, points: int = 6) -> str:
+    """Mean loss over windows at evenly spaced points of training."""
+    n = len(losses)
+    window = max(1, n // 20)
+    marks = np.linspace(0, n - window, points).astype(int)
+    return "  ".join(f"step {m + window}: {losses[m:m + window].mean():.4g}" for m in marks)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads <= 0:
+        raise impls.BackendError(f"--threads must be a positive integer, got {args.threads}")
+    from impls.threads import configure
+
+    configure(args.threads)
+    task = get_task(args.task)
+    cfg = task.config(args.preset or "quick", knob_overrides(args))
+    steps = args.steps if args.steps is not None else cfg.steps
+    if steps <= 0:
+        raise impls.BackendError(f"--steps must be a positive integer, got {steps}")
+    dtype = dtype_choice(args.dtype)
+    if args.backend not in impls.BACKENDS:
+        raise impls.BackendError(f"unknown backend {args.backend!r}; "
+                                 f"choose from {', '.join(impls.BACKENDS)}")
+    print(f"training {task.name} ({args.preset or 'quick'}) on {args.backend} {dtype} "
+          f"{args.device}: {steps} {cfg.optimizer} steps, batch {cfg.batch_size}")
+    result = train(task, cfg, args.backend, args.variant, dtype, args.device, steps,
+                   progress=not args.quiet)
+    print(f"loss curve: {curve_summary(result.losses)}")
+    print(f"held-out {task.metric_name}: {result.metric:.4f}  ({result.seconds:.1f}s)")
+    return 0
