@@ -181,7 +181,8 @@ def format_text(cmp: Comparison) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(_HEAD) - 1)]
     lines = _header(cmp) + [""]
     for r in rows:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)) + "  " + r[-1])
+        padded = [v.ljust(w) for v, w in zip(r[:-1], widths, strict=True)]
+        lines.append("  ".join([*padded, r[-1]]))
     return "\n".join(lines + ["", _summary(cmp)]) + "\n"
 
 

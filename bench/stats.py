@@ -13,7 +13,7 @@ imported lazily so `import bench` stays cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
@@ -23,7 +23,7 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """What a comparison of one cell concluded."""
 
     REGRESSION = "regression"

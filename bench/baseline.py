@@ -1,0 +1,162 @@
+"""Committed per-machine baselines and the github-action-benchmark export.
+
+`nnparity baseline update RUN` merges a run's cells into
+`results/baselines/<fingerprint>.json` (a pytest-benchmark-compatible JSON
+with raw samples, so `pytest-benchmark compare` and `nnparity compare` both
+read it); `nnparity baseline check RUN` compares a run with the baseline of
+its own machine, or says that none exists (what `nox -s bench` calls);
+`nnparity baseline github RUN --out FILE` writes the `customSmallerIsBetter`
+JSON that github-action-benchmark reads.
+
+This module must not run benchmarks; every file it writes is written
+atomically, and nothing is written when an input cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.compare import add_rule_arguments, check_rule_arguments, compare_runs, emit
+from bench.runs import LoadError, RunInfo, load_run, write_text_atomic
+from bench.stats import iqr
+
+BASELINE_DIR = Path("results/baselines")
+
+
+def baseline_path(fingerprint: str, root: Path = BASELINE_DIR) -> Path:
+    """The committed baseline file of one machine."""
+    return Path(root) / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', fingerprint)}.json"
+
+
+def find_baseline(run: pd.DataFrame, root: Path = BASELINE_DIR) -> Path | None:
+    """The baseline matching the run's machine fingerprint, if one is committed."""
+    info: RunInfo = run.attrs["run"]
+    path = baseline_path(info.fingerprint, root)
+    return path if info.fingerprint != "unknown" and path.is_file() else None
+
+
+def _stats(samples: np.ndarray) -> dict[str, Any]:
+    """pytest-benchmark's stats block, recomputed from (possibly merged) samples."""
+    s = np.asarray(samples, dtype=float)
+    q1, q3 = np.percentile(s, [25, 75])
+    mean = float(s.mean())
+    return {"min": float(s.min()), "max": float(s.max()), "mean": mean,
+            "stddev": float(s.std(ddof=1)) if s.size > 1 else 0.0, "rounds": int(s.size),
+            "median": float(np.median(s)), "iqr": float(q3 - q1), "q1": float(q1),
+            "q3": float(q3), "iterations": 1, "ops": 1.0 / mean if mean > 0 else 0.0,
+            "total": float(s.sum()), "data": s.tolist()}
+
+
+def benchmark_document(run: pd.DataFrame) -> dict[str, Any]:
+    """A pytest-benchmark JSON document holding every ok cell of `run`."""
+    info: RunInfo = run.attrs["run"]
+    benches = []
+    for row in run.itertuples():
+        if row.status != "ok" or not len(row.samples):
+            continue
+        bench = dict(row.raw)
+        bench["stats"] = _stats(row.samples)
+        benches.append(bench)
+    machine = dict(run.attrs.get("machine_info") or {})
+    machine.setdefault("nnparity", {"fingerprint": info.fingerprint, "cpu": info.cpu,
+                                    "gpu": info.gpu, "git_commit": info.commit,
+                                    "date": info.date})
+    return {"machine_info": machine, "commit_info": run.attrs.get("commit_info") or {},
+            "datetime": info.date, "version": "nnparity-baseline", "benchmarks": benches}
+
+
+def update_baseline(run: pd.DataFrame, root: Path = BASELINE_DIR) -> tuple[Path, int, int]:
+    """Merge `run` into its machine's baseline; returns (path, cells updated, cells kept).
+
+    Cells in the run replace the baseline's; cells the run lacks or where it
+    errored keep their old baseline entry.
+    """
+    info: RunInfo = run.attrs["run"]
+    path = baseline_path(info.fingerprint, root)
+    ok = run[(run["status"] == "ok") & (run["rounds"] > 0)]
+    kept = pd.DataFrame()
+    if path.is_file():
+        old = load_run(path)  # a corrupt baseline raises before anything is written
+        kept = old[~old["cell"].isin(set(ok["cell"])) & (old["status"] == "ok")]
+    merged = pd.concat([kept, ok], ignore_index=True) if len(kept) else ok.copy()
+    merged.attrs = dict(run.attrs)
+    doc = benchmark_document(merged.sort_values("cell"))
+    doc["nnparity_baseline"] = {
+        "fingerprint": info.fingerprint, "source": info.path, "commit": info.commit,
+        "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
+    return path, len(ok), len(kept)
+
+
+def write_github_benchmark(run: pd.DataFrame, path: str | Path) -> int:
+    """Write github-action-benchmark's `customSmallerIsBetter` JSON; returns the entry count.
+
+    One entry per ok cell: the median in milliseconds, "± IQR" as the range,
+    and the dimensions and round count in `extra`.
+    """
+    info: RunInfo = run.attrs["run"]
+    entries = []
+    for row in run.sort_values("cell").itertuples():
+        if row.status != "ok" or not row.rounds:
+            continue
+        extra = (f"{row.backend}/{row.variant} on {row.device} {row.dtype}, phase {row.phase}; "
+                 f"{row.rounds} rounds, min {row.min * 1e3:.4g} ms; machine {info.fingerprint}"
+                 + (f"; commit {info.commit[:10]}" if info.commit else ""))
+        entries.append({"name": row.cell, "unit": "ms", "value": round(row.median * 1e3, 6),
+                        "range": f"± {iqr(row.samples) * 1e3:.4g}", "extra": extra})
+    write_text_atomic(path, json.dumps(entries, indent=1) + "\n")
+    return len(entries)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="baseline_action", required=True, metavar="ACTION")
+    update = actions.add_parser("update", help="merge a run into its machine's committed baseline")
+    check = actions.add_parser("check", help="compare a run with its machine's baseline, if any")
+    github = actions.add_parser("github", help="write github-action-benchmark JSON for a run")
+    for sub in (update, check, github):
+        sub.add_argument("run", help="run directory or results JSON")
+    for sub in (update, check):
+        sub.add_argument("--dir", type=Path, default=BASELINE_DIR,
+                         help=f"baselines directory (default {BASELINE_DIR})")
+    add_rule_arguments(check)
+    github.add_argument("--out", required=True, metavar="FILE", help="where to write the JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    """`nnparity baseline update|check|github`: 0 ok, 1 regression (check), 2 bad input."""
+    prog = f"nnparity baseline {args.baseline_action}"
+    if args.baseline_action == "check" and (bad := check_rule_arguments(args)):
+        print(f"{prog}: error: {bad}", file=sys.stderr)
+        return 2
+    try:
+        run = load_run(args.run)
+        if args.baseline_action == "update":
+            path, updated, kept = update_baseline(run, args.dir)
+            print(f"{path}: {updated} cells from {args.run}, {kept} kept from before")
+            return 0
+        if args.baseline_action == "github":
+            n = write_github_benchmark(run, args.out)
+            print(f"{args.out}: {n} benchmarks (customSmallerIsBetter)")
+            return 0
+        path = find_baseline(run, args.dir)
+        if path is None:
+            fp = run.attrs["run"].fingerprint
+            print(f"no baseline for machine {fp} in {args.dir}: not compared "
+                  f"(create one with `nnparity baseline update {args.run}`)")
+            return 0
+        print(f"comparing with the baseline of this machine: {path}", file=sys.stderr)
+        base = load_run(path)
+    except LoadError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return emit(compare_runs(base, run, args.factor, args.alpha, args.confidence), args)

@@ -1,0 +1,178 @@
+"""`nnparity history`: one row per cell per run in results/history.csv, and its plots.
+
+`append_history` adds a run's cells (commit, date, machine, cell, median, IQR,
+rounds and the verdict of comparing the run with its machine's baseline) to
+the CSV, atomically and idempotently (re-adding a run replaces its rows).
+`plot_history` draws, for one machine, each cell's median over commits with
+flagged regressions marked: one PNG per task (with its knobs) and phase.
+
+This module must not run benchmarks, and must never lose history: the CSV is
+rewritten only through a temp file + rename, and not at all when an input is bad.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from bench.baseline import BASELINE_DIR, find_baseline
+from bench.compare import compare_runs
+from bench.runs import LoadError, RunInfo, load_run, write_text_atomic
+
+HISTORY_FILE = Path("results/history.csv")
+HISTORY_PLOTS = Path("results/history")
+COLUMNS = ("commit", "date", "machine", "cell", "task", "backend", "variant", "device",
+           "dtype", "phase", "median_s", "iqr_s", "rounds", "flag")
+_KEY = ["commit", "date", "machine", "cell"]
+
+
+def read_history(path: Path = HISTORY_FILE) -> pd.DataFrame:
+    """The history table (empty with the right columns when there is none yet)."""
+    if not Path(path).exists():
+        return pd.DataFrame(columns=list(COLUMNS))
+    try:
+        df = pd.read_csv(path, dtype={"commit": str, "flag": str}, keep_default_na=False,
+                         na_values={"median_s": [""], "iqr_s": [""]})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise LoadError(f"{path}: not a readable history CSV ({type(exc).__name__})") from None
+    missing = [c for c in ("commit", "date", "machine", "cell", "median_s") if c not in df]
+    if missing:
+        raise LoadError(f"{path}: not a history CSV (no column {missing[0]!r})")
+    return df.reindex(columns=list(COLUMNS))
+
+
+def history_rows(run: pd.DataFrame, flags: dict[str, str] | None = None) -> pd.DataFrame:
+    """One history row per ok, timed cell of `run`; `flags` maps cell -> verdict."""
+    info: RunInfo = run.attrs["run"]
+    ok = run[(run["status"] == "ok") & (run["rounds"] > 0)]
+    flags = flags or {}
+    return pd.DataFrame({
+        "commit": info.commit, "date": info.date, "machine": info.fingerprint,
+        "cell": ok["cell"], "task": ok["task"], "backend": ok["backend"],
+        "variant": ok["variant"], "device": ok["device"], "dtype": ok["dtype"],
+        "phase": ok["phase"], "median_s": ok["median"], "iqr_s": ok["iqr"],
+        "rounds": ok["rounds"], "flag": [flags.get(c, "") for c in ok["cell"]],
+    }, columns=list(COLUMNS))
+
+
+def append_history(run: pd.DataFrame, path: Path = HISTORY_FILE,
+                   flags: dict[str, str] | None = None) -> int:
+    """Add (or replace) the run's rows in the history CSV; returns the rows written."""
+    old = read_history(path)
+    new = history_rows(run, flags)
+    both = pd.concat([old, new], ignore_index=True) if len(old) else new
+    both = both.drop_duplicates(subset=_KEY, keep="last").sort_values(["date", "cell"])
+    write_text_atomic(path, both.to_csv(index=False, float_format="%.9g"))
+    return len(new)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
+
+
+def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
+                 machine: str | None = None) -> list[Path]:
+    """One PNG per (task with knobs, phase): median ms over commits, IQR bars,
+    flagged regressions ringed in red. Only one machine's rows are drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    if history.empty:
+        return []
+    machine = machine or str(history.sort_values("date")["machine"].iloc[-1])
+    df = history[history["machine"] == machine].copy()
+    runs = df[["date", "commit"]].drop_duplicates().sort_values("date").reset_index(drop=True)
+    labels = [f"{str(c)[:8] or '?'}\n{str(d)[:10]}"
+              for d, c in zip(runs["date"], runs["commit"], strict=True)]
+    x_of = {(d, c): i for i, (d, c) in enumerate(zip(runs["date"], runs["commit"], strict=True))}
+    df["x"] = [x_of[(d, c)] for d, c in zip(df["date"], df["commit"], strict=True)]
+    df["group"] = df["cell"].str.split("/").str[0] + " " + df["phase"].astype(str)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for group, rows in df.groupby("group", sort=True):
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(runs) + 3), 4.5))
+        for cell, line in rows.groupby("cell", sort=True):
+            line = line.sort_values("x")
+            label = "/".join(str(cell).split("/")[1:-1]) or str(cell)
+            ax.errorbar(line["x"], line["median_s"] * 1e3, yerr=line["iqr_s"] * 1e3 / 2,
+                        marker="o", ms=4, capsize=3, label=label)
+            bad = line[line["flag"] == "regression"]
+            ax.scatter(bad["x"], bad["median_s"] * 1e3, s=140, facecolors="none",
+                       edgecolors="red", linewidths=2, zorder=5)
+        if (rows["flag"] == "regression").any():
+            ax.scatter([], [], s=140, facecolors="none", edgecolors="red", linewidths=2,
+                       label="flagged regression")
+        ax.set_yscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # not 4x10^1 on log axes
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.set_xticks(range(len(runs)), labels, fontsize=7)
+        ax.set_xlabel("commit (date)")
+        ax.set_ylabel("median time per call [ms] (bars: IQR)")
+        ax.set_title(f"{group} on machine {machine}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        path = out_dir / f"{_slug(str(group))}.png"
+        tmp = path.with_name(f".{path.stem}.tmp.png")
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        tmp.replace(path)
+        written.append(path)
+    return written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--add", metavar="RUN", help="first append this run's cells")
+    parser.add_argument("--against", metavar="BASELINE",
+                        help="flag the added run against this run/file (default: the "
+                             "committed baseline of its machine, when one exists)")
+    parser.add_argument("--factor", type=float, default=1.2, help="regression factor for flags")
+    parser.add_argument("--alpha", type=float, default=0.01, help="significance for flags")
+    parser.add_argument("--file", type=Path, default=HISTORY_FILE,
+                        help=f"history CSV (default {HISTORY_FILE})")
+    parser.add_argument("--plots", type=Path, default=HISTORY_PLOTS,
+                        help=f"where the PNGs go (default {HISTORY_PLOTS})")
+    parser.add_argument("--machine", help="machine fingerprint to plot (default: the latest)")
+    parser.add_argument("--no-plot", action="store_true", help="only append, draw nothing")
+
+
+def main(args: argparse.Namespace) -> int:
+    """`nnparity history [--add RUN]`: 0 ok, 2 bad input (history left untouched)."""
+    try:
+        if args.add:
+            run = load_run(args.add)
+            against = Path(args.against) if args.against else find_baseline(run, BASELINE_DIR)
+            flags: dict[str, str] = {}
+            if against is not None:
+                cmp = compare_runs(load_run(against), run, args.factor, args.alpha)
+                flags = dict(zip(cmp.table["cell"], cmp.table["verdict"], strict=True))
+            n = append_history(run, args.file, flags)
+            n_bad = sum(v == "regression" for v in flags.values())
+            print(f"{args.file}: {n} rows added" + (
+                f", flagged against {against} ({n_bad} regressions)" if against else
+                " (no baseline for this machine: nothing flagged)"))
+        history = read_history(args.file)
+    except LoadError as exc:
+        print(f"nnparity history: error: {exc}", file=sys.stderr)
+        return 2
+    if args.no_plot:
+        return 0
+    if history.empty:
+        print(f"{args.file}: no history yet (add a run with --add RUN)")
+        return 0
+    if args.machine and args.machine not in set(history["machine"]):
+        print(f"nnparity history: error: --machine {args.machine}: not in {args.file} "
+              f"(known: {', '.join(sorted(set(history['machine'])))})", file=sys.stderr)
+        return 2
+    for path in plot_history(history, args.plots, args.machine):
+        print(path)
+    return 0
