@@ -110,10 +110,10 @@ def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
             ax.scatter([], [], s=140, facecolors="none", edgecolors="red", linewidths=2,
                        label="flagged regression")
         ax.set_yscale("log")
-        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # not 4x10^1 on log axes
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
-        ax.tick_params(axis="y", which="minor", labelsize=7)
+        # plain numbers ("20", "30") instead of 2x10^1; minor labels only on narrow ranges
+        log_fmt = matplotlib.ticker.LogFormatter
+        ax.yaxis.set_major_formatter(log_fmt(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(log_fmt(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
         ax.set_xticks(range(len(runs)), labels, fontsize=7)
         ax.set_xlabel("commit (date)")
         ax.set_ylabel("median time per call [ms] (bars: IQR)")
