@@ -1,0 +1,119 @@
+"""A ModelSpec as a torch function of a flat parameter list, plus layout conversion.
+
+`TorchModel` turns the spec into a list of layer ops and gives
+`forward(params, x)`, a pure function of the program's parameter tensors
+(canonical order, torch layout) that eager mode, `torch.compile` and autograd
+all share. It also owns the one table of layout conversions between canonical
+arrays and torch tensors. It must not import `bench`, and it never moves data
+to the host inside `forward`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from impls.torch import layers as L
+from impls.torch.recurrent import NativeRecurrent, recurrent
+from tasks.spec import Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, Recurrent, param_shapes
+
+# Canonical parameters whose torch layout is the transpose: Dense (in, out) ->
+# (out, in) for F.linear, recurrent (F|H, G*H) -> (G*H, F|H) as nn.LSTM stores them.
+# Conv2D is OIHW in both, biases are vectors in both.
+_TRANSPOSED = {(Dense, "weight"), (Recurrent, "w_ih"), (Recurrent, "w_hh")}
+
+Op = Callable[..., torch.Tensor]
+
+
+def _needs_transpose(spec: ModelSpec) -> dict[str, bool]:
+    result: dict[str, bool] = {}
+    for layer, shape in zip(spec.layers, spec.shapes(), strict=False):
+        for name in param_shapes(layer, shape):
+            result[name] = (type(layer), name.rsplit(".", 1)[1]) in _TRANSPOSED
+    return result
+
+
+class TorchModel:
+    """The spec's layers as ops over slices of one flat parameter list.
+
+    With `native_rnn`, recurrent layers are fused torch modules whose own
+    Parameters are placed in the program's list (`adopt_native`), so their op
+    ignores its slice: the slice holds the very same tensor objects.
+    """
+
+    def __init__(self, spec: ModelSpec, native_rnn: bool = False) -> None:
+        self.spec = spec
+        self.native_rnn = native_rnn
+        self.transpose = _needs_transpose(spec)
+        self.names = list(self.transpose)
+        self._ops: list[tuple[Op, int]] = []
+        self._natives: list[tuple[int, Recurrent, int]] = []  # (first param index, layer, F)
+        index = 0
+        for layer, shape in zip(spec.layers, spec.shapes(), strict=False):
+            op, count = self._op(layer)
+            if native_rnn and isinstance(layer, Recurrent):
+                self._natives.append((index, layer, shape[1]))
+                op = None  # set by adopt_native once the module exists
+            self._ops.append((op, count))
+            index += count
+
+    @staticmethod
+    def _op(layer) -> tuple[Op, int]:
+        if isinstance(layer, Dense):
+            return (lambda x, w, b, _l=layer: L.dense(_l, x, w, b)), 2
+        if isinstance(layer, Conv2D):
+            return (lambda x, w, b, _l=layer: L.conv2d(_l, x, w, b)), 2
+        if isinstance(layer, MaxPool2D):
+            return (lambda x, _l=layer: L.maxpool2d(_l, x)), 0
+        if isinstance(layer, Flatten):
+            return L.flatten, 0
+        if isinstance(layer, Recurrent):
+            return (lambda x, *p, _l=layer: recurrent(_l, x, *p)), 4
+        raise TypeError(f"unsupported layer {layer!r}")
+
+    def to_native(
+        self, params: dict[str, np.ndarray], dtype: torch.dtype, device: torch.device
+    ) -> list[torch.Tensor]:
+        """Canonical NumPy arrays -> leaf tensors in torch layout (done once, in build)."""
+        tensors = []
+        for name in self.names:
+            value = np.asarray(params[name])
+            value = value.T if self.transpose[name] else value
+            t = torch.tensor(np.ascontiguousarray(value), dtype=dtype, device=device)
+            tensors.append(t.requires_grad_(True))
+        return self.adopt_native(tensors, dtype, device)
+
+    def adopt_native(
+        self, tensors: list[torch.Tensor], dtype: torch.dtype, device: torch.device
+    ) -> list[torch.Tensor]:
+        """Swap recurrent slots for fused modules' own Parameters (native variant only)."""
+        for layer_index, (first, layer, features) in zip(
+            self._native_layer_indices(), self._natives, strict=True
+        ):
+            native = NativeRecurrent(layer, features, tensors[first : first + 4], dtype, device)
+            tensors[first : first + 4] = native.parameters()
+            self._ops[layer_index] = ((lambda x, *_p, _n=native: _n(x)), 4)
+        return tensors
+
+    def _native_layer_indices(self) -> list[int]:
+        return [i for i, (op, _) in enumerate(self._ops) if op is None]
+
+    def to_canonical(self, tensors: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+        """Torch-layout tensors (parameters or their gradients) -> canonical NumPy arrays."""
+        result = {}
+        for name, t in zip(self.names, tensors, strict=True):
+            value = t.detach().cpu().numpy()
+            result[name] = np.ascontiguousarray(value.T if self.transpose[name] else value)
+        return result
+
+    def forward(self, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        index = 0
+        for op, count in self._ops:
+            x = op(x, *params[index : index + count])
+            index += count
+        return x
+
+    def loss(self, params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor):
+        return L.LOSSES[self.spec.loss](self.forward(params, x), y)

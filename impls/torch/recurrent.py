@@ -1,0 +1,105 @@
+"""Recurrent layers of the torch backend: explicit cell math, and torch's fused modules.
+
+`recurrent` runs RNN, LSTM or GRU as a Python loop over time with the cell
+written out in primitive ops (the "eager" and "compile" variants). `NativeRecurrent`
+wraps `nn.RNN` / `nn.LSTM` / `nn.GRU` (cuDNN on GPU) for the "native" variant.
+Both use torch's weight layout, w_ih (G*H, F) and w_hh (G*H, H), with the
+canonical gate order (torch already uses LSTM i,f,g,o and GRU r,z,n with the
+reset gate after the hidden matmul), so one layout conversion serves both.
+Input is batch-first (N, T, F), the initial state zero. This module must not
+import `bench`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tasks.spec import Recurrent
+
+
+def _rnn_step(gx, h, w_hh, b_hh, c):
+    return torch.tanh(gx + F.linear(h, w_hh, b_hh)), c
+
+
+def _lstm_step(gx, h, w_hh, b_hh, c):
+    i, f, g, o = (gx + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _gru_step(gx, h, w_hh, b_hh, c):
+    xr, xz, xn = gx.chunk(3, dim=-1)
+    hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
+    r = torch.sigmoid(xr + hr)
+    z = torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return (1 - z) * n + z * h, c
+
+
+_STEPS = {"rnn": _rnn_step, "lstm": _lstm_step, "gru": _gru_step}
+
+
+def recurrent(
+    layer: Recurrent,
+    x: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_ih: torch.Tensor,
+    b_hh: torch.Tensor,
+) -> torch.Tensor:
+    """(N, T, F) -> (N, H) last state, or (N, T, H) with `return_sequences`."""
+    step = _STEPS[layer.cell]
+    # the input-side matmul does not depend on the state: one matmul for all steps
+    gx = F.linear(x, w_ih, b_ih)
+    h = x.new_zeros(x.shape[0], layer.hidden)
+    c = h  # LSTM cell state; the other cells carry it through untouched
+    states = []
+    for t in range(x.shape[1]):
+        h, c = step(gx[:, t], h, w_hh, b_hh, c)
+        states.append(h)
+    return torch.stack(states, dim=1) if layer.return_sequences else h
+
+
+_MODULES = {
+    "rnn": lambda f, h, **kw: nn.RNN(f, h, nonlinearity="tanh", **kw),
+    "lstm": nn.LSTM,
+    "gru": nn.GRU,
+}
+# torch's parameter names, in canonical order w_ih, w_hh, b_ih, b_hh
+MODULE_PARAMS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+
+class NativeRecurrent:
+    """One fused torch recurrent module whose parameters the program owns.
+
+    The module's own Parameters are the program's tensors for this layer (not
+    copies), so in-place optimiser updates keep cuDNN's single flat weight
+    buffer and autograd differentiates with respect to them directly.
+    """
+
+    def __init__(
+        self,
+        layer: Recurrent,
+        features: int,
+        weights: list[torch.Tensor],
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        self.layer = layer
+        self.module = _MODULES[layer.cell](
+            features, layer.hidden, batch_first=True, dtype=dtype, device=device
+        )
+        with torch.no_grad():
+            for name, value in zip(MODULE_PARAMS, weights, strict=True):
+                getattr(self.module, name).copy_(value)
+        if device.type == "cuda":
+            self.module.flatten_parameters()
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [getattr(self.module, name) for name in MODULE_PARAMS]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.module(x)
+        return out if self.layer.return_sequences else out[:, -1]
