@@ -47,13 +47,18 @@ def find_baseline(run: pd.DataFrame, root: Path = BASELINE_DIR) -> Path | None:
 def _stats(samples: np.ndarray) -> dict[str, Any]:
     """pytest-benchmark's stats block, recomputed from (possibly merged) samples."""
     s = np.asarray(samples, dtype=float)
-    q1, q3 = np.percentile(s, [25, 75])
+    q1, q3 = (float(q) for q in np.percentile(s, [25, 75]))
     mean = float(s.mean())
-    return {"min": float(s.min()), "max": float(s.max()), "mean": mean,
-            "stddev": float(s.std(ddof=1)) if s.size > 1 else 0.0, "rounds": int(s.size),
-            "median": float(np.median(s)), "iqr": float(q3 - q1), "q1": float(q1),
-            "q3": float(q3), "iterations": 1, "ops": 1.0 / mean if mean > 0 else 0.0,
-            "total": float(s.sum()), "data": s.tolist()}
+    std = float(s.std(ddof=1)) if s.size > 1 else 0.0
+    lo, hi = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+    iqr_out = int(((s < lo) | (s > hi)).sum())
+    std_out = int(((s < mean - std) | (s > mean + std)).sum())
+    return {"min": float(s.min()), "max": float(s.max()), "mean": mean, "stddev": std,
+            "rounds": int(s.size), "median": float(np.median(s)), "iqr": q3 - q1, "q1": q1,
+            "q3": q3, "ld15iqr": float(s[s >= lo].min()), "hd15iqr": float(s[s <= hi].max()),
+            "iqr_outliers": iqr_out, "stddev_outliers": std_out,
+            "outliers": f"{std_out};{iqr_out}", "iterations": 1,
+            "ops": 1.0 / mean if mean > 0 else 0.0, "total": float(s.sum()), "data": s.tolist()}
 
 
 def benchmark_document(run: pd.DataFrame) -> dict[str, Any]:
@@ -119,7 +124,8 @@ def write_github_benchmark(run: pd.DataFrame, path: str | Path) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="baseline_action", required=True, metavar="ACTION")
+    actions = parser.add_subparsers(dest="baseline_action", required=True, metavar="ACTION",
+                                    parser_class=type(parser))
     update = actions.add_parser("update", help="merge a run into its machine's committed baseline")
     check = actions.add_parser("check", help="compare a run with its machine's baseline, if any")
     github = actions.add_parser("github", help="write github-action-benchmark JSON for a run")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench import compare
+from bench import compare, continuous
 from bench.stats import Verdict, compare_samples
 
 CELLS = (
@@ -240,3 +241,102 @@ def test_merge_runs_pools_samples(base_dir: Path, tmp_path: Path) -> None:
     merged = compare.merge_runs([compare.load_run(base_dir), compare.load_run(other)])
     row = merged.set_index("cell").loc[CELLS[0]]
     assert row["rounds"] == 30
+
+
+# --- nnparity continuous, against a throwaway repo whose "harness" fabricates results ---
+
+FAKE_CLI = '''
+import json, os, pathlib, random, sys, zlib
+args = sys.argv[1:]
+out = pathlib.Path(args[args.index("--out") + 1])
+speed = float(pathlib.Path("speed.txt").read_text())
+speed *= 1.0 + float(os.environ.get("NNPARITY_FAKE_DELAY", "0"))
+with open(os.environ["NNPARITY_FAKE_LOG"], "a") as fh:
+    fh.write(pathlib.Path.cwd().name + " " + " ".join(args) + "\\n")
+if os.environ.get("NNPARITY_FAKE_FAIL") and pathlib.Path.cwd().name == "head":
+    print("boom: the harness crashed")
+    sys.exit(3)
+rng = random.Random(zlib.crc32(str(out).encode()))
+benches = []
+for cell in ("mlp/numpy/ref/cpu/float64/bs8/step", "rnn/numpy/ref/cpu/float64/bs8/step"):
+    data = [0.01 * speed * (1 + 0.03 * rng.gauss(0, 1)) for _ in range(8)]
+    benches.append({"name": cell, "stats": {"data": data},
+                    "extra_info": {"cell": cell, "phase": "step", "status": "ok"}})
+doc = {"machine_info": {"nnparity": {"fingerprint": "fake"}}, "benchmarks": benches}
+(out / "ts").mkdir(parents=True)
+(out / "ts" / "results.json").write_text(json.dumps(doc))
+'''
+
+
+def _git(repo: Path, *argv: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                    *argv], check=True, capture_output=True)
+
+
+@pytest.fixture
+def fake_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Three commits: speed 1.0, then 1.01 (noise-level), then 2.0 (a regression)."""
+    repo = tmp_path / "repo"
+    (repo / "bench").mkdir(parents=True)
+    (repo / "bench" / "__init__.py").write_text("")
+    (repo / "bench" / "cli.py").write_text(FAKE_CLI)
+    _git(repo, "init", "-q")
+    for speed in ("1.0", "1.01", "2.0"):
+        (repo / "speed.txt").write_text(speed)
+        _git(repo, "add", ".")
+        _git(repo, "commit", "-q", "-m", f"speed {speed}")
+    monkeypatch.setenv("NNPARITY_FAKE_LOG", str(tmp_path / "calls.log"))
+    return repo
+
+
+def run_continuous(repo: Path, *argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    continuous.add_arguments(parser)
+    return continuous.main(parser.parse_args([*argv, "--repo", str(repo)]))
+
+
+def test_continuous_interleaves_and_flags_a_real_slowdown(fake_repo: Path,
+                                                          tmp_path: Path) -> None:
+    assert run_continuous(fake_repo, "HEAD~1", "HEAD", "--repeat", "3",
+                          "--run-args", "--tasks mlp") == 1
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["base", "head"] * 3
+    assert all("run --preset quick --out" in c and c.endswith("--tasks mlp") for c in calls)
+    worktrees = subprocess.run(["git", "-C", str(fake_repo), "worktree", "list"],
+                               capture_output=True, text=True, check=True).stdout
+    assert len(worktrees.strip().splitlines()) == 1  # temporary worktrees removed
+
+
+def test_continuous_a_a_and_noise_level_change_pass(fake_repo: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_continuous(fake_repo, "HEAD", "HEAD", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["counts"]["unchanged"] == 2 and doc["cells"][0]["base_rounds"] == 16
+    assert run_continuous(fake_repo, "HEAD~2", "HEAD~1") == 0
+
+
+def test_continuous_head_env_injects_a_slowdown(fake_repo: Path, tmp_path: Path) -> None:
+    keep = tmp_path / "kept"
+    assert run_continuous(fake_repo, "HEAD", "HEAD", "--factor", "1.5",
+                          "--head-env", "NNPARITY_FAKE_DELAY=1.0", "--keep", str(keep)) == 1
+    assert len(list(keep.rglob("results.json"))) == 4
+    assert run_continuous(fake_repo, "HEAD", "--keep", str(keep)) == 2  # not empty: refused
+
+
+@pytest.mark.parametrize("argv", [("no-such-ref",), ("HEAD", "--repeat", "0")])
+def test_continuous_bad_input_exits_2(fake_repo: Path, argv: tuple[str, ...],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_continuous(fake_repo, *argv) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_continuous_failed_run_exits_2_and_cleans_up(fake_repo: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("NNPARITY_FAKE_FAIL", "1")
+    assert run_continuous(fake_repo, "HEAD~1") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "head run at HEAD" in err and "exit 3" in err and "boom" in err
+    worktrees = subprocess.run(["git", "-C", str(fake_repo), "worktree", "list"],
+                               capture_output=True, text=True, check=True).stdout
+    assert len(worktrees.strip().splitlines()) == 1

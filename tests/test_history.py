@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -40,6 +43,12 @@ def test_baseline_update_writes_a_loadable_pytest_benchmark_file(run_dir: Path,
     original = load_run(run_dir).set_index("cell")
     assert reloaded.loc[CELLS[0], "median"] == original.loc[CELLS[0], "median"]
     assert reloaded.loc[CELLS[0], "rounds"] == 15
+    # pytest-benchmark's own compare must be able to read (and tabulate) it
+    tool = shutil.which("pytest-benchmark", path=str(Path(sys.executable).parent))
+    if tool:
+        proc = subprocess.run([tool, "compare", str(path)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-500:]
+        assert CELLS[0] in proc.stdout
 
 
 def test_baseline_update_merges_cells(run_dir: Path, tmp_path: Path) -> None:

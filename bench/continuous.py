@@ -1,0 +1,193 @@
+"""`nnparity continuous BASE [HEAD]`: A/B-time two git revisions in one job, then compare.
+
+In the spirit of `asv continuous`: both revisions are checked out into
+temporary git worktrees and the timing harness runs in each as a subprocess
+(`python -m bench.cli run --preset quick --out DIR ...`, with the worktree as
+cwd and first on PYTHONPATH, so each side times its own code). Runs alternate
+base, head, base, head ... for `--repeat` rounds, so slow drifts of a shared
+runner (thermal, noisy neighbours) hit both sides alike; each side's samples
+are pooled per cell and compared with bench/compare.py's rule.
+
+This module must not import a framework or time anything itself; it never
+touches the caller's working tree or branches (worktrees are detached and
+removed afterwards, even on failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.compare import add_rule_arguments, check_rule_arguments, compare_runs, emit
+from bench.runs import LoadError, RunInfo, load_run, merge_runs
+
+
+class ContinuousError(Exception):
+    """A revision cannot be checked out or its benchmark run failed (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One revision under test."""
+
+    name: str  # "base" or "head"
+    ref: str
+    sha: str
+    worktree: Path
+    env: tuple[tuple[str, str], ...] = ()  # extra environment for this side's runs only
+
+
+def _git(repo: Path, *argv: str) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *argv], capture_output=True, text=True)
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip().splitlines() or ["git failed"])[-1]
+        raise ContinuousError(f"git {' '.join(argv)}: {msg}")
+    return proc.stdout.strip()
+
+
+def resolve(repo: Path, ref: str) -> str:
+    """The commit sha of `ref`, or a one-line error naming it."""
+    try:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except ContinuousError:
+        raise ContinuousError(f"{ref!r}: not a commit in {repo}") from None
+
+
+def run_command(python: str, preset: str, out: Path, run_args: list[str]) -> list[str]:
+    """The harness invocation for one side and round (the contract with bench/runner.py)."""
+    return [python, "-m", "bench.cli", "run", "--preset", preset, "--out", str(out), *run_args]
+
+
+def schedule(repeat: int) -> list[tuple[int, str]]:
+    """(round, side) in execution order: base, head, base, head, ..."""
+    return [(r, side) for r in range(repeat) for side in ("base", "head")]
+
+
+def _run_side(side: Side, cmd: list[str], out: Path, log: Path) -> float:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(side.worktree), env.get("PYTHONPATH", "")) if p)
+    env.update(side.env)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, cwd=side.worktree, env=env, stdout=fh,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        lines = log.read_text(errors="replace").strip().splitlines()
+        last = lines[-1] if lines else "no output"
+        raise ContinuousError(f"{side.name} run at {side.ref} ({side.sha[:10]}) failed with "
+                              f"exit {proc.returncode}: {last} (log: {log})")
+    return time.perf_counter() - start
+
+
+def run_ab(sides: dict[str, Side], results: Path, repeat: int, python: str, preset: str,
+           run_args: list[str]) -> dict[str, list[Path]]:
+    """Run the interleaved schedule; returns each side's per-round result directories."""
+    dirs: dict[str, list[Path]] = {"base": [], "head": []}
+    plan = schedule(repeat)
+    for i, (rnd, name) in enumerate(plan, 1):
+        side = sides[name]
+        out = results / name / f"round{rnd + 1}"
+        log = results / name / f"round{rnd + 1}.log"
+        cmd = run_command(python, preset, out, run_args)
+        print(f"[{i}/{len(plan)}] {name} {side.ref} ({side.sha[:10]}) round {rnd + 1}: "
+              f"{shlex.join(cmd[1:])}", file=sys.stderr, flush=True)
+        seconds = _run_side(side, cmd, out, log)
+        print(f"[{i}/{len(plan)}] done in {seconds:.1f} s", file=sys.stderr, flush=True)
+        dirs[name].append(out)
+    return dirs
+
+
+def _pooled(name: str, side: Side, dirs: list[Path]) -> pd.DataFrame:
+    run = merge_runs([load_run(d) for d in dirs])
+    info: RunInfo = run.attrs["run"]
+    run.attrs["run"] = RunInfo(f"{name} {side.ref} ({len(dirs)} rounds)", info.fingerprint,
+                               info.cpu, info.gpu, info.commit or side.sha, info.date)
+    return run
+
+
+def _env_pairs(items: list[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ContinuousError(f"--head-env {item!r}: expected KEY=VALUE")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def continuous(args: argparse.Namespace) -> int:
+    start_dir = Path(args.repo or ".").resolve()
+    repo = Path(_git(start_dir, "rev-parse", "--show-toplevel"))
+    shas = {"base": resolve(repo, args.base), "head": resolve(repo, args.head)}
+    head_env = _env_pairs(args.head_env)
+    if args.keep and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
+        # stale rounds in it would be pooled with this job's samples
+        raise ContinuousError(f"--keep {args.keep}: exists and is not empty")
+    tmp = Path(tempfile.mkdtemp(prefix="nnparity-continuous-"))
+    results = Path(args.keep).resolve() if args.keep else tmp / "results"
+    sides: dict[str, Side] = {}
+    try:
+        for name, ref in (("base", args.base), ("head", args.head)):
+            tree = tmp / name
+            _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), shas[name])
+            sides[name] = Side(name, ref, shas[name], tree, head_env if name == "head" else ())
+        dirs = run_ab(sides, results, args.repeat, args.python, args.preset,
+                      shlex.split(args.run_args))
+        base = _pooled("base", sides["base"], dirs["base"])
+        head = _pooled("head", sides["head"], dirs["head"])
+    finally:
+        for side in sides.values():
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force",
+                            str(side.worktree)], capture_output=True)
+        subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.keep:
+        print(f"raw results kept in {results}", file=sys.stderr)
+    return emit(compare_runs(base, head, args.factor, args.alpha, args.confidence), args)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base", metavar="BASE_REF", help="baseline revision (e.g. HEAD~1, main)")
+    parser.add_argument("head", metavar="HEAD_REF", nargs="?", default="HEAD",
+                        help="revision under test (default HEAD; uncommitted changes are "
+                             "not included)")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="interleaved rounds per side: base, head, base, head ... (default 2)")
+    parser.add_argument("--preset", default="quick", help="preset for both sides (default quick)")
+    parser.add_argument("--run-args", default="", metavar="ARGS",
+                        help="extra arguments for `nnparity run`, one quoted string, e.g. "
+                             "\"--tasks mlp_regression --backends numpy torch\"")
+    parser.add_argument("--head-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment only for the head side's runs (e.g. a test delay)")
+    parser.add_argument("--repo", help="the git repository (default: the one around the cwd)")
+    parser.add_argument("--keep", metavar="DIR", help="keep the raw results under DIR")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter that runs the harness (default: this one)")
+    add_rule_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    """`nnparity continuous`: 0 no regression, 1 regression, 2 bad ref or failed run."""
+    bad = check_rule_arguments(args)
+    if bad is None and args.repeat < 1:
+        bad = f"--repeat {args.repeat}: must be at least 1"
+    if bad:
+        print(f"nnparity continuous: error: {bad}", file=sys.stderr)
+        return 2
+    try:
+        return continuous(args)
+    except (ContinuousError, LoadError) as exc:
+        print(f"nnparity continuous: error: {exc}", file=sys.stderr)
+        return 2
