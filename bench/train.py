@@ -114,5 +114,5 @@ def main(args: argparse.Namespace) -> int:
     result = train(task, cfg, args.backend, args.variant, dtype, args.device, steps,
                    progress=not args.quiet)
     print(f"loss curve: {curve_summary(result.losses)}")
-    print(f"held-out {task.metric_name}: {result.metric:.4f}  ({result.seconds:.1f}s)")
+    print(f"held-out {task.metric_label(cfg)}: {result.metric:.4f}  ({result.seconds:.1f}s)")
     return 0

@@ -58,9 +58,8 @@ class Task:
     presets: Mapping[str, Mapping[str, Any]]
     build: Callable[[Any], ModelSpec]
     load: Callable[[Any], Dataset]
-    metric_name: str
+    metric_name: str | Callable[[Any], str]  # a label, or one that depends on the config
     metric: Callable[[np.ndarray, np.ndarray], float]  # (predictions, y_test) -> score
-    higher_is_better: bool = True
     # knobs the bench matrix sweeps by default, e.g. {"cell": ("rnn", "lstm", "gru")}
     sweep: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
 
@@ -80,6 +79,9 @@ class Task:
             raise TaskError(f"{self.name}: {exc}") from None
         self.build(cfg)  # validates sizes through ModelSpec
         return cfg
+
+    def metric_label(self, cfg) -> str:
+        return self.metric_name(cfg) if callable(self.metric_name) else self.metric_name
 
     def model(self, cfg) -> ModelSpec:
         return self.build(cfg)

