@@ -87,13 +87,16 @@ def _run_side(side: Side, cmd: list[str], out: Path, log: Path) -> float:
         lines = log.read_text(errors="replace").strip().splitlines()
         last = lines[-1] if lines else "no output"
         raise ContinuousError(f"{side.name} run at {side.ref} ({side.sha[:10]}) failed with "
-                              f"exit {proc.returncode}: {last} (log: {log})")
+                              f"exit {proc.returncode}: {last}")
     return time.perf_counter() - start
 
 
 def run_ab(sides: dict[str, Side], results: Path, repeat: int, python: str, preset: str,
-           run_args: list[str]) -> dict[str, list[Path]]:
-    """Run the interleaved schedule; returns each side's per-round result directories."""
+           run_args: list[str], keep: bool = False) -> dict[str, list[Path]]:
+    """Run the interleaved schedule; returns each side's per-round result directories.
+
+    With `keep`, a failure names the run's log (otherwise it is deleted with the results).
+    """
     dirs: dict[str, list[Path]] = {"base": [], "head": []}
     plan = schedule(repeat)
     for i, (rnd, name) in enumerate(plan, 1):
@@ -103,7 +106,10 @@ def run_ab(sides: dict[str, Side], results: Path, repeat: int, python: str, pres
         cmd = run_command(python, preset, out, run_args)
         print(f"[{i}/{len(plan)}] {name} {side.ref} ({side.sha[:10]}) round {rnd + 1}: "
               f"{shlex.join(cmd[1:])}", file=sys.stderr, flush=True)
-        seconds = _run_side(side, cmd, out, log)
+        try:
+            seconds = _run_side(side, cmd, out, log)
+        except ContinuousError as exc:
+            raise ContinuousError(f"{exc} (log: {log})" if keep else str(exc)) from None
         print(f"[{i}/{len(plan)}] done in {seconds:.1f} s", file=sys.stderr, flush=True)
         dirs[name].append(out)
     return dirs
@@ -144,7 +150,7 @@ def continuous(args: argparse.Namespace) -> int:
             _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), shas[name])
             sides[name] = Side(name, ref, shas[name], tree, head_env if name == "head" else ())
         dirs = run_ab(sides, results, args.repeat, args.python, args.preset,
-                      shlex.split(args.run_args))
+                      shlex.split(args.run_args), keep=bool(args.keep))
         base = _pooled("base", sides["base"], dirs["base"])
         head = _pooled("head", sides["head"], dirs["head"])
     finally:

@@ -43,7 +43,9 @@ class RunInfo:
     date: str = ""
 
 
-def _read_json(file: Path) -> dict[str, Any]:
+def _read_json(file: Path, strict: bool = True) -> dict[str, Any] | None:
+    """The parsed results document; None for a well-formed JSON that is not one
+    (e.g. a report's summary next to the results) unless `strict`."""
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
@@ -58,7 +60,9 @@ def _read_json(file: Path) -> dict[str, Any]:
             f"({exc.msg}); truncated or corrupt?"
         ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
-        raise LoadError(f"{file}: not a pytest-benchmark JSON (no 'benchmarks' list)")
+        if strict:
+            raise LoadError(f"{file}: not a pytest-benchmark JSON (no 'benchmarks' list)")
+        return None
     return doc
 
 
@@ -160,9 +164,13 @@ def load_run(path: str | os.PathLike[str]) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     docs = []
     for file in files:
-        doc = _read_json(file)
+        doc = _read_json(file, strict=len(files) == 1)
+        if doc is None:
+            continue
         docs.append((_run_info(root, doc), doc))
         rows.extend(_cell_row(b, file) for b in doc["benchmarks"])
+    if not docs:
+        raise LoadError(f"{root}: none of its *.json files is a pytest-benchmark results file")
     # the first file that knows its machine speaks for the run
     known = [d for d in docs if d[0].fingerprint != "unknown"]
     info, doc = (known or docs)[0]

@@ -222,6 +222,15 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert report.read_text() == "previous report"
 
 
+def test_other_json_beside_the_results_is_ignored(base_dir: Path) -> None:
+    (base_dir / "github-benchmark.json").write_text(json.dumps([{"name": "x", "value": 1}]))
+    (base_dir / "summary.json").write_text(json.dumps({"cells": 3}))
+    assert set(CELLS) < set(compare.load_run(base_dir)["cell"])
+    (base_dir / "results.json").unlink()
+    with pytest.raises(compare.LoadError, match="none of its"):
+        compare.load_run(base_dir)
+
+
 def test_bad_factor_exits_2(base_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(str(base_dir), str(base_dir), "--factor", "0.8") == 2
     assert "--factor" in capsys.readouterr().err
