@@ -23,7 +23,7 @@ Tensors = list[torch.Tensor]
 
 @dataclass
 class OptimizerState:
-    """Per-parameter slots (zero at start) and the step count t (a 0-d device tensor)."""
+    """Per-parameter slots (zero at start) and the step count t (a 0-d int64 device tensor)."""
 
     t: torch.Tensor
     slots: list[Tensors]  # SGD: [velocity]; Adam: [m, v]
@@ -32,7 +32,9 @@ class OptimizerState:
 def init_state(spec: OptimizerSpec, params: Tensors) -> OptimizerState:
     n_slots = 1 if spec.name == "sgd" else 2
     slots = [[torch.zeros_like(p, requires_grad=False) for p in params] for _ in range(n_slots)]
-    t = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+    # int64, not the parameters' dtype: torch.compile on CPU silently drops the
+    # in-place update of a 0-d float64 input tensor (torch 2.13), leaving t at 0
+    t = torch.zeros((), dtype=torch.int64, device=params[0].device)
     return OptimizerState(t=t, slots=slots)
 
 
@@ -53,8 +55,10 @@ def _adam(spec: OptimizerSpec, params: Tensors, grads: Tensors, t: torch.Tensor,
     torch._foreach_add_(m, grads, alpha=1 - b1)
     torch._foreach_mul_(v, b2)
     torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
-    bc1 = 1 - torch.pow(b1, t)  # bias corrections as device tensors: no .item()
-    bc2 = 1 - torch.pow(b2, t)
+    # bias corrections as device tensors (no .item()), in the parameters' dtype
+    step = t.to(params[0].dtype)
+    bc1 = 1 - torch.pow(b1, step)
+    bc2 = 1 - torch.pow(b2, step)
     denom = torch._foreach_div(v, bc2)
     torch._foreach_sqrt_(denom)
     torch._foreach_add_(denom, spec.eps)  # eps outside the square root

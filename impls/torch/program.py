@@ -20,8 +20,16 @@ from impls.torch.model import TorchModel
 from impls.torch.optim import init_state, make_update
 from tasks.optim import OptimizerSpec
 
+# Dynamo caches compiled graphs per code object, and every program shares
+# TorchModel.loss / forward: each built program (other spec, dtype or batch)
+# adds one cache entry. Past the default limit of 8 dynamo would quietly run
+# eager, so a benchmark process building many programs gets more room.
+_RECOMPILE_LIMIT = 64
+
 
 def _compile(fn):
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, _RECOMPILE_LIMIT)
     # fullgraph: a graph break would silently fall back to eager for part of the step
     return torch.compile(fn, mode="default", dynamic=False, fullgraph=True)
 
