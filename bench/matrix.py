@@ -1,0 +1,257 @@
+"""The benchmark matrix: which cells a run times, grouped one process per (backend, task).
+
+A cell is one (task + knobs, backend, variant, device, dtype, batch size, phase);
+its `id` is the canonical string that names it in every run, e.g.
+"rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step". Only swept or
+user-set knobs appear in the id, sorted, so the same dimensions give the same id.
+
+The per-preset `Plan` fixes the timing budget and which phases sweep the batch
+size: the batch-size sweep runs for `step` only (the phase users compare
+throughput on), every other phase at the preset's main batch size; quick keeps
+a small time budget per cell so a full run stays under three minutes on two cores.
+
+Backends are described (variants, devices, support per model) by the worker
+process, which imports frameworks; this module only combines those
+descriptions with the user's filters. It must not import a framework or time anything.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tasks import get_task
+from tasks.spec import SpecError
+
+PHASES = ("forward", "backward", "step", "first_call")
+CALIBRATION = "calibration"
+CALIBRATION_TASK = "gemm"
+
+
+class MatrixError(SpecError):
+    """A bad selection (unknown value, bad -k expression): exit code 2."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How hard each cell is timed under a preset."""
+
+    budget_s: float  # target timed seconds per cell (rounds = budget / warm call time)
+    min_rounds: int
+    max_rounds: int
+    min_warmup: int  # warm-up calls before timing, at least
+    max_warmup: int  # stop warming up even if the call still recompiles
+    sweep_phases: tuple[str, ...] = ("step",)  # phases timed at every batch size
+    gemm_sizes: tuple[int, ...] = (512, 1024)  # calibration GEMM sizes on CPU
+    timeout_s: float = 600.0  # default per-group timeout
+
+
+PLANS: dict[str, Plan] = {
+    "tiny": Plan(0.01, 3, 10, 1, 5, sweep_phases=(), gemm_sizes=(128,), timeout_s=120),
+    "quick": Plan(0.06, 5, 60, 2, 12, gemm_sizes=(512, 1024), timeout_s=300),
+    "standard": Plan(0.4, 10, 400, 3, 20, gemm_sizes=(512, 1024, 2048), timeout_s=900),
+    "large": Plan(1.0, 10, 1000, 3, 20, gemm_sizes=(1024, 2048, 4096), timeout_s=1800),
+}
+CUDA_GEMM_SIZES = (2048, 4096, 8192)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One task with its knob values resolved for a preset."""
+
+    task: str
+    knobs: tuple[tuple[str, str], ...]  # swept and user-set knobs, sorted, canonical strings
+    overrides: tuple[tuple[str, str], ...]  # everything passed to task.config
+    batch_size: int
+    batch_sizes: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        if not self.knobs:
+            return self.task
+        return f"{self.task}[{','.join(f'{k}={v}' for k, v in self.knobs)}]"
+
+
+@dataclass(frozen=True)
+class Cell:
+    config: TaskConfig
+    backend: str
+    variant: str
+    device: str
+    dtype: str
+    batch_size: int
+    phase: str
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.config.label, self.backend, self.variant, self.device, self.dtype,
+                       self.batch_size, self.phase)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One worker process: a backend on a task, plus its calibration cells."""
+
+    backend: str
+    task: str
+    cells: tuple[Cell, ...]
+    calibrate_devices: tuple[str, ...] = ()
+    error: str = ""  # set when the backend cannot run at all (not installed, import error)
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}_{self.task}"
+
+    @property
+    def size(self) -> int:
+        return len(self.cells) + len(self.calibrate_devices)
+
+
+@dataclass(frozen=True)
+class Selection:
+    tasks: tuple[str, ...]
+    backends: tuple[str, ...]
+    variants: tuple[str, ...] | None  # None: every variant
+    devices: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    phases: tuple[str, ...]
+    preset: str
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    keyword: str | None = None
+
+
+def cell_id(label: str, backend: str, variant: str, device: str, dtype: str, batch_size: int,
+            phase: str) -> str:
+    return f"{label}/{backend}/{variant}/{device}/{dtype}/bs{batch_size}/{phase}"
+
+
+def calibration_id(backend: str, device: str) -> str:
+    return f"{CALIBRATION_TASK}/{backend}/{device}/float32/{CALIBRATION}"
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def task_configs(task_name: str, preset: str, overrides: Mapping[str, str]) -> list[TaskConfig]:
+    """Every knob combination the run sweeps for one task (user-set knobs are not swept)."""
+    task = get_task(task_name)
+    own = {k: v for k, v in overrides.items() if k in task.knobs()}
+    swept = {k: tuple(v) for k, v in task.sweep.items() if k not in own}
+    configs = []
+    for combo in itertools.product(*swept.values()):
+        values = {**own, **dict(zip(swept, combo, strict=True))}
+        cfg = task.config(preset, values)
+        shown = sorted(values)
+        configs.append(TaskConfig(
+            task=task_name,
+            knobs=tuple((k, _canonical(getattr(cfg, k))) for k in shown),
+            overrides=tuple(sorted((k, _canonical(v)) for k, v in values.items())),
+            batch_size=cfg.batch_size,
+            batch_sizes=tuple(cfg.batch_sizes),
+        ))
+    return configs
+
+
+def keyword_matcher(expr: str | None) -> Callable[[str], bool]:
+    """pytest's -k language over cell ids: each name matches as a case-insensitive substring."""
+    if not expr:
+        return lambda _id: True
+    from _pytest.mark.expression import Expression, ParseError
+
+    try:
+        compiled = Expression.compile(expr)
+    except ParseError as exc:
+        raise MatrixError(f"bad -k expression {expr!r}: {exc.message}") from None
+
+    def match(cid: str) -> bool:
+        low = cid.lower()
+        return compiled.evaluate(lambda name, **_kw: name.lower() in low)
+
+    return match
+
+
+def _batch_plan(cfg: TaskConfig, phase: str, plan: Plan) -> tuple[int, ...]:
+    if phase in plan.sweep_phases:
+        return tuple(dict.fromkeys((cfg.batch_size, *cfg.batch_sizes)))
+    return (cfg.batch_size,)
+
+
+def check_variants(selection: Selection, described: Mapping[str, Mapping[str, Any]]) -> None:
+    if selection.variants is None:
+        return
+    known = sorted({v for d in described.values() for v in d.get("variants", ())})
+    for variant in selection.variants:
+        if known and variant not in known:
+            raise MatrixError(f"unknown variant {variant!r}; choose from {', '.join(known)}")
+
+
+def build_groups(selection: Selection, described: Mapping[str, Mapping[str, Any]]) -> list[Group]:
+    """Groups in run order: for each task, each backend; calibration goes with a backend's
+    first group. `described[backend]` holds `installed`, `error`, `variants`, `devices`
+    and `supports` (config label -> supported variants), as the worker reports them."""
+    check_variants(selection, described)
+    plan = PLANS[selection.preset]
+    match = keyword_matcher(selection.keyword)
+    calibrated: set[str] = set()
+    groups = []
+    order = [p for p in ("first_call", "forward", "backward", "step") if p in selection.phases]
+    for task_name in selection.tasks:
+        configs = task_configs(task_name, selection.preset, selection.overrides)
+        for backend in selection.backends:
+            info = described.get(backend, {})
+            error = "" if info.get("installed") else str(info.get("error") or "not installed")
+            devices = [d for d in selection.devices if d in info.get("devices", ("cpu",))]
+            cells = []
+            for cfg in configs:
+                variants = info.get("supports", {}).get(cfg.label, ["-"] if error else [])
+                for variant, device, dtype in itertools.product(
+                        variants, devices or selection.devices[:1], selection.dtypes):
+                    if selection.variants is not None and variant not in selection.variants \
+                            and not error:
+                        continue
+                    for phase in order:
+                        for bs in _batch_plan(cfg, phase, plan):
+                            cell = Cell(cfg, backend, variant, device, dtype, bs, phase)
+                            if match(cell.id):
+                                cells.append(cell)
+            cells.sort(key=lambda c: _run_order(c, cfg_order=configs))
+            calib: tuple[str, ...] = ()
+            if backend not in calibrated and not error and cells:
+                calib = tuple(dict.fromkeys(c.device for c in cells))
+                calibrated.add(backend)
+            if cells:
+                groups.append(Group(backend, task_name, tuple(cells), calib, error))
+    return groups
+
+
+def _run_order(cell: Cell, cfg_order: Sequence[TaskConfig]) -> tuple:
+    """Build each program once: all cells of one (config, variant, device, dtype) together,
+    first_call first (it needs a fresh program), main batch size before the sweep."""
+    main = cell.batch_size == cell.config.batch_size
+    return (cfg_order.index(cell.config), cell.variant, cell.device, cell.dtype,
+            cell.phase != "first_call", not main, cell.batch_size, PHASES.index(cell.phase))
+
+
+def group_to_dict(group: Group) -> dict[str, Any]:
+    """A JSON-ready form of a group, for handing it to the worker process."""
+    return asdict(group)
+
+
+def group_from_dict(data: Mapping[str, Any]) -> Group:
+    def config(c: Mapping[str, Any]) -> TaskConfig:
+        return TaskConfig(c["task"], tuple(map(tuple, c["knobs"])),
+                          tuple(map(tuple, c["overrides"])), c["batch_size"],
+                          tuple(c["batch_sizes"]))
+
+    cells = tuple(
+        Cell(config(c["config"]), c["backend"], c["variant"], c["device"], c["dtype"],
+             c["batch_size"], c["phase"])
+        for c in data["cells"]
+    )
+    return Group(data["backend"], data["task"], cells, tuple(data["calibrate_devices"]),
+                 data.get("error", ""))

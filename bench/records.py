@@ -1,0 +1,211 @@
+"""The raw results format on the writing side: extra_info records and group files.
+
+Every timed or failed cell becomes one pytest-benchmark "benchmark" entry whose
+`extra_info` is a `CellRecord`. A group's file is the JSON pytest-benchmark
+wrote (`--benchmark-json`, raw samples included), completed with error entries
+for cells that never finished; when the worker died before pytest-benchmark
+could write, the file is assembled here from the records the worker streamed,
+in the same format, so `pytest-benchmark compare` and `bench.runs` read both.
+Files are written atomically. This module times nothing and imports no framework.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.matrix import CALIBRATION, CALIBRATION_TASK, Cell, Group, calibration_id
+from bench.runs import write_text_atomic
+
+TEST_FUNCTION = "bench/cells.py::test_cell"
+_STAT_FIELDS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ld15iqr",
+                "hd15iqr", "ops", "total")
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    """Everything a benchmark's `extra_info` carries (see the raw-format contract)."""
+
+    cell: str
+    task: str
+    preset: str
+    backend: str
+    variant: str
+    device: str
+    dtype: str
+    batch_size: int | None
+    phase: str
+    knobs: dict[str, str] = field(default_factory=dict)
+    status: str = "ok"
+    error: str = ""
+    flops: int | None = None
+    flops_per_s: float | None = None
+    peak_memory_bytes: int | None = None
+    memory_source: str = ""
+    gradcheck: dict[str, Any] = field(default_factory=dict)
+    precision: str = ""
+    threads: int | None = None
+    retraces: int | None = None
+    warmup_calls: int | None = None
+    warmup_stable: bool | None = None
+    build_s: float | None = None
+    gflops: float | None = None  # calibration cells only
+    gemm_size: int | None = None  # calibration cells only
+
+    def to_extra_info(self) -> dict[str, Any]:
+        info = asdict(self)
+        if self.phase != CALIBRATION:
+            info.pop("gflops")
+            info.pop("gemm_size")
+        return info
+
+
+def record_for(cell: Cell, preset: str, threads: int | None, **values: Any) -> CellRecord:
+    return CellRecord(
+        cell=cell.id, task=cell.config.task, preset=preset, backend=cell.backend,
+        variant=cell.variant, device=cell.device, dtype=cell.dtype, batch_size=cell.batch_size,
+        phase=cell.phase, knobs=dict(cell.config.knobs), threads=threads, **values,
+    )
+
+
+def calibration_record(backend: str, device: str, preset: str, threads: int | None,
+                       **values: Any) -> CellRecord:
+    return CellRecord(
+        cell=calibration_id(backend, device), task=CALIBRATION_TASK, preset=preset,
+        backend=backend, variant=values.pop("variant", ""), device=device, dtype="float32",
+        batch_size=None, phase=CALIBRATION, threads=threads, **values,
+    )
+
+
+def benchmark_entry(record: CellRecord, samples: list[float] | None = None) -> dict[str, Any]:
+    """A pytest-benchmark "benchmark" dict; without samples its stats are NaN (an error)."""
+    data = list(samples or [])
+    return {
+        "group": None,
+        "name": f"test_cell[{record.cell}]",
+        "fullname": f"{TEST_FUNCTION}[{record.cell}]",
+        "params": {"cell": record.cell},
+        "param": record.cell,
+        "extra_info": record.to_extra_info(),
+        "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 1,
+                    "max_time": 0.0, "min_time": 0.0, "warmup": False},
+        "stats": _stats(data),
+    }
+
+
+def _stats(data: list[float]) -> dict[str, Any]:
+    if not data:
+        out: dict[str, Any] = {k: math.nan for k in _STAT_FIELDS}
+        out.update(rounds=0, iterations=1, iqr_outliers=0, stddev_outliers=0, outliers="0;0",
+                   data=[])
+        return out
+    from pytest_benchmark.stats import Stats
+
+    stats = Stats()
+    for value in data:
+        stats.update(value)
+    out = stats.as_dict()
+    out.update(iterations=1, data=data)
+    return out
+
+
+def error_entries(group: Group, preset: str, error: str, done: set[str],
+                  threads: int | None) -> list[dict[str, Any]]:
+    """Error entries for every cell of `group` (calibration included) not in `done`."""
+    entries = []
+    for device in group.calibrate_devices:
+        cid = calibration_id(group.backend, device)
+        if cid not in done:
+            rec = calibration_record(group.backend, device, preset, threads, status="error",
+                                     error=error)
+            entries.append(benchmark_entry(rec))
+    for cell in group.cells:
+        if cell.id not in done:
+            rec = record_for(cell, preset, threads, status="error", error=error)
+            entries.append(benchmark_entry(rec))
+    return entries
+
+
+def document(benchmarks: list[dict[str, Any]], machine_info: dict[str, Any]) -> dict[str, Any]:
+    """A whole pytest-benchmark JSON document around `benchmarks`."""
+    from pytest_benchmark import __version__
+    from pytest_benchmark.utils import get_commit_info
+
+    return {
+        "machine_info": machine_info,
+        "commit_info": get_commit_info(),
+        "benchmarks": benchmarks,
+        "datetime": _dt.datetime.now(_dt.UTC).isoformat(),
+        "version": __version__,
+    }
+
+
+def default_machine_info(nnparity: dict[str, Any]) -> dict[str, Any]:
+    from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
+
+    info = pytest_benchmark_generate_machine_info()
+    info["nnparity"] = nnparity
+    return info
+
+
+def read_stream(path: Path) -> list[dict[str, Any]]:
+    """Benchmark entries a worker streamed, one JSON object a line; a torn last line
+    (the worker was killed mid-write) is dropped."""
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return entries
+
+
+def append_stream(path: Path, entry: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, default=_jsonable) + "\n")
+        fh.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):  # NumPy scalars
+        return value.item()
+    return str(value)
+
+
+def write_group_file(path: Path, doc: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(doc, indent=1, default=_jsonable) + "\n")
+    path.chmod(0o644)  # mkstemp creates 0600; results are meant to be shared
+
+
+def finish_group(group: Group, preset: str, out: Path, pytest_json: Path, stream: Path,
+                 machine_info: dict[str, Any], error: str, threads: int | None) -> dict[str, Any]:
+    """Write the group's final file and return its document.
+
+    Base: pytest-benchmark's own JSON when the worker got that far, else the
+    streamed entries. Streamed entries the base lacks (error cells the test
+    recorded itself) are added, then error entries for cells never reached."""
+    doc = None
+    if pytest_json.exists():
+        try:
+            doc = json.loads(pytest_json.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            doc = None
+    streamed = read_stream(stream)
+    if doc is None:
+        doc = document([], machine_info)
+    have = {b.get("extra_info", {}).get("cell") for b in doc["benchmarks"]}
+    for entry in streamed:
+        cid = entry.get("extra_info", {}).get("cell")
+        if cid not in have:
+            doc["benchmarks"].append(entry)
+            have.add(cid)
+    doc["benchmarks"].extend(error_entries(group, preset, error or "cell did not run",
+                                           {c for c in have if c}, threads))
+    write_group_file(out, doc)
+    return doc

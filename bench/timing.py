@@ -1,0 +1,161 @@
+"""Timing one cell: warm up until nothing recompiles, then pedantic rounds on pytest-benchmark.
+
+The timed target is always `program.sync(result)` wrapped around the call, so
+asynchronous frameworks are measured to completion. Warm-up calls are never
+timed into the samples; they stop once the program's compile count stops
+changing (and at least `Plan.min_warmup` calls), and the last warm-up call
+sizes the number of rounds to the plan's time budget. Compiles during the timed
+rounds are counted as retraces, the report flags any.
+
+Peak memory comes from the program's own allocator when it has one, else the
+process's resident-set high-water mark, reset before the cell through
+/proc/self/clear_refs where Linux allows it.
+
+This module imports no framework at import time; it looks at the ones a
+backend has already imported (sys.modules) to count compiles. It writes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.matrix import Plan
+
+Call = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    calls: int
+    last_s: float  # duration of the last warm-up call, used to size the rounds
+    stable: bool  # the compile count did not change on the last call
+
+
+@dataclass(frozen=True)
+class Memory:
+    peak_bytes: int | None
+    source: str
+
+
+_JAX_COMPILES = [0]
+_JAX_LISTENING = [False]
+
+
+def _listen_to_jax() -> None:
+    """Count XLA compilations process-wide (jax emits an event per backend compile)."""
+    if _JAX_LISTENING[0] or "jax" not in sys.modules:
+        return
+    import jax.monitoring
+
+    def on_event(event: str, _duration: float, **_kw: Any) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            _JAX_COMPILES[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    _JAX_LISTENING[0] = True
+
+
+class CompileCounter:
+    """How many times a program's functions have been traced or compiled so far.
+
+    Sources, summed: the program's own `tracing_counts()` (dict) or `trace_count()`,
+    jax's compile events, and torch dynamo's unique-graph counter. `count()` is None
+    when no source applies (eager-only frameworks cannot retrace)."""
+
+    def __init__(self, program: Any) -> None:
+        self.program = program
+        _listen_to_jax()
+
+    def count(self) -> int | None:
+        total, known = 0, False
+        counts = getattr(self.program, "tracing_counts", None)
+        if callable(counts):
+            total += sum(int(v) for v in counts().values())
+            known = True
+        single = getattr(self.program, "trace_count", None)
+        if callable(single):
+            total += int(single())
+            known = True
+        if _JAX_LISTENING[0]:
+            total += _JAX_COMPILES[0]
+            known = True
+        dynamo = sys.modules.get("torch._dynamo.utils")
+        if dynamo is not None:
+            total += int(dynamo.counters["stats"]["unique_graphs"])
+            known = True
+        return total if known else None
+
+
+def synced(program: Any, fn: Callable[..., Any], *args: Any) -> Call:
+    """The timed target: the call and the backend's synchronisation on its result."""
+    sync = program.sync
+
+    def call() -> None:
+        sync(fn(*args))
+
+    return call
+
+
+def warm_up(call: Call, counter: CompileCounter, plan: Plan) -> WarmUp:
+    before = counter.count()
+    calls, last, stable = 0, 0.0, False
+    while calls < plan.max_warmup:
+        start = time.perf_counter()
+        call()
+        last = time.perf_counter() - start
+        calls += 1
+        now = counter.count()
+        stable = now == before
+        before = now
+        if calls >= plan.min_warmup and stable:
+            break
+    return WarmUp(calls, last, stable)
+
+
+def rounds_for(last_s: float, plan: Plan) -> int:
+    if last_s <= 0:
+        return plan.max_rounds
+    return max(plan.min_rounds, min(plan.max_rounds, math.ceil(plan.budget_s / last_s)))
+
+
+def reset_peak_memory(program: Any) -> None:
+    program.reset_peak_memory()
+    try:  # "5" resets VmHWM, the peak RSS (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        _RSS_RESET[0] = True
+    except OSError:
+        _RSS_RESET[0] = False
+
+
+_RSS_RESET = [False]
+
+
+def peak_memory(program: Any, backend: str, device: str) -> Memory:
+    native = program.peak_memory()
+    if native is not None:
+        return Memory(int(native), getattr(program, "memory_source", f"{backend}.{device}"))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return Memory(int(rss), "rss" if _RSS_RESET[0] else "rss_lifetime")
+
+
+def time_first_call(call: Call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def bare_loop(call: Call, rounds: int) -> list[float]:
+    """The reference the harness is checked against: perf_counter around each call."""
+    out = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - start)
+    return out

@@ -1,0 +1,211 @@
+"""Inside a group process: build programs, time cells, record them.
+
+A `Worker` holds one backend and caches what cells share: the current program
+(one per config/variant/device/dtype, rebuilt for `first_call`, which must
+see a fresh program), device-resident batches, and the gradient-agreement
+result of each (config, variant, dtype, device), checked once, not per batch
+size. Every finished cell, ok or error, is streamed to the group's JSON-lines
+file before the test returns. Imports frameworks only through `impls.load`;
+runs only in the worker process started by the runner.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench import records, timing
+from bench.matrix import PLANS, Cell, Plan, TaskConfig
+from tasks import get_task
+from tasks.optim import OptimizerSpec
+from tasks.params import init_params
+from tasks.spec import Dense, ModelSpec
+
+
+def _flops(spec: ModelSpec, cfg: Any, phase: str, batch_size: int) -> int | None:
+    try:
+        from tasks import flops
+    except ImportError:  # FLOP counts are optional; timing never depends on them
+        return None
+    if phase == "forward":
+        return flops.forward_flops(spec, batch_size)
+    if phase == "backward":
+        return flops.train_flops(spec, batch_size)
+    if phase == "step":
+        return flops.step_flops(spec, batch_size, cfg.optimizer)
+    return None
+
+
+def _gradcheck(cfg: TaskConfig, preset: str, backend: str, variant: str, dtype: str,
+               device: str) -> dict[str, Any]:
+    try:
+        from bench.agreement import check_cell
+    except ImportError:
+        return {"passed": None, "max_rel_err": None, "error": "bench.agreement unavailable"}
+    result = check_cell(cfg.task, preset, dict(cfg.overrides), backend, variant, dtype, device)
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in result.items()}
+
+
+class Worker:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import impls
+
+        self.preset: str = spec["preset"]
+        self.plan: Plan = PLANS[self.preset]
+        self.threads: int = spec["threads"]
+        self.seed: int = spec.get("seed", 0)
+        self.stream = Path(spec["stream"])
+        self.check = bool(spec.get("gradcheck", True))
+        self.backend_name: str = spec["group"]["backend"]
+        self.backend = impls.load(self.backend_name)
+        self._program: tuple[tuple, Any] | None = None
+        self._batches: dict[tuple, tuple[Any, Any]] = {}
+        self._gradchecks: dict[tuple, dict[str, Any]] = {}
+
+    # -- shared state -------------------------------------------------------------------
+
+    def _build(self, cell: Cell) -> tuple[Any, Any, Any, float]:
+        task = get_task(cell.config.task)
+        cfg = task.config(self.preset, dict(cell.config.overrides))
+        spec = task.model(cfg)
+        params = init_params(spec, seed=self.seed)
+        optimizer = OptimizerSpec(name=cfg.optimizer, lr=cfg.lr)
+        start = time.perf_counter()
+        program = self.backend.build(spec, params, variant=cell.variant, dtype=cell.dtype,
+                                     device=cell.device, optimizer=optimizer)
+        return program, cfg, spec, time.perf_counter() - start
+
+    def program_for(self, cell: Cell) -> tuple[Any, Any, Any, float | None]:
+        key = (cell.config, cell.variant, cell.device, cell.dtype)
+        if self._program is not None and self._program[0] == key and cell.phase != "first_call":
+            program, cfg, spec = self._program[1]
+            return program, cfg, spec, None
+        self._program = None
+        self._batches.clear()
+        gc.collect()
+        program, cfg, spec, build_s = self._build(cell)
+        self._program = (key, (program, cfg, spec))
+        return program, cfg, spec, build_s
+
+    def batch(self, program: Any, cell: Cell, cfg: Any) -> tuple[Any, Any]:
+        key = (cell.batch_size,)
+        if key not in self._batches:
+            x, y = get_task(cell.config.task).data(cfg).batch(0, cell.batch_size)
+            self._batches[key] = (program.put(x), program.put(y))
+            program.sync(self._batches[key][0])
+        return self._batches[key]
+
+    def gradcheck(self, cell: Cell) -> dict[str, Any]:
+        if not self.check:
+            return {"passed": None, "max_rel_err": None, "error": "skipped (--no-gradcheck)"}
+        key = (cell.config, cell.variant, cell.dtype, cell.device)
+        if key not in self._gradchecks:
+            self._gradchecks[key] = _gradcheck(cell.config, self.preset, cell.backend,
+                                               cell.variant, cell.dtype, cell.device)
+        return self._gradchecks[key]
+
+    # -- cells --------------------------------------------------------------------------
+
+    def time_cell(self, benchmark: Any, cell: Cell) -> None:
+        try:
+            values = self._time_cell(benchmark, cell)
+        except Exception as exc:
+            self._program = None  # a failed program may be in a bad state
+            message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            rec = records.record_for(cell, self.preset, self.threads, status="error",
+                                     error=message)
+            records.append_stream(self.stream, records.benchmark_entry(rec))
+            pytest.fail(f"{cell.id}: {message}\n{traceback.format_exc(limit=3)}", pytrace=False)
+            return
+        rec = records.record_for(cell, self.preset, self.threads, **values)
+        self._finish(benchmark, rec)
+
+    def _time_cell(self, benchmark: Any, cell: Cell) -> dict[str, Any]:
+        program, cfg, spec, build_s = self.program_for(cell)
+        x, y = self.batch(program, cell, cfg)
+        call = {
+            "forward": lambda: timing.synced(program, program.forward, x),
+            "backward": lambda: timing.synced(program, program.loss_and_grads, x, y),
+            "step": lambda: timing.synced(program, program.step, x, y),
+            "first_call": lambda: timing.synced(program, program.step, x, y),
+        }[cell.phase]()
+        counter = timing.CompileCounter(program)
+        timing.reset_peak_memory(program)
+        gc.collect()
+        if cell.phase == "first_call":
+            warm = timing.WarmUp(0, 0.0, True)
+            before = None
+            benchmark.pedantic(call, rounds=1, iterations=1, warmup_rounds=0)
+        else:
+            warm = timing.warm_up(call, counter, self.plan)
+            before = counter.count()
+            rounds = timing.rounds_for(warm.last_s, self.plan)
+            benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
+        after = counter.count()
+        memory = timing.peak_memory(program, cell.backend, cell.device)
+        flops = _flops(spec, cfg, cell.phase, cell.batch_size)
+        median = float(np.median(benchmark.stats.stats.data))
+        return dict(
+            flops=flops,
+            flops_per_s=(flops / median if flops and median > 0 else None),
+            peak_memory_bytes=memory.peak_bytes,
+            memory_source=memory.source,
+            gradcheck=self.gradcheck(cell),
+            precision=getattr(program, "precision", ""),
+            retraces=(after - before if before is not None and after is not None else None),
+            warmup_calls=warm.calls,
+            warmup_stable=warm.stable,
+            build_s=build_s,
+        )
+
+    def _finish(self, benchmark: Any, rec: records.CellRecord) -> None:
+        benchmark.extra_info.update(rec.to_extra_info())
+        entry = benchmark.stats.as_dict(include_data=True)
+        records.append_stream(self.stream, entry)
+
+    def calibrate(self, benchmark: Any, device: str) -> None:
+        """Best float32 GEMM rate through this backend's dense layer (x @ W + b)."""
+        from bench.matrix import CUDA_GEMM_SIZES
+
+        sizes = CUDA_GEMM_SIZES if device == "cuda" else self.plan.gemm_sizes
+        best: tuple[float, int, str, Any] | None = None
+        try:
+            for n in sizes:
+                spec = ModelSpec(input_shape=(n,), layers=(Dense("gemm", n, "identity"),),
+                                 loss="mse")
+                params = init_params(spec, seed=self.seed)
+                for variant in self.backend.variants:
+                    if not self.backend.supports(spec, variant):
+                        continue
+                    program = self.backend.build(spec, params, variant=variant, dtype="float32",
+                                                 device=device, optimizer=OptimizerSpec())
+                    x = program.put(np.random.default_rng(self.seed).standard_normal((n, n)))
+                    call = timing.synced(program, program.forward, x)
+                    timing.warm_up(call, timing.CompileCounter(program), self.plan)
+                    fastest = min(timing.bare_loop(call, 3))
+                    rate = 2.0 * n**3 / fastest
+                    if best is None or rate > best[0]:
+                        best = (rate, n, variant, call)
+            assert best is not None, "no variant of this backend can run a dense layer"
+            _, n, variant, call = best
+            rounds = max(5, min(50, self.plan.min_rounds))
+            benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=1)
+            gflops = 2.0 * n**3 / min(benchmark.stats.stats.data) / 1e9
+            rec = records.calibration_record(
+                self.backend_name, device, self.preset, self.threads, variant=variant,
+                gflops=gflops, gemm_size=n, flops=2 * n**3,
+                flops_per_s=2.0 * n**3 / float(np.median(benchmark.stats.stats.data)))
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            rec = records.calibration_record(self.backend_name, device, self.preset,
+                                             self.threads, status="error", error=message)
+            records.append_stream(self.stream, records.benchmark_entry(rec))
+            pytest.fail(f"calibration {device}: {message}", pytrace=False)
+            return
+        self._finish(benchmark, rec)
