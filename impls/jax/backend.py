@@ -57,8 +57,9 @@ class JaxProgram(Program):
         self.precision = "fp64" if dtype == "float64" else ("fp32 (tf32 off)" if gpu else "fp32")
         # A private copy: the step donates these buffers, and on CPU device_put may alias.
         self._params = {k: self.put(np.array(v, dtype=self.dtype)) for k, v in params.items()}
-        with jax.default_device(device):
-            self._state = optim.init_state(optimizer, self._params)
+        # Committed to the device like the params, so the step's second call (fed
+        # the committed outputs of the first) hits the same compiled executable.
+        self._state = jax.device_put(optim.init_state(optimizer, self._params), device)
 
         def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
             return model.loss(spec, p, x, y, unroll)

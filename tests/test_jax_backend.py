@@ -1,0 +1,196 @@
+"""The JAX backend against the float64 NumPy reference, and against JAX's own oracle.
+
+For every task (and recurrent cell) x variant x dtype on cpu: loss, forward
+output and every canonical gradient agree with the reference; 20 optimiser
+steps (SGD with momentum, Adam) follow the reference trajectory. Tolerances
+come from `bench.tolerances`. Also: `jax.test_util.check_grads` once per model,
+float32 programs contain no float64 arithmetic, the step compiles once and
+donates its buffers, and cuda either works or fails with a BackendError.
+Skips cleanly when JAX is not installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+
+import impls  # noqa: E402  (after the skip: impls.load imports JAX)
+from bench.agreement import gradient_rows, trajectory_rows  # noqa: E402
+from impls.base import BackendError  # noqa: E402
+from tasks import get_task  # noqa: E402
+from tasks.optim import OptimizerSpec  # noqa: E402
+from tasks.params import init_params  # noqa: E402
+
+BACKEND = impls.load("jax")
+PRESET = "tiny"
+CASES = [
+    pytest.param("mlp_regression", {}, id="mlp"),
+    pytest.param("cnn_classification", {}, id="cnn"),
+    pytest.param("rnn_sequence", {"cell": "rnn"}, id="rnn"),
+    pytest.param("rnn_sequence", {"cell": "lstm"}, id="lstm"),
+    pytest.param("rnn_sequence", {"cell": "gru"}, id="gru"),
+]
+DTYPES = ("float32", "float64")
+
+
+def _spec(task_name: str, overrides: dict):
+    return get_task(task_name).model(get_task(task_name).config(PRESET, overrides))
+
+
+def _matrix() -> list:
+    """(task, overrides, variant) for every variant the backend supports for that task."""
+    return [
+        pytest.param(t, o, v, id=f"{t}-{o.get('cell', '')}-{v}".replace("--", "-"))
+        for t, o in (c.values for c in CASES)
+        for v in BACKEND.variants
+        if BACKEND.supports(_spec(t, o), v)
+    ]
+
+
+def _failures(rows) -> list[str]:
+    return [f"{r.tensor}: rel_err {r.rel_err:.2e} (tol {r.tolerance:.0e}, allclose "
+            f"{r.allclose})" for r in rows if not r.passed]
+
+
+def _setup(task_name: str, overrides: dict, dtype: str, optimizer: str = "sgd",
+           variant: str = "jit"):
+    task = get_task(task_name)
+    cfg = task.config(PRESET, overrides)
+    spec = task.model(cfg)
+    params = init_params(spec, seed=0)
+    program = BACKEND.build(spec, params, variant=variant, dtype=dtype, device="cpu",
+                            optimizer=OptimizerSpec(optimizer, cfg.lr))
+    x, y = task.data(cfg).batch(0, cfg.batch_size)
+    return spec, params, program, x, y
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("task_name", "overrides", "variant"), _matrix())
+def test_gradients_match_numpy_reference(task_name, overrides, variant, dtype):
+    rows = gradient_rows(task_name, PRESET, overrides, "jax", variant, dtype, "cpu")
+    spec = _spec(task_name, overrides)
+    assert {r.tensor for r in rows} == {"loss", "output", *spec.param_shapes()}
+    assert not _failures(rows), _failures(rows)
+    worst = max(r.rel_err for r in rows)
+    assert worst <= (1e-10 if dtype == "float64" else 1e-4)  # DESIGN.md §4 starting point
+
+
+def _trajectory_matrix() -> list:
+    """Every model x optimiser x dtype for the default variant; the unrolled-scan
+    variant differs only inside the recurrence, so it gets float64 Adam (the
+    strictest check) per cell, which keeps this file fast on two cores."""
+    models = [c.values for c in CASES]
+    cases = [(t, o, "jit", opt, dt) for t, o in models for opt in ("sgd", "adam") for dt in DTYPES]
+    cases += [(t, o, "scan_unroll", "adam", "float64") for t, o in models if "cell" in o]
+    return [pytest.param(*c, id=f"{c[0]}-{c[1].get('cell', '')}-{'-'.join(c[2:])}") for c in cases]
+
+
+@pytest.mark.parametrize(("task_name", "overrides", "variant", "optimizer", "dtype"),
+                         _trajectory_matrix())
+def test_trajectory_matches_numpy_reference(task_name, overrides, variant, optimizer, dtype):
+    rows = trajectory_rows(task_name, PRESET, overrides, "jax", variant, dtype, "cpu", optimizer)
+    assert len(rows) == 1 + len(_spec(task_name, overrides).param_shapes())
+    assert not _failures(rows), _failures(rows)
+
+
+def test_unrolled_scan_with_a_remainder_matches_reference():
+    # 5 steps with unroll 3: one unrolled block plus a remainder of 2.
+    import jax
+
+    from impls.jax import model
+    from impls.numpy import model as reference
+
+    task = get_task("rnn_sequence")
+    cfg = task.config(PRESET, {"cell": "gru", "seq_len": 5, "layers": 1})
+    spec, x, y = task.model(cfg), *task.data(cfg).batch(0, cfg.batch_size)
+    params = init_params(spec, seed=0)
+    ref_loss, ref_grads = reference.loss_and_grads(spec, params, x, y)
+    loss, grads = jax.jit(jax.value_and_grad(lambda p: model.loss(spec, p, x, y, unroll=3)))(
+        params)
+    assert abs(float(loss) - float(ref_loss)) <= 1e-12 * abs(float(ref_loss))
+    for k, ref in ref_grads.items():
+        assert np.linalg.norm(np.asarray(grads[k]) - ref) <= 1e-10 * np.linalg.norm(ref), k
+
+
+@pytest.mark.parametrize(("task_name", "overrides"), CASES)
+def test_jax_check_grads_oracle(task_name, overrides):
+    import jax
+    from jax.test_util import check_grads
+
+    from impls.jax import model
+
+    spec, params, program, x, y = _setup(task_name, overrides, "float64")
+    xd, yd = program.put(x), program.put(y)
+    loss = jax.jit(lambda p: model.loss(spec, p, xd, yd))
+    p64 = {k: program.put(v) for k, v in params.items()}
+    check_grads(loss, (p64,), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("task_name", "overrides"), [CASES[1], CASES[3]])
+def test_float32_programs_compute_in_float32(task_name, overrides):
+    spec, params, program, x, y = _setup(task_name, overrides, "float32", optimizer="adam")
+    xd, yd = program.put(x), program.put(y)
+    for fn, args in ((program._forward, (program._params, xd)),
+                     (program._step, (program._params, program._state, xd, yd))):
+        hlo = fn.lower(*args).as_text()
+        assert "f32" in hlo
+        assert "f64" not in hlo
+    loss, grads = program.loss_and_grads(xd, yd)
+    assert loss.dtype == np.float32
+    assert {str(g.dtype) for g in grads.values()} == {"float32"}
+
+
+def test_step_compiles_once_donates_and_updates_params():
+    spec, params, program, x, y = _setup("rnn_sequence", {"cell": "lstm"}, "float64", "adam")
+    xd, yd = program.put(x), program.put(y)
+    before = program.params()
+    old_weight = program._params["dense0.weight"]
+    losses = [float(program.to_numpy(program.step(xd, yd))) for _ in range(3)]
+    program.sync()
+    assert old_weight.is_deleted()  # the step really donated the parameter buffer
+    assert program._step._cache_size() == 1  # no retracing in steady state
+    assert losses[2] < losses[0]
+    after = program.params()
+    assert all(not np.array_equal(before[k], after[k]) for k in spec.param_shapes())
+    for k, v in params.items():  # the caller's canonical arrays are untouched
+        np.testing.assert_array_equal(v, init_params(spec, seed=0)[k])
+    assert program.precision == "fp64"
+
+
+def test_backend_metadata_and_errors():
+    spec = _spec("mlp_regression", {})
+    params = init_params(spec, seed=0)
+    assert BACKEND.devices()[0] == "cpu"
+    assert BACKEND.variants[0] == "jit"
+    assert not BACKEND.supports(spec, "scan_unroll")
+    assert BACKEND.supports(_spec("rnn_sequence", {}), "scan_unroll")
+    with pytest.raises(BackendError, match="variant"):
+        BACKEND.build(spec, params, variant="eager", dtype="float64", device="cpu",
+                      optimizer=OptimizerSpec())
+    with pytest.raises(BackendError, match="dtype"):
+        BACKEND.build(spec, params, variant="jit", dtype="float16", device="cpu",
+                      optimizer=OptimizerSpec())
+
+
+def test_cuda_absent_is_a_clean_backend_error():
+    if "cuda" in BACKEND.devices():
+        pytest.skip("a GPU is visible")
+    spec = _spec("mlp_regression", {})
+    with pytest.raises(BackendError, match="cuda"):
+        BACKEND.build(spec, init_params(spec, seed=0), variant="jit", dtype="float32",
+                      device="cuda", optimizer=OptimizerSpec())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_gradients_match_reference(dtype):
+    if "cuda" not in BACKEND.devices():
+        pytest.skip("no GPU visible to JAX")
+    for task_name, overrides in (c.values for c in CASES):
+        rows = gradient_rows(task_name, PRESET, overrides, "jax", "jit", dtype, "cuda")
+        assert not _failures(rows), (task_name, overrides, _failures(rows))
+    spec, params, program, x, y = _setup("mlp_regression", {}, dtype)
+    program = BACKEND.build(spec, params, variant="jit", dtype=dtype, device="cuda",
+                            optimizer=OptimizerSpec())
+    assert program.precision == ("fp64" if dtype == "float64" else "fp32 (tf32 off)")
