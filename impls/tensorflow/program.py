@@ -55,6 +55,11 @@ class TensorFlowProgram(Program):
             loss_and_grads, input_signature=[x_spec, y_spec], jit_compile=jit_compile
         )
         self._step = tf.function(step, input_signature=[x_spec, y_spec], jit_compile=jit_compile)
+        for fn in (self._forward, self._loss_and_grads, self._step):
+            # TF counts traces per code object, so a process that builds many Programs
+            # (each tracing its own closures once) gets "excessive retracing"
+            # warnings that are false; real retracing is caught by `tracing_counts`.
+            fn._omit_frequent_tracing_warning = True
 
     # -- Program interface --------------------------------------------------------
     def tracing_counts(self) -> dict[str, int]:
@@ -117,9 +122,7 @@ class TensorFlowProgram(Program):
 
 
 def _graph_bodies(model: Model, optimizer):
-    """The three Python bodies that `tf.function` traces, fresh closures per Program:
-    TF counts retraces per Python function, so sharing one (a method) across
-    Programs would report every new Program's first trace as a retrace."""
+    """The three Python bodies that `tf.function` traces, as closures over one model."""
     variables = [p.variable for p in model.params]
 
     def forward(x: tf.Tensor) -> tf.Tensor:
