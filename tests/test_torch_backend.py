@@ -1,0 +1,222 @@
+"""The torch backend against the float64 NumPy reference, and against torch's own oracle.
+
+For every task (and recurrent cell) x variant x dtype on cpu: loss, forward
+output and every canonical gradient agree with the reference; 20 optimiser
+steps (SGD with momentum, Adam) follow the reference trajectory. Tolerances
+come from `bench.tolerances`. `torch.compile` costs tens of seconds per
+graph on a small CPU, so the "compile" variant is checked on one recurrent
+model (the Python time loop is what compilation has to get right), one
+program per dtype, which must not recompile in steady state. Also: `torch.autograd.gradcheck`
+once per model, dtype hygiene, and cuda either works or fails with a
+BackendError. Skips cleanly when torch is not installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import impls  # noqa: E402  (after the skip: impls.load imports torch)
+from bench.agreement import TRAJECTORY_STEPS, gradient_rows, normwise, trajectory_rows  # noqa: E402
+from bench.tolerances import tolerance  # noqa: E402
+from impls.base import BackendError  # noqa: E402
+from impls.torch.model import TorchModel  # noqa: E402
+from tasks import get_task  # noqa: E402
+from tasks.optim import OptimizerSpec  # noqa: E402
+from tasks.params import init_params  # noqa: E402
+
+BACKEND = impls.load("torch")
+PRESET = "tiny"
+CASES = [
+    ("mlp_regression", {}),
+    ("cnn_classification", {}),
+    ("rnn_sequence", {"cell": "rnn"}),
+    ("rnn_sequence", {"cell": "lstm"}),
+    ("rnn_sequence", {"cell": "gru"}),
+]
+DTYPES = ("float32", "float64")
+# the one model the compile variant is held to (see the module docstring)
+COMPILE_CASE = ("rnn_sequence", {"cell": "rnn"})
+
+
+def _case_id(task_name: str, overrides: dict) -> str:
+    return f"{task_name}-{overrides['cell']}" if "cell" in overrides else task_name
+
+
+def _setup(task_name: str, overrides: dict):
+    task = get_task(task_name)
+    cfg = task.config(PRESET, overrides)
+    spec = task.model(cfg)
+    x, y = task.data(cfg).batch(0, cfg.batch_size)
+    return cfg, spec, init_params(spec, cfg.seed), x, y
+
+
+def _matrix() -> list:
+    """(task, overrides, variant) for eager and native wherever they apply."""
+    return [
+        pytest.param(t, o, v, id=f"{_case_id(t, o)}-{v}")
+        for t, o in CASES
+        for v in ("eager", "native")
+        if BACKEND.supports(_setup(t, o)[1], v)
+    ]
+
+
+def _failures(rows) -> list[str]:
+    return [f"{r.tensor}: rel_err {r.rel_err:.2e} (tol {r.tolerance:.0e}, allclose "
+            f"{r.allclose})" for r in rows if not r.passed]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("task_name", "overrides", "variant"), _matrix())
+def test_gradients_agree_with_reference(task_name, overrides, variant, dtype):
+    rows = gradient_rows(task_name, PRESET, overrides, "torch", variant, dtype, "cpu")
+    assert len(rows) >= 4  # loss, output and at least two parameters were compared
+    assert not _failures(rows)
+
+
+@pytest.mark.parametrize("optimizer", ("sgd", "adam"))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("task_name", "overrides", "variant"), _matrix())
+def test_trajectory_agrees_with_reference(task_name, overrides, variant, dtype, optimizer):
+    rows = trajectory_rows(task_name, PRESET, overrides, "torch", variant, dtype, "cpu", optimizer)
+    assert not _failures(rows)
+
+
+def _agree(check: str, dtype: str, got, ref) -> bool:
+    tol = tolerance(check, dtype, "cpu")
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    atol = tol.atol_scale * float(np.max(np.abs(ref)))
+    return normwise(got, ref) <= tol.normwise and np.allclose(got, ref, tol.rtol, atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compile_agrees_and_compiles_once(dtype):
+    """One compiled program per dtype (compiling is the slow part): gradients and
+    output first (they change no state), then 20 Adam steps; every call after
+    the first step must hit the compile cache."""
+    cfg, spec, params, x, y = _setup(*COMPILE_CASE)
+    opt = OptimizerSpec("adam", cfg.lr)
+    ref = impls.load("numpy").build(spec, params, variant="reference", dtype="float64",
+                                    device="cpu", optimizer=opt)
+    program = BACKEND.build(spec, params, variant="compile", dtype=dtype, device="cpu",
+                            optimizer=opt)
+    xd, yd = program.put(x), program.put(y)
+    loss, grads = program.loss_and_grads(xd, yd)
+    ref_loss, ref_grads = ref.loss_and_grads(x, y)
+    assert _agree("gradient", dtype, program.to_numpy(loss), ref_loss)
+    assert _agree("gradient", dtype, program.to_numpy(program.forward(xd)), ref.forward(x))
+    canonical = program.grads_to_canonical(grads)
+    assert [n for n in ref_grads if not _agree("gradient", dtype, canonical[n], ref_grads[n])] == []
+
+    data = get_task(COMPILE_CASE[0]).data(cfg)
+    losses, ref_losses = [], []
+    for i in range(TRAJECTORY_STEPS):
+        bx, by = data.batch(i, cfg.batch_size)
+        with torch._dynamo.config.patch(error_on_recompile=i > 0):
+            losses.append(program.to_numpy(program.step(program.put(bx), program.put(by))))
+        ref_losses.append(ref.step(bx, by))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        program.forward(xd)
+    assert _agree("trajectory", dtype, np.array(losses), np.array(ref_losses, np.float64))
+    final, ref_final = program.params(), ref.params()
+    assert [n for n in ref_final if not _agree("trajectory", dtype, final[n], ref_final[n])] == []
+
+
+@pytest.mark.parametrize("native", (False, True), ids=("primitive", "native"))
+@pytest.mark.parametrize(("task_name", "overrides"), CASES, ids=[_case_id(*c) for c in CASES])
+def test_autograd_gradcheck(task_name, overrides, native):
+    """torch's own oracle: autograd against its finite differences, in float64."""
+    _, spec, params, x, y = _setup(task_name, overrides)
+    if native and not BACKEND.supports(spec, "native"):
+        pytest.skip("native variant needs a recurrent layer")
+    model = TorchModel(spec, native_rnn=native)
+    tensors = model.to_native(params, torch.float64, torch.device("cpu"))
+    xt = torch.from_numpy(x)
+    yt = torch.from_numpy(y)
+
+    def loss(*ps):
+        return model.loss(list(ps), xt, yt)
+
+    assert torch.autograd.gradcheck(loss, tuple(tensors), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ("eager", "native"))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dtype_is_honoured_without_global_default(dtype, variant):
+    default = torch.get_default_dtype()
+    cfg, spec, params, x, y = _setup("rnn_sequence", {"cell": "lstm"})
+    program = BACKEND.build(spec, params, variant=variant, dtype=dtype, device="cpu",
+                            optimizer=OptimizerSpec("sgd", cfg.lr))
+    xd, yd = program.put(x), program.put(y)
+    want = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    assert xd.dtype == want and yd.dtype == want
+    loss, grads = program.loss_and_grads(xd, yd)
+    assert loss.dtype == want and all(g.dtype == want for g in grads)
+    assert program.step(xd, yd).dtype == want
+    assert program.forward(xd).shape == (cfg.batch_size, *spec.output_shape)
+    assert program.precision == ("fp64" if dtype == "float64" else "fp32")
+    assert program.peak_memory() is None  # no allocator statistics on cpu
+    assert torch.get_default_dtype() == default
+
+
+def test_labels_stay_integer():
+    cfg, spec, params, x, y = _setup("cnn_classification", {})
+    program = BACKEND.build(spec, params, variant="eager", dtype="float32", device="cpu",
+                            optimizer=OptimizerSpec("sgd", cfg.lr))
+    assert program.put(y).dtype == torch.int64
+
+
+def test_params_round_trip_canonical_layout():
+    cfg, spec, params, _, _ = _setup("rnn_sequence", {"cell": "gru"})
+    for variant in ("eager", "native"):
+        program = BACKEND.build(spec, params, variant=variant, dtype="float64", device="cpu",
+                                optimizer=OptimizerSpec("sgd", cfg.lr))
+        back = program.params()
+        assert list(back) == list(params)
+        for name, value in params.items():
+            np.testing.assert_array_equal(back[name], value)
+
+
+def test_native_needs_a_recurrent_layer():
+    cfg, spec, params, _, _ = _setup("mlp_regression", {})
+    assert not BACKEND.supports(spec, "native")
+    assert BACKEND.supports(spec, "compile")
+    with pytest.raises(BackendError, match="recurrent"):
+        BACKEND.build(spec, params, variant="native", dtype="float32", device="cpu",
+                      optimizer=OptimizerSpec())
+
+
+def test_bad_choices_raise_backend_error():
+    _, spec, params, _, _ = _setup("mlp_regression", {})
+    for kwargs in ({"variant": "xla"}, {"dtype": "float16"}, {"device": "tpu"}):
+        args = {"variant": "eager", "dtype": "float32", "device": "cpu", **kwargs}
+        with pytest.raises(BackendError):
+            BACKEND.build(spec, params, optimizer=OptimizerSpec(), **args)
+
+
+def test_cuda_is_listed_only_when_present():
+    assert BACKEND.devices()[0] == "cpu"
+    assert ("cuda" in BACKEND.devices()) == torch.cuda.is_available()
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the cuda test below covers it")
+    _, spec, params, _, _ = _setup("mlp_regression", {})
+    with pytest.raises(BackendError, match="cuda"):
+        BACKEND.build(spec, params, variant="eager", dtype="float32", device="cuda",
+                      optimizer=OptimizerSpec())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", ("eager", "native"))
+def test_cuda_agrees_with_reference(variant, dtype):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible to torch")
+    for task_name, overrides in CASES:
+        if not BACKEND.supports(_setup(task_name, overrides)[1], variant):
+            continue
+        rows = gradient_rows(task_name, PRESET, overrides, "torch", variant, dtype, "cuda")
+        assert not _failures(rows), (task_name, overrides)
+        rows = trajectory_rows(task_name, PRESET, overrides, "torch", variant, dtype, "cuda",
+                               "adam")
+        assert not _failures(rows), (task_name, overrides)
