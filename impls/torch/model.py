@@ -38,9 +38,10 @@ def _needs_transpose(spec: ModelSpec) -> dict[str, bool]:
 class TorchModel:
     """The spec's layers as ops over slices of one flat parameter list.
 
-    With `native_rnn`, recurrent layers are fused torch modules whose own
-    Parameters are placed in the program's list (`adopt_native`), so their op
-    ignores its slice: the slice holds the very same tensor objects.
+    With `native_rnn`, recurrent layers become fused torch modules when
+    `to_native` creates the parameters; each module's own Parameters take the
+    layer's slots in the program's list, so the op ignores its slice: the
+    slice holds the very same tensor objects. Call `to_native` before `forward`.
     """
 
     def __init__(self, spec: ModelSpec, native_rnn: bool = False) -> None:
@@ -49,15 +50,15 @@ class TorchModel:
         self.transpose = _needs_transpose(spec)
         self.names = list(self.transpose)
         self._ops: list[tuple[Op, int]] = []
-        self._natives: list[tuple[int, Recurrent, int]] = []  # (first param index, layer, F)
-        index = 0
+        # (op index, first parameter index, layer, input features) of each fused layer
+        self._natives: list[tuple[int, int, Recurrent, int]] = []
+        first = 0
         for layer, shape in zip(spec.layers, spec.shapes(), strict=False):
             op, count = self._op(layer)
             if native_rnn and isinstance(layer, Recurrent):
-                self._natives.append((index, layer, shape[1]))
-                op = None  # set by adopt_native once the module exists
+                self._natives.append((len(self._ops), first, layer, shape[1]))
             self._ops.append((op, count))
-            index += count
+            first += count
 
     @staticmethod
     def _op(layer) -> tuple[Op, int]:
@@ -83,22 +84,11 @@ class TorchModel:
             value = value.T if self.transpose[name] else value
             t = torch.tensor(np.ascontiguousarray(value), dtype=dtype, device=device)
             tensors.append(t.requires_grad_(True))
-        return self.adopt_native(tensors, dtype, device)
-
-    def adopt_native(
-        self, tensors: list[torch.Tensor], dtype: torch.dtype, device: torch.device
-    ) -> list[torch.Tensor]:
-        """Swap recurrent slots for fused modules' own Parameters (native variant only)."""
-        for layer_index, (first, layer, features) in zip(
-            self._native_layer_indices(), self._natives, strict=True
-        ):
+        for op_index, first, layer, features in self._natives:
             native = NativeRecurrent(layer, features, tensors[first : first + 4], dtype, device)
             tensors[first : first + 4] = native.parameters()
-            self._ops[layer_index] = ((lambda x, *_p, _n=native: _n(x)), 4)
+            self._ops[op_index] = ((lambda x, *_p, _n=native: _n(x)), 4)
         return tensors
-
-    def _native_layer_indices(self) -> list[int]:
-        return [i for i, (op, _) in enumerate(self._ops) if op is None]
 
     def to_canonical(self, tensors: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
         """Torch-layout tensors (parameters or their gradients) -> canonical NumPy arrays."""

@@ -18,18 +18,21 @@ from torch import nn
 
 from tasks.spec import Recurrent
 
+Tensor = torch.Tensor
+Step = tuple[Tensor, Tensor]  # (h, c); c is the LSTM cell state, passed through by the others
 
-def _rnn_step(gx, h, w_hh, b_hh, c):
+
+def _rnn_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, c: Tensor) -> Step:
     return torch.tanh(gx + F.linear(h, w_hh, b_hh)), c
 
 
-def _lstm_step(gx, h, w_hh, b_hh, c):
+def _lstm_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, c: Tensor) -> Step:
     i, f, g, o = (gx + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
 
 
-def _gru_step(gx, h, w_hh, b_hh, c):
+def _gru_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, c: Tensor) -> Step:
     xr, xz, xn = gx.chunk(3, dim=-1)
     hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
     r = torch.sigmoid(xr + hr)
