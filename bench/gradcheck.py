@@ -120,15 +120,18 @@ def plan(args: argparse.Namespace) -> tuple[list[Config], str]:
     return configs, preset
 
 
+_SHORT = {"gradient": "grad", "trajectory": "traj", "finite_difference": "fd"}
+
+
 def _line(cfg: Config) -> str:
     label = f"{cfg.task}[{agreement.knobs_label(cfg.overrides)}]" if cfg.overrides else cfg.task
-    head = f"{label:<36} {cfg.backend:<10} {cfg.variant:<10} {cfg.dtype:<8} {cfg.device:<5}"
+    head = f"{label:<36} {cfg.backend:<10} {cfg.variant:<11} {cfg.dtype:<8} {cfg.device:<5}"
     if not cfg.rows:
         return f"{head} {cfg.status:<7} {cfg.reason}"
     worst = max(cfg.rows, key=lambda r: r.rel_err / r.tolerance)
     failed = sum(not r.passed for r in cfg.rows)
     note = f" ({failed} of {len(cfg.rows)} tensors disagree)" if failed else ""
-    return (f"{head} {cfg.status:<7} worst {worst.check[:4]} {worst.tensor:<18} "
+    return (f"{head} {cfg.status:<7} worst {_SHORT[worst.check]:<4} {worst.tensor:<18} "
             f"{worst.rel_err:9.2e} <= {worst.tolerance:.0e}{note}")
 
 
@@ -140,17 +143,14 @@ def main(args: argparse.Namespace) -> int:
         raise TaskError(f"--steps must be >= 0, got {args.steps}")
     optimizers = choice_list(args.optimizers, OPTIMIZERS, "optimizer")
     configs, preset = plan(args)
-    print(f"{'configuration':<36} {'backend':<10} {'variant':<10} {'dtype':<8} {'dev':<5} "
+    print(f"{'':>7} {'configuration':<36} {'backend':<10} {'variant':<11} {'dtype':<8} {'dev':<5} "
           f"{'status':<7} worst tensor (normwise relative error <= tolerance)")
     todo = [c for c in configs if c.status != "skipped"]
-    for cfg in configs:
+    for cfg in configs:  # each line prints as its check finishes: the progress display
         if cfg.status != "skipped":
-            sys.stderr.write(f"\r[{todo.index(cfg) + 1}/{len(todo)}] {cfg.backend} {cfg.variant} "
-                             f"{cfg.task} ...".ljust(70))
-            sys.stderr.flush()
             _run_one(cfg, preset, args.steps, optimizers)
-            sys.stderr.write("\r" + " " * 70 + "\r")
-        print(_line(cfg), flush=True)
+        count = f"{todo.index(cfg) + 1}/{len(todo)}" if cfg in todo else "-"
+        print(f"{count:>7} {_line(cfg)}", flush=True)
     bad = [c for c in configs if c.status in ("FAIL", "error")]
     checked = len(todo) - len(bad)
     print(f"\n{checked} of {len(todo)} configurations agree"
