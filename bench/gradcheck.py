@@ -14,7 +14,6 @@ import argparse
 import itertools
 import json
 import os
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
