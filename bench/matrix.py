@@ -36,23 +36,32 @@ class MatrixError(SpecError):
 
 @dataclass(frozen=True)
 class Plan:
-    """How hard each cell is timed under a preset."""
+    """How hard each cell is timed under a preset, and how wide the matrix is."""
 
     budget_s: float  # target timed seconds per cell (rounds = budget / warm call time)
     min_rounds: int
     max_rounds: int
     min_warmup: int  # warm-up calls before timing, at least
     max_warmup: int  # stop warming up even if the call still recompiles
+    sweep_knobs: bool = True  # every value of a task's swept knobs, else its default only
     sweep_phases: tuple[str, ...] = ("step",)  # phases timed at every batch size
+    # (variant, task or "*") left out unless --variants names the variant
+    skip: tuple[tuple[str, str], ...] = ()
     gemm_sizes: tuple[int, ...] = (512, 1024)  # calibration GEMM sizes on CPU
     timeout_s: float = 600.0  # default per-group timeout
 
 
+# torch.compile costs 10-20 s per function and shape for an MLP on two cores and
+# over a minute for a 50-step unrolled recurrence, recompiled for every batch size:
+# quick leaves it out, standard leaves it out for RNNs (ask with --variants compile).
+_SLOW_COMPILE = (("compile", "*"),)
 PLANS: dict[str, Plan] = {
-    "tiny": Plan(0.01, 3, 10, 1, 5, sweep_phases=(), gemm_sizes=(128,), timeout_s=120),
-    "quick": Plan(0.06, 5, 60, 2, 12, gemm_sizes=(512, 1024), timeout_s=300),
-    "standard": Plan(0.4, 10, 400, 3, 20, gemm_sizes=(512, 1024, 2048), timeout_s=900),
-    "large": Plan(1.0, 10, 1000, 3, 20, gemm_sizes=(1024, 2048, 4096), timeout_s=1800),
+    "tiny": Plan(0.01, 3, 10, 1, 5, sweep_knobs=False, sweep_phases=(), gemm_sizes=(128,),
+                 timeout_s=120),
+    "quick": Plan(0.05, 5, 50, 2, 10, sweep_knobs=False, skip=_SLOW_COMPILE, timeout_s=300),
+    "standard": Plan(0.3, 10, 300, 3, 20, skip=(("compile", "rnn_sequence"),),
+                     gemm_sizes=(512, 1024, 2048), timeout_s=900),
+    "large": Plan(1.0, 10, 1000, 3, 20, gemm_sizes=(1024, 2048, 4096), timeout_s=3600),
 }
 CUDA_GEMM_SIZES = (2048, 4096, 8192)
 
@@ -137,11 +146,16 @@ def _canonical(value: Any) -> str:
     return str(value)
 
 
-def task_configs(task_name: str, preset: str, overrides: Mapping[str, str]) -> list[TaskConfig]:
-    """Every knob combination the run sweeps for one task (user-set knobs are not swept)."""
+def task_configs(task_name: str, preset: str, overrides: Mapping[str, str],
+                 sweep: bool | None = None) -> list[TaskConfig]:
+    """Every knob combination the run sweeps for one task (user-set knobs are not swept;
+    without `sweep` the preset's default value of each swept knob is used)."""
     task = get_task(task_name)
+    sweep = PLANS[preset].sweep_knobs if sweep is None else sweep
     own = {k: v for k, v in overrides.items() if k in task.knobs()}
-    swept = {k: tuple(v) for k, v in task.sweep.items() if k not in own}
+    base = task.config(preset, own)
+    swept = {k: (tuple(v) if sweep else (getattr(base, k),))
+             for k, v in task.sweep.items() if k not in own}
     configs = []
     for combo in itertools.product(*swept.values()):
         values = {**own, **dict(zip(swept, combo, strict=True))}
@@ -161,12 +175,14 @@ def keyword_matcher(expr: str | None) -> Callable[[str], bool]:
     """pytest's -k language over cell ids: each name matches as a case-insensitive substring."""
     if not expr:
         return lambda _id: True
-    from _pytest.mark.expression import Expression, ParseError
+    # pytest's own parser, so -k means exactly what it means to pytest users
+    from _pytest.mark.expression import Expression
 
     try:
         compiled = Expression.compile(expr)
-    except ParseError as exc:
-        raise MatrixError(f"bad -k expression {expr!r}: {exc.message}") from None
+    except (SyntaxError, ValueError) as exc:
+        reason = getattr(exc, "msg", None) or getattr(exc, "message", None) or str(exc)
+        raise MatrixError(f"bad -k expression {expr!r}: {reason}") from None
 
     def match(cid: str) -> bool:
         low = cid.lower()
@@ -211,8 +227,7 @@ def build_groups(selection: Selection, described: Mapping[str, Mapping[str, Any]
                 variants = info.get("supports", {}).get(cfg.label, ["-"] if error else [])
                 for variant, device, dtype in itertools.product(
                         variants, devices or selection.devices[:1], selection.dtypes):
-                    if selection.variants is not None and variant not in selection.variants \
-                            and not error:
+                    if not error and not _wanted(variant, task_name, selection, plan):
                         continue
                     for phase in order:
                         for bs in _batch_plan(cfg, phase, plan):
@@ -227,6 +242,12 @@ def build_groups(selection: Selection, described: Mapping[str, Mapping[str, Any]
             if cells:
                 groups.append(Group(backend, task_name, tuple(cells), calib, error))
     return groups
+
+
+def _wanted(variant: str, task: str, selection: Selection, plan: Plan) -> bool:
+    if selection.variants is not None:
+        return variant in selection.variants
+    return (variant, task) not in plan.skip and (variant, "*") not in plan.skip
 
 
 def _run_order(cell: Cell, cfg_order: Sequence[TaskConfig]) -> tuple:

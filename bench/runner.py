@@ -14,11 +14,13 @@ a framework and never times anything itself.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,12 +39,14 @@ from bench.matrix import (
     task_configs,
 )
 from bench.options import add_task_options, choice_list, knob_overrides
+from bench.runs import write_text_atomic
 from impls.base import DTYPES, BackendError
 from tasks import PRESETS, TASKS
 from tasks.spec import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICES = ("cpu", "cuda")
+DESCRIBE_CACHE = ROOT / "results" / "runs" / ".describe-cache"  # git-ignored with raw runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,18 +112,36 @@ def describe(sel: Selection, work: Path, threads: int) -> dict[str, dict[str, An
     def one(name: str) -> dict[str, Any]:
         if not impls.is_installed(name):
             return {"installed": False, "error": f"backend {name!r} is not installed"}
+        cache = _describe_cache(name, sel.preset, configs)
+        if cache.exists():
+            return json.loads(cache.read_text(encoding="utf-8"))
         spec = work / f"describe_{name}.spec"
         spec.write_text(json.dumps({"backend": name, "threads": threads, "preset": sel.preset,
                                     "configs": configs}))
         try:
             proc = subprocess.run([sys.executable, "-m", "bench.cells", "describe", str(spec)],
                                   cwd=ROOT, capture_output=True, text=True, timeout=300)
-            return json.loads(proc.stdout.strip().splitlines()[-1])
+            found = json.loads(proc.stdout.strip().splitlines()[-1])
         except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
             return {"installed": False, "error": f"describe failed: {type(exc).__name__}"}
+        if found.get("installed"):
+            write_text_atomic(cache, json.dumps(found))
+        return found
 
     with ThreadPoolExecutor(max_workers=len(sel.backends)) as pool:
         return dict(zip(sel.backends, pool.map(one, sel.backends), strict=True))
+
+
+def _describe_cache(backend: str, preset: str, configs: list) -> Path:
+    """Where a backend's description is cached: it changes only with the backend's code,
+    the framework versions, the GPU and the configs, and costs a framework import."""
+    digest = hashlib.sha1()
+    code = sorted((ROOT / "impls").rglob("*.py"))
+    for path in code:
+        digest.update(path.read_bytes())
+    digest.update(json.dumps([backend, preset, configs, environment.framework_versions(),
+                              environment.gpu_model()]).encode())
+    return DESCRIBE_CACHE / f"{backend}-{digest.hexdigest()[:16]}.json"
 
 
 class Progress:
@@ -225,9 +247,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     threads = args.threads or os.cpu_count() or 1
     out = Path(args.out or ROOT / "results" / "runs" / time.strftime("%Y%m%d-%H%M%S"))
-    work = out / ".work"
-    work.mkdir(parents=True, exist_ok=True)
-    described = describe(sel, work, threads)
+    with tempfile.TemporaryDirectory(prefix="nnparity-describe-") as tmp:
+        described = describe(sel, Path(tmp), threads)
     try:
         groups = build_groups(sel, described)
     except SpecError as exc:
@@ -236,6 +257,8 @@ def main(args: argparse.Namespace) -> int:
     if not groups:
         sys.stderr.write("nnparity run: error: the selection matches no cell\n")
         return 2
+    work = out / ".work"  # worker specs, logs and streams; not *.json, so readers skip it
+    work.mkdir(parents=True, exist_ok=True)
     timeout = args.timeout or PLANS[sel.preset].timeout_s
     progress = Progress(sum(g.size for g in groups))
     sys.stderr.write(f"nnparity run: {progress.total} cells in {len(groups)} groups, "

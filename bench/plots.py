@@ -1,0 +1,202 @@
+"""Figures for REPORT.md, drawn with matplotlib (Agg) from the report's tidy table.
+
+Each function takes the tidy DataFrame from `bench.report.tidy`, writes one PNG
+and returns its path (or None when the run has nothing to draw): grouped bars
+per task, throughput against batch size, the gradient-error heatmap, and
+first call against steady state. Every axis names its unit. This module reads
+no files and times nothing; it must not import a framework.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PHASE_COLOURS = {"forward": "#4C72B0", "backward": "#DD8452", "step": "#55A868"}
+BACKEND_COLOURS = {"numpy": "#555555", "torch": "#EE4C2C", "jax": "#2A6FDB",
+                   "tensorflow": "#FF9F00"}
+LINESTYLES = ("-", "--", ":", "-.")
+WIDE = 20  # max/min above this: a log axis
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 110})
+    return plt
+
+
+def _plain_log(ax, axis: str = "y") -> None:
+    """Log scale with plain tick labels (0.1, 1, 10, not 10^-1)."""
+    from matplotlib.ticker import FuncFormatter
+
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    fmt = FuncFormatter(lambda v, _pos: f"{v:,.6g}")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(fmt)
+    target.set_minor_formatter(FuncFormatter(lambda _v, _pos: ""))
+
+
+def _main_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Steady-state cells at each config's main batch size (where every phase ran)."""
+    ok = df[(df["status"] == "ok") & df["phase"].isin(PHASE_COLOURS)]
+    parts = []
+    for _, part in ok.groupby("config", sort=False):
+        counts = part.groupby("batch_size")["phase"].nunique()
+        parts.append(part[part["batch_size"] == counts.idxmax()])
+    return pd.concat(parts) if parts else ok
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def task_bars(df: pd.DataFrame, task: str, out: Path) -> Path | None:
+    plt = _plt()
+    rows = _main_rows(df)
+    rows = rows[rows["task"] == task]
+    if rows.empty:
+        return None
+    configs = list(dict.fromkeys(rows["config"]))
+    fig, axes = plt.subplots(len(configs), 1, figsize=(11, 3.6 * len(configs)), squeeze=False)
+    for ax, config in zip(axes[:, 0], configs, strict=True):
+        part = rows[rows["config"] == config]
+        impls = sorted(dict.fromkeys(part["impl"]))
+        phases = [p for p in PHASE_COLOURS if p in set(part["phase"])]
+        width = 0.8 / len(phases)
+        x = np.arange(len(impls))
+        for i, phase in enumerate(phases):
+            sel = part[part["phase"] == phase].set_index("impl").reindex(impls)
+            med = sel["median"].to_numpy() * 1e3
+            err = np.vstack([med - sel["q1"].to_numpy() * 1e3, sel["q3"].to_numpy() * 1e3 - med])
+            ax.bar(x + (i - (len(phases) - 1) / 2) * width, med, width, yerr=np.abs(err),
+                   capsize=2, label=phase, color=PHASE_COLOURS[phase])
+        values = part["median"].to_numpy() * 1e3
+        log = values.size and values.max() / max(values.min(), 1e-12) > WIDE
+        if log:
+            _plain_log(ax)
+        ax.set_xticks(x, impls, rotation=20, ha="right")
+        ax.set_ylabel("median time per call (ms" + (", log scale)" if log else ")"))
+        bs = int(part["batch_size"].iloc[0])
+        ax.set_title(f"{config}, batch {bs} (bars: median, whiskers: IQR)")
+        ax.grid(axis="y", alpha=0.3, which="both")
+        ax.legend(title="phase", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out / f"bars_{task}.png")
+
+
+def throughput(df: pd.DataFrame, out: Path) -> Path | None:
+    plt = _plt()
+    step = df[(df["phase"] == "step") & (df["status"] == "ok")]
+    configs = [c for c, p in step.groupby("config", sort=False) if p["batch_size"].nunique() > 1]
+    if not configs:
+        return None
+    cols = min(3, len(configs))
+    nrows = math.ceil(len(configs) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4 * nrows), squeeze=False)
+    for ax, config in zip(axes.flat, configs, strict=False):
+        part = step[step["config"] == config]
+        for impl, line in part.groupby("impl"):
+            line = line.sort_values("batch_size")
+            backend = impl.split("/")[0]
+            style = LINESTYLES[sorted(set(part[part["backend"] == backend]["impl"])).index(impl)
+                               % len(LINESTYLES)]
+            ax.plot(line["batch_size"], line["samples_per_s"], marker="o", linestyle=style,
+                    color=BACKEND_COLOURS.get(backend, None), label=impl)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(set(part["batch_size"])), [str(int(b)) for b in
+                                                        sorted(set(part["batch_size"]))])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        _plain_log(ax)
+        ax.set_xlabel("batch size (log scale)")
+        ax.set_ylabel("training samples/s, step (log scale)")
+        ax.set_title(config)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(configs):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, out / "throughput.png")
+
+
+def gradient_heatmap(df: pd.DataFrame, out: Path) -> Path | None:
+    plt = _plt()
+    from matplotlib.colors import LogNorm
+
+    rows = df[df["phase"].isin(PHASE_COLOURS)].drop_duplicates(["config", "impl", "dtype",
+                                                                 "device"])
+    rows = rows[rows["grad_err"].notna()]
+    if rows.empty:
+        return None
+    grid = rows.pivot_table(index="config", columns="impl", values="grad_err", aggfunc="max")
+    passed = rows.pivot_table(index="config", columns="impl", values="grad_passed",
+                              aggfunc=lambda s: all(bool(v) for v in s))
+    values = grid.to_numpy(dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    lo = positive.min() if positive.size else 1e-12
+    hi = max(positive.max() if positive.size else 1.0, lo * 10)
+    fig, ax = plt.subplots(figsize=(1.1 * len(grid.columns) + 4, 0.55 * len(grid.index) + 2.2))
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#DDDDDD")  # not run / not applicable
+    shown = np.ma.masked_invalid(np.where(values > 0, values, lo))
+    image = ax.imshow(shown, norm=LogNorm(vmin=lo, vmax=hi), cmap=cmap, aspect="auto")
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            if not np.isfinite(v):
+                ax.text(j, i, "n/a", ha="center", va="center", fontsize=8, color="#666666")
+                continue
+            ok = bool(passed.iloc[i, j]) if not pd.isna(passed.iloc[i, j]) else False
+            ax.text(j, i, f"{v:.0e}" + ("" if ok else "\nFAIL"), ha="center", va="center",
+                    fontsize=8, color="white" if v < math.sqrt(lo * hi) else "black")
+    ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(grid.index)), grid.index)
+    ax.set_title("Gradient agreement: max normwise relative error vs float64 NumPy")
+    fig.colorbar(image, ax=ax, label="max relative error (log scale)")
+    fig.tight_layout()
+    return _save(fig, out / "gradient_error.png")
+
+
+def first_call(df: pd.DataFrame, out: Path) -> Path | None:
+    plt = _plt()
+    first = df[(df["phase"] == "first_call") & (df["status"] == "ok")]
+    steady = df[(df["phase"] == "step") & (df["status"] == "ok")]
+    lookup = {(r.config, r.impl, r.batch_size): r.median for r in steady.itertuples()}
+    rows = [(f"{r.config}  {r.impl}", r.median, lookup.get((r.config, r.impl, r.batch_size)))
+            for r in first.itertuples()]
+    rows = [r for r in rows if r[2] is not None]
+    if not rows:
+        return None
+    labels = [r[0] for r in rows]
+    y = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.8))
+    ax.barh(y - 0.2, [r[1] * 1e3 for r in rows], 0.4, label="first call (trace/compile + run)",
+            color="#C44E52")
+    ax.barh(y + 0.2, [r[2] * 1e3 for r in rows], 0.4, label="steady-state step (median)",
+            color="#55A868")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    _plain_log(ax, "x")
+    ax.set_xlabel("time per call (ms, log scale)")
+    ax.set_title("First call against steady state (step phase, main batch size)")
+    ax.grid(axis="x", alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, out / "first_call.png")
+
+
+def draw_all(df: pd.DataFrame, out: Path) -> list[str]:
+    """Every figure this run supports; returns the written paths."""
+    made = [task_bars(df, task, out) for task in dict.fromkeys(df["task"]) if task != "gemm"]
+    made += [throughput(df, out), gradient_heatmap(df, out), first_call(df, out)]
+    return [str(p) for p in made if p is not None]

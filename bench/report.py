@@ -1,0 +1,302 @@
+"""`nnparity report RUN_DIR`: REPORT.md and PNG figures from a run's raw JSON.
+
+Reads the run with `bench.runs.load_run`, turns it into one tidy table (one
+row per cell, extra_info flattened), and writes Markdown tables per task
+(backend/variant x phase: median, IQR, samples/s, % of the measured GEMM peak,
+speed-up against the NumPy reference), the batch-size sweep, gradient
+agreement, first-call cost, calibration, validity flags, errors and the
+environment. Figures are drawn by `bench.plots`. It never runs or times
+anything, and never imports a framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.runs import LoadError, load_run, write_text_atomic
+
+IQR_LIMIT = 0.10  # IQR / median above this: too noisy to trust
+PEAK_SLACK = 1.05  # a cell above the measured peak by more than timer noise is impossible
+STEADY_PHASES = ("forward", "backward", "step")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a run directory written by `nnparity run`")
+    parser.add_argument("--no-plots", action="store_true", help="tables only")
+
+
+def tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell with extra_info flattened and derived rates added."""
+    extra = [r.get("extra_info", {}) if isinstance(r, dict) else {} for r in df["raw"]]
+    out = df.drop(columns=["raw"]).copy()
+    out["config"] = [str(c).split("/", 1)[0] for c in out["cell"]]
+    out["impl"] = out["backend"] + "/" + out["variant"].astype(str)
+    out["flops"] = [e.get("flops") for e in extra]
+    out["retraces"] = [e.get("retraces") for e in extra]
+    out["gemm_size"] = [e.get("gemm_size") for e in extra]
+    out["peak_memory_bytes"] = [e.get("peak_memory_bytes") for e in extra]
+    out["memory_source"] = [e.get("memory_source", "") for e in extra]
+    out["precision"] = [e.get("precision", "") for e in extra]
+    grad = [e.get("gradcheck") or {} for e in extra]
+    out["grad_passed"] = [g.get("passed") for g in grad]
+    out["grad_err"] = [g.get("max_rel_err") for g in grad]
+    out["grad_tol"] = [g.get("tolerance") for g in grad]
+    out["grad_error"] = [g.get("error", "") for g in grad]
+    out["q1"] = [np.percentile(s, 25) if len(s) else math.nan for s in out["samples"]]
+    out["q3"] = [np.percentile(s, 75) if len(s) else math.nan for s in out["samples"]]
+    out["iqr_rel"] = out["iqr"] / out["median"]
+    bs = pd.to_numeric(out["batch_size"], errors="coerce")
+    out["samples_per_s"] = bs / out["median"]
+    flops = pd.to_numeric(out["flops"], errors="coerce")
+    out["flops_per_s"] = flops / out["median"]
+    peaks = calibration_peaks(out)
+    out["peak_flops"] = [peaks.get((b, d), math.nan) for b, d in zip(out["backend"], out["device"],
+                                                                      strict=True)]
+    best = {d: max(v for (_, dd), v in peaks.items() if dd == d) for _, d in peaks}
+    out["machine_peak"] = [best.get(d, math.nan) for d in out["device"]]
+    out["pct_peak"] = 100 * out["flops_per_s"] / out["peak_flops"]
+    ref = out[(out["backend"] == "numpy") & (out["status"] == "ok")]
+    ref_median = {(r.config, r.dtype, r.batch_size, r.phase): r.median for r in ref.itertuples()}
+    out["speedup"] = [
+        ref_median.get((r.config, r.dtype, r.batch_size, r.phase), math.nan) / r.median
+        for r in out.itertuples()
+    ]
+    return out
+
+
+def calibration_peaks(df: pd.DataFrame) -> dict[tuple[str, str], float]:
+    cal = df[(df["phase"] == "calibration") & (df["status"] == "ok")]
+    return {(r.backend, r.device): float(r.gflops) * 1e9 for r in cal.itertuples()
+            if r.gflops is not None and not pd.isna(r.gflops)}
+
+
+def flags(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells whose timing should not be trusted, with the reason."""
+    rows = []
+    timed = df[(df["status"] == "ok") & df["phase"].isin(STEADY_PHASES)]
+    for r in timed.itertuples():
+        if r.flops_per_s > PEAK_SLACK * r.machine_peak:
+            rows.append((r.cell, f"{r.flops_per_s / 1e9:.1f} GFLOP/s exceeds the measured peak "
+                                 f"{r.machine_peak / 1e9:.1f} (missing sync or eliminated work?)"))
+        if r.iqr_rel > IQR_LIMIT:
+            rows.append((r.cell, f"noisy: IQR is {r.iqr_rel:.0%} of the median"))
+        if r.retraces is not None and r.retraces > 0:
+            rows.append((r.cell, f"{r.retraces} retrace(s)/recompile(s) after warm-up"))
+        if r.grad_passed is False:
+            rows.append((r.cell, f"gradient agreement failed (max rel err {_sci(r.grad_err)})"))
+    return pd.DataFrame(rows, columns=["cell", "flag"])
+
+
+# -- formatting -----------------------------------------------------------------------------
+
+def _sci(value: Any) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.1e}"
+
+
+def _ms(value: float) -> str:
+    if pd.isna(value):
+        return "n/a"
+    ms = value * 1e3
+    return f"{ms:.3g}" if ms < 100 else f"{ms:,.0f}"
+
+
+def _num(value: float, fmt: str) -> str:
+    return "n/a" if value is None or pd.isna(value) else format(value, fmt)
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    align = ["---" if i == 0 else "--:" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _where(r: Any, multi: bool) -> str:
+    return f"{r.impl} ({r.device}, {r.dtype})" if multi else r.impl
+
+
+def timing_tables(df: pd.DataFrame) -> list[str]:
+    out = []
+    ok = df[df["phase"].isin(STEADY_PHASES)]
+    multi = ok[["device", "dtype"]].drop_duplicates().shape[0] > 1
+    for config, part in ok.groupby("config", sort=False):
+        main = part[part["batch_size"] == _main_batch(part)]
+        rows = []
+        for r in main.sort_values(["phase", "backend", "variant"], key=_phase_key).itertuples():
+            if r.status != "ok":
+                rows.append([r.phase, _where(r, multi), "error", "", "", "", ""])
+                continue
+            rows.append([r.phase, _where(r, multi), _ms(r.median), _num(r.iqr_rel, ".0%"),
+                         _num(r.samples_per_s, ",.0f"), _num(r.pct_peak, ".2g"),
+                         _num(r.speedup, ".2f") + "x" if not pd.isna(r.speedup) else "n/a"])
+        bs = int(_main_batch(part))
+        out.append(f"### {config} (batch {bs})\n\n" + markdown_table(
+            ["phase", "backend/variant", "median ms", "IQR", "samples/s", "% of peak",
+             "vs NumPy"], rows))
+    return out
+
+
+def _main_batch(part: pd.DataFrame) -> Any:
+    """The batch size every phase was timed at (the sweep adds others for `step`)."""
+    counts = part.groupby("batch_size")["phase"].nunique()
+    return counts.idxmax() if not counts.empty else None
+
+
+def _phase_key(col: pd.Series) -> pd.Series:
+    if col.name == "phase":
+        return col.map({p: i for i, p in enumerate(STEADY_PHASES)})
+    return col
+
+
+def sweep_table(df: pd.DataFrame) -> str:
+    step = df[(df["phase"] == "step") & (df["status"] == "ok")]
+    if step["batch_size"].nunique() < 2:
+        return "_No batch-size sweep in this run._"
+    pivot = step.pivot_table(index=["config", "impl"], columns="batch_size",
+                             values="samples_per_s", aggfunc="first")
+    headers = ["config", "backend/variant", *[f"bs {c} samples/s" for c in pivot.columns]]
+    rows = [[c, i, *[_num(v, ",.0f") for v in vals]] for (c, i), vals in
+            zip(pivot.index, pivot.to_numpy(), strict=True)]
+    return markdown_table(headers, rows)
+
+
+def agreement_table(df: pd.DataFrame) -> str:
+    cells = df[df["phase"].isin(STEADY_PHASES)].drop_duplicates(
+        ["config", "impl", "dtype", "device"])
+    rows = []
+    for r in cells.itertuples():
+        if r.grad_passed is None and not r.grad_error:
+            continue
+        verdict = {True: "pass", False: "FAIL", None: "n/a"}[r.grad_passed]
+        rows.append([r.config, r.impl, r.dtype, r.device, verdict, _sci(r.grad_err),
+                     _sci(r.grad_tol), (r.grad_error or "")[:80]])
+    if not rows:
+        return "_No gradient-agreement results in this run._"
+    return markdown_table(["config", "backend/variant", "dtype", "device", "agreement",
+                           "max rel err", "tolerance", "note"], rows)
+
+
+def first_call_table(df: pd.DataFrame) -> str:
+    first = df[(df["phase"] == "first_call") & (df["status"] == "ok")]
+    steady = df[(df["phase"] == "step") & (df["status"] == "ok")]
+    lookup = {(r.config, r.impl, r.device, r.dtype, r.batch_size): r.median
+              for r in steady.itertuples()}
+    rows = []
+    for r in first.itertuples():
+        s = lookup.get((r.config, r.impl, r.device, r.dtype, r.batch_size), math.nan)
+        rows.append([r.config, r.impl, _ms(r.median), _ms(s), _num(r.median / s, ",.0f")])
+    if not rows:
+        return "_No first-call cells in this run._"
+    return markdown_table(["config", "backend/variant", "first step ms", "steady step ms",
+                           "ratio"], rows)
+
+
+def calibration_table(df: pd.DataFrame) -> str:
+    cal = df[df["phase"] == "calibration"]
+    rows = []
+    for r in cal.itertuples():
+        if r.status != "ok":
+            rows.append([r.backend, r.device, "error", "", r.error[:80]])
+        else:
+            rows.append([r.backend, r.device, f"{r.gflops:.1f}", _num(r.gemm_size, ".0f"),
+                         str(r.variant)])
+    return markdown_table(["backend", "device", "float32 GEMM GFLOP/s", "n", "variant"], rows)
+
+
+def environment_section(df: pd.DataFrame) -> str:
+    machine = df.attrs.get("machine_info", {})
+    ours = machine.get("nnparity", {})
+    frameworks = ", ".join(f"{k} {v}" for k, v in sorted(ours.get("frameworks", {}).items()))
+    lines = [
+        f"- CPU: {ours.get('cpu', '?')} ({ours.get('cores', '?')} cores), "
+        f"threads per framework: {ours.get('threads', '?')}",
+        f"- GPU: {ours.get('gpu') or 'none'}",
+        f"- Frameworks: {frameworks}",
+        f"- Python {ours.get('python', machine.get('python_version', '?'))}, "
+        f"git commit {ours.get('git_commit', '?')}, date {ours.get('date', '?')}",
+        f"- Machine fingerprint: {ours.get('fingerprint', '?')}",
+    ]
+    return "\n".join(lines)
+
+
+def errors_table(df: pd.DataFrame) -> str:
+    bad = df[df["status"] != "ok"]
+    if bad.empty:
+        return "_No errors._"
+    rows = [[r.cell, r.error[:160].replace("|", "/")] for r in bad.itertuples()]
+    return markdown_table(["cell", "error"], rows)
+
+
+def flags_table(df: pd.DataFrame) -> str:
+    found = flags(df)
+    if found.empty:
+        return "_No validity flags: every timed cell is below the measured peak, has IQR <= " \
+               f"{IQR_LIMIT:.0%} of its median, and did not recompile after warm-up._"
+    return markdown_table(["cell", "flag"], [[r.cell, r.flag] for r in found.itertuples()])
+
+
+def render(df: pd.DataFrame, figures: list[str]) -> str:
+    backends = ", ".join(sorted(b for b in df["backend"].unique() if b))
+    ok = int((df["status"] == "ok").sum())
+    preset = ", ".join(sorted({p for p in df["preset"] if p}))
+    parts = [
+        "# nnparity benchmark report",
+        f"Preset **{preset}**; backends: {backends}. {ok} of {len(df)} cells timed ok. "
+        "Times are the median of the timed rounds (warm-up excluded, each call synchronised); "
+        "IQR is relative to the median; % of peak is achieved model FLOP/s over this "
+        "backend's best float32 GEMM rate on the same device; `vs NumPy` is the NumPy "
+        "reference's median divided by this one (above 1: faster than NumPy).",
+        "## Timings by task",
+        *timing_tables(df),
+        "## Throughput against batch size (step, samples/s)",
+        sweep_table(df),
+        "## Gradient agreement with the float64 NumPy reference",
+        agreement_table(df),
+        "## First call (trace/compile) against steady state",
+        first_call_table(df),
+        "## Calibration: measured float32 GEMM peak",
+        calibration_table(df),
+        "## Validity flags",
+        flags_table(df),
+        "## Errors",
+        errors_table(df),
+        "## Figures",
+        *[f"![{Path(f).stem}]({Path(f).name})" for f in figures],
+        "## Environment",
+        environment_section(df),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(run_dir: str | Path, plots: bool = True) -> Path:
+    run = Path(run_dir)
+    df = tidy(load_run(run))
+    figures: list[str] = []
+    if plots:
+        from bench.plots import draw_all
+
+        figures = draw_all(df, run)
+    out = run / "REPORT.md"
+    write_text_atomic(out, render(df, figures))
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    run = Path(args.run_dir)
+    if not run.is_dir():
+        sys.stderr.write(f"nnparity report: error: {run} is not a run directory\n")
+        return 2
+    try:
+        out = write_report(run, plots=not args.no_plots)
+    except LoadError as exc:
+        sys.stderr.write(f"nnparity report: error: {exc}\n")
+        return 2
+    print(out)
+    return 0
