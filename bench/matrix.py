@@ -234,7 +234,8 @@ def build_groups(selection: Selection, described: Mapping[str, Mapping[str, Any]
                             cell = Cell(cfg, backend, variant, device, dtype, bs, phase)
                             if match(cell.id):
                                 cells.append(cell)
-            cells.sort(key=lambda c: _run_order(c, cfg_order=configs))
+            declared = list(info.get("variants", ()))
+            cells.sort(key=lambda c: _run_order(c, configs, declared))
             calib: tuple[str, ...] = ()
             if backend not in calibrated and not error and cells:
                 calib = tuple(dict.fromkeys(c.device for c in cells))
@@ -250,11 +251,14 @@ def _wanted(variant: str, task: str, selection: Selection, plan: Plan) -> bool:
     return (variant, task) not in plan.skip and (variant, "*") not in plan.skip
 
 
-def _run_order(cell: Cell, cfg_order: Sequence[TaskConfig]) -> tuple:
+def _run_order(cell: Cell, cfg_order: Sequence[TaskConfig], variants: list[str]) -> tuple:
     """Build each program once: all cells of one (config, variant, device, dtype) together,
-    first_call first (it needs a fresh program), main batch size before the sweep."""
+    first_call first (it needs a fresh program), main batch size before the sweep. Variants
+    run in the backend's declared order, so eager ones are timed before any compiler has
+    left worker processes or caches behind."""
     main = cell.batch_size == cell.config.batch_size
-    return (cfg_order.index(cell.config), cell.variant, cell.device, cell.dtype,
+    rank = variants.index(cell.variant) if cell.variant in variants else len(variants)
+    return (cfg_order.index(cell.config), rank, cell.variant, cell.device, cell.dtype,
             cell.phase != "first_call", not main, cell.batch_size, PHASES.index(cell.phase))
 
 

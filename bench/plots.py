@@ -148,7 +148,7 @@ def gradient_heatmap(df: pd.DataFrame, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(1.1 * len(grid.columns) + 4, 0.55 * len(grid.index) + 2.2))
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("#DDDDDD")  # not run / not applicable
-    shown = np.ma.masked_invalid(np.where(values > 0, values, lo))
+    shown = np.ma.masked_invalid(np.where(np.isnan(values), np.nan, np.maximum(values, lo)))
     image = ax.imshow(shown, norm=LogNorm(vmin=lo, vmax=hi), cmap=cmap, aspect="auto")
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):

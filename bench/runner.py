@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -239,7 +240,15 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _interrupt_on_term(_signum: int, _frame: Any) -> None:
+    """SIGTERM takes the Ctrl-C path, so the current worker (in its own session) is
+    stopped too and finished records are kept."""
+    raise KeyboardInterrupt
+
+
 def main(args: argparse.Namespace) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt_on_term)
     try:
         sel = selection_from_args(args)
     except (SpecError, BackendError) as exc:
