@@ -146,8 +146,7 @@ def gradient_heatmap(df: pd.DataFrame, out: Path) -> Path | None:
     lo = positive.min() if positive.size else 1e-12
     hi = max(positive.max() if positive.size else 1.0, lo * 10)
     fig, ax = plt.subplots(figsize=(1.1 * len(grid.columns) + 4, 0.55 * len(grid.index) + 2.2))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#DDDDDD")  # not run / not applicable
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#DDDDDD")  # grey: not run / n/a
     shown = np.ma.masked_invalid(np.where(np.isnan(values), np.nan, np.maximum(values, lo)))
     image = ax.imshow(shown, norm=LogNorm(vmin=lo, vmax=hi), cmap=cmap, aspect="auto")
     for i in range(values.shape[0]):
