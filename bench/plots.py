@@ -37,7 +37,7 @@ def _plain_log(ax, axis: str = "y") -> None:
     from matplotlib.ticker import FuncFormatter
 
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
-    fmt = FuncFormatter(lambda v, _pos: f"{v:,.6g}")
+    fmt = FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1 else f"{v:.6g}")
     target = ax.yaxis if axis == "y" else ax.xaxis
     target.set_major_formatter(fmt)
     target.set_minor_formatter(FuncFormatter(lambda _v, _pos: ""))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,10 +113,16 @@ def _num(value: float, fmt: str) -> str:
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    align = ["---" if i == 0 else "--:" for i in range(len(headers))]
+    """Numbers right-aligned, text left-aligned (judged by the first row)."""
+    first = rows[0] if rows else [""] * len(headers)
+    align = ["--:" if _numeric(str(c)) else "---" for c in first]
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _numeric(text: str) -> bool:
+    return bool(re.fullmatch(r"[-+]?[\d,.]+(e[-+]?\d+)?(%|x)?|n/a", text.strip()))
 
 
 def _where(r: Any, multi: bool) -> str:
@@ -161,7 +168,7 @@ def sweep_table(df: pd.DataFrame) -> str:
         return "_No batch-size sweep in this run._"
     pivot = step.pivot_table(index=["config", "impl"], columns="batch_size",
                              values="samples_per_s", aggfunc="first")
-    headers = ["config", "backend/variant", *[f"bs {c} samples/s" for c in pivot.columns]]
+    headers = ["config", "backend/variant", *[f"bs {int(c)} samples/s" for c in pivot.columns]]
     rows = [[c, i, *[_num(v, ",.0f") for v in vals]] for (c, i), vals in
             zip(pivot.index, pivot.to_numpy(), strict=True)]
     return markdown_table(headers, rows)
