@@ -280,3 +280,12 @@ def group_from_dict(data: Mapping[str, Any]) -> Group:
     )
     return Group(data["backend"], data["task"], cells, tuple(data["calibrate_devices"]),
                  data.get("error", ""))
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> Plan:
+    """The inverse of `asdict(plan)` after a JSON round trip (lists back to tuples)."""
+    values = dict(data)
+    values["skip"] = tuple(tuple(pair) for pair in values.get("skip", ()))
+    for key in ("sweep_phases", "gemm_sizes"):
+        values[key] = tuple(values.get(key, ()))
+    return Plan(**values)

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from bench.matrix import (
     PLANS,
     Group,
     MatrixError,
+    Plan,
     Selection,
     build_groups,
     group_to_dict,
@@ -64,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--threads", type=int, default=None, help="threads for every framework (default: all)")
     arg("--timeout", type=float, default=None, help="seconds per group before it is killed")
     arg("--seed", type=int, default=0, help="parameter initialisation seed")
+    arg("--budget", type=float, default=None,
+        help="timed seconds per cell (default: the preset's plan, e.g. 0.05 for quick)")
+    arg("--min-rounds", type=int, default=None, help="timed rounds per cell, at least")
     arg("--no-gradcheck", action="store_true", help="skip the per-cell agreement check")
 
 
@@ -179,8 +184,23 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:])[-400:]
 
 
+def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
+    """The preset's plan with the user's --budget / --min-rounds applied."""
+    plan = PLANS[sel.preset]
+    if getattr(args, "budget", None) is not None:
+        if args.budget <= 0:
+            raise MatrixError(f"--budget must be positive, got {args.budget}")
+        plan = replace(plan, budget_s=args.budget)
+    if getattr(args, "min_rounds", None) is not None:
+        if args.min_rounds <= 0:
+            raise MatrixError(f"--min-rounds must be a positive integer, got {args.min_rounds}")
+        plan = replace(plan, min_rounds=args.min_rounds,
+                       max_rounds=max(plan.max_rounds, args.min_rounds))
+    return plan
+
+
 def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int, seed: int,
-              timeout: float, progress: Progress, gradcheck: bool) -> str:
+              timeout: float, progress: Progress, gradcheck: bool, plan: Plan) -> str:
     """Run one worker; returns "" or the group-level error. Always writes the group file."""
     stream, pytest_json = work / f"{group.name}.jsonl", work / f"{group.name}.pytest-out"
     spec_path, log = work / f"{group.name}.spec", work / f"{group.name}.log"
@@ -192,7 +212,7 @@ def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int,
         spec_path.write_text(json.dumps({
             "group": group_to_dict(group), "preset": sel.preset, "threads": threads,
             "seed": seed, "stream": str(stream), "pytest_json": str(pytest_json),
-            "gradcheck": gradcheck,
+            "gradcheck": gradcheck, "plan": asdict(plan),
         }))
         error = _watch(spec_path, log, stream, timeout, progress)
     else:
@@ -251,6 +271,7 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _interrupt_on_term)
     try:
         sel = selection_from_args(args)
+        plan = plan_for(sel, args)
     except (SpecError, BackendError) as exc:
         sys.stderr.write(f"nnparity run: error: {exc}\n")
         return 2
@@ -276,7 +297,7 @@ def main(args: argparse.Namespace) -> int:
     for i, group in enumerate(groups):
         try:
             error = run_group(group, sel, out, work, threads, args.seed, timeout, progress,
-                              not args.no_gradcheck)
+                              not args.no_gradcheck, plan)
         except KeyboardInterrupt:
             records.finish_group(group, sel.preset, out / f"{group.name}.json",
                                  work / f"{group.name}.pytest-out", work / f"{group.name}.jsonl",

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from bench import records, timing
-from bench.matrix import PLANS, Cell, Plan, TaskConfig
+from bench.matrix import PLANS, Cell, Plan, TaskConfig, plan_from_dict
 from tasks import get_task
 from tasks.optim import OptimizerSpec
 from tasks.params import init_params
@@ -57,7 +57,8 @@ class Worker:
         import impls
 
         self.preset: str = spec["preset"]
-        self.plan: Plan = PLANS[self.preset]
+        plan = spec.get("plan")
+        self.plan: Plan = plan_from_dict(plan) if plan else PLANS[self.preset]
         self.threads: int = spec["threads"]
         self.seed: int = spec.get("seed", 0)
         self.stream = Path(spec["stream"])

@@ -128,6 +128,16 @@ def test_missing_backend_still_gets_a_group_with_its_error():
     assert groups[0].cells and not groups[0].calibrate_devices
 
 
+def test_plan_round_trips_through_json():
+    import json
+    from dataclasses import asdict
+
+    from bench.matrix import plan_from_dict
+
+    for plan in PLANS.values():
+        assert plan_from_dict(json.loads(json.dumps(asdict(plan)))) == plan
+
+
 def test_group_round_trips_through_json_form():
     group = build_groups(_selection(backends=("torch",)),
                          _described("standard", ("rnn_sequence",)))[0]
