@@ -18,6 +18,7 @@ backend has already imported (sys.modules) to count compiles. It writes nothing.
 from __future__ import annotations
 
 import math
+import os
 import resource
 import sys
 import time
@@ -90,6 +91,25 @@ class CompileCounter:
             total += int(dynamo.counters["stats"]["unique_graphs"])
             known = True
         return total if known else None
+
+
+# "BACKEND:SECONDS": add a delay to every timed call of one backend. Only for
+# demonstrating and testing the regression gate; never set in a real run.
+TEST_DELAY_ENV = "NNPARITY_TEST_DELAY"
+
+
+def with_test_delay(call: Call, backend: str) -> Call:
+    """`call`, slowed by the delay NNPARITY_TEST_DELAY names for `backend` (if any)."""
+    name, _, seconds = os.environ.get(TEST_DELAY_ENV, "").partition(":")
+    if name != backend or not seconds:
+        return call
+    delay = float(seconds)
+
+    def slowed() -> None:
+        call()
+        time.sleep(delay)
+
+    return slowed
 
 
 def synced(program: Any, fn: Callable[..., Any], *args: Any) -> Call:

@@ -136,6 +136,7 @@ class Worker:
             "step": lambda: timing.synced(program, program.step, x, y),
             "first_call": lambda: timing.synced(program, program.step, x, y),
         }[cell.phase]()
+        call = timing.with_test_delay(call, cell.backend)
         counter = timing.CompileCounter(program)
         timing.reset_peak_memory(program)
         gc.collect()
