@@ -37,10 +37,21 @@ def _plain_log(ax, axis: str = "y") -> None:
     from matplotlib.ticker import FuncFormatter
 
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
-    fmt = FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1 else f"{v:.6g}")
+    def plain(v: float, _pos=None) -> str:
+        return f"{v:,.0f}" if v >= 1 else f"{v:.6g}"
+
     target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_formatter(fmt)
-    target.set_minor_formatter(FuncFormatter(lambda _v, _pos: ""))
+
+    def minor(v: float, _pos=None) -> str:
+        # a range under ~1.5 decades shows one decade tick or none: label 2s and 5s too
+        lo, hi = sorted(target.get_view_interval())
+        if v <= 0 or lo <= 0 or hi / lo > 30:
+            return ""
+        lead = round(v / 10 ** math.floor(math.log10(v)))
+        return plain(v) if lead in (2, 5) else ""
+
+    target.set_major_formatter(FuncFormatter(plain))
+    target.set_minor_formatter(FuncFormatter(minor))
 
 
 def _main_rows(df: pd.DataFrame) -> pd.DataFrame:
