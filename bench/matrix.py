@@ -291,4 +291,6 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
     values["skip"] = tuple(tuple(pair) for pair in values.get("skip", ()))
     for key in ("sweep_phases", "gemm_sizes"):
         values[key] = tuple(values.get(key, ()))
+    if isinstance(values.get("sweep_knobs"), list):
+        values["sweep_knobs"] = tuple(values["sweep_knobs"])
     return Plan(**values)

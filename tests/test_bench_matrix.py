@@ -46,7 +46,7 @@ def _selection(**kw) -> Selection:
 
 
 def test_cell_id_names_every_dimension_in_the_contract_form():
-    cfg = task_configs("rnn_sequence", "quick", {})[0]
+    cfg = task_configs("rnn_sequence", "quick", {})[1]
     groups = build_groups(_selection(preset="quick", backends=("torch",)),
                           _described("quick", ("rnn_sequence",)))
     ids = [c.id for g in groups for c in g.cells]
@@ -55,11 +55,13 @@ def test_cell_id_names_every_dimension_in_the_contract_form():
     assert calibration_id("torch", "cpu") == "gemm/torch/cpu/float32/calibration"
 
 
-def test_standard_sweeps_all_cells_and_quick_only_the_default():
+def test_standard_sweeps_all_knobs_and_quick_only_the_cells():
     standard = [c.label for c in task_configs("rnn_sequence", "standard", {})]
     quick = [c.label for c in task_configs("rnn_sequence", "quick", {})]
     assert standard == [f"rnn_sequence[cell={c}]" for c in ("rnn", "lstm", "gru")]
-    assert quick == ["rnn_sequence[cell=lstm]"]
+    assert quick == standard
+    assert [c.label for c in task_configs("mlp_regression", "quick", {})] == [
+        "mlp_regression[activation=tanh]"]
     mlp = [c.label for c in task_configs("mlp_regression", "standard", {})]
     assert len(mlp) == 3 and all("activation=" in label for label in mlp)
 
