@@ -55,7 +55,9 @@ class Plan:
 # torch.compile costs 10-20 s per function and shape for an MLP on two cores and
 # over a minute for a 50-step unrolled recurrence, recompiled for every batch size:
 # quick leaves it out, standard leaves it out for RNNs (ask with --variants compile).
-_SLOW_COMPILE = (("compile", "*"),)
+# jax's scan_unroll recompiles an 8x unrolled loop per batch size (~2 s each), so
+# quick leaves it out too, to stay under three minutes on two cores.
+_SLOW_COMPILE = (("compile", "*"), ("scan_unroll", "*"))
 PLANS: dict[str, Plan] = {
     "tiny": Plan(0.01, 3, 10, 1, 5, sweep_knobs=False, sweep_phases=(), gemm_sizes=(128,),
                  timeout_s=120),
