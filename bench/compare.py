@@ -71,6 +71,13 @@ class Comparison:
         return self.count(Verdict.REGRESSION) > 0
 
 
+def _rounds(cell: pd.Series) -> list[float]:
+    """Per-round medians of a merged cell (empty for a single run). Normalisation
+    by calibration scales every round alike, so the ordering test needs none."""
+    rounds = cell.get("round_medians")
+    return list(rounds) if isinstance(rounds, list) else []
+
+
 def compare_runs(
     base: pd.DataFrame,
     current: pd.DataFrame,
@@ -118,7 +125,8 @@ def compare_runs(
             else:
                 uncalibrated += 1
                 row["note"] = "not normalised: no calibration cell"
-        change = compare_samples(b_s, c_s, factor, alpha, confidence)
+        change = compare_samples(b_s, c_s, factor, alpha, confidence,
+                                 _rounds(b), _rounds(c))
         row.update(ratio=change.ratio, ci_low=change.ci_low, ci_high=change.ci_high,
                    p_value=change.p_value, verdict=change.verdict.value)
         if change.verdict is Verdict.ERROR:

@@ -131,6 +131,8 @@ def merge_cells(df: pd.DataFrame) -> pd.DataFrame:
         if not ok.empty:
             row = ok.iloc[0].to_dict()
             row["samples"] = np.concatenate(list(ok["samples"]))
+            # one median per merged run (round): continuous checks the rounds agree
+            row["round_medians"] = [float(np.median(x)) for x in ok["samples"] if len(x)]
             gflops = [g for g in ok["gflops"] if g is not None and not pd.isna(g)]
             row["gflops"] = float(np.mean(gflops)) if gflops else None
         rows.append(row)

@@ -12,6 +12,7 @@ imported lazily so `import bench` stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -98,11 +99,18 @@ def compare_samples(
     factor: float = 1.2,
     alpha: float = 0.01,
     confidence: float = 0.95,
+    base_rounds: Sequence[float] = (),
+    current_rounds: Sequence[float] = (),
 ) -> Change:
     """Ratio of medians, its interval, the U-test p-value, and the verdict.
 
     Regression iff ratio > factor and p < alpha; improvement iff
-    ratio < 1/factor and p < alpha; anything else is unchanged.
+    ratio < 1/factor and p < alpha; anything else is unchanged. When both
+    sides hold several rounds (separate processes, as `continuous` runs them),
+    a change must also show in every round: every current round's median
+    beyond every baseline round's. Samples within one process share its
+    state (placement, caches, frequency), so the U test alone overstates how
+    independent they are; rounds are the independent repeats.
     """
     base = np.asarray(baseline, dtype=float)
     cur = np.asarray(current, dtype=float)
@@ -112,9 +120,12 @@ def compare_samples(
     ratio = float(np.median(cur) / np.median(base))
     low, high = bootstrap_ratio_ci(base, cur, confidence)
     p = mann_whitney_p(base, cur)
-    if ratio > factor and p < alpha:
+    several = len(base_rounds) > 1 and len(current_rounds) > 1
+    slower = not several or min(current_rounds) > max(base_rounds)
+    faster = not several or max(current_rounds) < min(base_rounds)
+    if ratio > factor and p < alpha and slower:
         verdict = Verdict.REGRESSION
-    elif ratio < 1.0 / factor and p < alpha:
+    elif ratio < 1.0 / factor and p < alpha and faster:
         verdict = Verdict.IMPROVEMENT
     else:
         verdict = Verdict.UNCHANGED

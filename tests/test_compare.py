@@ -349,3 +349,23 @@ def test_continuous_failed_run_exits_2_and_cleans_up(fake_repo: Path,
     worktrees = subprocess.run(["git", "-C", str(fake_repo), "worktree", "list"],
                                capture_output=True, text=True, check=True).stdout
     assert len(worktrees.strip().splitlines()) == 1
+
+
+def test_rounds_must_agree_before_a_pooled_difference_counts():
+    """Two processes per side: one slow head round alone is not a regression."""
+    rng = np.random.default_rng(7)
+    base = [1.0 + 0.01 * rng.standard_normal(30), 1.0 + 0.01 * rng.standard_normal(30)]
+    # one head round 3x slower, the other like the base: pooled ratio and U test say "slower"
+    mixed = [3.0 + 0.01 * rng.standard_normal(30), 3.0 + 0.01 * rng.standard_normal(30),
+             1.0 + 0.01 * rng.standard_normal(30)]
+    pooled = compare_samples(np.concatenate(base), np.concatenate(mixed), 1.5, 0.01)
+    assert pooled.verdict is Verdict.REGRESSION
+    by_round = compare_samples(np.concatenate(base), np.concatenate(mixed), 1.5, 0.01,
+                               base_rounds=[np.median(r) for r in base],
+                               current_rounds=[np.median(r) for r in mixed])
+    assert by_round.verdict is Verdict.UNCHANGED
+    slow = [2.0 * r for r in base]
+    both = compare_samples(np.concatenate(base), np.concatenate(slow), 1.5, 0.01,
+                           base_rounds=[np.median(r) for r in base],
+                           current_rounds=[np.median(r) for r in slow])
+    assert both.verdict is Verdict.REGRESSION
