@@ -30,6 +30,12 @@ COLUMNS = ("commit", "date", "machine", "cell", "task", "backend", "variant", "d
 _KEY = ["commit", "date", "machine", "cell"]
 
 
+def _config_of(cell: str) -> str:
+    """The preset and task-config part of a cell id (all but the last six parts)."""
+    parts = str(cell).split("/")
+    return "/".join(parts[:-6]) if len(parts) > 6 else parts[0]
+
+
 def read_history(path: Path = HISTORY_FILE) -> pd.DataFrame:
     """The history table (empty with the right columns when there is none yet)."""
     if not Path(path).exists():
@@ -93,14 +99,16 @@ def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
               for d, c in zip(runs["date"], runs["commit"], strict=True)]
     x_of = {(d, c): i for i, (d, c) in enumerate(zip(runs["date"], runs["commit"], strict=True))}
     df["x"] = [x_of[(d, c)] for d, c in zip(df["date"], df["commit"], strict=True)]
-    df["group"] = df["cell"].str.split("/").str[0] + " " + df["phase"].astype(str)
+    # a cell id is [preset/]config/backend/variant/device/dtype/bsN/phase
+    df["group"] = [(_config_of(c) + " " + str(p)) for c, p in zip(df["cell"], df["phase"],
+                                                                  strict=True)]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for group, rows in df.groupby("group", sort=True):
         fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(runs) + 3), 4.5))
         for cell, line in rows.groupby("cell", sort=True):
             line = line.sort_values("x")
-            label = "/".join(str(cell).split("/")[1:-1]) or str(cell)
+            label = "/".join(str(cell).split("/")[-6:-1]) or str(cell)
             ax.errorbar(line["x"], line["median_s"] * 1e3, yerr=line["iqr_s"] * 1e3 / 2,
                         marker="o", ms=4, capsize=3, label=label)
             bad = line[line["flag"] == "regression"]

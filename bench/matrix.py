@@ -2,8 +2,9 @@
 
 A cell is one (task + knobs, backend, variant, device, dtype, batch size, phase);
 its `id` is the canonical string that names it in every run, e.g.
-"rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step". Only swept or
-user-set knobs appear in the id, sorted, so the same dimensions give the same id.
+"quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step". Only swept or
+user-set knobs appear in the id, sorted, so the same dimensions give the same id;
+the preset leads, since the same knobs under another preset are another model size.
 
 The per-preset `Plan` fixes the timing budget and which phases sweep the batch
 size: the batch-size sweep runs for `step` only (the phase users compare
@@ -80,6 +81,8 @@ class TaskConfig:
     overrides: tuple[tuple[str, str], ...]  # everything passed to task.config
     batch_size: int
     batch_sizes: tuple[int, ...]
+    # part of every cell id: the same knobs under another preset are another model size
+    preset: str = ""
 
     @property
     def label(self) -> str:
@@ -100,8 +103,8 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return cell_id(self.config.label, self.backend, self.variant, self.device, self.dtype,
-                       self.batch_size, self.phase)
+        return cell_id(self.config.preset, self.config.label, self.backend, self.variant,
+                       self.device, self.dtype, self.batch_size, self.phase)
 
 
 @dataclass(frozen=True)
@@ -136,9 +139,9 @@ class Selection:
     keyword: str | None = None
 
 
-def cell_id(label: str, backend: str, variant: str, device: str, dtype: str, batch_size: int,
-            phase: str) -> str:
-    return f"{label}/{backend}/{variant}/{device}/{dtype}/bs{batch_size}/{phase}"
+def cell_id(preset: str, label: str, backend: str, variant: str, device: str, dtype: str,
+            batch_size: int, phase: str) -> str:
+    return f"{preset}/{label}/{backend}/{variant}/{device}/{dtype}/bs{batch_size}/{phase}"
 
 
 def calibration_id(backend: str, device: str) -> str:
@@ -172,6 +175,7 @@ def task_configs(task_name: str, preset: str, overrides: Mapping[str, str],
             overrides=tuple(sorted((k, _canonical(v)) for k, v in values.items())),
             batch_size=cfg.batch_size,
             batch_sizes=tuple(cfg.batch_sizes),
+            preset=preset,
         ))
     return configs
 
@@ -276,7 +280,7 @@ def group_from_dict(data: Mapping[str, Any]) -> Group:
     def config(c: Mapping[str, Any]) -> TaskConfig:
         return TaskConfig(c["task"], tuple(map(tuple, c["knobs"])),
                           tuple(map(tuple, c["overrides"])), c["batch_size"],
-                          tuple(c["batch_sizes"]))
+                          tuple(c["batch_sizes"]), c.get("preset", ""))
 
     cells = tuple(
         Cell(config(c["config"]), c["backend"], c["variant"], c["device"], c["dtype"],

@@ -51,7 +51,7 @@ def test_cell_id_names_every_dimension_in_the_contract_form():
                           _described("quick", ("rnn_sequence",)))
     ids = [c.id for g in groups for c in g.cells]
     assert cfg.label == "rnn_sequence[cell=lstm]"
-    assert "rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step" in ids
+    assert "quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step" in ids
     assert calibration_id("torch", "cpu") == "gemm/torch/cpu/float32/calibration"
 
 

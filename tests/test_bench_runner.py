@@ -44,15 +44,15 @@ def test_numpy_tiny_run_writes_raw_json_per_group(tmp_path):
     cells = {b["extra_info"]["cell"]: b for b in doc["benchmarks"]}
     assert set(cells) == {
         "gemm/numpy/cpu/float32/calibration",
-        "mlp_regression[activation=tanh]/numpy/reference/cpu/float32/bs4/step",
-        "mlp_regression[activation=tanh]/numpy/reference/cpu/float32/bs4/first_call",
+        "tiny/mlp_regression[activation=tanh]/numpy/reference/cpu/float32/bs4/step",
+        "tiny/mlp_regression[activation=tanh]/numpy/reference/cpu/float32/bs4/first_call",
     }
-    step = cells["mlp_regression[activation=tanh]/numpy/reference/cpu/float32/bs4/step"]
+    step = cells["tiny/mlp_regression[activation=tanh]/numpy/reference/cpu/float32/bs4/step"]
     assert step["extra_info"]["status"] == "ok"
     assert len(step["stats"]["data"]) == step["stats"]["rounds"] >= 3
     assert step["extra_info"]["flops"] > 0 and step["extra_info"]["flops_per_s"] > 0
     assert step["extra_info"]["gradcheck"]["passed"] is True
-    first = cells["mlp_regression[activation=tanh]/numpy/reference/cpu/float32/bs4/first_call"]
+    first = cells["tiny/mlp_regression[activation=tanh]/numpy/reference/cpu/float32/bs4/first_call"]
     assert first["stats"]["rounds"] == 1
     assert cells["gemm/numpy/cpu/float32/calibration"]["extra_info"]["gflops"] > 0
     info = doc["machine_info"]["nnparity"]
