@@ -43,9 +43,9 @@ def _plain_log(ax, axis: str = "y") -> None:
     target = ax.yaxis if axis == "y" else ax.xaxis
 
     def minor(v: float, _pos=None) -> str:
-        # a range under ~1.5 decades shows one decade tick or none: label 2s and 5s too
+        # a range under two decades shows one or two decade ticks: label 2s and 5s too
         lo, hi = sorted(target.get_view_interval())
-        if v <= 0 or lo <= 0 or hi / lo > 30:
+        if v <= 0 or lo <= 0 or hi / lo > 100:
             return ""
         lead = round(v / 10 ** math.floor(math.log10(v)))
         return plain(v) if lead in (2, 5) else ""

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.runs import LoadError, load_run, write_text_atomic
+from bench.runs import LoadError, config_label, load_run, write_text_atomic
 
 IQR_LIMIT = 0.10  # IQR / median above this: too noisy to trust
 PEAK_SLACK = 1.05  # a cell above the measured peak by more than timer noise is impossible
@@ -37,7 +37,7 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     """One row per cell with extra_info flattened and derived rates added."""
     extra = [r.get("extra_info", {}) if isinstance(r, dict) else {} for r in df["raw"]]
     out = df.drop(columns=["raw"]).copy()
-    out["config"] = [str(c).split("/", 1)[0] for c in out["cell"]]
+    out["config"] = [config_label(c) for c in out["cell"]]
     out["impl"] = out["backend"] + "/" + out["variant"].astype(str)
     out["flops"] = [e.get("flops") for e in extra]
     out["retraces"] = [e.get("retraces") for e in extra]

@@ -120,6 +120,13 @@ def _run_info(path: Path, doc: dict[str, Any]) -> RunInfo:
     )
 
 
+def config_label(cell: str) -> str:
+    """The task-config part of a cell id `[preset/]config/backend/variant/device/dtype/bsN/phase`
+    (for calibration ids, `gemm`)."""
+    parts = str(cell).split("/")
+    return parts[-7] if len(parts) >= 7 else parts[0]
+
+
 def merge_cells(df: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: samples of repeated cells concatenated, in input order."""
     if df.empty:
