@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import impls
 from bench.options import add_task_options, knob_overrides
+from bench.runs import write_text_atomic
 from tasks import get_task
 from tasks.optim import OptimizerSpec
 from tasks.params import init_params
@@ -59,11 +58,7 @@ def export_arrays(task_name: str, preset: str, overrides: dict, seed: int | None
 def write_npz_atomic(path: Path, arrays: dict) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def main(args: argparse.Namespace) -> int:

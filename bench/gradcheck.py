@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from bench.options import (
     knob_overrides,
     task_overrides,
 )
+from bench.runs import write_text_atomic
 from tasks import TASKS, TaskError, get_task
 from tasks.optim import OPTIMIZERS
 
@@ -170,8 +169,4 @@ def _write_json(path: Path, configs: list[Config], preset: str) -> None:
                          "backend": cfg.backend, "variant": cfg.variant, "dtype": cfg.dtype,
                          "device": cfg.device, "preset": preset, "status": cfg.status,
                          "reason": cfg.reason})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(rows, f, indent=1)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(rows, indent=1))

@@ -180,7 +180,6 @@ def _jsonable(value: Any) -> Any:
 
 def write_group_file(path: Path, doc: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(doc, indent=1, default=_jsonable) + "\n")
-    path.chmod(0o644)  # mkstemp creates 0600; results are meant to be shared
 
 
 def finish_group(group: Group, preset: str, out: Path, pytest_json: Path, stream: Path,

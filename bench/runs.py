@@ -198,14 +198,16 @@ def merge_runs(runs: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write a file via a temp file in the same directory + rename."""
+def write_text_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
+    """Write a file via a temp file in the same directory + rename: readers see the
+    old file or the new one, never half of one."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
