@@ -19,6 +19,7 @@ from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec, Recurrent
 
 DTYPES = ("float32", "float64")
+DEVICES = ("cpu", "cuda")
 
 
 class BackendError(RuntimeError):
@@ -80,11 +81,17 @@ class Program(ABC):
 
 
 class Backend(ABC):
-    """A framework: which variants and devices it offers, and how to build."""
+    """A framework: which variants and devices it offers, and how to build.
+
+    `build` checks the request the same way for every backend, then calls the
+    backend's `_build`, which converts canonical parameters to native layout.
+    """
 
     name: ClassVar[str]
     #: execution variants; the first is the default
     variants: ClassVar[tuple[str, ...]]
+    #: variants that only apply to models with a recurrent layer (fused RNN layers, ...)
+    recurrent_variants: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def version(self) -> str:
@@ -95,11 +102,11 @@ class Backend(ABC):
         """Devices usable now: always ("cpu", ...), plus "cuda" when present."""
 
     def supports(self, spec: ModelSpec, variant: str) -> bool:
-        """Whether `variant` is meaningful for `spec` (e.g. fused-RNN variants
-        only for models with a recurrent layer)."""
-        return variant in self.variants
+        """Whether `variant` is meaningful for `spec`."""
+        if variant not in self.variants:
+            return False
+        return has_recurrent(spec) if variant in self.recurrent_variants else True
 
-    @abstractmethod
     def build(
         self,
         spec: ModelSpec,
@@ -110,7 +117,30 @@ class Backend(ABC):
         device: str,
         optimizer: OptimizerSpec,
     ) -> Program:
-        """Convert canonical `params` to native layout once and return a Program."""
+        """Check the request, then convert canonical `params` to native layout once."""
+        if variant not in self.variants:
+            raise BackendError(f"unknown {self.name} variant {variant!r}; "
+                               f"choose from {', '.join(self.variants)}")
+        if not self.supports(spec, variant):
+            raise BackendError(f"{self.name} variant {variant!r} needs a model with a "
+                               "recurrent layer")
+        if dtype not in DTYPES:
+            raise BackendError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+        if device not in DEVICES:
+            raise BackendError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
+        if device not in self.devices():
+            raise BackendError(f"device {device!r} is not available to {self.name} here "
+                               f"(available: {', '.join(self.devices())})")
+        missing = set(spec.param_shapes()) - set(params)
+        if missing:
+            raise BackendError(f"{self.name}: parameters missing: {', '.join(sorted(missing))}")
+        return self._build(spec, params, variant=variant, dtype=dtype, device=device,
+                           optimizer=optimizer)
+
+    @abstractmethod
+    def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
+               dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
+        """Build a Program for a request `build` has already checked."""
 
 
 def has_recurrent(spec: ModelSpec) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from impls.base import DTYPES, Backend, BackendError, Program, has_recurrent
+from impls.base import Backend, BackendError, Program
 from impls.jax import model, optim
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec
@@ -112,6 +112,7 @@ class JaxProgram(Program):
 class JaxBackend(Backend):
     name = "jax"
     variants = ("jit", "scan_unroll")
+    recurrent_variants = ("scan_unroll",)
 
     def version(self) -> str:
         return jax.__version__
@@ -122,30 +123,7 @@ class JaxBackend(Backend):
         except RuntimeError:
             return ("cpu",)
 
-    def supports(self, spec: ModelSpec, variant: str) -> bool:
-        if variant == "scan_unroll":
-            return has_recurrent(spec)
-        return variant in self.variants
-
-    def build(
-        self,
-        spec: ModelSpec,
-        params: dict[str, np.ndarray],
-        *,
-        variant: str,
-        dtype: str,
-        device: str,
-        optimizer: OptimizerSpec,
-    ) -> Program:
-        if variant not in self.variants:
-            raise BackendError(f"jax: unknown variant {variant!r}; "
-                               f"choose from {', '.join(self.variants)}")
-        if not self.supports(spec, variant):
-            raise BackendError(f"jax: variant {variant!r} needs a model with a recurrent layer")
-        if dtype not in DTYPES:
-            raise BackendError(f"jax: unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-        missing = set(spec.param_shapes()) - set(params)
-        if missing:
-            raise BackendError(f"jax: parameters missing: {', '.join(sorted(missing))}")
+    def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
+               dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
         return JaxProgram(spec, params, unroll=_UNROLL[variant], dtype=dtype,
                           device=_jax_device(device), optimizer=optimizer)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from impls.base import DTYPES, Backend, BackendError, Program
+from impls.base import Backend, Program
 from impls.numpy import model
 from impls.numpy.optim import make_optimizer
 from tasks.optim import OptimizerSpec
@@ -67,7 +67,6 @@ class NumpyProgram(Program):
 class NumpyBackend(Backend):
     name = "numpy"
     variants = ("reference",)
-    dtypes = DTYPES
 
     def version(self) -> str:
         return np.__version__
@@ -75,26 +74,9 @@ class NumpyBackend(Backend):
     def devices(self) -> tuple[str, ...]:
         return ("cpu",)
 
-    def build(
-        self,
-        spec: ModelSpec,
-        params: dict[str, np.ndarray],
-        *,
-        variant: str = "reference",
-        dtype: str = "float64",
-        device: str = "cpu",
-        optimizer: OptimizerSpec | None = None,
-    ) -> NumpyProgram:
-        if variant not in self.variants:
-            raise BackendError(f"unknown numpy variant {variant!r}; choose from reference")
-        if dtype not in DTYPES:
-            raise BackendError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-        if device != "cpu":
-            raise BackendError(f"numpy runs on cpu only, not {device!r}")
-        missing = set(spec.param_shapes()) - set(params)
-        if missing:
-            raise BackendError(f"missing parameters: {', '.join(sorted(missing))}")
-        return NumpyProgram(spec, params, dtype, optimizer or OptimizerSpec())
+    def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
+               dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
+        return NumpyProgram(spec, params, dtype, optimizer)
 
 
 BACKEND = NumpyBackend()

@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 import tensorflow as tf
 
-from impls.base import DTYPES, Backend, BackendError, Program, has_recurrent
+from impls.base import Backend, Program
 from impls.tensorflow.model import build_model
 from impls.tensorflow.program import DEVICES, TensorFlowProgram
 from tasks.optim import OptimizerSpec
@@ -30,6 +30,8 @@ VARIANTS: dict[str, tuple[bool, bool]] = {
 class TensorFlowBackend(Backend):
     name = "tensorflow"
     variants: ClassVar[tuple[str, ...]] = tuple(VARIANTS)
+    recurrent_variants: ClassVar[tuple[str, ...]] = tuple(
+        v for v, (_, keras_rnn) in VARIANTS.items() if keras_rnn)
 
     def version(self) -> str:
         return tf.__version__
@@ -37,31 +39,8 @@ class TensorFlowBackend(Backend):
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if tf.config.list_physical_devices("GPU") else ("cpu",)
 
-    def supports(self, spec: ModelSpec, variant: str) -> bool:
-        if variant not in VARIANTS:
-            return False
-        return has_recurrent(spec) if VARIANTS[variant][1] else True
-
-    def build(
-        self,
-        spec: ModelSpec,
-        params: dict[str, np.ndarray],
-        *,
-        variant: str,
-        dtype: str,
-        device: str,
-        optimizer: OptimizerSpec,
-    ) -> Program:
-        if variant not in VARIANTS:
-            raise BackendError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-        if not self.supports(spec, variant):
-            raise BackendError(f"variant {variant!r} needs a model with a recurrent layer")
-        if dtype not in DTYPES:
-            raise BackendError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-        if device not in DEVICES:
-            raise BackendError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
-        if device not in self.devices():
-            raise BackendError(f"device {device!r} not available to TensorFlow on this machine")
+    def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
+               dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
         jit_compile, keras_rnn = VARIANTS[variant]
         tf_dtype = tf.as_dtype(dtype)
         with tf.device(DEVICES[device]):

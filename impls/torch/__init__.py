@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from impls.base import DTYPES, Backend, BackendError, Program, has_recurrent
+from impls.base import Backend, Program
 from impls.threads import threads
 from impls.torch.model import TorchModel
 from impls.torch.program import TorchProgram
@@ -49,6 +49,7 @@ def _precision(dtype: str, device: str) -> str:
 class TorchBackend(Backend):
     name: ClassVar[str] = "torch"
     variants: ClassVar[tuple[str, ...]] = ("eager", "compile", "native")
+    recurrent_variants: ClassVar[tuple[str, ...]] = ("native",)
 
     def version(self) -> str:
         return torch.__version__
@@ -56,34 +57,9 @@ class TorchBackend(Backend):
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
-    def supports(self, spec: ModelSpec, variant: str) -> bool:
-        if variant == "native":
-            return has_recurrent(spec)
-        return variant in self.variants
-
-    def build(
-        self,
-        spec: ModelSpec,
-        params: dict[str, np.ndarray],
-        *,
-        variant: str,
-        dtype: str,
-        device: str,
-        optimizer: OptimizerSpec,
-    ) -> Program:
-        if variant not in self.variants:
-            raise BackendError(
-                f"unknown torch variant {variant!r}; choose from {', '.join(self.variants)}"
-            )
-        if not self.supports(spec, variant):
-            raise BackendError(f"torch variant {variant!r} needs a model with a recurrent layer")
-        if dtype not in DTYPES:
-            raise BackendError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-        if device not in ("cpu", "cuda"):
-            raise BackendError(f"unknown device {device!r}; torch offers cpu and cuda")
+    def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
+               dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
         if device == "cuda":
-            if not torch.cuda.is_available():
-                raise BackendError("device 'cuda' requested but torch sees no CUDA GPU")
             _disable_tf32()
         model = TorchModel(spec, native_rnn=variant == "native")
         return TorchProgram(
