@@ -45,15 +45,19 @@ def gradcheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Run the timing matrix, write the report, compare with this machine's baseline."""
+    """Run the timing matrix, write the report, compare with this machine's baseline,
+    and add the run to results/history.csv."""
     _install(session)
     run_dir = os.path.join("results", "runs", session.run(
         "python", "-c", "import time; print(time.strftime('%Y%m%d-%H%M%S'))",
         silent=True).strip())
     session.run("nnparity", "run", "--out", run_dir, *session.posargs, env=QUIET_ENV)
     session.run("nnparity", "report", run_dir, env=QUIET_ENV)
-    if "baseline" in _commands(session):
+    commands = _commands(session)
+    if "baseline" in commands:
         session.run("nnparity", "baseline", "check", run_dir, env=QUIET_ENV, success_codes=[0, 1])
+    if "history" in commands:  # one row per cell in results/history.csv, plots beside it
+        session.run("nnparity", "history", "--add", run_dir, env=QUIET_ENV)
     session.log(f"report: {run_dir}/REPORT.md")
 
 
