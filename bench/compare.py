@@ -165,7 +165,8 @@ def _header(cmp: Comparison) -> list[str]:
         f"baseline: {side(cmp.base)}",
         f"current:  {side(cmp.current)}",
         (f"rule: ratio of medians > {cmp.factor:g} (or < 1/{cmp.factor:g}) and two-sided "
-         f"Mann-Whitney U p < {cmp.alpha:g}; {cmp.confidence:.0%} bootstrap CI"),
+         f"Mann-Whitney U p < {cmp.alpha:g}, and in every round when a side has several; "
+         f"{cmp.confidence:.0%} bootstrap CI"),
         *[f"warning: {w}" for w in cmp.warnings],
     ]
 
