@@ -62,6 +62,8 @@ class Comparison:
     confidence: float
     normalised: bool
     warnings: tuple[str, ...] = field(default=())
+    #: rounds per side in which `continuous` re-timed the flagged cells (0: not re-timed)
+    confirm_rounds: int = 0
 
     def count(self, verdict: Verdict) -> int:
         return int((self.table["verdict"] == verdict.value).sum())
@@ -139,13 +141,19 @@ def compare_runs(
     cols = ["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "base_median_s",
             "current_median_s", "base_rounds", "current_rounds", "task", "backend",
             "variant", "device", "dtype", "phase", "note"]
-    table = pd.DataFrame(rows, columns=cols)
-    if not table.empty:
-        order = table["verdict"].map(_VERDICT_ORDER.index)
-        table = table.assign(_o=order, _r=-table["ratio"].fillna(0))
-        table = table.sort_values(["_o", "_r", "cell"]).drop(columns=["_o", "_r"])
-    return Comparison(table.reset_index(drop=True), b_info, c_info, factor, alpha,
-                      confidence, normalise, tuple(warnings))
+    table = sort_table(pd.DataFrame(rows, columns=cols))
+    return Comparison(table, b_info, c_info, factor, alpha, confidence, normalise,
+                      tuple(warnings))
+
+
+def sort_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Verdicts that need attention first, then the largest ratio, then the id."""
+    if table.empty:
+        return table.reset_index(drop=True)
+    order = table["verdict"].map(_VERDICT_ORDER.index)
+    table = table.assign(_o=order, _r=-table["ratio"].fillna(0))
+    table = table.sort_values(["_o", "_r", "cell"]).drop(columns=["_o", "_r"])
+    return table.reset_index(drop=True)
 
 
 def _fmt(x: float, spec: str) -> str:
@@ -167,6 +175,9 @@ def _header(cmp: Comparison) -> list[str]:
         (f"rule: ratio of medians > {cmp.factor:g} (or < 1/{cmp.factor:g}) and two-sided "
          f"Mann-Whitney U p < {cmp.alpha:g}, and in every round when a side has several; "
          f"{cmp.confidence:.0%} bootstrap CI"),
+        *([f"confirmation: flagged cells re-timed in {cmp.confirm_rounds} more interleaved "
+           f"rounds per side; a verdict stands only if the re-timing repeats it"]
+          if cmp.confirm_rounds else []),
         *[f"warning: {w}" for w in cmp.warnings],
     ]
 
@@ -211,6 +222,7 @@ def format_json(cmp: Comparison) -> str:
     doc = {"baseline": cmp.base.__dict__, "current": cmp.current.__dict__,
            "factor": cmp.factor, "alpha": cmp.alpha, "confidence": cmp.confidence,
            "test": "mann-whitney-u two-sided", "normalised": cmp.normalised,
+           "confirm_rounds": cmp.confirm_rounds,
            "warnings": list(cmp.warnings), "regressed": cmp.regressed,
            "counts": {v.value: cmp.count(v) for v in Verdict}, "cells": cells}
     return json.dumps(doc, indent=2) + "\n"

@@ -8,6 +8,17 @@ base, head, base, head ... for `--repeat` rounds, so slow drifts of a shared
 runner (thermal, noisy neighbours) hit both sides alike; each side's samples
 are pooled per cell and compared with bench/compare.py's rule.
 
+That first pass is a screen. A process can land in a slow state for its whole
+life (thread placement, a neighbour's burst, a framework's per-process
+autotuning), and with two processes a side, a few of ~190 cells of an A/A run
+land slow on one side in every round by chance (seen on this project's CI:
+3 to 14 false regressions per A/A run, mostly TensorFlow cells). So every cell
+the screen flags is re-timed on its own, in `--confirm` more interleaved
+rounds per side (fresh processes, selected with `-k`), and the rule is applied
+again to those new samples alone; a verdict stands only if it repeats. Under
+no change the two passes are independent, so their false-alarm rates multiply,
+while a real slow-down shows in both.
+
 This module must not import a framework or time anything itself; it never
 touches the caller's working tree or branches (worktrees are detached and
 removed afterwards, even on failure).
@@ -17,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -28,8 +40,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.compare import add_rule_arguments, check_rule_arguments, compare_runs, emit
+from bench.compare import (
+    Comparison,
+    add_rule_arguments,
+    check_rule_arguments,
+    compare_runs,
+    emit,
+    sort_table,
+)
 from bench.runs import LoadError, RunInfo, load_run, merge_runs
+from bench.stats import Verdict
+
+#: verdicts the confirmation pass re-times
+FLAGGED = (Verdict.REGRESSION.value, Verdict.IMPROVEMENT.value)
+#: one word of pytest's -k language (see bench/matrix.py keyword_matcher)
+_KEYWORD_WORD = re.compile(r"(?:\w|:|\+|-|\.|\[|\]|\\|/)+")
+_KEYWORD_RESERVED = {"and", "or", "not", "true", "false", "none"}
 
 
 class ContinuousError(Exception):
@@ -92,7 +118,7 @@ def _run_side(side: Side, cmd: list[str], out: Path, log: Path) -> float:
 
 
 def run_ab(sides: dict[str, Side], results: Path, repeat: int, python: str, preset: str,
-           run_args: list[str], keep: bool = False) -> dict[str, list[Path]]:
+           run_args: list[str], keep: bool = False, stage: str = "") -> dict[str, list[Path]]:
     """Run the interleaved schedule; returns each side's per-round result directories.
 
     With `keep`, a failure names the run's log (otherwise it is deleted with the results).
@@ -104,23 +130,79 @@ def run_ab(sides: dict[str, Side], results: Path, repeat: int, python: str, pres
         out = results / name / f"round{rnd + 1}"
         log = results / name / f"round{rnd + 1}.log"
         cmd = run_command(python, preset, out, run_args)
-        print(f"[{i}/{len(plan)}] {name} {side.ref} ({side.sha[:10]}) round {rnd + 1}: "
+        print(f"{stage}[{i}/{len(plan)}] {name} {side.ref} ({side.sha[:10]}) round {rnd + 1}: "
               f"{shlex.join(cmd[1:])}", file=sys.stderr, flush=True)
         try:
             seconds = _run_side(side, cmd, out, log)
         except ContinuousError as exc:
             raise ContinuousError(f"{exc} (log: {log})" if keep else str(exc)) from None
-        print(f"[{i}/{len(plan)}] done in {seconds:.1f} s", file=sys.stderr, flush=True)
+        print(f"{stage}[{i}/{len(plan)}] done in {seconds:.1f} s", file=sys.stderr, flush=True)
         dirs[name].append(out)
     return dirs
 
 
-def _pooled(name: str, side: Side, dirs: list[Path]) -> pd.DataFrame:
+def _pooled(name: str, side: Side, dirs: list[Path],
+            cells: set[str] | None = None) -> pd.DataFrame:
     run = merge_runs([load_run(d) for d in dirs])
     info: RunInfo = run.attrs["run"]
-    run.attrs["run"] = RunInfo(f"{name} {side.ref} ({len(dirs)} rounds)", info.fingerprint,
-                               info.cpu, info.gpu, info.commit or side.sha, info.date)
+    attrs = dict(run.attrs)
+    attrs["run"] = RunInfo(f"{name} {side.ref} ({len(dirs)} rounds)", info.fingerprint,
+                           info.cpu, info.gpu, info.commit or side.sha, info.date)
+    if cells is not None:  # a -k selection may bring neighbours along: keep only these
+        run = run[run["cell"].isin(cells) | (run["phase"] == "calibration")]
+    run.attrs = attrs
     return run
+
+
+def keyword_for(cells: list[str]) -> str:
+    """A pytest `-k` expression that selects each of these cell ids.
+
+    An id such as `quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step`
+    holds characters -k cannot spell (`=`, `,`), so each id becomes the `and` of its
+    spellable pieces, all of which are substrings of it; the ids are `or`-ed. That
+    may select a few more cells than asked (never fewer), and the caller keeps
+    only the ones it asked for. Every revision with a `-k` option understands it.
+    """
+    terms = []
+    for cid in sorted(set(cells)):
+        words = [w for w in _KEYWORD_WORD.findall(cid) if w.lower() not in _KEYWORD_RESERVED]
+        if words:
+            terms.append("(" + " and ".join(words) + ")")
+    return " or ".join(terms)
+
+
+def confirm(screen: Comparison, check: Comparison, rounds: int) -> Comparison:
+    """Merge a re-timing of the flagged cells (`check`) into the screen's comparison.
+
+    A flagged cell keeps its verdict only when the re-timing gives the same one;
+    its row then shows the re-timing's numbers (independent of the selection,
+    unlike the screen's), with the screen's ratio and p in the note. A flagged
+    cell the re-timing could not measure keeps the screen's verdict and says why.
+    """
+    table = screen.table.copy()
+    again = check.table.set_index("cell")
+    numbers = ["ratio", "ci_low", "ci_high", "p_value", "base_median_s",
+               "current_median_s", "base_rounds", "current_rounds"]
+    for i, row in table.iterrows():
+        if row["verdict"] not in FLAGGED:
+            continue
+        was = f"screen {row['ratio']:.3f}x, p {row['p_value']:.2g}"
+        redo = again.loc[row["cell"]] if row["cell"] in again.index else None
+        if redo is None or redo["verdict"] in (Verdict.ERROR.value, Verdict.NEW.value,
+                                               Verdict.MISSING.value):
+            why = "not in the re-timing" if redo is None else (redo["note"] or redo["verdict"])
+            table.at[i, "note"] = f"not re-timed ({why}); {was}"
+            continue
+        for key in numbers:
+            table.at[i, key] = redo[key]
+        if redo["verdict"] == row["verdict"]:
+            table.at[i, "note"] = f"confirmed; {was}"
+        else:
+            table.at[i, "verdict"] = Verdict.UNCHANGED.value
+            table.at[i, "note"] = f"not confirmed; {was}"
+    return Comparison(sort_table(table), screen.base, screen.current, screen.factor,
+                      screen.alpha, screen.confidence, screen.normalised,
+                      screen.warnings + check.warnings, confirm_rounds=rounds)
 
 
 def _env_pairs(items: list[str]) -> tuple[tuple[str, str], ...]:
@@ -149,10 +231,25 @@ def continuous(args: argparse.Namespace) -> int:
             tree = tmp / name
             _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), shas[name])
             sides[name] = Side(name, ref, shas[name], tree, head_env if name == "head" else ())
-        dirs = run_ab(sides, results, args.repeat, args.python, args.preset,
-                      shlex.split(args.run_args), keep=bool(args.keep))
+        run_args = shlex.split(args.run_args)
+        dirs = run_ab(sides, results, args.repeat, args.python, args.preset, run_args,
+                      keep=bool(args.keep))
         base = _pooled("base", sides["base"], dirs["base"])
         head = _pooled("head", sides["head"], dirs["head"])
+        cmp = compare_runs(base, head, args.factor, args.alpha, args.confidence)
+        flagged = sorted(cmp.table.loc[cmp.table["verdict"].isin(FLAGGED), "cell"])
+        if flagged and args.confirm:
+            print(f"confirming {len(flagged)} flagged cell(s) in {args.confirm} more "
+                  f"interleaved rounds per side", file=sys.stderr, flush=True)
+            extra = ["-k", keyword_for(flagged), "--no-gradcheck"]
+            again = run_ab(sides, results / "confirm", args.confirm, args.python,
+                           args.preset, [*run_args, *extra], keep=bool(args.keep),
+                           stage="confirm ")
+            wanted = set(flagged)
+            check = compare_runs(_pooled("base", sides["base"], again["base"], wanted),
+                                 _pooled("head", sides["head"], again["head"], wanted),
+                                 args.factor, args.alpha, args.confidence)
+            cmp = confirm(cmp, check, args.confirm)
     finally:
         for side in sides.values():
             subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force",
@@ -161,7 +258,7 @@ def continuous(args: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.keep:
         print(f"raw results kept in {results}", file=sys.stderr)
-    return emit(compare_runs(base, head, args.factor, args.alpha, args.confidence), args)
+    return emit(cmp, args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +268,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "not included)")
     parser.add_argument("--repeat", type=int, default=2,
                         help="interleaved rounds per side: base, head, base, head ... (default 2)")
+    parser.add_argument("--confirm", type=int, default=3, metavar="N",
+                        help="re-time the cells the first pass flags in N more interleaved "
+                             "rounds per side; a verdict stands only if it repeats "
+                             "(default 3; 0 turns the confirmation off)")
     parser.add_argument("--preset", default="quick", help="preset for both sides (default quick)")
     parser.add_argument("--run-args", default="", metavar="ARGS",
                         help="extra arguments for `nnparity run`, one quoted string, e.g. "
@@ -189,6 +290,8 @@ def main(args: argparse.Namespace) -> int:
     bad = check_rule_arguments(args)
     if bad is None and args.repeat < 1:
         bad = f"--repeat {args.repeat}: must be at least 1"
+    if bad is None and args.confirm < 0:
+        bad = f"--confirm {args.confirm}: must be 0 (off) or more"
     if bad:
         print(f"nnparity continuous: error: {bad}", file=sys.stderr)
         return 2

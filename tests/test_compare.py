@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -255,19 +257,30 @@ def test_merge_runs_pools_samples(base_dir: Path, tmp_path: Path) -> None:
 # --- nnparity continuous, against a throwaway repo whose "harness" fabricates results ---
 
 FAKE_CLI = '''
-import json, os, pathlib, random, sys, zlib
+import json, os, pathlib, random, re, sys, zlib
 args = sys.argv[1:]
 out = pathlib.Path(args[args.index("--out") + 1])
 speed = float(pathlib.Path("speed.txt").read_text())
 speed *= 1.0 + float(os.environ.get("NNPARITY_FAKE_DELAY", "0"))
-with open(os.environ["NNPARITY_FAKE_LOG"], "a") as fh:
+log = pathlib.Path(os.environ["NNPARITY_FAKE_LOG"])
+with open(log, "a") as fh:
     fh.write(pathlib.Path.cwd().name + " " + " ".join(args) + "\\n")
+call = len(log.read_text().splitlines())
+# a process that lands slow for its whole life: these calls (1-based) run 2x slower
+if str(call) in os.environ.get("NNPARITY_FAKE_SLOW_CALLS", "").split(","):
+    speed *= 2.0
 if os.environ.get("NNPARITY_FAKE_FAIL") and pathlib.Path.cwd().name == "head":
     print("boom: the harness crashed")
     sys.exit(3)
+keep = lambda cell: True
+if "-k" in args:  # the (term and term) or (...) form that continuous writes
+    terms = [t.split(" and ") for t in re.findall(r"\\(([^()]*)\\)", args[args.index("-k") + 1])]
+    keep = lambda cell: any(all(w in cell for w in t) for t in terms)
 rng = random.Random(zlib.crc32(str(out).encode()))
 benches = []
 for cell in ("mlp/numpy/ref/cpu/float64/bs8/step", "rnn/numpy/ref/cpu/float64/bs8/step"):
+    if not keep(cell):
+        continue
     data = [0.01 * speed * (1 + 0.03 * rng.gauss(0, 1)) for _ in range(8)]
     benches.append({"name": cell, "stats": {"data": data},
                     "extra_info": {"cell": cell, "phase": "step", "status": "ok"}})
@@ -306,7 +319,7 @@ def run_continuous(repo: Path, *argv: str) -> int:
 
 def test_continuous_interleaves_and_flags_a_real_slowdown(fake_repo: Path,
                                                           tmp_path: Path) -> None:
-    assert run_continuous(fake_repo, "HEAD~1", "HEAD", "--repeat", "3",
+    assert run_continuous(fake_repo, "HEAD~1", "HEAD", "--repeat", "3", "--confirm", "0",
                           "--run-args", "--tasks mlp") == 1
     calls = (tmp_path / "calls.log").read_text().splitlines()
     assert [c.split()[0] for c in calls] == ["base", "head"] * 3
@@ -314,6 +327,56 @@ def test_continuous_interleaves_and_flags_a_real_slowdown(fake_repo: Path,
     worktrees = subprocess.run(["git", "-C", str(fake_repo), "worktree", "list"],
                                capture_output=True, text=True, check=True).stdout
     assert len(worktrees.strip().splitlines()) == 1  # temporary worktrees removed
+
+
+def _screen_ratio(note: str, outcome: str) -> float:
+    """The first pass's ratio from a confirmed/not confirmed note."""
+    match = re.fullmatch(rf"{outcome}; screen ([0-9.]+)x, p [0-9.e+-]+", note)
+    assert match, note
+    return float(match.group(1))
+
+
+def test_continuous_confirms_a_flag_in_fresh_rounds(fake_repo: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A real 2x slow-down is flagged, re-timed with -k for those cells, and stands."""
+    assert run_continuous(fake_repo, "HEAD~1", "HEAD", "--repeat", "3", "--confirm", "3",
+                          "--run-args", "--tasks mlp", "--json") == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["confirm_rounds"] == 3 and doc["counts"]["regression"] == 2
+    assert all(_screen_ratio(c["note"], "confirmed") > 1.5 for c in doc["cells"])
+    assert all(c["base_rounds"] == 24 for c in doc["cells"])  # the re-timing's 3 x 8 samples
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["base", "head"] * 6
+    retimed = calls[6:]
+    assert all(c.endswith("--no-gradcheck") and "--tasks mlp -k (" in c for c in retimed)
+
+
+def test_continuous_a_slow_process_in_the_screen_is_not_confirmed(
+        fake_repo: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Both head processes of the screen land slow (calls 2 and 4): an A/A run that the
+    screen alone fails. The fresh rounds do not repeat it, so the gate passes."""
+    monkeypatch.setenv("NNPARITY_FAKE_SLOW_CALLS", "2,4")
+    assert run_continuous(fake_repo, "HEAD", "HEAD", "--confirm", "0") == 1
+    capsys.readouterr()
+    Path(os.environ["NNPARITY_FAKE_LOG"]).unlink()
+    assert run_continuous(fake_repo, "HEAD", "HEAD", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["counts"]["regression"] == 0 and doc["counts"]["unchanged"] == 2
+    assert all(_screen_ratio(c["note"], "not confirmed") > 1.5 for c in doc["cells"])
+    assert all(0.9 < c["ratio"] < 1.1 for c in doc["cells"])  # the re-timing's numbers
+
+
+def test_keyword_for_selects_exactly_the_flagged_ids() -> None:
+    from bench.matrix import keyword_matcher
+
+    ids = ["quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step",
+           "quick/mlp_regression[activation=tanh]/jax/jit/cpu/float32/bs16/forward"]
+    others = ["quick/rnn_sequence[cell=gru]/torch/eager/cpu/float32/bs64/step",
+              "quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/forward",
+              "quick/mlp_regression[activation=relu]/jax/jit/cpu/float32/bs16/forward"]
+    match = keyword_matcher(continuous.keyword_for(ids))
+    assert all(match(i) for i in ids) and not any(match(o) for o in others)
 
 
 def test_continuous_a_a_and_noise_level_change_pass(fake_repo: Path,
@@ -328,11 +391,13 @@ def test_continuous_head_env_injects_a_slowdown(fake_repo: Path, tmp_path: Path)
     keep = tmp_path / "kept"
     assert run_continuous(fake_repo, "HEAD", "HEAD", "--factor", "1.5",
                           "--head-env", "NNPARITY_FAKE_DELAY=1.0", "--keep", str(keep)) == 1
-    assert len(list(keep.rglob("results.json"))) == 4
+    # 2 rounds a side, then the 2 flagged cells re-timed in 3 more a side
+    assert len(list(keep.rglob("results.json"))) == 4 + 6
     assert run_continuous(fake_repo, "HEAD", "--keep", str(keep)) == 2  # not empty: refused
 
 
-@pytest.mark.parametrize("argv", [("no-such-ref",), ("HEAD", "--repeat", "0")])
+@pytest.mark.parametrize("argv", [("no-such-ref",), ("HEAD", "--repeat", "0"),
+                                  ("HEAD", "--confirm", "-1")])
 def test_continuous_bad_input_exits_2(fake_repo: Path, argv: tuple[str, ...],
                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert run_continuous(fake_repo, *argv) == 2
@@ -369,3 +434,30 @@ def test_rounds_must_agree_before_a_pooled_difference_counts():
                            base_rounds=[np.median(r) for r in base],
                            current_rounds=[np.median(r) for r in slow])
     assert both.verdict is Verdict.REGRESSION
+
+
+def test_confirm_keeps_a_flag_it_could_not_retime_and_drops_one_that_did_not_repeat(
+        tmp_path: Path) -> None:
+    """Screen: a 2x regression in cells 0 and 1, an improvement in cell 2. The re-timing
+    errors in cell 0 (the flag stands, with the reason), shows cell 1 at 1.0x (dropped),
+    and repeats the improvement in cell 2 (stands, with the re-timing's numbers)."""
+    slow = {c: noisy(0.01 * (4 if i == 2 else 1), seed=i) for i, c in enumerate(CELLS)}
+    fast = {c: noisy(0.01 * (1 if i == 2 else 2), seed=10 + i) for i, c in enumerate(CELLS)}
+    screen = compare.compare_runs(compare.load_run(write_run(tmp_path / "b", slow)),
+                                  compare.load_run(write_run(tmp_path / "h", fast)))
+    assert [screen.table.set_index("cell").loc[c, "verdict"] for c in CELLS] == [
+        "regression", "regression", "improvement"]
+    again_base = {CELLS[0]: [], CELLS[1]: noisy(0.01, seed=20), CELLS[2]: noisy(0.04, seed=21)}
+    again_head = {CELLS[0]: [], CELLS[1]: noisy(0.01, seed=22), CELLS[2]: noisy(0.01, seed=23)}
+    check = compare.compare_runs(compare.load_run(write_run(tmp_path / "b2", again_base)),
+                                 compare.load_run(write_run(tmp_path / "h2", again_head)))
+    merged = continuous.confirm(screen, check, rounds=3)
+    rows = merged.table.set_index("cell")
+    assert rows.loc[CELLS[0], "verdict"] == "regression"
+    assert rows.loc[CELLS[0], "note"].startswith("not re-timed (no samples in baseline")
+    assert rows.loc[CELLS[1], "verdict"] == "unchanged"
+    assert 0.9 < rows.loc[CELLS[1], "ratio"] < 1.1
+    assert rows.loc[CELLS[2], "verdict"] == "improvement"
+    assert _screen_ratio(rows.loc[CELLS[2], "note"], "confirmed") < 0.5
+    assert merged.regressed and merged.confirm_rounds == 3
+    assert "re-timed in 3 more interleaved rounds" in compare.format_text(merged)
