@@ -17,7 +17,12 @@ the screen flags is re-timed on its own, in `--confirm` more interleaved
 rounds per side (fresh processes, selected with `-k`), and the rule is applied
 again to those new samples alone; a verdict stands only if it repeats. Under
 no change the two passes are independent, so their false-alarm rates multiply,
-while a real slow-down shows in both.
+while a real slow-down shows in both. The default of 5 rounds a side is the
+least for which the every-round condition is itself a test at the 1% level:
+with no change, all 5 head rounds land beyond all 5 base rounds with
+probability 1/252 in one direction (a one-round-per-process U test, p 0.008
+two-sided). With 3 a side that chance is 1/20, and a cell whose processes
+flip between a fast and a slow state still gets through now and then.
 
 This module must not import a framework or time anything itself; it never
 touches the caller's working tree or branches (worktrees are detached and
@@ -268,10 +273,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "not included)")
     parser.add_argument("--repeat", type=int, default=2,
                         help="interleaved rounds per side: base, head, base, head ... (default 2)")
-    parser.add_argument("--confirm", type=int, default=3, metavar="N",
+    parser.add_argument("--confirm", type=int, default=5, metavar="N",
                         help="re-time the cells the first pass flags in N more interleaved "
                              "rounds per side; a verdict stands only if it repeats "
-                             "(default 3; 0 turns the confirmation off)")
+                             "(default 5; 0 turns the confirmation off)")
     parser.add_argument("--preset", default="quick", help="preset for both sides (default quick)")
     parser.add_argument("--run-args", default="", metavar="ARGS",
                         help="extra arguments for `nnparity run`, one quoted string, e.g. "

@@ -391,8 +391,8 @@ def test_continuous_head_env_injects_a_slowdown(fake_repo: Path, tmp_path: Path)
     keep = tmp_path / "kept"
     assert run_continuous(fake_repo, "HEAD", "HEAD", "--factor", "1.5",
                           "--head-env", "NNPARITY_FAKE_DELAY=1.0", "--keep", str(keep)) == 1
-    # 2 rounds a side, then the 2 flagged cells re-timed in 3 more a side
-    assert len(list(keep.rglob("results.json"))) == 4 + 6
+    # 2 rounds a side, then the 2 flagged cells re-timed in 5 more a side (the default)
+    assert len(list(keep.rglob("results.json"))) == 4 + 10
     assert run_continuous(fake_repo, "HEAD", "--keep", str(keep)) == 2  # not empty: refused
 
 
