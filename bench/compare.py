@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.matrix import CALIBRATION
 from bench.runs import LoadError, RunInfo, load_run, merge_runs, write_text_atomic
 from bench.stats import Verdict, compare_samples
 
 __all__ = ["Comparison", "LoadError", "compare_runs", "load_run", "main", "merge_runs"]
 
-CALIBRATION = "calibration"
 #: order of verdicts in reports: what needs attention first
 _VERDICT_ORDER = [v.value for v in Verdict]
 

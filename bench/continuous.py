@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -53,14 +52,12 @@ from bench.compare import (
     emit,
     sort_table,
 )
+from bench.matrix import CALIBRATION, keyword_for
 from bench.runs import LoadError, RunInfo, load_run, merge_runs
 from bench.stats import Verdict
 
 #: verdicts the confirmation pass re-times
 FLAGGED = (Verdict.REGRESSION.value, Verdict.IMPROVEMENT.value)
-#: one word of pytest's -k language (see bench/matrix.py keyword_matcher)
-_KEYWORD_WORD = re.compile(r"(?:\w|:|\+|-|\.|\[|\]|\\|/)+")
-_KEYWORD_RESERVED = {"and", "or", "not", "true", "false", "none"}
 
 
 class ContinuousError(Exception):
@@ -154,26 +151,9 @@ def _pooled(name: str, side: Side, dirs: list[Path],
     attrs["run"] = RunInfo(f"{name} {side.ref} ({len(dirs)} rounds)", info.fingerprint,
                            info.cpu, info.gpu, info.commit or side.sha, info.date)
     if cells is not None:  # a -k selection may bring neighbours along: keep only these
-        run = run[run["cell"].isin(cells) | (run["phase"] == "calibration")]
+        run = run[run["cell"].isin(cells) | (run["phase"] == CALIBRATION)]
     run.attrs = attrs
     return run
-
-
-def keyword_for(cells: list[str]) -> str:
-    """A pytest `-k` expression that selects each of these cell ids.
-
-    An id such as `quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step`
-    holds characters -k cannot spell (`=`, `,`), so each id becomes the `and` of its
-    spellable pieces, all of which are substrings of it; the ids are `or`-ed. That
-    may select a few more cells than asked (never fewer), and the caller keeps
-    only the ones it asked for. Every revision with a `-k` option understands it.
-    """
-    terms = []
-    for cid in sorted(set(cells)):
-        words = [w for w in _KEYWORD_WORD.findall(cid) if w.lower() not in _KEYWORD_RESERVED]
-        if words:
-            terms.append("(" + " and ".join(words) + ")")
-    return " or ".join(terms)
 
 
 def confirm(screen: Comparison, check: Comparison, rounds: int) -> Comparison:

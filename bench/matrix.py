@@ -19,6 +19,7 @@ descriptions with the user's filters. It must not import a framework or time any
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -180,6 +181,11 @@ def task_configs(task_name: str, preset: str, overrides: Mapping[str, str],
     return configs
 
 
+#: one word of the -k language (pytest's own grammar for an identifier)
+_KEYWORD_WORD = re.compile(r"(?:\w|:|\+|-|\.|\[|\]|\\|/)+")
+_KEYWORD_RESERVED = {"and", "or", "not", "true", "false", "none"}
+
+
 def keyword_matcher(expr: str | None) -> Callable[[str], bool]:
     """pytest's -k language over cell ids: each name matches as a case-insensitive substring."""
     if not expr:
@@ -198,6 +204,23 @@ def keyword_matcher(expr: str | None) -> Callable[[str], bool]:
         return compiled.evaluate(lambda name, **_kw: name.lower() in low)
 
     return match
+
+
+def keyword_for(cells: list[str]) -> str:
+    """A pytest `-k` expression that selects each of these cell ids.
+
+    An id such as `quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step`
+    holds characters -k cannot spell (`=`, `,`), so each id becomes the `and` of its
+    spellable pieces, all of which are substrings of it; the ids are `or`-ed. That
+    may select a few more cells than asked (never fewer), and the caller keeps
+    only the ones it asked for. Every revision with a `-k` option understands it.
+    """
+    terms = []
+    for cid in sorted(set(cells)):
+        words = [w for w in _KEYWORD_WORD.findall(cid) if w.lower() not in _KEYWORD_RESERVED]
+        if words:
+            terms.append("(" + " and ".join(words) + ")")
+    return " or ".join(terms)
 
 
 def _batch_plan(cfg: TaskConfig, phase: str, plan: Plan) -> tuple[int, ...]:

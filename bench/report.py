@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.matrix import CALIBRATION
 from bench.runs import LoadError, config_label, load_run, write_text_atomic
 
 IQR_LIMIT = 0.10  # IQR / median above this: too noisy to trust
@@ -73,7 +74,7 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def calibration_peaks(df: pd.DataFrame) -> dict[tuple[str, str], float]:
-    cal = df[(df["phase"] == "calibration") & (df["status"] == "ok")]
+    cal = df[(df["phase"] == CALIBRATION) & (df["status"] == "ok")]
     return {(r.backend, r.device): float(r.gflops) * 1e9 for r in cal.itertuples()
             if r.gflops is not None and not pd.isna(r.gflops)}
 
@@ -206,7 +207,7 @@ def first_call_table(df: pd.DataFrame) -> str:
 
 
 def calibration_table(df: pd.DataFrame) -> str:
-    cal = df[df["phase"] == "calibration"]
+    cal = df[df["phase"] == CALIBRATION]
     rows = []
     for r in cal.itertuples():
         if r.status != "ok":

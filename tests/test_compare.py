@@ -368,14 +368,14 @@ def test_continuous_a_slow_process_in_the_screen_is_not_confirmed(
 
 
 def test_keyword_for_selects_exactly_the_flagged_ids() -> None:
-    from bench.matrix import keyword_matcher
+    from bench.matrix import keyword_for, keyword_matcher
 
     ids = ["quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step",
            "quick/mlp_regression[activation=tanh]/jax/jit/cpu/float32/bs16/forward"]
     others = ["quick/rnn_sequence[cell=gru]/torch/eager/cpu/float32/bs64/step",
               "quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/forward",
               "quick/mlp_regression[activation=relu]/jax/jit/cpu/float32/bs16/forward"]
-    match = keyword_matcher(continuous.keyword_for(ids))
+    match = keyword_matcher(keyword_for(ids))
     assert all(match(i) for i in ids) and not any(match(o) for o in others)
 
 
