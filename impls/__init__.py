@@ -1,5 +1,41 @@
-"""Backend registry. Imports no framework: a backend's module (and with it its
-framework) is imported only when `load` asks for it (the einops rule)."""
+"""Backend registry, and the layout every backend folder follows.
+
+Imports no framework: a backend's package (and with it its framework) is
+imported only when `load` asks for it (the einops rule).
+
+Every `impls/<framework>/` has the same modules, each with one role (as
+Keras 3's `keras/src/backend/<framework>/` does):
+
+- `__init__.py`  runtime configuration (threads, precision flags, GPU memory)
+                 applied at import, and `BACKEND`; nothing else.
+- `backend.py`   the `Backend` subclass: variants, devices, `_build`.
+- `program.py`   the `Program` subclass: put, forward, loss_and_grads, step,
+                 sync, conversion back to canonical form.
+- `model.py`     the whole `ModelSpec` as the framework's function (and, where
+                 native layouts differ, the canonical <-> native conversions).
+- `layers.py`    feed-forward layers and activations.
+- `recurrent.py` hand-written RNN/LSTM/GRU cells, and the framework's fused
+                 recurrent layer (`FusedRecurrent`) where a variant uses one.
+- `losses.py`    `mse`, `softmax_cross_entropy` and `LOSSES` (name -> function).
+- `optim.py`     the rules of `tasks.optim`, written out.
+
+Same role, same name and argument order. Layer functions take the input
+first, then parameters in canonical order, then the spec's settings:
+
+    dense(x, weight, bias, activation)
+    conv2d(x, weight, bias, stride, pad, activation)
+    maxpool2d(x, size)
+    flatten(x)
+    recurrent(x, w_ih, w_hh, b_ih, b_hh, cell, return_sequences[, unroll])
+    activate(name, z)
+
+Parameters arrive in the framework's native layout (variables created in
+`model.py`). The NumPy reference writes its backward by hand, so it has
+`<layer>_forward` (returning `(out, cache)`) and `<layer>_backward(dout,
+cache, need_dx)` pairs instead, with the same forward arguments. Rules shared
+by all four (dtypes, devices, precision label, label dtype) live in
+`impls.base`. No module in `impls` imports `bench`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The backend interface every framework implements (DESIGN.md §3).
+"""The backend interface every framework implements, and the rules all four share.
 
 A `Backend` builds a `Program` from a framework-free `ModelSpec` plus canonical
 NumPy parameters. A `Program` owns the parameters and optimiser state in the
@@ -6,6 +6,11 @@ framework's native layout on one device, in one dtype, and offers forward,
 loss-and-gradients and an optimiser step. Layout conversions happen in
 `Backend.build` and in `grads_to_canonical` / `params`, never inside the timed
 methods. This module imports no framework.
+
+Rules every backend applies the same way live here, once: which dtypes and
+devices exist (`DTYPES`, `DEVICES`), the precision label a program records
+(`precision_label`) and the integer dtype of class labels (`label_dtype`).
+See docs/design.md for why.
 """
 
 from __future__ import annotations
@@ -21,6 +26,34 @@ from tasks.spec import ModelSpec, Recurrent
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda")
 
+#: The integer dtype class labels get in `Program.put`, per backend. JAX keeps
+#: int32, its native index type (int64 is emulated on GPU); the others int64.
+#: They are kept as they are for now (changing one changes what a backend
+#: computes); this table is the one place that says which is which.
+LABEL_DTYPES: dict[str, str] = {
+    "numpy": "int64",
+    "torch": "int64",
+    "jax": "int32",
+    "tensorflow": "int64",
+}
+
+
+def label_dtype(backend: str) -> np.dtype:
+    """The integer dtype `backend` puts class labels in (see `LABEL_DTYPES`)."""
+    return np.dtype(LABEL_DTYPES[backend])
+
+
+def precision_label(dtype: str, device: str) -> str:
+    """How floating-point matmuls run, as recorded in `Program.precision`.
+
+    "fp64" for float64; "fp32" for float32 on CPU; "fp32 (tf32 off)" for
+    float32 on GPU, where every backend's runtime configuration turns TF32 off
+    so that GPU results are comparable with the float64 reference.
+    """
+    if dtype == "float64":
+        return "fp64"
+    return "fp32 (tf32 off)" if device == "cuda" else "fp32"
+
 
 class BackendError(RuntimeError):
     """A backend cannot do what was asked (not installed, no such device, ...)."""
@@ -34,13 +67,14 @@ class Program(ABC):
     `sync` to wait for a result and `to_numpy` to read one.
     """
 
-    #: how floating-point matmuls run, recorded with results ("fp32", "fp64", "tf32", ...)
+    #: how floating-point matmuls run, recorded with results; `Backend.build`
+    #: sets it from `precision_label(dtype, device)`
     precision: str = ""
 
     @abstractmethod
     def put(self, array: np.ndarray) -> Any:
         """Copy a NumPy array to the device: floats in the program's dtype,
-        integer arrays (class labels) as integers."""
+        integer arrays (class labels) in the backend's `label_dtype`."""
 
     @abstractmethod
     def forward(self, x: Any) -> Any:
@@ -84,7 +118,8 @@ class Backend(ABC):
     """A framework: which variants and devices it offers, and how to build.
 
     `build` checks the request the same way for every backend, then calls the
-    backend's `_build`, which converts canonical parameters to native layout.
+    backend's `_build`, which converts canonical parameters to native layout,
+    and labels the program's precision.
     """
 
     name: ClassVar[str]
@@ -134,8 +169,10 @@ class Backend(ABC):
         missing = set(spec.param_shapes()) - set(params)
         if missing:
             raise BackendError(f"{self.name}: parameters missing: {', '.join(sorted(missing))}")
-        return self._build(spec, params, variant=variant, dtype=dtype, device=device,
-                           optimizer=optimizer)
+        program = self._build(spec, params, variant=variant, dtype=dtype, device=device,
+                              optimizer=optimizer)
+        program.precision = precision_label(dtype, device)
+        return program
 
     @abstractmethod
     def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
@@ -144,4 +181,5 @@ class Backend(ABC):
 
 
 def has_recurrent(spec: ModelSpec) -> bool:
+    """Whether `spec` has a recurrent layer (what `recurrent_variants` need)."""
     return any(isinstance(layer, Recurrent) for layer in spec.layers)

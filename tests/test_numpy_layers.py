@@ -9,7 +9,7 @@ import pytest
 
 from bench.finite_diff import INPUT, check_model
 from impls.numpy import layers, model, recurrent
-from impls.numpy.activations import sigmoid
+from impls.numpy.layers import sigmoid
 from tasks.params import init_params
 from tasks.spec import Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, Recurrent
 

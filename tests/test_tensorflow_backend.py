@@ -184,9 +184,9 @@ def test_runtime_threads_follow_the_shared_setting():
 
 
 def test_keras_on_another_backend_is_a_clean_error(monkeypatch):
-    from impls.tensorflow import fused
+    from impls.tensorflow.recurrent import keras_module
 
-    keras = fused.keras_module()
+    keras = keras_module()
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     spec = _spec("rnn_sequence", {})
     with pytest.raises(BackendError, match="KERAS_BACKEND"):

@@ -1,10 +1,10 @@
-"""The JAX backend: `BACKEND`, a `jax.jit` program per model (DESIGN.md §3).
+"""The JAX backend: a `jax.jit` program per model.
 
 Importing this package imports JAX, so only `impls.load("jax")` may do it. The
 process-wide settings JAX reads once are applied here, before the first
 `import jax`: the shared thread count (as XLA flags), no GPU preallocation
 (so backends can share one GPU), float64 support and full-precision matmuls.
-This package must not import `bench`.
+Nothing else lives here; no module of this package may import `bench`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ def _configure_environment(n_threads: int) -> None:
             f"intra_op_parallelism_threads={n_threads}",
         ]
     os.environ["XLA_FLAGS"] = " ".join(flags)
-
 
 
 def _load() -> JaxBackend:

@@ -1,4 +1,4 @@
-"""Feed-forward layers in JAX on canonical layouts: Dense, Conv2D, MaxPool2D, Flatten.
+"""Feed-forward layers and activations in JAX on canonical layouts.
 
 Canonical layouts are JAX's natural ones (x @ W with W (in, out); convolution
 with dimension numbers NCHW/OIHW/NCHW), so parameters need no conversion.

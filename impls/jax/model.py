@@ -9,9 +9,9 @@ device or imports `bench`.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from impls.jax.layers import conv2d, dense, flatten, maxpool2d
+from impls.jax.losses import LOSSES
 from impls.jax.recurrent import recurrent
 from tasks.spec import Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, Recurrent
 
@@ -36,22 +36,15 @@ def forward(spec: ModelSpec, params: Params, x: Array, unroll: int = 1) -> Array
             x = flatten(x)
         elif isinstance(layer, Recurrent):
             x = recurrent(
-                layer.cell, x,
+                x,
                 params[f"{n}.w_ih"], params[f"{n}.w_hh"], params[f"{n}.b_ih"], params[f"{n}.b_hh"],
-                layer.return_sequences, unroll,
+                layer.cell, layer.return_sequences, unroll,
             )
         else:
             raise TypeError(f"unknown layer {layer!r}")
     return x
 
 
-def loss_fn(name: str, out: Array, y: Array) -> Array:
-    """`mse`: mean over all elements; `softmax_cross_entropy`: integer labels, batch mean."""
-    if name == "mse":
-        return jnp.mean((out - y) ** 2)
-    log_p = jax.nn.log_softmax(out, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], axis=-1))
-
-
 def loss(spec: ModelSpec, params: Params, x: Array, y: Array, unroll: int = 1) -> Array:
-    return loss_fn(spec.loss, forward(spec, params, x, unroll), y)
+    """The spec's scalar loss of the network output on a batch (x, y)."""
+    return LOSSES[spec.loss](forward(spec, params, x, unroll), y)

@@ -1,6 +1,6 @@
 """Recurrent layers in JAX: RNN, LSTM and GRU as `lax.scan` over time.
 
-Canonical layouts (DESIGN.md §2): batch-first (N, T, F) input, w_ih (F, G*H),
+Canonical layouts (docs/design.md): batch-first (N, T, F) input, w_ih (F, G*H),
 w_hh (H, G*H), gate blocks LSTM i,f,g,o and GRU r,z,n with the reset gate
 applied after the hidden matmul; zero initial state. The input projection of
 every step is one matmul before the scan; only the hidden matmul runs per step.
@@ -66,12 +66,12 @@ _STEPS: dict[str, Callable[[Array, Array], Step]] = {
 
 
 def recurrent(
-    cell: str,
     x: Array,
     w_ih: Array,
     w_hh: Array,
     b_ih: Array,
     b_hh: Array,
+    cell: str,
     return_sequences: bool,
     unroll: int = 1,
 ) -> Array:

@@ -1,82 +1,14 @@
 """The NumPy reference backend: hand-written forward and backward, CPU only.
 
-Parameters arrive in canonical layout, which is NumPy's native layout, so
-building a program is a copy and a cast. Every array a program makes stays in
-its dtype (float32 runs never upcast to float64). The per-layer math lives in
-the sibling modules; this module only wires it into the `Backend`/`Program`
-interface and must not import any other framework, nor `bench`.
+NumPy reads its thread count from the environment (`impls.threads`), so there
+is no runtime configuration to apply here; this module only makes `BACKEND`.
+The modules of this package must not import any other framework, nor `bench`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
-from impls.base import Backend, Program
-from impls.numpy import model
-from impls.numpy.optim import make_optimizer
-from tasks.optim import OptimizerSpec
-from tasks.spec import ModelSpec
-
-_PRECISION = {"float32": "fp32", "float64": "fp64"}
-
-
-class NumpyProgram(Program):
-    """One model in NumPy; parameters are updated in place by `step`."""
-
-    def __init__(
-        self, spec: ModelSpec, params: dict[str, np.ndarray], dtype: str, optimizer: OptimizerSpec
-    ) -> None:
-        self.spec = spec
-        self.dtype = np.dtype(dtype)
-        self.precision = _PRECISION[dtype]
-        self._params = {k: np.array(v, dtype=self.dtype) for k, v in params.items()}
-        self._optimizer = make_optimizer(optimizer, self._params)
-
-    def put(self, array: np.ndarray) -> np.ndarray:
-        array = np.asarray(array)
-        if np.issubdtype(array.dtype, np.integer):
-            return array.astype(np.int64)
-        return array.astype(self.dtype)
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return model.forward(self.spec, self._params, x)
-
-    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[Any, dict[str, np.ndarray]]:
-        return model.loss_and_grads(self.spec, self._params, x, y)
-
-    def step(self, x: np.ndarray, y: np.ndarray) -> Any:
-        loss, grads = model.loss_and_grads(self.spec, self._params, x, y)
-        self._optimizer.update(self._params, grads)
-        return loss
-
-    def sync(self, value: Any = None) -> None:
-        """NumPy computes eagerly: nothing is ever queued."""
-
-    def to_numpy(self, value: Any) -> np.ndarray:
-        return np.asarray(value)
-
-    def grads_to_canonical(self, grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {k: np.array(v) for k, v in grads.items()}
-
-    def params(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self._params.items()}
-
-
-class NumpyBackend(Backend):
-    name = "numpy"
-    variants = ("reference",)
-
-    def version(self) -> str:
-        return np.__version__
-
-    def devices(self) -> tuple[str, ...]:
-        return ("cpu",)
-
-    def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
-               dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
-        return NumpyProgram(spec, params, dtype, optimizer)
-
+from impls.numpy.backend import NumpyBackend
 
 BACKEND = NumpyBackend()
+
+__all__ = ["BACKEND"]

@@ -41,7 +41,3 @@ LOSSES: dict[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarra
     "mse": mse,
     "softmax_cross_entropy": softmax_cross_entropy,
 }
-
-
-def loss_and_grad(name: str, pred: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return LOSSES[name](pred, y)

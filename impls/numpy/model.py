@@ -2,7 +2,7 @@
 
 Pure functions over a `ModelSpec` and a dict of canonical parameters (NumPy
 parameters are already in canonical layout). This is the reference every
-other backend is compared with; `bench/finite_diff.py` checks it in turn.
+other backend is compared with; bench's finite-difference check tests it in turn.
 This module must not import any framework, nor `bench`.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from impls.numpy import layers, recurrent
-from impls.numpy.losses import loss_and_grad
+from impls.numpy.losses import LOSSES
 from tasks.spec import Conv2D, Dense, Flatten, Layer, MaxPool2D, ModelSpec, Recurrent
 
 Params = dict[str, np.ndarray]
@@ -55,7 +55,7 @@ def forward(spec: ModelSpec, params: Params, x: np.ndarray) -> np.ndarray:
 
 def loss(spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The scalar loss only (used by finite differences)."""
-    return loss_and_grad(spec.loss, forward(spec, params, x), y)[0]
+    return LOSSES[spec.loss](forward(spec, params, x), y)[0]
 
 
 def _run(spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray, need_dx: bool):
@@ -64,7 +64,7 @@ def _run(spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray, need_dx:
     for layer in spec.layers:
         out, cache = _layer_forward(layer, params, out)
         caches.append(cache)
-    value, dout = loss_and_grad(spec.loss, out, y)
+    value, dout = LOSSES[spec.loss](out, y)
     grads: Params = {}
     for i in reversed(range(len(spec.layers))):
         layer = spec.layers[i]

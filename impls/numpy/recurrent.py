@@ -1,6 +1,6 @@
 """Recurrent layers of the NumPy reference: RNN, LSTM and GRU with hand-written BPTT.
 
-Layouts follow DESIGN.md §2: batch-first (N, T, F) input, w_ih (F, G*H),
+Canonical layouts (docs/design.md): batch-first (N, T, F) input, w_ih (F, G*H),
 w_hh (H, G*H), biases (G*H,), gate blocks LSTM i,f,g,o and GRU r,z,n with the
 reset gate applied after the hidden matmul; zero initial state. Internally
 the sequence is time-major so every per-step slice is contiguous. Only the
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from impls.numpy.activations import sigmoid
+from impls.numpy.layers import sigmoid
 
 Cache = dict[str, Any]
 Grads = dict[str, np.ndarray]

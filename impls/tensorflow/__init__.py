@@ -5,7 +5,8 @@ only way in; `impls` and `bench` must never import it at package import. The
 runtime is configured here, before any op runs: the shared thread count
 (`impls.threads`), GPU memory growth (so backends can share one GPU) and TF32
 off (so float32 agreement checks on GPU compare true fp32). Nothing else may
-live here.
+live here but `BACKEND` and `THREADS`; no module of this package may import
+`bench`.
 """
 
 from __future__ import annotations
@@ -50,4 +51,4 @@ from impls.tensorflow.backend import TensorFlowBackend  # noqa: E402
 
 BACKEND = TensorFlowBackend()
 
-__all__ = ["BACKEND", "THREADS", "TensorFlowBackend"]
+__all__ = ["BACKEND", "THREADS"]

@@ -2,8 +2,9 @@
 
 Variants: `function` (tf.function graphs of primitive ops; recurrences with
 `tf.scan`), `xla` (the same graphs with `jit_compile=True`), and `keras`
-(the same, with Keras 3 SimpleRNN/LSTM/GRU layers as the recurrent cells;
-only for specs with a recurrent layer). This module must not import `bench`.
+(the same, with Keras 3 SimpleRNN/LSTM/GRU layers as the recurrent cells,
+`recurrent.FusedRecurrent`; only for specs with a recurrent layer). This
+module must not import `bench`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from impls.tensorflow.layers import NativeParam
+from impls.tensorflow.model import NativeParam
 from tasks.optim import OptimizerSpec
 
 

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from impls.base import Program
+from impls.base import Program, label_dtype
 from impls.tensorflow.model import Model, native_input_shape, to_native_input
 from impls.tensorflow.optim import make_optimizer
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec
 
 DEVICES = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
+LABELS = label_dtype("tensorflow")
 
 
 class TensorFlowProgram(Program):
@@ -41,14 +42,13 @@ class TensorFlowProgram(Program):
     ) -> None:
         self.spec, self.model, self.dtype, self.device = spec, model, dtype, device
         self._device = DEVICES[device]
-        self.precision = _precision(dtype, device)
         with tf.device(self._device):
             self._optimizer = make_optimizer(optimizer, list(model.params))
         x_spec = tf.TensorSpec((None, *native_input_shape(spec)), dtype)
         if spec.loss == "mse":
             y_spec = tf.TensorSpec((None, *spec.output_shape), dtype)
         else:
-            y_spec = tf.TensorSpec((None,), tf.int64)
+            y_spec = tf.TensorSpec((None,), tf.as_dtype(LABELS))
         forward, loss_and_grads, step = _graph_bodies(model, self._optimizer)
         self._forward = tf.function(forward, input_signature=[x_spec], jit_compile=jit_compile)
         self._loss_and_grads = tf.function(
@@ -70,7 +70,7 @@ class TensorFlowProgram(Program):
     def put(self, array: np.ndarray) -> tf.Tensor:
         array = np.asarray(array)
         if np.issubdtype(array.dtype, np.integer):
-            array = array.astype(np.int64)
+            array = array.astype(LABELS)
         else:
             array = to_native_input(self.spec, array.astype(self.dtype.as_numpy_dtype))
             array = np.ascontiguousarray(array)
@@ -139,9 +139,3 @@ def _graph_bodies(model: Model, optimizer):
         return loss
 
     return forward, loss_and_grads, step
-
-
-def _precision(dtype: tf.DType, device: str) -> str:
-    if dtype == tf.float64:
-        return "fp64"
-    return "fp32 (tf32 off)" if device == "cuda" else "fp32"

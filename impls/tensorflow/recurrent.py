@@ -1,20 +1,33 @@
-"""Recurrent layers of the TensorFlow backend from primitive ops, looped with `tf.scan`.
+"""Recurrent layers of the TensorFlow backend: primitive-op cells, and Keras' fused layers.
 
-RNN, LSTM and GRU in the canonical layout (w_ih (F, G*H), w_hh (H, G*H), two
-biases; gates LSTM i,f,g,o and GRU r,z,n with the reset gate after the hidden
-matmul), so parameters need no conversion. The input projection for all time
-steps is one matmul before the loop; only `h @ w_hh` and the gate math run
-per step. `tf.scan` lowers to a `tf.while_loop`, which both the graph
-executor and XLA compile once whatever the sequence length. This module must
-not import `bench` or Keras.
+`recurrent` runs RNN, LSTM or GRU from primitive ops, looped with `tf.scan`
+(the "function" and "xla" variants), in the canonical layout (w_ih (F, G*H),
+w_hh (H, G*H), two biases; gates LSTM i,f,g,o and GRU r,z,n with the reset
+gate after the hidden matmul), so its parameters need no conversion. The
+input projection for all time steps is one matmul before the loop; only
+`h @ w_hh` and the gate math run per step. `tf.scan` lowers to a
+`tf.while_loop`, which both the graph executor and XLA compile once whatever
+the sequence length.
+
+`FusedRecurrent` is the framework's own fused layer for the "keras" variant:
+Keras 3 SimpleRNN, LSTM or GRU (reset_after=True), cuDNN kernels on GPU and
+Keras' own `tf.while_loop` on CPU. It takes its weights in Keras layout;
+`model` converts canonical parameters to it and back. Keras must run on
+TensorFlow here (KERAS_BACKEND=tensorflow); any other backend is a clear
+`BackendError`, not a crash inside a trace.
+
+Input is batch-first (N, T, F), the initial state zero. This module must not
+import `bench`.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
-from impls.tensorflow.layers import native, variable
+from impls.base import BackendError
 from tasks.spec import Recurrent
 
 
@@ -50,19 +63,74 @@ def _gru_cell(w_hh, b_hh):
 _CELLS = {"rnn": _rnn_cell, "lstm": _lstm_cell, "gru": _gru_cell}
 
 
-def recurrent(layer: Recurrent, params: dict[str, np.ndarray], dtype: tf.DType):
-    """(apply, native params) for one recurrent layer over batch-first (N, T, F) input."""
-    names = [f"{layer.name}.{k}" for k in ("w_ih", "w_hh", "b_ih", "b_hh")]
-    w_ih, w_hh, b_ih, b_hh = (variable(params[n], dtype) for n in names)
-    cell = _CELLS[layer.cell](w_hh, b_hh)
-    hidden, is_lstm, sequences = layer.hidden, layer.cell == "lstm", layer.return_sequences
+def recurrent(
+    x: tf.Tensor,
+    w_ih: tf.Tensor,
+    w_hh: tf.Tensor,
+    b_ih: tf.Tensor,
+    b_hh: tf.Tensor,
+    cell: str,
+    return_sequences: bool,
+) -> tf.Tensor:
+    """(N, T, F) -> (N, H) last state, or (N, T, H) with `return_sequences`."""
+    step = _CELLS[cell](w_hh, b_hh)
+    is_lstm = cell == "lstm"
+    # Time-major, so the loop slices the leading axis; one matmul for all steps.
+    gi = tf.matmul(tf.transpose(x, (1, 0, 2)), w_ih) + b_ih
+    zero = tf.zeros((tf.shape(x)[0], w_hh.shape[0]), dtype=x.dtype)  # w_hh is (H, G*H)
+    states = tf.scan(step, gi, initializer=(zero, zero) if is_lstm else zero)
+    hs = states[0] if is_lstm else states  # (T, N, H)
+    return tf.transpose(hs, (1, 0, 2)) if return_sequences else hs[-1]
 
-    def apply(x: tf.Tensor) -> tf.Tensor:
-        # Time-major, so the loop slices the leading axis; one matmul for all steps.
-        gi = tf.matmul(tf.transpose(x, (1, 0, 2)), w_ih) + b_ih
-        zero = tf.zeros((tf.shape(x)[0], hidden), dtype=x.dtype)
-        states = tf.scan(cell, gi, initializer=(zero, zero) if is_lstm else zero)
-        hs = states[0] if is_lstm else states  # (T, N, H)
-        return tf.transpose(hs, (1, 0, 2)) if sequences else hs[-1]
 
-    return apply, [native(v, n) for v, n in zip((w_ih, w_hh, b_ih, b_hh), names, strict=True)]
+def keras_module():
+    """Keras, checked to run on the TensorFlow backend."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise BackendError(
+            f"the keras variant needs KERAS_BACKEND=tensorflow, but Keras runs on "
+            f"{keras.backend.backend()!r} in this process"
+        )
+    return keras
+
+
+class FusedRecurrent:
+    """One Keras recurrent layer whose variables the program owns.
+
+    `weights` are the kernel, recurrent kernel and bias in Keras layout; the
+    layer's own variables take these values and are what the tape
+    differentiates, the optimiser assigns and the layer reads when called.
+    """
+
+    def __init__(
+        self,
+        layer: Recurrent,
+        in_shape: tuple[int, ...],
+        weights: list[np.ndarray],
+        dtype: tf.DType,
+    ) -> None:
+        keras = keras_module()
+        self.layer = layer
+        common = dict(return_sequences=layer.return_sequences, dtype=dtype.name, name=layer.name)
+        if layer.cell == "rnn":
+            k = keras.layers.SimpleRNN(layer.hidden, activation="tanh", **common)
+        elif layer.cell == "lstm":
+            k = keras.layers.LSTM(layer.hidden, **common)
+        else:
+            k = keras.layers.GRU(layer.hidden, reset_after=True, **common)
+        k.build((None, *in_shape))
+        self.module = k
+        cell = k.cell
+        # The tf.Variables under Keras' wrappers.
+        self._variables = [cell.kernel.value, cell.recurrent_kernel.value, cell.bias.value]
+        for var, value in zip(self._variables, weights, strict=True):
+            var.assign(value)
+
+    def parameters(self) -> list[tf.Variable]:
+        """Kernel, recurrent kernel and bias, in Keras layout."""
+        return list(self._variables)
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        return self.module(x)

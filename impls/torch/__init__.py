@@ -1,76 +1,21 @@
 """The PyTorch backend: eager primitive ops, `torch.compile`, and fused nn.RNN/LSTM/GRU.
 
-Variants: "eager" (default; every layer in primitive ops, recurrences as a
-Python loop with the cell written out), "compile" (the same functions under
-`torch.compile`) and "native" (recurrent layers as torch's fused modules,
-cuDNN on GPU; only for specs with a recurrent layer). Importing this module
-imports torch and applies the shared thread setting; `impls/__init__.py`
-imports it only on `load("torch")`. It must not import `bench`.
+Importing this package imports torch and applies the runtime configuration:
+the shared thread count (`impls.threads`). TF32 is turned off when a program
+is built on GPU (`backend.py`). `impls/__init__.py` imports this package only
+on `load("torch")`. Nothing else lives here; no module of this package may
+import `bench`.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import numpy as np
 import torch
 
-from impls.base import Backend, Program
 from impls.threads import threads
-from impls.torch.model import TorchModel
-from impls.torch.program import TorchProgram
-from tasks.optim import OptimizerSpec
-from tasks.spec import ModelSpec
+from impls.torch.backend import TorchBackend
 
 torch.set_num_threads(threads())
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def _disable_tf32() -> None:
-    """Full fp32 matmuls and convolutions on GPU, so agreement checks mean something."""
-    cudnn = torch.backends.cudnn
-    if hasattr(cudnn, "conv") and hasattr(cudnn.conv, "fp32_precision"):
-        # torch >= 2.9 API; mixing it with the legacy allow_tf32 flags is an error
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
-        cudnn.conv.fp32_precision = "ieee"
-        cudnn.rnn.fp32_precision = "ieee"
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        cudnn.allow_tf32 = False
-
-
-def _precision(dtype: str, device: str) -> str:
-    if dtype == "float64":
-        return "fp64"
-    return "fp32 (tf32 off)" if device == "cuda" else "fp32"
-
-
-class TorchBackend(Backend):
-    name: ClassVar[str] = "torch"
-    variants: ClassVar[tuple[str, ...]] = ("eager", "compile", "native")
-    recurrent_variants: ClassVar[tuple[str, ...]] = ("native",)
-
-    def version(self) -> str:
-        return torch.__version__
-
-    def devices(self) -> tuple[str, ...]:
-        return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
-
-    def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
-               dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
-        if device == "cuda":
-            _disable_tf32()
-        model = TorchModel(spec, native_rnn=variant == "native")
-        return TorchProgram(
-            model,
-            params,
-            compiled=variant == "compile",
-            dtype=_DTYPES[dtype],
-            device=torch.device(device),
-            optimizer=optimizer,
-            precision=_precision(dtype, device),
-        )
-
-
 BACKEND = TorchBackend()
+
+__all__ = ["BACKEND"]

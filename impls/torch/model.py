@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from impls.torch import layers as L
-from impls.torch.recurrent import NativeRecurrent, recurrent
+from impls.torch.losses import LOSSES
+from impls.torch.recurrent import FusedRecurrent, recurrent
 from tasks.spec import Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, Recurrent, param_shapes
 
 # Canonical parameters whose torch layout is the transpose: Dense (in, out) ->
@@ -50,28 +51,29 @@ class TorchModel:
         self.transpose = _needs_transpose(spec)
         self.names = list(self.transpose)
         self._ops: list[tuple[Op, int]] = []
-        # (op index, first parameter index, layer, input features) of each fused layer
-        self._natives: list[tuple[int, int, Recurrent, int]] = []
+        # (op index, first parameter index, layer, input shape) of each fused layer
+        self._natives: list[tuple[int, int, Recurrent, tuple[int, ...]]] = []
         first = 0
         for layer, shape in zip(spec.layers, spec.shapes(), strict=False):
             op, count = self._op(layer)
             if native_rnn and isinstance(layer, Recurrent):
-                self._natives.append((len(self._ops), first, layer, shape[1]))
+                self._natives.append((len(self._ops), first, layer, tuple(shape)))
             self._ops.append((op, count))
             first += count
 
     @staticmethod
     def _op(layer) -> tuple[Op, int]:
         if isinstance(layer, Dense):
-            return (lambda x, w, b, _l=layer: L.dense(_l, x, w, b)), 2
+            return (lambda x, w, b, _l=layer: L.dense(x, w, b, _l.activation)), 2
         if isinstance(layer, Conv2D):
-            return (lambda x, w, b, _l=layer: L.conv2d(_l, x, w, b)), 2
+            return (lambda x, w, b, _l=layer: L.conv2d(x, w, b, _l.stride, _l.pad,
+                                                       _l.activation)), 2
         if isinstance(layer, MaxPool2D):
-            return (lambda x, _l=layer: L.maxpool2d(_l, x)), 0
+            return (lambda x, _l=layer: L.maxpool2d(x, _l.size)), 0
         if isinstance(layer, Flatten):
             return L.flatten, 0
         if isinstance(layer, Recurrent):
-            return (lambda x, *p, _l=layer: recurrent(_l, x, *p)), 4
+            return (lambda x, *p, _l=layer: recurrent(x, *p, _l.cell, _l.return_sequences)), 4
         raise TypeError(f"unsupported layer {layer!r}")
 
     def to_native(
@@ -84,8 +86,8 @@ class TorchModel:
             value = value.T if self.transpose[name] else value
             t = torch.tensor(np.ascontiguousarray(value), dtype=dtype, device=device)
             tensors.append(t.requires_grad_(True))
-        for op_index, first, layer, features in self._natives:
-            native = NativeRecurrent(layer, features, tensors[first : first + 4], dtype, device)
+        for op_index, first, layer, in_shape in self._natives:
+            native = FusedRecurrent(layer, in_shape, tensors[first : first + 4], dtype, device)
             tensors[first : first + 4] = native.parameters()
             self._ops[op_index] = ((lambda x, *_p, _n=native: _n(x)), 4)
         return tensors
@@ -106,4 +108,4 @@ class TorchModel:
         return x
 
     def loss(self, params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor):
-        return L.LOSSES[self.spec.loss](self.forward(params, x), y)
+        return LOSSES[self.spec.loss](self.forward(params, x), y)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from impls.base import Program
+from impls.base import Program, label_dtype
 from impls.torch.model import TorchModel
 from impls.torch.optim import init_state, make_update
 from tasks.optim import OptimizerSpec
@@ -25,6 +25,8 @@ from tasks.optim import OptimizerSpec
 # adds one cache entry. Past the default limit of 8 dynamo would quietly run
 # eager, so a benchmark process building many programs gets more room.
 _RECOMPILE_LIMIT = 64
+
+LABELS = label_dtype("torch")
 
 
 def _compile(fn):
@@ -44,12 +46,10 @@ class TorchProgram(Program):
         dtype: torch.dtype,
         device: torch.device,
         optimizer: OptimizerSpec,
-        precision: str,
     ) -> None:
         self.model = model
         self.dtype = dtype
         self.device = device
-        self.precision = precision
         self._params = model.to_native(params, dtype, device)
         state = init_state(optimizer, self._params)
         self._t, self._slots = state.t, state.slots
@@ -61,7 +61,7 @@ class TorchProgram(Program):
     def put(self, array: np.ndarray) -> torch.Tensor:
         array = np.ascontiguousarray(array)
         if array.dtype.kind in "iub":
-            return torch.from_numpy(array.astype(np.int64)).to(self.device)
+            return torch.from_numpy(array.astype(LABELS)).to(self.device)
         return torch.from_numpy(array).to(device=self.device, dtype=self.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,13 @@
 """Recurrent layers of the torch backend: explicit cell math, and torch's fused modules.
 
 `recurrent` runs RNN, LSTM or GRU as a Python loop over time with the cell
-written out in primitive ops (the "eager" and "compile" variants). `NativeRecurrent`
-wraps `nn.RNN` / `nn.LSTM` / `nn.GRU` (cuDNN on GPU) for the "native" variant.
-Both use torch's weight layout, w_ih (G*H, F) and w_hh (G*H, H), with the
-canonical gate order (torch already uses LSTM i,f,g,o and GRU r,z,n with the
-reset gate after the hidden matmul), so one layout conversion serves both.
-Input is batch-first (N, T, F), the initial state zero. This module must not
-import `bench`.
+written out in primitive ops (the "eager" and "compile" variants).
+`FusedRecurrent` wraps `nn.RNN` / `nn.LSTM` / `nn.GRU` (cuDNN on GPU) for the
+"native" variant. Both use torch's weight layout, w_ih (G*H, F) and w_hh
+(G*H, H), with the canonical gate order (torch already uses LSTM i,f,g,o and
+GRU r,z,n with the reset gate after the hidden matmul), so one layout
+conversion serves both. Input is batch-first (N, T, F), the initial state
+zero. This module must not import `bench`.
 """
 
 from __future__ import annotations
@@ -45,24 +45,25 @@ _STEPS = {"rnn": _rnn_step, "lstm": _lstm_step, "gru": _gru_step}
 
 
 def recurrent(
-    layer: Recurrent,
     x: torch.Tensor,
     w_ih: torch.Tensor,
     w_hh: torch.Tensor,
     b_ih: torch.Tensor,
     b_hh: torch.Tensor,
+    cell: str,
+    return_sequences: bool,
 ) -> torch.Tensor:
     """(N, T, F) -> (N, H) last state, or (N, T, H) with `return_sequences`."""
-    step = _STEPS[layer.cell]
+    step = _STEPS[cell]
     # the input-side matmul does not depend on the state: one matmul for all steps
     gx = F.linear(x, w_ih, b_ih)
-    h = x.new_zeros(x.shape[0], layer.hidden)
+    h = x.new_zeros(x.shape[0], w_hh.shape[1])  # w_hh is (G*H, H)
     c = h  # LSTM cell state; the other cells carry it through untouched
     states = []
     for t in range(x.shape[1]):
         h, c = step(gx[:, t], h, w_hh, b_hh, c)
         states.append(h)
-    return torch.stack(states, dim=1) if layer.return_sequences else h
+    return torch.stack(states, dim=1) if return_sequences else h
 
 
 _MODULES = {
@@ -74,7 +75,7 @@ _MODULES = {
 MODULE_PARAMS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 
 
-class NativeRecurrent:
+class FusedRecurrent:
     """One fused torch recurrent module whose parameters the program owns.
 
     The module's own Parameters are the program's tensors for this layer (not
@@ -85,14 +86,15 @@ class NativeRecurrent:
     def __init__(
         self,
         layer: Recurrent,
-        features: int,
+        in_shape: tuple[int, ...],
         weights: list[torch.Tensor],
         dtype: torch.dtype,
         device: torch.device,
     ) -> None:
+        """`weights`: w_ih, w_hh, b_ih, b_hh in torch layout; `in_shape`: (T, F)."""
         self.layer = layer
         self.module = _MODULES[layer.cell](
-            features, layer.hidden, batch_first=True, dtype=dtype, device=device
+            in_shape[-1], layer.hidden, batch_first=True, dtype=dtype, device=device
         )
         with torch.no_grad():
             for name, value in zip(MODULE_PARAMS, weights, strict=True):

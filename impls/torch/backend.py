@@ -1,0 +1,62 @@
+"""The torch Backend: variants, devices, and building a Program from a spec.
+
+Variants: "eager" (default; every layer in primitive ops, recurrences as a
+Python loop with the cell written out), "compile" (the same functions under
+`torch.compile`) and "native" (recurrent layers as torch's fused modules,
+cuDNN on GPU; only for specs with a recurrent layer). This module must not
+import `bench`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from impls.base import Backend, Program
+from impls.torch.model import TorchModel
+from impls.torch.program import TorchProgram
+from tasks.optim import OptimizerSpec
+from tasks.spec import ModelSpec
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _disable_tf32() -> None:
+    """Full fp32 matmuls and convolutions on GPU, so agreement checks mean something."""
+    cudnn = torch.backends.cudnn
+    if hasattr(cudnn, "conv") and hasattr(cudnn.conv, "fp32_precision"):
+        # torch >= 2.9 API; mixing it with the legacy allow_tf32 flags is an error
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        cudnn.conv.fp32_precision = "ieee"
+        cudnn.rnn.fp32_precision = "ieee"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        cudnn.allow_tf32 = False
+
+
+class TorchBackend(Backend):
+    name: ClassVar[str] = "torch"
+    variants: ClassVar[tuple[str, ...]] = ("eager", "compile", "native")
+    recurrent_variants: ClassVar[tuple[str, ...]] = ("native",)
+
+    def version(self) -> str:
+        return torch.__version__
+
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+    def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
+               dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
+        if device == "cuda":
+            _disable_tf32()
+        model = TorchModel(spec, native_rnn=variant == "native")
+        return TorchProgram(
+            model,
+            params,
+            compiled=variant == "compile",
+            dtype=_DTYPES[dtype],
+            device=torch.device(device),
+            optimizer=optimizer,
+        )
