@@ -12,29 +12,33 @@ import argparse
 import importlib
 import sys
 
+from bench.options import InputError
 from impls import BackendError
 from tasks.spec import SpecError
 
 # (command, module, help); modules are imported lazily when their command runs
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("list", "bench.listing", "tasks, presets, backends (installed?), variants, devices"),
-    ("gradcheck", "bench.gradcheck", "prove every backend computes the reference's gradients"),
-    ("export", "bench.export", "write a task's parameters, batch and reference gradients to .npz"),
-    ("train", "bench.train", "train a task on one backend and report the held-out metric"),
-    ("run", "bench.runner", "time the benchmark matrix into a raw results directory"),
-    ("report", "bench.report", "write REPORT.md and figures for a run directory"),
-    ("compare", "bench.compare", "compare two runs; exit 1 on a significant regression"),
-    ("continuous", "bench.continuous", "A/B-time two git revisions in one job and compare"),
-    ("baseline", "bench.baseline", "manage committed per-machine baselines"),
-    ("history", "bench.history", "plot each cell's timing over commits"),
+    ("list", "bench.timing.listing", "tasks, presets, backends (installed?), variants, devices"),
+    ("gradcheck", "bench.agreement.gradcheck",
+     "prove every backend computes the reference's gradients"),
+    ("export", "bench.agreement.export",
+     "write a task's parameters, batch and reference gradients to .npz"),
+    ("train", "bench.training.train", "train a task on one backend and report the held-out metric"),
+    ("run", "bench.timing.runner", "time the benchmark matrix into a raw results directory"),
+    ("report", "bench.report.markdown", "write REPORT.md and figures for a run directory"),
+    ("compare", "bench.regress.compare", "compare two runs; exit 1 on a significant regression"),
+    ("continuous", "bench.regress.continuous", "A/B-time two git revisions in one job and compare"),
+    ("baseline", "bench.regress.baseline", "manage committed per-machine baselines"),
+    ("history", "bench.regress.history", "plot each cell's timing over commits"),
 )
 
 
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, exit code 2."""
-
-
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        # no prefix matching: `--dtype` must mean an option that exists, not one it begins
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, not argparse's usage block
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args._main(args) or 0)
-    except (UsageError, SpecError, BackendError) as exc:
+    except (InputError, SpecError, BackendError) as exc:
         sys.stderr.write(f"nnparity {args.command}: error: {exc}\n")
         return 2
     except KeyboardInterrupt:

@@ -16,6 +16,13 @@ from tasks import PRESETS, TASKS, TaskError
 DEVICES = ("cpu", "cuda")
 
 
+class InputError(Exception):
+    """Bad input to a command (an option, a file, a revision): `bench.cli` prints it
+    as one line and exits 2. Every bad-input error of `bench` derives from it; the
+    layers below (`tasks.spec.SpecError`, `impls.BackendError`) cannot import
+    `bench`, so the CLI catches those two beside it."""
+
+
 def choice_list(value: str | Sequence[str] | None, choices: Iterable[str], what: str,
                 default: Sequence[str] | None = None) -> list[str]:
     """Split a comma list (or a list of comma lists) and check every item."""

@@ -1,7 +1,7 @@
 """Canonical parameters, created once in NumPy from a seed.
 
 Every backend receives exactly these float64 arrays (cast to its dtype) in the
-layouts of DESIGN.md §2. Nothing here knows about any framework.
+layouts of docs/design.md §2. Nothing here knows about any framework.
 """
 
 from __future__ import annotations

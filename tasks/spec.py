@@ -14,7 +14,7 @@ ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
 CELLS = ("rnn", "lstm", "gru")
 PADDINGS = ("valid", "same")
 LOSSES = ("mse", "softmax_cross_entropy")
-# Number of gate blocks along the G*H axis of recurrent weights (DESIGN.md §2).
+# Number of gate blocks along the G*H axis of recurrent weights (docs/design.md §2).
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
@@ -174,7 +174,7 @@ def output_shape(layer: Layer, in_shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def param_shapes(layer: Layer, in_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """Canonical parameter names and shapes of one layer (DESIGN.md §2)."""
+    """Canonical parameter names and shapes of one layer (docs/design.md §2)."""
     n = layer.name
     if isinstance(layer, Dense):
         return {f"{n}.weight": (in_shape[0], layer.units), f"{n}.bias": (layer.units,)}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench.matrix import (
+from bench.results.schema import calibration_id, parse_cell_id
+from bench.timing.matrix import (
     PLANS,
     MatrixError,
     Selection,
     build_groups,
-    calibration_id,
     group_from_dict,
     group_to_dict,
     keyword_matcher,
@@ -53,6 +53,24 @@ def test_cell_id_names_every_dimension_in_the_contract_form():
     assert cfg.label == "rnn_sequence[cell=lstm]"
     assert "quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step" in ids
     assert calibration_id("torch", "cpu") == "gemm/torch/cpu/float32/calibration"
+
+
+def test_every_cell_id_parses_back_into_its_dimensions():
+    groups = build_groups(_selection(preset="quick", backends=("numpy", "torch")),
+                          _described("quick", ("rnn_sequence",)))
+    cells = [c for g in groups for c in g.cells]
+    assert cells
+    for cell in cells:
+        parsed = parse_cell_id(cell.id)
+        assert (parsed.preset, parsed.config, parsed.backend, parsed.variant, parsed.device,
+                parsed.dtype, parsed.batch_size, parsed.phase) == (
+            "quick", cell.config.label, cell.backend, cell.variant, cell.device, cell.dtype,
+            cell.batch_size, cell.phase)
+    gemm = parse_cell_id(calibration_id("jax", "cuda"))
+    assert (gemm.config, gemm.backend, gemm.device, gemm.phase) == (
+        "gemm", "jax", "cuda", "calibration")
+    with pytest.raises(ValueError):
+        parse_cell_id("not/a/cell")
 
 
 def test_standard_sweeps_all_knobs_and_quick_only_the_cells():
@@ -134,7 +152,7 @@ def test_plan_round_trips_through_json():
     import json
     from dataclasses import asdict
 
-    from bench.matrix import plan_from_dict
+    from bench.timing.matrix import plan_from_dict
 
     for plan in PLANS.values():
         assert plan_from_dict(json.loads(json.dumps(asdict(plan)))) == plan

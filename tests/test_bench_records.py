@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from bench import records
-from bench.matrix import Group, Selection, build_groups, task_configs
-from bench.runs import load_run
+from bench.results import write as records
+from bench.results.read import load_run
+from bench.timing.matrix import Group, Selection, build_groups, task_configs
 
 
 def _group() -> Group:

@@ -7,8 +7,10 @@ import argparse
 import numpy as np
 import pytest
 
-from bench import records, report
-from bench.matrix import Selection, build_groups, task_configs
+from bench import cli
+from bench.report import markdown as report
+from bench.results import write as records
+from bench.timing.matrix import Selection, build_groups, task_configs
 
 pytest.importorskip("matplotlib")
 
@@ -82,6 +84,6 @@ def test_flags_impossible_speed_noise_and_retraces(tmp_path):
 
 
 def test_missing_run_dir_is_a_usage_error(tmp_path, capsys):
-    rc = report.main(argparse.Namespace(run_dir=str(tmp_path / "nope"), no_plots=True))
+    rc = cli.main(["report", str(tmp_path / "nope"), "--no-plots"])
     assert rc == 2
     assert "not a run directory" in capsys.readouterr().err

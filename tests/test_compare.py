@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -12,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import compare, continuous
-from bench.stats import Verdict, compare_samples
+from bench import cli
+from bench.regress import compare, continuous
+from bench.regress.stats import Verdict, compare_samples
 
 CELLS = (
     "mlp_regression/numpy/reference/cpu/float64/bs32/step",
@@ -69,9 +69,8 @@ def noisy(median: float, n: int = 15, seed: int = 0, spread: float = 0.03) -> li
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    compare.add_arguments(parser)
-    return compare.main(parser.parse_args(list(argv)))
+    """`nnparity compare ARGV` in this process, through the CLI's bad-input handling."""
+    return cli.main(["compare", *argv])
 
 
 @pytest.fixture
@@ -312,9 +311,7 @@ def fake_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_continuous(repo: Path, *argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    continuous.add_arguments(parser)
-    return continuous.main(parser.parse_args([*argv, "--repo", str(repo)]))
+    return cli.main(["continuous", *argv, "--repo", str(repo)])
 
 
 def test_continuous_interleaves_and_flags_a_real_slowdown(fake_repo: Path,
@@ -368,7 +365,7 @@ def test_continuous_a_slow_process_in_the_screen_is_not_confirmed(
 
 
 def test_keyword_for_selects_exactly_the_flagged_ids() -> None:
-    from bench.matrix import keyword_for, keyword_matcher
+    from bench.timing.matrix import keyword_for, keyword_matcher
 
     ids = ["quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step",
            "quick/mlp_regression[activation=tanh]/jax/jit/cpu/float32/bs16/forward"]

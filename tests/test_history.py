@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -13,14 +12,15 @@ import pandas as pd
 import pytest
 from test_compare import CELLS, noisy, scaled, write_run
 
-from bench import baseline, history
-from bench.runs import load_run
+import bench.cli
+from bench.regress import baseline, history
+from bench.results.read import load_run
 
 
 def cli(module: object, *argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    module.add_arguments(parser)  # type: ignore[attr-defined]
-    return module.main(parser.parse_args(list(argv)))  # type: ignore[attr-defined]
+    """`nnparity baseline|history ARGV` through the CLI's bad-input handling."""
+    command = module.__name__.rsplit(".", 1)[1]  # type: ignore[attr-defined]
+    return bench.cli.main([command, *argv])
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 For every task (and recurrent cell) x variant x dtype on cpu: loss, forward
 output and every canonical gradient agree with the reference; 20 optimiser
 steps (SGD with momentum, Adam) follow the reference trajectory. Tolerances
-come from `bench.tolerances`. Also: `jax.test_util.check_grads` once per model,
+come from `bench.agreement.tolerances`. Also: `jax.test_util.check_grads` once per model,
 float32 programs contain no float64 arithmetic, the step compiles once and
 donates its buffers, and cuda either works or fails with a BackendError.
 Skips cleanly when JAX is not installed.
@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("jax")
 
 import impls  # noqa: E402  (after the skip: impls.load imports JAX)
-from bench.agreement import gradient_rows, trajectory_rows  # noqa: E402
+from bench.agreement.check import gradient_rows, trajectory_rows  # noqa: E402
 from impls.base import BackendError  # noqa: E402
 from tasks import get_task  # noqa: E402
 from tasks.optim import OptimizerSpec  # noqa: E402
@@ -74,7 +74,7 @@ def test_gradients_match_numpy_reference(task_name, overrides, variant, dtype):
     assert {r.tensor for r in rows} == {"loss", "output", *spec.param_shapes()}
     assert not _failures(rows), _failures(rows)
     worst = max(r.rel_err for r in rows)
-    assert worst <= (1e-10 if dtype == "float64" else 1e-4)  # DESIGN.md §4 starting point
+    assert worst <= (1e-10 if dtype == "float64" else 1e-4)  # docs/design.md §4 starting point
 
 
 def _trajectory_matrix() -> list:

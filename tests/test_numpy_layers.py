@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.finite_diff import INPUT, check_model
+from bench.agreement.finite_diff import INPUT, check_model
 from impls.numpy import layers, model, recurrent
 from impls.numpy.layers import sigmoid
 from tasks.params import init_params
@@ -108,7 +108,7 @@ def test_maxpool_forward_drops_remainder_and_routes_ties_to_first() -> None:
 
 
 def _naive_cell(cell, x, w_ih, w_hh, b_ih, b_hh):
-    """The DESIGN.md §2 equations, one sample at a time, for every step."""
+    """The docs/design.md §2 equations, one sample at a time, for every step."""
     n, t_len, _ = x.shape
     h_size = w_hh.shape[0]
     out = np.zeros((n, t_len, h_size))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import impls
-from bench.finite_diff import INPUT, check_model, numerical_grads
+from bench.agreement.finite_diff import INPUT, check_model, numerical_grads
 from impls.base import BackendError
 from impls.numpy import BACKEND, model
 from impls.numpy.optim import make_optimizer

@@ -2,7 +2,7 @@
 
 For every task (and recurrent cell) x variant x dtype on cpu: loss, forward
 output and every canonical gradient agree with the reference (tolerances from
-`bench.tolerances`, at most 1e-10 float64 / 1e-4 float32 normwise). 20
+`bench.agreement.tolerances`, at most 1e-10 float64 / 1e-4 float32 normwise). 20
 optimiser steps (SGD with momentum, Adam) follow the reference trajectory on a
 chosen set of (model, variant) pairs that covers every conversion path: plain
 and XLA graphs, the Keras LSTM/SimpleRNN shared bias (its doubled update) and
@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 import impls  # noqa: E402  (after the skip: impls.load imports TensorFlow)
-from bench.agreement import gradient_rows, trajectory_rows  # noqa: E402
+from bench.agreement.check import gradient_rows, trajectory_rows  # noqa: E402
 from impls.base import BackendError  # noqa: E402
 from tasks import get_task  # noqa: E402
 from tasks.optim import OptimizerSpec  # noqa: E402
@@ -95,7 +95,7 @@ def test_gradients_match_numpy_reference(task_name, overrides, variant, dtype):
     assert not _failures(rows), _failures(rows)
     worst = max(r.rel_err for r in rows)
     print(f"{task_name} {overrides} {variant} {dtype}: worst normwise {worst:.1e}")
-    assert worst <= (1e-10 if dtype == "float64" else 1e-4)  # DESIGN.md §4 starting point
+    assert worst <= (1e-10 if dtype == "float64" else 1e-4)  # docs/design.md §4 starting point
 
 
 def _trajectory_params(pairs, dtypes) -> list:
@@ -118,7 +118,7 @@ def test_trajectory_matches_numpy_reference(task_name, cell, variant, optimizer,
                            optimizer)
     assert len(rows) == 1 + len(_spec(task_name, overrides).param_shapes())
     assert not _failures(rows), _failures(rows)
-    # float64: bench.tolerances' 1e-8; float32: its 1e-3 bound (we measure ~3e-6 at worst).
+    # float64: the tolerance table's 1e-8; float32: its 1e-3 bound (we measure ~3e-6 at worst).
     assert max(r.rel_err for r in rows) <= (1e-8 if dtype == "float64" else 1e-3)
 
 

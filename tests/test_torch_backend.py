@@ -3,7 +3,7 @@
 For every task (and recurrent cell) x variant x dtype on cpu: loss, forward
 output and every canonical gradient agree with the reference; 20 optimiser
 steps (SGD with momentum, Adam) follow the reference trajectory. Tolerances
-come from `bench.tolerances`. `torch.compile` costs tens of seconds per
+come from `bench.agreement.tolerances`. `torch.compile` costs tens of seconds per
 graph on a small CPU, so the "compile" variant is checked on one recurrent
 model (the Python time loop is what compilation has to get right), one
 program per dtype, which must not recompile in steady state. Also: `torch.autograd.gradcheck`
@@ -19,8 +19,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import impls  # noqa: E402  (after the skip: impls.load imports torch)
-from bench.agreement import TRAJECTORY_STEPS, gradient_rows, normwise, trajectory_rows  # noqa: E402
-from bench.tolerances import tolerance  # noqa: E402
+from bench.agreement.check import TRAJECTORY_STEPS, gradient_rows, normwise, trajectory_rows  # noqa: E402
+from bench.agreement.tolerances import tolerance  # noqa: E402
 from impls.base import BackendError  # noqa: E402
 from impls.torch.model import TorchModel  # noqa: E402
 from tasks import get_task  # noqa: E402

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.train import train
+from bench.training.train import train
 from tasks import get_task
 
 ALWAYS_ONE_MSE = 1 / 6  # the adding problem's MSE when always answering 1.0

@@ -1,7 +1,7 @@
-"""The harness's own cost: `python -m bench.overhead [--backend B --task T --preset P]`.
+"""The harness's own cost: `python -m bench.timing.overhead [--backend B --task T --preset P]`.
 
 Times one synchronised training step of one program two ways in the same
-process: through the harness's exact path (`timing.synced` + pytest-benchmark's
+process: through the harness's exact path (`measure.synced` + pytest-benchmark's
 `pedantic`) and with a bare `time.perf_counter` loop around the same call.
 Blocks alternate (bare, harness, bare) several times so drift hits both, and
 the script prints both medians and their ratio; it exits 1 when they differ by
@@ -49,25 +49,25 @@ def pytest_generate_tests(metafunc: Any) -> None:
 
 
 def test_overhead(benchmark: Any, block: int) -> None:
-    from bench import timing
+    from bench.timing import measure
 
     if "call" not in _STATE:
         program, (x, y) = _program()
-        _STATE["call"] = timing.synced(program, program.step, x, y)
+        _STATE["call"] = measure.synced(program, program.step, x, y)
         for _ in range(20):  # warm-up, as the worker does, never timed
             _STATE["call"]()
     call, rounds = _STATE["call"], int(json.loads(os.environ[CONFIG_ENV])["rounds"])
-    _STATE["bare"] += timing.bare_loop(call, rounds // 2)
+    _STATE["bare"] += measure.bare_loop(call, rounds // 2)
     benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
     _STATE["harness"] += list(benchmark.stats.stats.data)
-    _STATE["bare"] += timing.bare_loop(call, rounds - rounds // 2)
+    _STATE["bare"] += measure.bare_loop(call, rounds - rounds // 2)
     assert len(_STATE["harness"]) == rounds * (block + 1)
 
 
 def _shared() -> dict[str, Any]:
-    """The state the tests filled: pytest imports this file as `bench.overhead`, a
+    """The state the tests filled: pytest imports this file as `bench.timing.overhead`, a
     different module object from `__main__` when run with -m."""
-    module = sys.modules.get("bench.overhead", sys.modules[__name__])
+    module = sys.modules.get("bench.timing.overhead", sys.modules[__name__])
     return module._STATE
 
 
@@ -85,7 +85,7 @@ class _Report:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.timing.overhead", description=__doc__)
     parser.add_argument("--backend", default="numpy")
     parser.add_argument("--task", default="mlp_regression")
     parser.add_argument("--preset", default="quick")

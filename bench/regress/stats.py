@@ -46,11 +46,6 @@ class Change:
     verdict: Verdict
 
 
-def iqr(samples: np.ndarray) -> float:
-    """Interquartile range (q3 - q1)."""
-    q1, q3 = np.percentile(samples, [25, 75])
-    return float(q3 - q1)
-
 
 def bootstrap_ratio_ci(
     baseline: np.ndarray,

@@ -22,43 +22,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from bench.compare import add_rule_arguments, check_rule_arguments, compare_runs, emit
-from bench.runs import LoadError, RunInfo, load_run, write_text_atomic
-from bench.stats import iqr
+from bench.regress.compare import add_rule_arguments, check_rule_arguments, compare_runs, emit
+from bench.results.paths import BASELINES
+from bench.results.read import LoadError, RunInfo, load_run
+from bench.results.schema import stats_block
+from bench.results.write import write_text_atomic
 
-BASELINE_DIR = Path("results/baselines")
 
-
-def baseline_path(fingerprint: str, root: Path = BASELINE_DIR) -> Path:
+def baseline_path(fingerprint: str, root: Path = BASELINES) -> Path:
     """The committed baseline file of one machine."""
     return Path(root) / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', fingerprint)}.json"
 
 
-def find_baseline(run: pd.DataFrame, root: Path = BASELINE_DIR) -> Path | None:
+def find_baseline(run: pd.DataFrame, root: Path = BASELINES) -> Path | None:
     """The baseline matching the run's machine fingerprint, if one is committed."""
     info: RunInfo = run.attrs["run"]
     path = baseline_path(info.fingerprint, root)
     return path if info.fingerprint != "unknown" and path.is_file() else None
 
-
-def _stats(samples: np.ndarray) -> dict[str, Any]:
-    """pytest-benchmark's stats block, recomputed from (possibly merged) samples."""
-    s = np.asarray(samples, dtype=float)
-    q1, q3 = (float(q) for q in np.percentile(s, [25, 75]))
-    mean = float(s.mean())
-    std = float(s.std(ddof=1)) if s.size > 1 else 0.0
-    lo, hi = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
-    iqr_out = int(((s < lo) | (s > hi)).sum())
-    std_out = int(((s < mean - std) | (s > mean + std)).sum())
-    return {"min": float(s.min()), "max": float(s.max()), "mean": mean, "stddev": std,
-            "rounds": int(s.size), "median": float(np.median(s)), "iqr": q3 - q1, "q1": q1,
-            "q3": q3, "ld15iqr": float(s[s >= lo].min()), "hd15iqr": float(s[s <= hi].max()),
-            "iqr_outliers": iqr_out, "stddev_outliers": std_out,
-            "outliers": f"{std_out};{iqr_out}", "iterations": 1,
-            "ops": 1.0 / mean if mean > 0 else 0.0, "total": float(s.sum()), "data": s.tolist()}
 
 
 def benchmark_document(run: pd.DataFrame) -> dict[str, Any]:
@@ -69,7 +52,7 @@ def benchmark_document(run: pd.DataFrame) -> dict[str, Any]:
         if row.status != "ok" or not len(row.samples):
             continue
         bench = dict(row.raw)
-        bench["stats"] = _stats(row.samples)
+        bench["stats"] = stats_block(row.samples)
         benches.append(bench)
     machine = dict(run.attrs.get("machine_info") or {})
     machine.setdefault("nnparity", {"fingerprint": info.fingerprint, "cpu": info.cpu,
@@ -79,7 +62,7 @@ def benchmark_document(run: pd.DataFrame) -> dict[str, Any]:
             "datetime": info.date, "version": "nnparity-baseline", "benchmarks": benches}
 
 
-def update_baseline(run: pd.DataFrame, root: Path = BASELINE_DIR) -> tuple[Path, int, int]:
+def update_baseline(run: pd.DataFrame, root: Path = BASELINES) -> tuple[Path, int, int]:
     """Merge `run` into its machine's baseline; returns (path, cells updated, cells kept).
 
     Cells in the run replace the baseline's; cells the run lacks or where it
@@ -118,7 +101,7 @@ def write_github_benchmark(run: pd.DataFrame, path: str | Path) -> int:
                  f"{row.rounds} rounds, min {row.min * 1e3:.4g} ms; machine {info.fingerprint}"
                  + (f"; commit {info.commit[:10]}" if info.commit else ""))
         entries.append({"name": row.cell, "unit": "ms", "value": round(row.median * 1e3, 6),
-                        "range": f"± {iqr(row.samples) * 1e3:.4g}", "extra": extra})
+                        "range": f"± {row.iqr * 1e3:.4g}", "extra": extra})
     write_text_atomic(path, json.dumps(entries, indent=1) + "\n")
     return len(entries)
 
@@ -132,8 +115,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for sub in (update, check, github):
         sub.add_argument("run", help="run directory or results JSON")
     for sub in (update, check):
-        sub.add_argument("--dir", type=Path, default=BASELINE_DIR,
-                         help=f"baselines directory (default {BASELINE_DIR})")
+        sub.add_argument("--dir", type=Path, default=BASELINES,
+                         help=f"baselines directory (default {BASELINES})")
     add_rule_arguments(check)
     github.add_argument("--out", required=True, metavar="FILE", help="where to write the JSON")
 
@@ -141,9 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """`nnparity baseline update|check|github`: 0 ok, 1 regression (check), 2 bad input."""
     prog = f"nnparity baseline {args.baseline_action}"
-    if args.baseline_action == "check" and (bad := check_rule_arguments(args)):
-        print(f"{prog}: error: {bad}", file=sys.stderr)
-        return 2
+    if args.baseline_action == "check":
+        check_rule_arguments(args)
     try:
         run = load_run(args.run)
         if args.baseline_action == "update":

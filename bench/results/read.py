@@ -7,8 +7,7 @@ identifies the machine. `load_run` returns one row per cell with the raw
 samples kept; `merge_runs` pools repeated runs of the same code.
 
 This module must not judge, print or run anything; bad input is a `LoadError`
-whose message is one line naming the file. `write_text_atomic` is the one way
-our result files are written (temp file + rename).
+whose message is one line naming the file.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.stats import iqr
+from bench.options import InputError
+from bench.results.schema import stats_block
 
 
-class LoadError(Exception):
+class LoadError(InputError):
     """A results file is missing, unreadable, truncated or not in the raw format."""
 
 
@@ -68,7 +67,7 @@ def _read_json(file: Path, strict: bool = True) -> dict[str, Any] | None:
 
 _ROW_COLUMNS = ("cell", "task", "preset", "backend", "variant", "device", "dtype", "batch_size",
                 "phase", "status", "error", "gflops", "samples", "source", "raw")
-_DERIVED_COLUMNS = ("rounds", "median", "iqr", "min")
+_DERIVED_COLUMNS = ("rounds", "median", "iqr", "q1", "q3", "min")
 
 
 def _cell_row(bench: Any, file: Path) -> dict[str, Any]:
@@ -120,12 +119,6 @@ def _run_info(path: Path, doc: dict[str, Any]) -> RunInfo:
     )
 
 
-def config_label(cell: str) -> str:
-    """The task-config part of a cell id `[preset/]config/backend/variant/device/dtype/bsN/phase`
-    (for calibration ids, `gemm`)."""
-    parts = str(cell).split("/")
-    return parts[-7] if len(parts) >= 7 else parts[0]
-
 
 def merge_cells(df: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: samples of repeated cells concatenated, in input order."""
@@ -146,8 +139,13 @@ def merge_cells(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     s = out["samples"]
     out["rounds"] = [len(x) for x in s]
-    out["median"] = [float(np.median(x)) if len(x) else math.nan for x in s]
-    out["iqr"] = [iqr(x) if len(x) else math.nan for x in s]
+    # pytest-benchmark's own statistics (the stats block of the raw file, for a cell
+    # that ran once), so the report prints what `pytest-benchmark compare` shows
+    blocks = [stats_block(x) for x in s]
+    out["median"] = [b["median"] for b in blocks]
+    out["iqr"] = [b["iqr"] for b in blocks]
+    out["q1"] = [b["q1"] for b in blocks]
+    out["q3"] = [b["q3"] for b in blocks]
     out["min"] = [float(np.min(x)) if len(x) else math.nan for x in s]
     out.attrs = df.attrs
     return out
@@ -196,19 +194,3 @@ def merge_runs(runs: list[pd.DataFrame]) -> pd.DataFrame:
     df.attrs = dict(runs[0].attrs)
     return merge_cells(df)
 
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
-    """Write a file via a temp file in the same directory + rename: readers see the
-    old file or the new one, never half of one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

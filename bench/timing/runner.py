@@ -29,8 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import impls
-from bench import environment, records
-from bench.matrix import (
+from bench.options import InputError, add_task_options, choice_list, knob_overrides
+from bench.results import write as records
+from bench.results.paths import ROOT, RUNS
+from bench.results.write import write_text_atomic
+from bench.timing import environment
+from bench.timing.matrix import (
     PHASES,
     PLANS,
     Group,
@@ -39,17 +43,14 @@ from bench.matrix import (
     Selection,
     build_groups,
     group_to_dict,
+    keyword_matcher,
     task_configs,
 )
-from bench.options import add_task_options, choice_list, knob_overrides
-from bench.runs import write_text_atomic
-from impls.base import DTYPES, BackendError
+from impls.base import DTYPES
 from tasks import PRESETS, TASKS
-from tasks.spec import SpecError
 
-ROOT = Path(__file__).resolve().parent.parent
 DEVICES = ("cpu", "cuda")
-DESCRIBE_CACHE = ROOT / "results" / "runs" / ".describe-cache"  # git-ignored with raw runs
+DESCRIBE_CACHE = RUNS / ".describe-cache"  # git-ignored with raw runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg = parser.add_argument
     arg("--backends", action="append", help=f"comma list of {', '.join(impls.BACKENDS)}")
     arg("--variants", action="append", help="comma list, e.g. eager,jit,xla")
-    arg("--devices", action="append", help="comma list of cpu, cuda (default: all present)")
-    arg("--dtypes", action="append", help="comma list of float32, float64 (default float32)")
+    # list options are plural; the singular spelling is a deliberate alias
+    arg("--devices", "--device", dest="devices", action="append",
+        help="comma list of cpu, cuda (default: all present)")
+    arg("--dtypes", "--dtype", dest="dtypes", action="append",
+        help="comma list of float32, float64 (default float32)")
     arg("--phases", action="append", help=f"comma list of {', '.join(PHASES)}")
     arg("-k", dest="keyword", default=None, metavar="EXPR",
         help="pytest-style expression over cell ids, e.g. 'lstm and not compile'")
@@ -103,8 +107,6 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
     )
     for task in sel.tasks:  # validates knob values now, before anything runs
         task_configs(task, preset, overrides)
-    from bench.matrix import keyword_matcher
-
     keyword_matcher(sel.keyword)
     return sel
 
@@ -125,7 +127,7 @@ def describe(sel: Selection, work: Path, threads: int) -> dict[str, dict[str, An
         spec.write_text(json.dumps({"backend": name, "threads": threads, "preset": sel.preset,
                                     "configs": configs}))
         try:
-            proc = subprocess.run([sys.executable, "-m", "bench.cells", "describe", str(spec)],
+            proc = subprocess.run(worker_command("describe", spec),
                                   cwd=ROOT, capture_output=True, text=True, timeout=300)
             found = json.loads(proc.stdout.strip().splitlines()[-1])
         except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
@@ -224,9 +226,14 @@ def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int,
     return error
 
 
+def worker_command(action: str, spec: Path) -> list[str]:
+    """The worker process's command line (`bench.timing.worker_main`)."""
+    return [sys.executable, "-m", "bench.timing.worker_main", action, str(spec)]
+
+
 def _watch(spec_path: Path, log: Path, stream: Path, timeout: float, progress: Progress) -> str:
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "bench.cells", "run", str(spec_path)],
+        proc = subprocess.Popen(worker_command("run", spec_path),
                                 cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     start, seen = time.monotonic(), 0
@@ -269,24 +276,15 @@ def _interrupt_on_term(_signum: int, _frame: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_term)
-    try:
-        sel = selection_from_args(args)
-        plan = plan_for(sel, args)
-    except (SpecError, BackendError) as exc:
-        sys.stderr.write(f"nnparity run: error: {exc}\n")
-        return 2
+    sel = selection_from_args(args)
+    plan = plan_for(sel, args)
     threads = args.threads or os.cpu_count() or 1
-    out = Path(args.out or ROOT / "results" / "runs" / time.strftime("%Y%m%d-%H%M%S"))
+    out = Path(args.out or RUNS / time.strftime("%Y%m%d-%H%M%S"))
     with tempfile.TemporaryDirectory(prefix="nnparity-describe-") as tmp:
         described = describe(sel, Path(tmp), threads)
-    try:
-        groups = build_groups(sel, described)
-    except SpecError as exc:
-        sys.stderr.write(f"nnparity run: error: {exc}\n")
-        return 2
+    groups = build_groups(sel, described)
     if not groups:
-        sys.stderr.write("nnparity run: error: the selection matches no cell\n")
-        return 2
+        raise InputError("the selection matches no cell")
     work = out / ".work"  # worker specs, logs and streams; not *.json, so readers skip it
     work.mkdir(parents=True, exist_ok=True)
     timeout = args.timeout or PLANS[sel.preset].timeout_s

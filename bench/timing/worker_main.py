@@ -1,11 +1,11 @@
 """The worker: one process per (backend, task) group, timing its cells under pytest-benchmark.
 
-`python -m bench.cells run SPEC.json` sets the thread count before any framework
+`python -m bench.timing.worker_main run SPEC.json` sets the thread count before any framework
 is imported, then runs pytest on this very file: `test_cell` is parametrised
 with the group's cells (ids are the canonical cell ids), times each with
 `benchmark.pedantic`, and streams every finished entry (ok or error) to a
 JSON-lines file so the runner keeps them even if this process dies.
-`python -m bench.cells describe SPEC.json` reports a backend's version,
+`python -m bench.timing.worker_main describe SPEC.json` reports a backend's version,
 variants, devices and per-model support as JSON, for building the matrix.
 
 This file is only collected when the runner passes it to pytest; it must not
@@ -23,6 +23,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from bench.results.paths import ROOT
+
 SPEC_ENV = "NNPARITY_GROUP_SPEC"
 
 
@@ -33,7 +35,8 @@ def _spec() -> dict[str, Any]:
 def pytest_generate_tests(metafunc: Any) -> None:
     if "item" not in metafunc.fixturenames:
         return
-    from bench.matrix import calibration_id, group_from_dict
+    from bench.results.schema import calibration_id
+    from bench.timing.matrix import group_from_dict
 
     group = group_from_dict(_spec()["group"])
     items: list[tuple[str, Any]] = [("calibration", d) for d in group.calibrate_devices]
@@ -47,7 +50,7 @@ _WORKER: list[Any] = []
 
 def test_cell(benchmark: Any, item: tuple[str, Any]) -> None:
     if not _WORKER:
-        from bench.worker import Worker
+        from bench.timing.worker import Worker
 
         _WORKER.append(Worker(_spec()))
     worker = _WORKER[0]
@@ -65,7 +68,7 @@ class _MachineInfo:
         self.threads = threads
 
     def pytest_benchmark_update_machine_info(self, config: Any, machine_info: dict) -> None:
-        from bench.environment import nnparity_info
+        from bench.timing.environment import nnparity_info
 
         machine_info["nnparity"] = nnparity_info(self.threads)
 
@@ -78,10 +81,9 @@ def _run(spec_path: str) -> int:
     os.environ[SPEC_ENV] = spec_path
     import pytest
 
-    root = Path(__file__).resolve().parent.parent
     args = [
         str(Path(__file__).resolve()), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-        "--rootdir", str(root), "-o", "addopts=", "-o", "python_files=cells.py",
+        "--rootdir", str(ROOT), "-o", "addopts=", "-o", "python_files=worker_main.py",
         "--benchmark-json", spec["pytest_json"], "--benchmark-disable-gc",
         "-W", "ignore::DeprecationWarning", "--no-header", "-rN", "--tb=line",
     ]
@@ -117,7 +119,7 @@ def _describe(spec_path: str) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("run", "describe"):
-        sys.stderr.write("usage: python -m bench.cells run|describe SPEC.json\n")
+        sys.stderr.write("usage: python -m bench.timing.worker_main run|describe SPEC.json\n")
         return 2
     start = time.perf_counter()
     try:

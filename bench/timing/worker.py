@@ -20,19 +20,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench import records, timing
-from bench.matrix import PLANS, Cell, Plan, TaskConfig, plan_from_dict
-from tasks import get_task
+from bench.results import write as records
+from bench.timing import measure
+from bench.timing.matrix import CUDA_GEMM_SIZES, PLANS, Cell, Plan, TaskConfig, plan_from_dict
+from tasks import flops, get_task
 from tasks.optim import OptimizerSpec
 from tasks.params import init_params
 from tasks.spec import Dense, ModelSpec
 
 
 def _flops(spec: ModelSpec, cfg: Any, phase: str, batch_size: int) -> int | None:
-    try:
-        from tasks import flops
-    except ImportError:  # FLOP counts are optional; timing never depends on them
-        return None
     if phase == "forward":
         return flops.forward_flops(spec, batch_size)
     if phase == "backward":
@@ -44,10 +41,8 @@ def _flops(spec: ModelSpec, cfg: Any, phase: str, batch_size: int) -> int | None
 
 def _gradcheck(cfg: TaskConfig, preset: str, backend: str, variant: str, dtype: str,
                device: str) -> dict[str, Any]:
-    try:
-        from bench.agreement import check_cell
-    except ImportError:
-        return {"passed": None, "max_rel_err": None, "error": "bench.agreement unavailable"}
+    from bench.agreement.check import check_cell  # imports the frameworks' checks lazily
+
     result = check_cell(cfg.task, preset, dict(cfg.overrides), backend, variant, dtype, device)
     return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in result.items()}
 
@@ -123,7 +118,6 @@ class Worker:
                                      error=message)
             records.append_stream(self.stream, records.benchmark_entry(rec))
             pytest.fail(f"{cell.id}: {message}\n{traceback.format_exc(limit=3)}", pytrace=False)
-            return
         rec = records.record_for(cell, self.preset, self.threads, **values)
         self._finish(benchmark, rec)
 
@@ -131,26 +125,26 @@ class Worker:
         program, cfg, spec, build_s = self.program_for(cell)
         x, y = self.batch(program, cell, cfg)
         call = {
-            "forward": lambda: timing.synced(program, program.forward, x),
-            "backward": lambda: timing.synced(program, program.loss_and_grads, x, y),
-            "step": lambda: timing.synced(program, program.step, x, y),
-            "first_call": lambda: timing.synced(program, program.step, x, y),
+            "forward": lambda: measure.synced(program, program.forward, x),
+            "backward": lambda: measure.synced(program, program.loss_and_grads, x, y),
+            "step": lambda: measure.synced(program, program.step, x, y),
+            "first_call": lambda: measure.synced(program, program.step, x, y),
         }[cell.phase]()
-        call = timing.with_test_delay(call, cell.backend)
-        counter = timing.CompileCounter(program)
-        timing.reset_peak_memory(program)
+        call = measure.with_test_delay(call, cell.backend)
+        counter = measure.CompileCounter(program)
+        measure.reset_peak_memory(program)
         gc.collect()
         if cell.phase == "first_call":
-            warm = timing.WarmUp(0, 0.0, True)
+            warm = measure.WarmUp(0, 0.0, True)
             before = None
             benchmark.pedantic(call, rounds=1, iterations=1, warmup_rounds=0)
         else:
-            warm = timing.warm_up(call, counter, self.plan)
+            warm = measure.warm_up(call, counter, self.plan)
             before = counter.count()
-            rounds = timing.rounds_for(warm.last_s, self.plan)
+            rounds = measure.rounds_for(warm.last_s, self.plan)
             benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
         after = counter.count()
-        memory = timing.peak_memory(program, cell.backend, cell.device)
+        memory = measure.peak_memory(program, cell.backend, cell.device)
         flops = _flops(spec, cfg, cell.phase, cell.batch_size)
         median = float(np.median(benchmark.stats.stats.data))
         return dict(
@@ -173,8 +167,6 @@ class Worker:
 
     def calibrate(self, benchmark: Any, device: str) -> None:
         """Best float32 GEMM rate through this backend's dense layer (x @ W + b)."""
-        from bench.matrix import CUDA_GEMM_SIZES
-
         sizes = CUDA_GEMM_SIZES if device == "cuda" else self.plan.gemm_sizes
         best: tuple[float, int, str, Any] | None = None
         try:
@@ -188,9 +180,9 @@ class Worker:
                     program = self.backend.build(spec, params, variant=variant, dtype="float32",
                                                  device=device, optimizer=OptimizerSpec())
                     x = program.put(np.random.default_rng(self.seed).standard_normal((n, n)))
-                    call = timing.synced(program, program.forward, x)
-                    timing.warm_up(call, timing.CompileCounter(program), self.plan)
-                    fastest = min(timing.bare_loop(call, 3))
+                    call = measure.synced(program, program.forward, x)
+                    measure.warm_up(call, measure.CompileCounter(program), self.plan)
+                    fastest = min(measure.bare_loop(call, 3))
                     rate = 2.0 * n**3 / fastest
                     if best is None or rate > best[0]:
                         best = (rate, n, variant, call)
@@ -209,5 +201,4 @@ class Worker:
                                              self.threads, status="error", error=message)
             records.append_stream(self.stream, records.benchmark_entry(rec))
             pytest.fail(f"calibration {device}: {message}", pytrace=False)
-            return
         self._finish(benchmark, rec)

@@ -3,7 +3,7 @@
 The same loop drives every backend: canonical parameters from the task's
 seed, shuffled batches from a seeded generator, `Program.step` per batch. It
 prints a progress bar on stderr, a loss-curve summary and the test metric.
-It does not time anything for the benchmark (see `bench.runner`).
+It does not time anything for the benchmark (see `bench.timing.runner`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Every timed or failed cell becomes one pytest-benchmark "benchmark" entry whose
 wrote (`--benchmark-json`, raw samples included), completed with error entries
 for cells that never finished; when the worker died before pytest-benchmark
 could write, the file is assembled here from the records the worker streamed,
-in the same format, so `pytest-benchmark compare` and `bench.runs` read both.
+in the same format, so `pytest-benchmark compare` and `bench.results.read` read both.
 Files are written atomically. This module times nothing and imports no framework.
 """
 
@@ -13,55 +13,23 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
-from dataclasses import asdict, dataclass, field
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.matrix import CALIBRATION, CALIBRATION_TASK, Cell, Group, calibration_id
-from bench.runs import write_text_atomic
+from bench.results.schema import (
+    CALIBRATION,
+    CALIBRATION_TASK,
+    CellRecord,
+    calibration_id,
+    stats_block,
+)
+from bench.timing.matrix import Cell, Group
 
-TEST_FUNCTION = "bench/cells.py::test_cell"
-_STAT_FIELDS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ld15iqr",
-                "hd15iqr", "ops", "total")
+TEST_FUNCTION = "bench/timing/worker_main.py::test_cell"
 
 
-@dataclass(frozen=True)
-class CellRecord:
-    """Everything a benchmark's `extra_info` carries (see the raw-format contract)."""
-
-    cell: str
-    task: str
-    preset: str
-    backend: str
-    variant: str
-    device: str
-    dtype: str
-    batch_size: int | None
-    phase: str
-    knobs: dict[str, str] = field(default_factory=dict)
-    status: str = "ok"
-    error: str = ""
-    flops: int | None = None
-    flops_per_s: float | None = None
-    peak_memory_bytes: int | None = None
-    memory_source: str = ""
-    gradcheck: dict[str, Any] = field(default_factory=dict)
-    precision: str = ""
-    threads: int | None = None
-    retraces: int | None = None
-    warmup_calls: int | None = None
-    warmup_stable: bool | None = None
-    build_s: float | None = None
-    gflops: float | None = None  # calibration cells only
-    gemm_size: int | None = None  # calibration cells only
-
-    def to_extra_info(self) -> dict[str, Any]:
-        info = asdict(self)
-        if self.phase != CALIBRATION:
-            info.pop("gflops")
-            info.pop("gemm_size")
-        return info
 
 
 def record_for(cell: Cell, preset: str, threads: int | None, **values: Any) -> CellRecord:
@@ -93,24 +61,8 @@ def benchmark_entry(record: CellRecord, samples: list[float] | None = None) -> d
         "extra_info": record.to_extra_info(),
         "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 1,
                     "max_time": 0.0, "min_time": 0.0, "warmup": False},
-        "stats": _stats(data),
+        "stats": stats_block(data),
     }
-
-
-def _stats(data: list[float]) -> dict[str, Any]:
-    if not data:
-        out: dict[str, Any] = {k: math.nan for k in _STAT_FIELDS}
-        out.update(rounds=0, iterations=1, iqr_outliers=0, stddev_outliers=0, outliers="0;0",
-                   data=[])
-        return out
-    from pytest_benchmark.stats import Stats
-
-    stats = Stats()
-    for value in data:
-        stats.update(value)
-    out = stats.as_dict()
-    out.update(iterations=1, data=data)
-    return out
 
 
 def error_entries(group: Group, preset: str, error: str, done: set[str],
@@ -208,3 +160,19 @@ def finish_group(group: Group, preset: str, out: Path, pytest_json: Path, stream
                                            {c for c in have if c}, threads))
     write_group_file(out, doc)
     return doc
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
+    """Write a file via a temp file in the same directory + rename: readers see the
+    old file or the new one, never half of one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

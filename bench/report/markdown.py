@@ -1,11 +1,11 @@
 """`nnparity report RUN_DIR`: REPORT.md and PNG figures from a run's raw JSON.
 
-Reads the run with `bench.runs.load_run`, turns it into one tidy table (one
+Reads the run with `bench.results.read.load_run`, turns it into one tidy table (one
 row per cell, extra_info flattened), and writes Markdown tables per task
 (backend/variant x phase: median, IQR, samples/s, % of the measured GEMM peak,
 speed-up against the NumPy reference), the batch-size sweep, gradient
 agreement, first-call cost, calibration, validity flags, errors and the
-environment. Figures are drawn by `bench.plots`. It never runs or times
+environment. Figures are drawn by `bench.report.plots`. It never runs or times
 anything, and never imports a framework.
 """
 
@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from bench.matrix import CALIBRATION
-from bench.runs import LoadError, config_label, load_run, write_text_atomic
+from bench.options import InputError
+from bench.results.read import load_run
+from bench.results.schema import CALIBRATION, config_label
+from bench.results.write import write_text_atomic
 
 IQR_LIMIT = 0.10  # IQR / median above this: too noisy to trust
 PEAK_SLACK = 1.05  # a cell above the measured peak by more than timer noise is impossible
@@ -51,8 +51,6 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     out["grad_err"] = [g.get("max_rel_err") for g in grad]
     out["grad_tol"] = [g.get("tolerance") for g in grad]
     out["grad_error"] = [g.get("error", "") for g in grad]
-    out["q1"] = [np.percentile(s, 25) if len(s) else math.nan for s in out["samples"]]
-    out["q3"] = [np.percentile(s, 75) if len(s) else math.nan for s in out["samples"]]
     out["iqr_rel"] = out["iqr"] / out["median"]
     bs = pd.to_numeric(out["batch_size"], errors="coerce")
     out["samples_per_s"] = bs / out["median"]
@@ -288,7 +286,7 @@ def write_report(run_dir: str | Path, plots: bool = True) -> Path:
     df = tidy(load_run(run))
     figures: list[str] = []
     if plots:
-        from bench.plots import draw_all
+        from bench.report.plots import draw_all
 
         figures = draw_all(df, run)
     out = run / "REPORT.md"
@@ -299,12 +297,7 @@ def write_report(run_dir: str | Path, plots: bool = True) -> Path:
 def main(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     if not run.is_dir():
-        sys.stderr.write(f"nnparity report: error: {run} is not a run directory\n")
-        return 2
-    try:
-        out = write_report(run, plots=not args.no_plots)
-    except LoadError as exc:
-        sys.stderr.write(f"nnparity report: error: {exc}\n")
-        return 2
+        raise InputError(f"{run} is not a run directory")
+    out = write_report(run, plots=not args.no_plots)
     print(out)
     return 0

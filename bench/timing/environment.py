@@ -20,6 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from bench.results.paths import ROOT
+
 # backend name -> distributions that may provide it (first one installed wins)
 _DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "numpy": ("numpy",),
@@ -79,12 +81,11 @@ def has_cuda() -> bool:
 @lru_cache(maxsize=1)
 def git_commit() -> str:
     """HEAD's hash, with "+dirty" when tracked files differ from it; "" outside git."""
-    root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout
+                               cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
     return head + ("+dirty" if dirty.strip() else "")

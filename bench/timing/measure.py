@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.matrix import Plan
+from bench.timing.matrix import Plan
 
 Call = Callable[[], Any]
 
@@ -65,7 +65,7 @@ def _listen_to_jax() -> None:
 class CompileCounter:
     """How many times a program's functions have been traced or compiled so far.
 
-    Sources, summed: the program's own `tracing_counts()` (dict) or `trace_count()`,
+    Sources, summed: the program's own `tracing_counts()` (TensorFlow's programs),
     jax's compile events, and torch dynamo's unique-graph counter. `count()` is None
     when no source applies (eager-only frameworks cannot retrace)."""
 
@@ -78,10 +78,6 @@ class CompileCounter:
         counts = getattr(self.program, "tracing_counts", None)
         if callable(counts):
             total += sum(int(v) for v in counts().values())
-            known = True
-        single = getattr(self.program, "trace_count", None)
-        if callable(single):
-            total += int(single())
             known = True
         if _JAX_LISTENING[0]:
             total += _JAX_COMPILES[0]
@@ -160,15 +156,9 @@ _RSS_RESET = [False]
 def peak_memory(program: Any, backend: str, device: str) -> Memory:
     native = program.peak_memory()
     if native is not None:
-        return Memory(int(native), getattr(program, "memory_source", f"{backend}.{device}"))
+        return Memory(int(native), f"{backend}.{device}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     return Memory(int(rss), "rss" if _RSS_RESET[0] else "rss_lifetime")
-
-
-def time_first_call(call: Call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 def bare_loop(call: Call, rounds: int) -> list[float]:

@@ -4,7 +4,7 @@ For one (task, knobs, backend, variant, dtype, device) this builds the model
 from the same canonical parameters and batch as the reference, and compares
 the loss, the forward output and every gradient tensor in canonical layout by
 normwise relative error and elementwise allclose, with tolerances from
-`bench.tolerances`. It also runs the reference's own finite-difference check.
+`bench.agreement.tolerances`. It also runs the reference's own finite-difference check.
 It times nothing and writes nothing.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import impls
-from bench.tolerances import tolerance
+from bench.agreement.tolerances import tolerance
 from tasks import get_task
 from tasks.optim import OptimizerSpec
 from tasks.params import init_params
@@ -151,7 +151,7 @@ def trajectory_rows(task_name: str, preset: str, overrides: dict | None, backend
 
 def finite_difference_rows(task_name: str, preset: str, overrides: dict | None) -> list[Row]:
     """The NumPy reference's analytic gradients against central differences (float64)."""
-    from bench.finite_diff import check_model
+    from bench.agreement.finite_diff import check_model
 
     knobs = tuple(sorted((overrides or {}).items()))
     cfg, spec, params, data = _setup(task_name, preset, knobs)

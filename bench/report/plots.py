@@ -1,6 +1,6 @@
 """Figures for REPORT.md, drawn with matplotlib (Agg) from the report's tidy table.
 
-Each function takes the tidy DataFrame from `bench.report.tidy`, writes one PNG
+Each function takes the tidy DataFrame from `bench.report.markdown.tidy`, writes one PNG
 and returns its path (or None when the run has nothing to draw): grouped bars
 per task, throughput against batch size, the gradient-error heatmap, and
 first call against steady state. Every axis names its unit. This module reads

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bench.agreement.check import normwise
 from tasks.spec import ModelSpec
 
 Arrays = dict[str, np.ndarray]
@@ -58,19 +59,12 @@ def numerical_grads(
     return result
 
 
-def normwise_rel_err(g: np.ndarray, g_ref: np.ndarray) -> float:
-    """||g - g_ref|| / ||g_ref||, or the absolute error when g_ref is exactly zero."""
-    diff = float(np.linalg.norm(np.asarray(g, np.float64) - g_ref))
-    ref = float(np.linalg.norm(g_ref))
-    return diff / ref if ref > 0 else diff
-
-
 def compare(
     analytic: Arrays, numerical: dict[str, tuple[np.ndarray, np.ndarray]]
 ) -> dict[str, float]:
     """Normwise relative error of each analytic gradient over the checked entries."""
     return {
-        name: normwise_rel_err(analytic[name].reshape(-1)[idx], vals)
+        name: normwise(analytic[name].reshape(-1)[idx], vals)
         for name, (idx, vals) in numerical.items()
     }
 

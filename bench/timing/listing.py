@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.metadata
+import math
 
 import impls
 from tasks import PRESETS, TASKS
@@ -45,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
         for task in TASKS.values():
             cfg = task.config(preset)
             spec = task.model(cfg)
-            n_params = sum(int(__import__("math").prod(s)) for s in spec.param_shapes().values())
+            n_params = sum(int(math.prod(s)) for s in spec.param_shapes().values())
             sizes.append(f"{task.name} batch {cfg.batch_size}, {n_params:,} params")
         print(f"  {preset:<9} " + " | ".join(sizes))
     print("\nBackends")

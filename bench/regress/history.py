@@ -19,21 +19,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.baseline import BASELINE_DIR, find_baseline
-from bench.compare import compare_runs
-from bench.runs import LoadError, RunInfo, load_run, write_text_atomic
+from bench.regress.baseline import find_baseline
+from bench.regress.compare import compare_runs
+from bench.results.paths import BASELINES, HISTORY_FILE, HISTORY_PLOTS
+from bench.results.read import LoadError, RunInfo, load_run
+from bench.results.schema import parse_cell_id
+from bench.results.write import write_text_atomic
 
-HISTORY_FILE = Path("results/history.csv")
-HISTORY_PLOTS = Path("results/history")
 COLUMNS = ("commit", "date", "machine", "cell", "task", "backend", "variant", "device",
            "dtype", "phase", "median_s", "iqr_s", "rounds", "flag")
 _KEY = ["commit", "date", "machine", "cell"]
 
-
-def _config_of(cell: str) -> str:
-    """The preset and task-config part of a cell id (all but the last six parts)."""
-    parts = str(cell).split("/")
-    return "/".join(parts[:-6]) if len(parts) > 6 else parts[0]
 
 
 def read_history(path: Path = HISTORY_FILE) -> pd.DataFrame:
@@ -100,7 +96,7 @@ def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
     x_of = {(d, c): i for i, (d, c) in enumerate(zip(runs["date"], runs["commit"], strict=True))}
     df["x"] = [x_of[(d, c)] for d, c in zip(df["date"], df["commit"], strict=True)]
     # a cell id is [preset/]config/backend/variant/device/dtype/bsN/phase
-    df["group"] = [(_config_of(c) + " " + str(p)) for c, p in zip(df["cell"], df["phase"],
+    df["group"] = [(parse_cell_id(c).group + " " + str(p)) for c, p in zip(df["cell"], df["phase"],
                                                                   strict=True)]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -108,7 +104,7 @@ def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
         fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(runs) + 3), 4.5))
         for cell, line in rows.groupby("cell", sort=True):
             line = line.sort_values("x")
-            label = "/".join(str(cell).split("/")[-6:-1]) or str(cell)
+            label = parse_cell_id(cell).where
             ax.errorbar(line["x"], line["median_s"] * 1e3, yerr=line["iqr_s"] * 1e3 / 2,
                         marker="o", ms=4, capsize=3, label=label)
             bad = line[line["flag"] == "regression"]
@@ -158,7 +154,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.add:
             run = load_run(args.add)
-            against = Path(args.against) if args.against else find_baseline(run, BASELINE_DIR)
+            against = Path(args.against) if args.against else find_baseline(run, BASELINES)
             flags: dict[str, str] = {}
             if against is not None:
                 cmp = compare_runs(load_run(against), run, args.factor, args.alpha)

@@ -24,12 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench.results.schema import PHASES, cell_id
 from tasks import get_task
 from tasks.spec import SpecError
-
-PHASES = ("forward", "backward", "step", "first_call")
-CALIBRATION = "calibration"
-CALIBRATION_TASK = "gemm"
 
 
 class MatrixError(SpecError):
@@ -63,7 +60,7 @@ _SLOW_COMPILE = (("compile", "*"), ("scan_unroll", "*"))
 PLANS: dict[str, Plan] = {
     "tiny": Plan(0.01, 3, 10, 1, 5, sweep_knobs=False, sweep_phases=(), gemm_sizes=(128,),
                  timeout_s=120),
-    # quick covers all three recurrent cells (DESIGN.md §2) but one MLP activation
+    # quick covers all three recurrent cells (docs/design.md §2) but one MLP activation
     "quick": Plan(0.05, 5, 50, 2, 10, sweep_knobs=("cell",), skip=_SLOW_COMPILE,
                   timeout_s=300),
     "standard": Plan(0.3, 10, 300, 3, 20, skip=(("compile", "rnn_sequence"),),
@@ -140,13 +137,6 @@ class Selection:
     keyword: str | None = None
 
 
-def cell_id(preset: str, label: str, backend: str, variant: str, device: str, dtype: str,
-            batch_size: int, phase: str) -> str:
-    return f"{preset}/{label}/{backend}/{variant}/{device}/{dtype}/bs{batch_size}/{phase}"
-
-
-def calibration_id(backend: str, device: str) -> str:
-    return f"{CALIBRATION_TASK}/{backend}/{device}/float32/{CALIBRATION}"
 
 
 def _canonical(value: Any) -> str:

@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import impls
-from bench import agreement
+from bench.agreement import check as agreement
 from bench.options import (
     DEVICES,
     add_task_options,
     backend_list,
     check_overrides_known,
     choice_list,
-    dtype_choice,
     knob_overrides,
     task_overrides,
 )
-from bench.runs import write_text_atomic
+from bench.results.write import write_text_atomic
+from impls import DTYPES
 from tasks import TASKS, TaskError, get_task
 from tasks.optim import OPTIMIZERS
 
@@ -37,8 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_task_options(parser, many=True)
     parser.add_argument("--backends", action="append", help=", ".join(impls.BACKENDS))
     parser.add_argument("--variants", action="append", help="only these variants")
-    parser.add_argument("--dtype", default="float64", help="float32 or float64 (default float64)")
-    parser.add_argument("--device", action="append", help="cpu, cuda (default: every available)")
+    parser.add_argument("--dtypes", "--dtype", dest="dtypes", action="append",
+                        help="comma list of float32, float64 (default float64)")
+    parser.add_argument("--devices", "--device", dest="devices", action="append",
+                        help="comma list of cpu, cuda (default: every available)")
     parser.add_argument("--steps", type=int, default=0,
                         help="also compare N-step optimiser trajectories (SGD and Adam)")
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="for --steps")
@@ -88,14 +90,14 @@ def plan(args: argparse.Namespace) -> tuple[list[Config], str]:
     preset = args.preset or "tiny"
     for name in task_names:  # validates preset and knob values before any work
         get_task(name).config(preset, task_overrides(name, overrides))
-    dtype = dtype_choice(args.dtype)
-    devices = choice_list(args.device, DEVICES, "device")
+    dtypes = choice_list(args.dtypes, DTYPES, "dtype", default=["float64"])
+    devices = choice_list(args.devices, DEVICES, "device")
     requested = [v.strip() for part in args.variants or [] for v in part.split(",") if v.strip()]
     offered: set[str] = set()
     configs = []
     for backend in backend_list(args.backends):
         if not impls.is_installed(backend):
-            configs.append(Config("*", {}, backend, "*", dtype, "*", status="skipped",
+            configs.append(Config("*", {}, backend, "*", "*", "*", status="skipped",
                                   reason="not installed"))
             continue
         be = impls.load(backend)
@@ -103,10 +105,10 @@ def plan(args: argparse.Namespace) -> tuple[list[Config], str]:
         variants = [v for v in be.variants if not requested or v in requested]
         for device in devices:
             if device not in be.devices():
-                configs.append(Config("*", {}, backend, "*", dtype, device, status="skipped",
+                configs.append(Config("*", {}, backend, "*", "*", device, status="skipped",
                                       reason=f"no {device} device"))
                 continue
-            for name in task_names:
+            for dtype, name in itertools.product(dtypes, task_names):
                 for knobs in knob_grid(name, task_overrides(name, overrides)):
                     spec = get_task(name).model(get_task(name).config(preset, knobs))
                     for variant in variants:

@@ -6,7 +6,7 @@ temporary git worktrees and the timing harness runs in each as a subprocess
 cwd and first on PYTHONPATH, so each side times its own code). Runs alternate
 base, head, base, head ... for `--repeat` rounds, so slow drifts of a shared
 runner (thermal, noisy neighbours) hit both sides alike; each side's samples
-are pooled per cell and compared with bench/compare.py's rule.
+are pooled per cell and compared with bench/regress/compare.py's rule.
 
 That first pass is a screen. A process can land in a slow state for its whole
 life (thread placement, a neighbour's burst, a framework's per-process
@@ -44,7 +44,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.compare import (
+from bench.options import InputError
+from bench.regress.compare import (
     Comparison,
     add_rule_arguments,
     check_rule_arguments,
@@ -52,15 +53,16 @@ from bench.compare import (
     emit,
     sort_table,
 )
-from bench.matrix import CALIBRATION, keyword_for
-from bench.runs import LoadError, RunInfo, load_run, merge_runs
-from bench.stats import Verdict
+from bench.regress.stats import Verdict
+from bench.results.read import RunInfo, load_run, merge_runs
+from bench.results.schema import CALIBRATION
+from bench.timing.matrix import keyword_for
 
 #: verdicts the confirmation pass re-times
 FLAGGED = (Verdict.REGRESSION.value, Verdict.IMPROVEMENT.value)
 
 
-class ContinuousError(Exception):
+class ContinuousError(InputError):
     """A revision cannot be checked out or its benchmark run failed (exit 2)."""
 
 
@@ -92,7 +94,7 @@ def resolve(repo: Path, ref: str) -> str:
 
 
 def run_command(python: str, preset: str, out: Path, run_args: list[str]) -> list[str]:
-    """The harness invocation for one side and round (the contract with bench/runner.py)."""
+    """The harness invocation for one side and round (the contract with bench/timing/runner.py)."""
     return [python, "-m", "bench.cli", "run", "--preset", preset, "--out", str(out), *run_args]
 
 
@@ -272,16 +274,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """`nnparity continuous`: 0 no regression, 1 regression, 2 bad ref or failed run."""
-    bad = check_rule_arguments(args)
-    if bad is None and args.repeat < 1:
-        bad = f"--repeat {args.repeat}: must be at least 1"
-    if bad is None and args.confirm < 0:
-        bad = f"--confirm {args.confirm}: must be 0 (off) or more"
-    if bad:
-        print(f"nnparity continuous: error: {bad}", file=sys.stderr)
-        return 2
-    try:
-        return continuous(args)
-    except (ContinuousError, LoadError) as exc:
-        print(f"nnparity continuous: error: {exc}", file=sys.stderr)
-        return 2
+    check_rule_arguments(args)
+    if args.repeat < 1:
+        raise InputError(f"--repeat {args.repeat}: must be at least 1")
+    if args.confirm < 0:
+        raise InputError(f"--confirm {args.confirm}: must be 0 (off) or more")
+    return continuous(args)

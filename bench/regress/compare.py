@@ -1,7 +1,7 @@
 """`nnparity compare`: flag real regressions and improvements between two runs.
 
-Runs are read by bench/runs.py (`load_run`). `compare_runs` matches cells by
-their canonical id and applies the rule in bench/stats.py; when the two runs
+Runs are read by bench/results/read.py (`load_run`). `compare_runs` matches cells by
+their canonical id and applies the rule in bench/regress/stats.py; when the two runs
 come from different machines each run's times are normalised by its own GEMM
 calibration rate before the ratio. Reports: a table, Markdown or JSON.
 
@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.matrix import CALIBRATION
-from bench.runs import LoadError, RunInfo, load_run, merge_runs, write_text_atomic
-from bench.stats import Verdict, compare_samples
+from bench.options import InputError
+from bench.regress.stats import Verdict, compare_samples
+from bench.results.read import LoadError, RunInfo, load_run, merge_runs
+from bench.results.schema import CALIBRATION
+from bench.results.write import write_text_atomic
 
 __all__ = ["Comparison", "LoadError", "compare_runs", "load_run", "main", "merge_runs"]
 
@@ -242,15 +244,15 @@ def add_rule_arguments(parser: argparse.ArgumentParser, factor: float = 1.2) -> 
     parser.add_argument("--out", metavar="FILE", help="also write the report to FILE")
 
 
-def check_rule_arguments(args: argparse.Namespace) -> str | None:
-    """A one-line complaint about a bad --factor/--alpha/--confidence, or None."""
+def check_rule_arguments(args: argparse.Namespace) -> None:
+    """Raise `InputError` for a bad --factor/--alpha/--confidence."""
     if not args.factor > 1.0:
-        return f"--factor {args.factor:g}: must be > 1 (e.g. 1.2 for 20%)"
+        raise InputError(f"--factor {args.factor:g}: must be > 1 (e.g. 1.2 for 20%)")
     if not 0.0 < args.alpha < 1.0:
-        return f"--alpha {args.alpha:g}: must be between 0 and 1 (e.g. 0.01)"
+        raise InputError(f"--alpha {args.alpha:g}: must be between 0 and 1 (e.g. 0.01)")
     if not 0.0 < args.confidence < 1.0:
-        return f"--confidence {args.confidence:g}: must be between 0 and 1 (e.g. 0.95)"
-    return None
+        raise InputError(
+            f"--confidence {args.confidence:g}: must be between 0 and 1 (e.g. 0.95)")
 
 
 def emit(cmp: Comparison, args: argparse.Namespace) -> int:
@@ -274,15 +276,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """`nnparity compare`: 0 no regression, 1 regression, 2 bad input."""
-    bad = check_rule_arguments(args)
-    if bad:
-        print(f"nnparity compare: error: {bad}", file=sys.stderr)
-        return 2
-    try:
-        base, current = load_run(args.baseline), load_run(args.current)
-    except LoadError as exc:
-        print(f"nnparity compare: error: {exc}", file=sys.stderr)
-        return 2
+    check_rule_arguments(args)
+    base, current = load_run(args.baseline), load_run(args.current)
     return emit(compare_runs(base, current, args.factor, args.alpha, args.confidence), args)
 
 

@@ -1,6 +1,6 @@
 """`nnparity export`: one task's parameters, batch and float64 reference gradients.
 
-Writes a single .npz (DESIGN.md §6): `param/<name>` and `grad/<name>` in
+Writes a single .npz (docs/design.md §6): `param/<name>` and `grad/<name>` in
 canonical layout, `x`, `y`, `loss` and `meta` (a JSON string describing the
 model), so anyone can check our reference with their own framework code. The
 file is written atomically. Imports no framework.
@@ -17,7 +17,7 @@ import numpy as np
 
 import impls
 from bench.options import add_task_options, knob_overrides
-from bench.runs import write_text_atomic
+from bench.results.write import write_text_atomic
 from tasks import get_task
 from tasks.optim import OptimizerSpec
 from tasks.params import init_params
