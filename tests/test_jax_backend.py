@@ -16,6 +16,21 @@ import pytest
 
 pytest.importorskip("jax")
 
+from conftest import (  # noqa: E402
+    CASES,
+    DTYPES,
+    PRESET,
+    build_case,
+    case_id,
+    case_params,
+    check_cuda_absent_is_a_backend_error,
+    cuda_failures,
+    failures,
+    setup_case,
+    spec_for,
+    variant_matrix,
+)
+
 import impls  # noqa: E402  (after the skip: impls.load imports JAX)
 from bench.agreement.check import gradient_rows, trajectory_rows  # noqa: E402
 from impls.base import BackendError  # noqa: E402
@@ -24,75 +39,41 @@ from tasks.optim import OptimizerSpec  # noqa: E402
 from tasks.params import init_params  # noqa: E402
 
 BACKEND = impls.load("jax")
-PRESET = "tiny"
-CASES = [
-    pytest.param("mlp_regression", {}, id="mlp"),
-    pytest.param("cnn_classification", {}, id="cnn"),
-    pytest.param("rnn_sequence", {"cell": "rnn"}, id="rnn"),
-    pytest.param("rnn_sequence", {"cell": "lstm"}, id="lstm"),
-    pytest.param("rnn_sequence", {"cell": "gru"}, id="gru"),
-]
-DTYPES = ("float32", "float64")
 
 
-def _spec(task_name: str, overrides: dict):
-    return get_task(task_name).model(get_task(task_name).config(PRESET, overrides))
-
-
-def _matrix() -> list:
-    """(task, overrides, variant) for every variant the backend supports for that task."""
-    return [
-        pytest.param(t, o, v, id=f"{t}-{o.get('cell', '')}-{v}".replace("--", "-"))
-        for t, o in (c.values for c in CASES)
-        for v in BACKEND.variants
-        if BACKEND.supports(_spec(t, o), v)
-    ]
-
-
-def _failures(rows) -> list[str]:
-    return [f"{r.tensor}: rel_err {r.rel_err:.2e} (tol {r.tolerance:.0e}, allclose "
-            f"{r.allclose})" for r in rows if not r.passed]
-
-
-def _setup(task_name: str, overrides: dict, dtype: str, optimizer: str = "sgd",
-           variant: str = "jit"):
-    task = get_task(task_name)
-    cfg = task.config(PRESET, overrides)
-    spec = task.model(cfg)
-    params = init_params(spec, seed=0)
-    program = BACKEND.build(spec, params, variant=variant, dtype=dtype, device="cpu",
-                            optimizer=OptimizerSpec(optimizer, cfg.lr))
-    x, y = task.data(cfg).batch(0, cfg.batch_size)
+def _setup(task_name: str, overrides: dict, dtype: str, optimizer: str = "sgd"):
+    _, spec, params, program, x, y = build_case(BACKEND, task_name, overrides, "jit", dtype,
+                                                optimizer)
     return spec, params, program, x, y
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("task_name", "overrides", "variant"), _matrix())
+@pytest.mark.parametrize(("task_name", "overrides", "variant"), variant_matrix(BACKEND))
 def test_gradients_match_numpy_reference(task_name, overrides, variant, dtype):
     rows = gradient_rows(task_name, PRESET, overrides, "jax", variant, dtype, "cpu")
-    spec = _spec(task_name, overrides)
+    spec = spec_for(task_name, overrides)
     assert {r.tensor for r in rows} == {"loss", "output", *spec.param_shapes()}
-    assert not _failures(rows), _failures(rows)
+    assert not failures(rows), failures(rows)
     worst = max(r.rel_err for r in rows)
     assert worst <= (1e-10 if dtype == "float64" else 1e-4)  # docs/design.md §4 starting point
 
 
-def _trajectory_matrix() -> list:
+def _trajectoryvariant_matrix(BACKEND) -> list:
     """Every model x optimiser x dtype for the default variant; the unrolled-scan
     variant differs only inside the recurrence, so it gets float64 Adam (the
     strictest check) per cell, which keeps this file fast on two cores."""
-    models = [c.values for c in CASES]
+    models = CASES
     cases = [(t, o, "jit", opt, dt) for t, o in models for opt in ("sgd", "adam") for dt in DTYPES]
     cases += [(t, o, "scan_unroll", "adam", "float64") for t, o in models if "cell" in o]
-    return [pytest.param(*c, id=f"{c[0]}-{c[1].get('cell', '')}-{'-'.join(c[2:])}") for c in cases]
+    return [pytest.param(*c, id=f"{case_id(c[0], c[1])}-{'-'.join(c[2:])}") for c in cases]
 
 
 @pytest.mark.parametrize(("task_name", "overrides", "variant", "optimizer", "dtype"),
-                         _trajectory_matrix())
+                         _trajectoryvariant_matrix(BACKEND))
 def test_trajectory_matches_numpy_reference(task_name, overrides, variant, optimizer, dtype):
     rows = trajectory_rows(task_name, PRESET, overrides, "jax", variant, dtype, "cpu", optimizer)
-    assert len(rows) == 1 + len(_spec(task_name, overrides).param_shapes())
-    assert not _failures(rows), _failures(rows)
+    assert len(rows) == 1 + len(spec_for(task_name, overrides).param_shapes())
+    assert not failures(rows), failures(rows)
 
 
 def test_unrolled_scan_with_a_remainder_matches_reference():
@@ -114,7 +95,7 @@ def test_unrolled_scan_with_a_remainder_matches_reference():
         assert np.linalg.norm(np.asarray(grads[k]) - ref) <= 1e-10 * np.linalg.norm(ref), k
 
 
-@pytest.mark.parametrize(("task_name", "overrides"), CASES)
+@pytest.mark.parametrize(("task_name", "overrides"), case_params())
 def test_jax_check_grads_oracle(task_name, overrides):
     import jax
     from jax.test_util import check_grads
@@ -128,7 +109,8 @@ def test_jax_check_grads_oracle(task_name, overrides):
     check_grads(loss, (p64,), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize(("task_name", "overrides"), [CASES[1], CASES[3]])
+@pytest.mark.parametrize(("task_name", "overrides"), [("cnn_classification", {}),
+                                                    ("rnn_sequence", {"cell": "lstm"})])
 def test_float32_programs_compute_in_float32(task_name, overrides):
     spec, params, program, x, y = _setup(task_name, overrides, "float32", optimizer="adam")
     xd, yd = program.put(x), program.put(y)
@@ -160,12 +142,12 @@ def test_step_compiles_once_donates_and_updates_params():
 
 
 def test_backend_metadata_and_errors():
-    spec = _spec("mlp_regression", {})
+    spec = spec_for("mlp_regression", {})
     params = init_params(spec, seed=0)
     assert BACKEND.devices()[0] == "cpu"
     assert BACKEND.variants[0] == "jit"
     assert not BACKEND.supports(spec, "scan_unroll")
-    assert BACKEND.supports(_spec("rnn_sequence", {}), "scan_unroll")
+    assert BACKEND.supports(spec_for("rnn_sequence", {}), "scan_unroll")
     with pytest.raises(BackendError, match="variant"):
         BACKEND.build(spec, params, variant="eager", dtype="float64", device="cpu",
                       optimizer=OptimizerSpec())
@@ -175,22 +157,13 @@ def test_backend_metadata_and_errors():
 
 
 def test_cuda_absent_is_a_clean_backend_error():
-    if "cuda" in BACKEND.devices():
-        pytest.skip("a GPU is visible")
-    spec = _spec("mlp_regression", {})
-    with pytest.raises(BackendError, match="cuda"):
-        BACKEND.build(spec, init_params(spec, seed=0), variant="jit", dtype="float32",
-                      device="cuda", optimizer=OptimizerSpec())
+    check_cuda_absent_is_a_backend_error(BACKEND, "jit")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_cuda_gradients_match_reference(dtype):
-    if "cuda" not in BACKEND.devices():
-        pytest.skip("no GPU visible to JAX")
-    for task_name, overrides in (c.values for c in CASES):
-        rows = gradient_rows(task_name, PRESET, overrides, "jax", "jit", dtype, "cuda")
-        assert not _failures(rows), (task_name, overrides, _failures(rows))
-    spec, params, program, x, y = _setup("mlp_regression", {}, dtype)
+def test_cuda_agrees_with_reference(dtype):
+    assert not cuda_failures(BACKEND, "jit", dtype)
+    _, spec, params, _, _ = setup_case("mlp_regression", {})
     program = BACKEND.build(spec, params, variant="jit", dtype=dtype, device="cuda",
                             optimizer=OptimizerSpec())
     assert program.precision == ("fp64" if dtype == "float64" else "fp32 (tf32 off)")

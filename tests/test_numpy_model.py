@@ -6,35 +6,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import case_params, setup_case
 
 import impls
 from bench.agreement.finite_diff import INPUT, check_model, numerical_grads
 from impls.base import BackendError
 from impls.numpy import BACKEND, model
 from impls.numpy.optim import make_optimizer
-from tasks import get_task
 from tasks.optim import OptimizerSpec
-from tasks.params import init_params
 
 TOL = 1e-6
-CASES = [
-    ("mlp_regression", {}),
-    ("cnn_classification", {}),
-    ("rnn_sequence", {"cell": "rnn"}),
-    ("rnn_sequence", {"cell": "lstm"}),
-    ("rnn_sequence", {"cell": "gru"}),
-]
 
 
 def _setup(task_name: str, overrides: dict, preset: str = "tiny"):
-    task = get_task(task_name)
-    cfg = task.config(preset, overrides)
-    spec = task.model(cfg)
-    x, y = task.data(cfg).batch(0, cfg.batch_size)
-    return spec, init_params(spec, seed=0), x, y
+    _, spec, params, x, y = setup_case(task_name, overrides, preset)
+    return spec, params, x, y
 
 
-@pytest.mark.parametrize(("task_name", "overrides"), CASES)
+@pytest.mark.parametrize(("task_name", "overrides"), case_params())
 def test_full_model_matches_finite_differences(task_name: str, overrides: dict) -> None:
     spec, params, x, y = _setup(task_name, overrides)
     errs = check_model(spec, params, x, y, wrt_input=True)
@@ -71,29 +60,7 @@ def test_check_model_catches_a_wrong_gradient(monkeypatch: pytest.MonkeyPatch) -
     assert errs["dense0.bias"] > 1e-3 and errs["dense0.weight"] <= TOL
 
 
-@pytest.mark.parametrize(("task_name", "overrides"), CASES)
-def test_program_float64_is_the_reference(task_name: str, overrides: dict) -> None:
-    spec, params, x, y = _setup(task_name, overrides)
-    prog = BACKEND.build(
-        spec,
-        params,
-        variant="reference",
-        dtype="float64",
-        device="cpu",
-        optimizer=OptimizerSpec(),
-    )
-    loss, grads = prog.loss_and_grads(prog.put(x), prog.put(y))
-    ref_loss, ref_grads = model.loss_and_grads(spec, params, x, y)
-    assert prog.to_numpy(loss) == ref_loss
-    canon = prog.grads_to_canonical(grads)
-    assert list(canon) == list(spec.param_shapes())
-    for k, g in canon.items():
-        np.testing.assert_array_equal(g, ref_grads[k])
-    out = prog.forward(prog.put(x))
-    assert out.shape == (len(x), *spec.output_shape)
-
-
-@pytest.mark.parametrize(("task_name", "overrides"), CASES)
+@pytest.mark.parametrize(("task_name", "overrides"), case_params())
 def test_float32_program_stays_float32(task_name: str, overrides: dict) -> None:
     spec, params, x, y = _setup(task_name, overrides)
     prog = BACKEND.build(

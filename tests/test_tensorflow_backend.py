@@ -20,6 +20,17 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from conftest import (  # noqa: E402
+    DTYPES,
+    PRESET,
+    case_params,
+    check_cuda_absent_is_a_backend_error,
+    cuda_failures,
+    failures,
+    spec_for,
+    variant_matrix,
+)
+
 import impls  # noqa: E402  (after the skip: impls.load imports TensorFlow)
 from bench.agreement.check import gradient_rows, trajectory_rows  # noqa: E402
 from impls.base import BackendError  # noqa: E402
@@ -28,15 +39,6 @@ from tasks.optim import OptimizerSpec  # noqa: E402
 from tasks.params import init_params  # noqa: E402
 
 BACKEND = impls.load("tensorflow")
-PRESET = "tiny"
-CASES = [
-    ("mlp_regression", {}),
-    ("cnn_classification", {}),
-    ("rnn_sequence", {"cell": "rnn"}),
-    ("rnn_sequence", {"cell": "lstm"}),
-    ("rnn_sequence", {"cell": "gru"}),
-]
-DTYPES = ("float32", "float64")
 # (task, cell or "", variant) pairs whose trajectories run in float64 with both
 # optimisers: every variant, both layouts (NHWC convs, recurrences), and every
 # Keras conversion (shared bias for rnn and lstm, gate swap for gru).
@@ -56,26 +58,6 @@ def _overrides(cell: str) -> dict:
     return {"cell": cell} if cell else {}
 
 
-def _spec(task_name: str, overrides: dict):
-    task = get_task(task_name)
-    return task.model(task.config(PRESET, overrides))
-
-
-def _matrix() -> list:
-    """(task, overrides, variant) for every variant the backend supports for that task."""
-    return [
-        pytest.param(t, o, v, id=f"{t}-{o.get('cell', '')}-{v}".replace("--", "-"))
-        for t, o in CASES
-        for v in BACKEND.variants
-        if BACKEND.supports(_spec(t, o), v)
-    ]
-
-
-def _failures(rows) -> list[str]:
-    return [f"{r.tensor}: rel_err {r.rel_err:.2e} (tol {r.tolerance:.0e}, allclose "
-            f"{r.allclose})" for r in rows if not r.passed]
-
-
 def _build(task_name: str, overrides: dict, variant: str, dtype: str, optimizer: str = "sgd"):
     task = get_task(task_name)
     cfg = task.config(PRESET, overrides)
@@ -87,12 +69,12 @@ def _build(task_name: str, overrides: dict, variant: str, dtype: str, optimizer:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("task_name", "overrides", "variant"), _matrix())
+@pytest.mark.parametrize(("task_name", "overrides", "variant"), variant_matrix(BACKEND))
 def test_gradients_match_numpy_reference(task_name, overrides, variant, dtype):
     rows = gradient_rows(task_name, PRESET, overrides, "tensorflow", variant, dtype, "cpu")
-    names = _spec(task_name, overrides).param_shapes()
+    names = spec_for(task_name, overrides).param_shapes()
     assert {r.tensor for r in rows} == {"loss", "output", *names}
-    assert not _failures(rows), _failures(rows)
+    assert not failures(rows), failures(rows)
     worst = max(r.rel_err for r in rows)
     print(f"{task_name} {overrides} {variant} {dtype}: worst normwise {worst:.1e}")
     assert worst <= (1e-10 if dtype == "float64" else 1e-4)  # docs/design.md §4 starting point
@@ -116,13 +98,13 @@ def test_trajectory_matches_numpy_reference(task_name, cell, variant, optimizer,
     overrides = _overrides(cell)
     rows = trajectory_rows(task_name, PRESET, overrides, "tensorflow", variant, dtype, "cpu",
                            optimizer)
-    assert len(rows) == 1 + len(_spec(task_name, overrides).param_shapes())
-    assert not _failures(rows), _failures(rows)
+    assert len(rows) == 1 + len(spec_for(task_name, overrides).param_shapes())
+    assert not failures(rows), failures(rows)
     # float64: the tolerance table's 1e-8; float32: its 1e-3 bound (we measure ~3e-6 at worst).
     assert max(r.rel_err for r in rows) <= (1e-8 if dtype == "float64" else 1e-3)
 
 
-@pytest.mark.parametrize(("task_name", "overrides"), CASES)
+@pytest.mark.parametrize(("task_name", "overrides"), case_params())
 def test_tf_compute_gradient_oracle(task_name, overrides):
     """TF's autodiff vs its own finite differences, through every layer (d loss / d input)."""
     import tensorflow as tf
@@ -156,7 +138,7 @@ def test_no_retracing_in_steady_state(task_name, overrides, variant):
     assert all(np.isfinite(losses))
 
 
-@pytest.mark.parametrize(("task_name", "overrides", "variant"), _matrix())
+@pytest.mark.parametrize(("task_name", "overrides", "variant"), variant_matrix(BACKEND))
 def test_params_round_trip_through_native_layout(task_name, overrides, variant):
     spec, params, program, _, _ = _build(task_name, overrides, variant, "float64")
     back = program.params()
@@ -188,14 +170,14 @@ def test_keras_on_another_backend_is_a_clean_error(monkeypatch):
 
     keras = keras_module()
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    spec = _spec("rnn_sequence", {})
+    spec = spec_for("rnn_sequence", {})
     with pytest.raises(BackendError, match="KERAS_BACKEND"):
         BACKEND.build(spec, init_params(spec, 0), variant="keras", dtype="float64",
                       device="cpu", optimizer=OptimizerSpec())
 
 
 def test_backend_metadata_and_errors():
-    mlp, rnn = _spec("mlp_regression", {}), _spec("rnn_sequence", {})
+    mlp, rnn = spec_for("mlp_regression", {}), spec_for("rnn_sequence", {})
     params = init_params(mlp, seed=0)
     assert BACKEND.devices()[0] == "cpu"
     assert BACKEND.variants == ("function", "xla", "keras")
@@ -211,29 +193,14 @@ def test_backend_metadata_and_errors():
 
 
 def test_cuda_absent_is_a_clean_backend_error():
-    if "cuda" in BACKEND.devices():
-        pytest.skip("a GPU is visible")
-    spec = _spec("mlp_regression", {})
-    with pytest.raises(BackendError, match="cuda"):
-        BACKEND.build(spec, init_params(spec, seed=0), variant="function", dtype="float32",
-                      device="cuda", optimizer=OptimizerSpec())
+    check_cuda_absent_is_a_backend_error(BACKEND, "function")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cuda_gradients_match_reference(dtype):
-    if "cuda" not in BACKEND.devices():
-        pytest.skip("no GPU visible to TensorFlow")
-    for task_name, overrides in CASES:
-        for variant in BACKEND.variants:
-            if not BACKEND.supports(_spec(task_name, overrides), variant):
-                continue
-            rows = gradient_rows(task_name, PRESET, overrides, "tensorflow", variant, dtype,
-                                 "cuda")
-            assert not _failures(rows), (task_name, overrides, variant, _failures(rows))
-    rows = trajectory_rows("rnn_sequence", PRESET, {"cell": "lstm"}, "tensorflow", "keras",
-                           dtype, "cuda", "adam")
-    assert not _failures(rows), _failures(rows)
-    spec = _spec("mlp_regression", {})
+    for variant in BACKEND.variants:
+        assert not cuda_failures(BACKEND, variant, dtype), variant
+    spec = spec_for("mlp_regression", {})
     program = BACKEND.build(spec, init_params(spec, 0), variant="function", dtype=dtype,
                             device="cuda", optimizer=OptimizerSpec())
     program.reset_peak_memory()

@@ -18,6 +18,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import (  # noqa: E402
+    DTYPES,
+    PRESET,
+    case_params,
+    check_cuda_absent_is_a_backend_error,
+    cuda_failures,
+    failures,
+    setup_case,
+    variant_matrix,
+)
+
 import impls  # noqa: E402  (after the skip: impls.load imports torch)
 from bench.agreement.check import TRAJECTORY_STEPS, gradient_rows, normwise, trajectory_rows  # noqa: E402
 from bench.agreement.tolerances import tolerance  # noqa: E402
@@ -25,63 +36,28 @@ from impls.base import BackendError  # noqa: E402
 from impls.torch.model import TorchModel  # noqa: E402
 from tasks import get_task  # noqa: E402
 from tasks.optim import OptimizerSpec  # noqa: E402
-from tasks.params import init_params  # noqa: E402
 
 BACKEND = impls.load("torch")
-PRESET = "tiny"
-CASES = [
-    ("mlp_regression", {}),
-    ("cnn_classification", {}),
-    ("rnn_sequence", {"cell": "rnn"}),
-    ("rnn_sequence", {"cell": "lstm"}),
-    ("rnn_sequence", {"cell": "gru"}),
-]
-DTYPES = ("float32", "float64")
 # the one model the compile variant is held to (see the module docstring)
 COMPILE_CASE = ("rnn_sequence", {"cell": "rnn"})
-
-
-def _case_id(task_name: str, overrides: dict) -> str:
-    return f"{task_name}-{overrides['cell']}" if "cell" in overrides else task_name
-
-
-def _setup(task_name: str, overrides: dict):
-    task = get_task(task_name)
-    cfg = task.config(PRESET, overrides)
-    spec = task.model(cfg)
-    x, y = task.data(cfg).batch(0, cfg.batch_size)
-    return cfg, spec, init_params(spec, cfg.seed), x, y
-
-
-def _matrix() -> list:
-    """(task, overrides, variant) for eager and native wherever they apply."""
-    return [
-        pytest.param(t, o, v, id=f"{_case_id(t, o)}-{v}")
-        for t, o in CASES
-        for v in ("eager", "native")
-        if BACKEND.supports(_setup(t, o)[1], v)
-    ]
-
-
-def _failures(rows) -> list[str]:
-    return [f"{r.tensor}: rel_err {r.rel_err:.2e} (tol {r.tolerance:.0e}, allclose "
-            f"{r.allclose})" for r in rows if not r.passed]
+# compile is held to COMPILE_CASE only (see the module docstring)
+UNCOMPILED = variant_matrix(BACKEND, ("eager", "native"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("task_name", "overrides", "variant"), _matrix())
+@pytest.mark.parametrize(("task_name", "overrides", "variant"), UNCOMPILED)
 def test_gradients_agree_with_reference(task_name, overrides, variant, dtype):
     rows = gradient_rows(task_name, PRESET, overrides, "torch", variant, dtype, "cpu")
     assert len(rows) >= 4  # loss, output and at least two parameters were compared
-    assert not _failures(rows)
+    assert not failures(rows)
 
 
 @pytest.mark.parametrize("optimizer", ("sgd", "adam"))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("task_name", "overrides", "variant"), _matrix())
+@pytest.mark.parametrize(("task_name", "overrides", "variant"), UNCOMPILED)
 def test_trajectory_agrees_with_reference(task_name, overrides, variant, dtype, optimizer):
     rows = trajectory_rows(task_name, PRESET, overrides, "torch", variant, dtype, "cpu", optimizer)
-    assert not _failures(rows)
+    assert not failures(rows)
 
 
 def _agree(check: str, dtype: str, got, ref) -> bool:
@@ -96,7 +72,7 @@ def test_compile_agrees_and_compiles_once(dtype):
     """One compiled program per dtype (compiling is the slow part): gradients and
     output first (they change no state), then 20 Adam steps; every call after
     the first step must hit the compile cache."""
-    cfg, spec, params, x, y = _setup(*COMPILE_CASE)
+    cfg, spec, params, x, y = setup_case(*COMPILE_CASE)
     opt = OptimizerSpec("adam", cfg.lr)
     ref = impls.load("numpy").build(spec, params, variant="reference", dtype="float64",
                                     device="cpu", optimizer=opt)
@@ -125,10 +101,10 @@ def test_compile_agrees_and_compiles_once(dtype):
 
 
 @pytest.mark.parametrize("native", (False, True), ids=("primitive", "native"))
-@pytest.mark.parametrize(("task_name", "overrides"), CASES, ids=[_case_id(*c) for c in CASES])
+@pytest.mark.parametrize(("task_name", "overrides"), case_params())
 def test_autograd_gradcheck(task_name, overrides, native):
     """torch's own oracle: autograd against its finite differences, in float64."""
-    _, spec, params, x, y = _setup(task_name, overrides)
+    _, spec, params, x, y = setup_case(task_name, overrides)
     if native and not BACKEND.supports(spec, "native"):
         pytest.skip("native variant needs a recurrent layer")
     model = TorchModel(spec, native_rnn=native)
@@ -146,7 +122,7 @@ def test_autograd_gradcheck(task_name, overrides, native):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dtype_is_honoured_without_global_default(dtype, variant):
     default = torch.get_default_dtype()
-    cfg, spec, params, x, y = _setup("rnn_sequence", {"cell": "lstm"})
+    cfg, spec, params, x, y = setup_case("rnn_sequence", {"cell": "lstm"})
     program = BACKEND.build(spec, params, variant=variant, dtype=dtype, device="cpu",
                             optimizer=OptimizerSpec("sgd", cfg.lr))
     xd, yd = program.put(x), program.put(y)
@@ -162,14 +138,14 @@ def test_dtype_is_honoured_without_global_default(dtype, variant):
 
 
 def test_labels_stay_integer():
-    cfg, spec, params, x, y = _setup("cnn_classification", {})
+    cfg, spec, params, x, y = setup_case("cnn_classification", {})
     program = BACKEND.build(spec, params, variant="eager", dtype="float32", device="cpu",
                             optimizer=OptimizerSpec("sgd", cfg.lr))
     assert program.put(y).dtype == torch.int64
 
 
 def test_params_round_trip_canonical_layout():
-    cfg, spec, params, _, _ = _setup("rnn_sequence", {"cell": "gru"})
+    cfg, spec, params, _, _ = setup_case("rnn_sequence", {"cell": "gru"})
     for variant in ("eager", "native"):
         program = BACKEND.build(spec, params, variant=variant, dtype="float64", device="cpu",
                                 optimizer=OptimizerSpec("sgd", cfg.lr))
@@ -180,7 +156,7 @@ def test_params_round_trip_canonical_layout():
 
 
 def test_native_needs_a_recurrent_layer():
-    cfg, spec, params, _, _ = _setup("mlp_regression", {})
+    cfg, spec, params, _, _ = setup_case("mlp_regression", {})
     assert not BACKEND.supports(spec, "native")
     assert BACKEND.supports(spec, "compile")
     with pytest.raises(BackendError, match="recurrent"):
@@ -189,7 +165,7 @@ def test_native_needs_a_recurrent_layer():
 
 
 def test_bad_choices_raise_backend_error():
-    _, spec, params, _, _ = _setup("mlp_regression", {})
+    _, spec, params, _, _ = setup_case("mlp_regression", {})
     for kwargs in ({"variant": "xla"}, {"dtype": "float16"}, {"device": "tpu"}):
         args = {"variant": "eager", "dtype": "float32", "device": "cpu", **kwargs}
         with pytest.raises(BackendError):
@@ -197,26 +173,11 @@ def test_bad_choices_raise_backend_error():
 
 
 def test_cuda_is_listed_only_when_present():
-    assert BACKEND.devices()[0] == "cpu"
     assert ("cuda" in BACKEND.devices()) == torch.cuda.is_available()
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is present: the cuda test below covers it")
-    _, spec, params, _, _ = _setup("mlp_regression", {})
-    with pytest.raises(BackendError, match="cuda"):
-        BACKEND.build(spec, params, variant="eager", dtype="float32", device="cuda",
-                      optimizer=OptimizerSpec())
+    check_cuda_absent_is_a_backend_error(BACKEND, "eager")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", ("eager", "native"))
 def test_cuda_agrees_with_reference(variant, dtype):
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU visible to torch")
-    for task_name, overrides in CASES:
-        if not BACKEND.supports(_setup(task_name, overrides)[1], variant):
-            continue
-        rows = gradient_rows(task_name, PRESET, overrides, "torch", variant, dtype, "cuda")
-        assert not _failures(rows), (task_name, overrides)
-        rows = trajectory_rows(task_name, PRESET, overrides, "torch", variant, dtype, "cuda",
-                               "adam")
-        assert not _failures(rows), (task_name, overrides)
+    assert not cuda_failures(BACKEND, variant, dtype)
