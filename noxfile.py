@@ -1,41 +1,116 @@
 """Nox sessions: tests, lint, bench (run + report + compare), report, compare, gradcheck.
 
 Every session installs the project with all four frameworks into its own
-virtualenv (torch pinned to the CPU wheel), so a fresh clone needs only
-Python and `pip install nox`. Arguments after `--` are passed through.
+virtualenv, so a fresh clone needs only Python 3.11+ and `pip install nox`.
+Sessions run under the interpreter nox itself runs on (no version pin, so
+nox never skips a session for want of an interpreter). Arguments after `--`
+are passed through.
+
+Framework builds are chosen deliberately, because a bare `torch==X` pulls
+the multi-GB CUDA build on Linux: on a machine without an NVIDIA GPU, CPU
+builds (torch from PyTorch's CPU index, jax, tensorflow-cpu); on a machine
+with one, CUDA builds (torch's default wheel, `jax[cuda12]`,
+`tensorflow[and-cuda]`). `NNPARITY_BUILD=cpu|cuda` overrides the detection.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
-PYTHON = "3.11"
+MIN_PYTHON = (3, 11)
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
+BUILD_ENV = "NNPARITY_BUILD"
+PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+@dataclass(frozen=True)
+class Builds:
+    """Which framework builds to install, and why."""
+
+    kind: str  # "cpu" or "cuda"
+    reason: str
+    extras: tuple[str, ...]  # the project's extras that carry the frameworks
+    pip_args: tuple[str, ...] = ()
+
+
+def has_nvidia_gpu(which: Callable[[str], str | None] = shutil.which,
+                   proc: Path = Path("/proc/driver/nvidia/gpus")) -> bool:
+    """An NVIDIA driver with at least one GPU: the kernel's GPU list, or `nvidia-smi -L`."""
+    if proc.is_dir() and any(proc.iterdir()):
+        return True
+    smi = which("nvidia-smi")
+    if not smi:
+        return False
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+def select_builds(env: Mapping[str, str], gpu: bool) -> Builds:
+    """CPU or CUDA framework builds for this machine; `NNPARITY_BUILD` overrides."""
+    wanted = env.get(BUILD_ENV, "auto").strip().lower() or "auto"
+    if wanted not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"{BUILD_ENV}={wanted!r}: choose auto, cpu or cuda")
+    if wanted == "auto":
+        kind = "cuda" if gpu else "cpu"
+        reason = "an NVIDIA GPU was found" if gpu else "no NVIDIA GPU was found"
+    else:
+        kind, reason = wanted, f"{BUILD_ENV}={wanted}"
+    if kind == "cuda":
+        return Builds("cuda", reason, ("torch", "jax-cuda", "tensorflow-cuda"))
+    # PyTorch's CPU index holds `torch==X+cpu`, which outranks PyPI's CUDA build of X
+    return Builds("cpu", reason, ("torch", "jax", "tensorflow"),
+                  ("--extra-index-url", PYTORCH_CPU_INDEX))
+
+
+def check_python(version: tuple[int, ...] = tuple(sys.version_info)) -> str | None:
+    """Why this interpreter cannot run the project, or None when it can."""
+    if version[:2] < MIN_PYTHON:
+        return (f"nnparity needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]}+; nox runs on "
+                f"{version[0]}.{version[1]}: start nox with a newer python3")
+    return None
 
 
 def _install(session: nox.Session) -> None:
-    session.install("-e", ".[all,dev]")
+    problem = check_python()
+    if problem:
+        session.error(problem)
+    try:
+        builds = select_builds(os.environ, has_nvidia_gpu())
+    except ValueError as exc:
+        session.error(str(exc))
+    session.log(f"framework builds: {builds.kind} ({builds.reason}; "
+                f"set {BUILD_ENV}=cpu|cuda to override)")
+    session.install(*builds.pip_args, "-e", f".[{','.join((*builds.extras, 'dev'))}]")
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (unit tests need no framework; backend tests skip when one is missing)."""
     _install(session)
     session.run("pytest", "-q", *session.posargs, env=QUIET_ENV)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the whole project."""
     session.install("ruff>=0.5")
     session.run("ruff", "check", ".")
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def gradcheck(session: nox.Session) -> None:
     """Every backend against the float64 reference, in float64 and float32."""
     _install(session)
@@ -43,7 +118,7 @@ def gradcheck(session: nox.Session) -> None:
         session.run("nnparity", "gradcheck", "--dtypes", dtype, *session.posargs, env=QUIET_ENV)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def bench(session: nox.Session) -> None:
     """Run the timing matrix, write the report, compare with this machine's baseline,
     and add the run to this machine's history (results/runs/history.csv, git-ignored)."""
@@ -59,14 +134,14 @@ def bench(session: nox.Session) -> None:
     session.log(f"report: {run_dir}/REPORT.md")
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def report(session: nox.Session) -> None:
     """Regenerate REPORT.md and figures for a run directory: nox -s report -- RUN_DIR."""
     _install(session)
     session.run("nnparity", "report", *session.posargs, env=QUIET_ENV)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def compare(session: nox.Session) -> None:
     """Compare two runs: nox -s compare -- BASELINE CURRENT [--factor F]."""
     _install(session)
