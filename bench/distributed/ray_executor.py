@@ -272,12 +272,13 @@ class RayExecutor:
         kind = message[0]
         if kind == "start":
             task.started, task.info = True, dict(message[1])
-            self._emit("start", task.group, task.info)
+            self._emit("start", task.group, {**task.info, "resources": task.node.resources})
         elif kind == "cell":
             entry = message[1]
             records.append_stream(ctx.work / f"{task.group.name}.jsonl", entry)
             progress.advance(entry)
-            self._emit("cell", task.group, {"node": task.node.id, "entry": entry})
+            self._emit("cell", task.group, {"node": task.node.id, "name": task.node.name,
+                                             "entry": entry})
         elif kind == "refused":
             refused.add(task.node.id)
             close(task, message[1])
