@@ -277,6 +277,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """`nnparity compare`: 0 no regression, 1 regression, 2 bad input."""
     check_rule_arguments(args)
+    from bench.regress.by_machine import compare_by_machine, spans_machines
+
+    if spans_machines(args.baseline, args.current):  # cells matched within each machine
+        return emit(compare_by_machine(args.baseline, args.current, args.factor, args.alpha,
+                                       args.confidence), args)
     base, current = load_run(args.baseline), load_run(args.current)
     return emit(compare_runs(base, current, args.factor, args.alpha, args.confidence), args)
 

@@ -30,8 +30,13 @@ STEADY_PHASES = ("forward", "backward", "step")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="a run directory written by `nnparity run`")
+    parser.add_argument("run_dir", nargs="+",
+                        help="a run directory written by `nnparity run`; several (e.g. one "
+                             "per machine or CI shard) are merged into one report")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--out", default=None,
+                        help="where a merged report goes (default: the run itself for one "
+                             "run, else results/runs/merged-<time>)")
 
 
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
@@ -295,9 +300,18 @@ def write_report(run_dir: str | Path, plots: bool = True) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    run = Path(args.run_dir)
-    if not run.is_dir():
-        raise InputError(f"{run} is not a run directory")
-    out = write_report(run, plots=not args.no_plots)
+    dirs = [args.run_dir] if isinstance(args.run_dir, str) else list(args.run_dir)
+    for run in map(Path, dirs):
+        if not run.is_dir():
+            raise InputError(f"{run} is not a run directory")
+    out_dir = getattr(args, "out", None)
+    from bench.results.machines import fingerprints
+
+    if len(dirs) == 1 and len(fingerprints(dirs[0])) == 1 and not out_dir:
+        out = write_report(Path(dirs[0]), plots=not args.no_plots)  # one machine: unchanged
+    else:  # several runs, or one run over several machines (e.g. a Ray run)
+        from bench.report.machines import write_merged_report
+
+        out = write_merged_report(dirs, out_dir, plots=not args.no_plots)
     print(out)
     return 0

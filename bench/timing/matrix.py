@@ -114,10 +114,12 @@ class Group:
     cells: tuple[Cell, ...]
     calibrate_devices: tuple[str, ...] = ()
     error: str = ""  # set when the backend cannot run at all (not installed, import error)
+    # a group split by device for a cluster (bench/distributed) carries its device here
+    part: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.backend}_{self.task}"
+        return f"{self.backend}_{self.task}" + (f"_{self.part}" if self.part else "")
 
     @property
     def size(self) -> int:
@@ -301,7 +303,7 @@ def group_from_dict(data: Mapping[str, Any]) -> Group:
         for c in data["cells"]
     )
     return Group(data["backend"], data["task"], cells, tuple(data["calibrate_devices"]),
-                 data.get("error", ""))
+                 data.get("error", ""), data.get("part", ""))
 
 
 def plan_from_dict(data: Mapping[str, Any]) -> Plan:

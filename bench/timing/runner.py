@@ -34,6 +34,8 @@ from bench.results import write as records
 from bench.results.paths import ROOT, RUNS
 from bench.results.write import write_text_atomic
 from bench.timing import environment
+from bench.timing import executor as executors
+from bench.timing.executor import Outcome, RunContext
 from bench.timing.matrix import (
     PHASES,
     PLANS,
@@ -46,6 +48,7 @@ from bench.timing.matrix import (
     keyword_matcher,
     task_configs,
 )
+from bench.timing.shard import parse_shard, shard_groups
 from impls.base import DTYPES
 from tasks import PRESETS, TASKS
 
@@ -74,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="timed seconds per cell (default: the preset's plan, e.g. 0.05 for quick)")
     arg("--min-rounds", type=int, default=None, help="timed rounds per cell, at least")
     arg("--no-gradcheck", action="store_true", help="skip the per-cell agreement check")
+    arg("--shard", default=None, metavar="K/N",
+        help="run only shard K of N (a deterministic share of the groups, e.g. 2/4)")
+    executors.add_arguments(parser)
 
 
 def selection_from_args(args: argparse.Namespace) -> Selection:
@@ -273,40 +279,65 @@ def _interrupt_on_term(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+class LocalExecutor:
+    """The default executor: the groups one after another on this machine, so no two
+    ever share the cores; Ctrl-C stops the current worker and keeps finished records."""
+
+    def prepare(self, groups: list[Group]) -> list[Group]:
+        return groups
+
+    def run(self, groups: list[Group], ctx: RunContext, progress: Progress) -> Outcome:
+        sel, out, work, threads = ctx.sel, ctx.out, ctx.work, ctx.threads
+        failed = []
+        for i, group in enumerate(groups):
+            try:
+                error = run_group(group, sel, out, work, threads, ctx.seed, ctx.timeout,
+                                  progress, ctx.gradcheck, ctx.plan)
+            except KeyboardInterrupt:
+                records.finish_group(group, sel.preset, out / f"{group.name}.json",
+                                     work / f"{group.name}.pytest-out",
+                                     work / f"{group.name}.jsonl",
+                                     records.default_machine_info(
+                                         environment.nnparity_info(threads)),
+                                     "interrupted", threads)
+                sys.stderr.write(f"interrupted: {i} of {len(groups)} groups finished; "
+                                 f"records kept in {out}\n")
+                return Outcome(tuple(failed), interrupted=True)
+            if error:
+                failed.append(f"{group.name}: {error}")
+        return Outcome(tuple(failed))
+
+
 def main(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_term)
     sel = selection_from_args(args)
     plan = plan_for(sel, args)
+    shard = parse_shard(getattr(args, "shard", None))
+    executor = executors.executor_for(args)
     threads = args.threads or os.cpu_count() or 1
     out = Path(args.out or RUNS / time.strftime("%Y%m%d-%H%M%S"))
     with tempfile.TemporaryDirectory(prefix="nnparity-describe-") as tmp:
         described = describe(sel, Path(tmp), threads)
     groups = build_groups(sel, described)
+    if shard is not None:
+        groups = shard_groups(groups, sel, *shard)
     if not groups:
-        raise InputError("the selection matches no cell")
+        raise InputError("the selection matches no cell"
+                         + (f" in shard {shard[0]}/{shard[1]}" if shard else ""))
+    groups = executor.prepare(groups)
     work = out / ".work"  # worker specs, logs and streams; not *.json, so readers skip it
     work.mkdir(parents=True, exist_ok=True)
     timeout = args.timeout or PLANS[sel.preset].timeout_s
     progress = Progress(sum(g.size for g in groups))
     sys.stderr.write(f"nnparity run: {progress.total} cells in {len(groups)} groups, "
                      f"preset {sel.preset}, {threads} threads -> {out}\n")
-    failed = []
-    for i, group in enumerate(groups):
-        try:
-            error = run_group(group, sel, out, work, threads, args.seed, timeout, progress,
-                              not args.no_gradcheck, plan)
-        except KeyboardInterrupt:
-            records.finish_group(group, sel.preset, out / f"{group.name}.json",
-                                 work / f"{group.name}.pytest-out", work / f"{group.name}.jsonl",
-                                 records.default_machine_info(environment.nnparity_info(threads)),
-                                 "interrupted", threads)
-            sys.stderr.write(f"interrupted: {i} of {len(groups)} groups finished; "
-                             f"records kept in {out}\n")
-            return 130
-        if error:
-            failed.append(f"{group.name}: {error}")
-    for line in failed:
+    ctx = RunContext(sel, plan, out, work, threads, args.threads is not None, args.seed,
+                     timeout, not args.no_gradcheck)
+    outcome = executor.run(groups, ctx, progress)
+    if outcome.interrupted:
+        return 130
+    for line in outcome.failed:
         sys.stderr.write(f"group error: {line}\n")
     sys.stderr.write(f"nnparity run: done in {_clock(time.monotonic() - progress.start)}; "
                      f"results in {out}\n")

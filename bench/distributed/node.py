@@ -1,0 +1,153 @@
+"""The node side of the Ray executor: run one group on this machine and stream its cells.
+
+`run_group_on_node` runs inside a Ray task on a cluster node (bench/distributed/
+ray_executor.py sends it). It is a generator of messages for the driver:
+
+    ("start", node)                      which machine took the group
+    ("refused", reason)                  this node's code differs from the driver's
+    ("cell", entry)                      one finished benchmark entry, as it is streamed
+    ("done", doc, error)                 the group's complete pytest-benchmark document
+
+It starts the same worker process a local run starts (`bench.timing.worker_main`,
+in its own session, tied to this Ray worker so it dies with it) and watches
+its stream exactly like `bench.timing.runner.run_group`: group timeout, the
+worker's exit code, error entries for cells never reached. Cancelling the Ray
+task (Ctrl-C on the driver) kills the worker. The machine block is this
+node's; its commit is the driver's, since the code was shipped from there.
+
+This module imports no framework, and Ray only to ask which node it runs on;
+it never writes outside its temporary directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.results import write as records
+from bench.results.paths import ROOT
+from bench.timing import environment
+from bench.timing.matrix import Group, Plan, group_to_dict
+
+CODE_DIRS = ("tasks", "impls", "bench")
+
+
+def code_digest(root: Path = ROOT) -> str:
+    """A digest of the project's Python code: equal on two machines iff they run the same
+    code (what a version string or a dirty commit cannot promise)."""
+    digest = hashlib.sha1()
+    for top in CODE_DIRS:
+        for path in sorted((root / top).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _die_with_parent() -> None:
+    """In the worker's child before exec: SIGKILL it when this Ray worker dies (a lost
+    node, a forced cancel), so no benchmark outlives the task that owns it (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_group_on_node(group: Group, preset: str, plan: Plan, threads: int | None, seed: int,
+                      timeout: float, gradcheck: bool, driver_digest: str, commit: str,
+                      node: Mapping[str, Any]) -> Iterator[tuple]:
+    """Run `group` here and yield the driver's messages (see the module docstring).
+    `threads` None: every core of this machine."""
+    node = {**node, **describe_node(), "ran_on": _ray_node_id()}
+    yield ("start", node)
+    mine = code_digest()
+    if mine != driver_digest:
+        yield ("refused", f"node {node.get('name', '?')} runs other code (digest {mine}, "
+                          f"driver {driver_digest}); ship it or check out the same commit")
+        return
+    threads = threads or os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="nnparity-node-") as tmp:
+        work = Path(tmp)
+        stream, pytest_json = work / f"{group.name}.jsonl", work / f"{group.name}.pytest-out"
+        spec, log = work / f"{group.name}.spec", work / f"{group.name}.log"
+        spec.write_text(json.dumps({
+            "group": group_to_dict(group), "preset": preset, "threads": threads, "seed": seed,
+            "stream": str(stream), "pytest_json": str(pytest_json), "gradcheck": gradcheck,
+            "plan": asdict(plan),
+        }))
+        machine_info = records.default_machine_info(environment.nnparity_info(threads))
+        error = group.error
+        if not error:
+            error = yield from _watch(spec, log, stream, timeout)
+        doc = records.finish_group(group, preset, work / f"{group.name}.json", pytest_json,
+                                   stream, machine_info, error, threads)
+        ours = doc.setdefault("machine_info", {}).setdefault("nnparity", {})
+        ours.update(git_commit=commit, code_digest=mine, ray_node=dict(node),
+                    code_source="shipped from the driver (Ray runtime_env working_dir)")
+        yield ("done", doc, error)
+
+
+def _watch(spec: Path, log: Path, stream: Path, timeout: float) -> Iterator[tuple]:
+    """Start the worker, yield its streamed entries; return "" or the group-level error."""
+    command = [sys.executable, "-m", "bench.timing.worker_main", "run", str(spec)]
+    with log.open("w") as fh:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+    start, seen = time.monotonic(), 0
+    try:
+        while True:
+            finished = proc.poll() is not None
+            entries = records.read_stream(stream)
+            for entry in entries[seen:]:
+                yield ("cell", entry)
+            seen = len(entries)
+            if finished:
+                break
+            if time.monotonic() - start > timeout:
+                _kill(proc)
+                return f"group timed out after {timeout:.0f}s (hang?)"
+            time.sleep(0.2)  # polling the worker's stream, not timing anything
+    except BaseException:  # task cancelled (KeyboardInterrupt) or generator closed
+        _kill(proc)
+        raise
+    if proc.returncode != 0:
+        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])[-400:]
+        return f"worker exited with code {proc.returncode}: {tail}"
+    return ""
+
+
+def _ray_node_id() -> str:
+    """The Ray node this task actually runs on, as Ray itself says (not as asked)."""
+    try:
+        import ray  # present: this function runs inside a Ray task
+
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # noqa: BLE001 - called outside Ray (tests): unknown
+        return ""
+
+
+def describe_node() -> dict[str, Any]:
+    """This machine in words, for the driver's records (what `ray.nodes()` cannot say)."""
+    cpu, gpu, cores = environment.cpu_model(), environment.gpu_model(), os.cpu_count() or 1
+    return {"hostname": platform.node(), "cpu": cpu, "cores": cores, "gpu": gpu,
+            "fingerprint": environment.fingerprint(cpu, cores, gpu)}

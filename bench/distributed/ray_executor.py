@@ -1,0 +1,308 @@
+"""`nnparity run --executor ray`: each group on a node of a Ray cluster, cells streamed back.
+
+The driver (this process) builds the matrix as a local run does, then sends
+each (backend, task, device) group to one node as a Ray task running
+`bench.distributed.node.run_group_on_node`. What keeps the numbers honest:
+
+- One group per machine at a time: every task holds the node's whole benchmark
+  slot, a custom resource `nnparity_slot` of 1 that each node declares
+  (`ray start --resources='{"nnparity_slot": 1}'`), and is pinned to the node
+  the driver chose for it; cuda groups also ask for `num_gpus=1`.
+- The same code everywhere: the project directory is shipped with each task
+  (Ray's runtime_env `working_dir`); the node also compares a digest of its
+  code with the driver's and refuses the group if they differ. Every group file
+  carries the driver's commit.
+- `--machines NAME,...` routes groups to nodes whose label `nnparity-machine`,
+  custom resource name or hostname is NAME; an unknown name is exit 2.
+
+Finished cells are streamed back (Ray streaming generators) into the driver's
+run directory as they complete and printed with the local run's progress line.
+A node that dies costs only the group it was running: its finished cells are
+kept and the rest recorded as error cells naming the node and Ray's reason; a
+group the dead node had not started goes to another node; a group no live
+node can run is recorded as errors. Ctrl-C cancels the remote tasks (which
+kill their workers) and keeps every finished cell. Every node calibrates each
+group's backend on that node, so each machine's % of peak is its own.
+
+Ray is imported only when this executor runs; nothing else in the project
+imports this module unless `--executor ray` is given.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bench.options import InputError
+from bench.results import write as records
+from bench.results.paths import ROOT
+from bench.timing import environment
+from bench.timing.executor import Outcome, RunContext
+from bench.timing.matrix import Group
+
+SLOT = "nnparity_slot"  # the custom resource every benchmark node declares, 1 per node
+LABEL = "nnparity-machine"  # node label naming a machine for --machines
+# what the nodes do not need: history, caches, raw runs (possibly large), virtualenvs
+EXCLUDES = [".git", ".nox", ".venv", "results/runs", "**/__pycache__", "*.egg-info",
+            ".pytest_cache", ".ruff_cache", ".benchmarks", "build", "dist"]
+EventHook = Callable[[str, Group, dict[str, Any]], None]
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--executor ray needs Ray: pip install 'nnparity[ray]'") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class Node:
+    """A live Ray node as the driver sees it."""
+
+    id: str
+    hostname: str
+    resources: dict[str, float]
+    labels: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.labels.get(LABEL) or self.hostname or self.id[:8]
+
+    def matches(self, machine: str) -> bool:
+        return machine in (self.labels.get(LABEL), self.hostname) or machine in self.resources
+
+    def can_run(self, group: Group) -> bool:
+        needs_gpu = any(c.device == "cuda" for c in group.cells)
+        return self.resources.get(SLOT, 0) >= 1 and (
+            not needs_gpu or self.resources.get("GPU", 0) >= 1)
+
+
+def live_nodes(ray: Any) -> list[Node]:
+    return [Node(n["NodeID"], str(n.get("NodeManagerHostname", "")),
+                 dict(n.get("Resources") or {}), dict(n.get("Labels") or {}))
+            for n in ray.nodes() if n.get("Alive")]
+
+
+def split_by_device(groups: list[Group]) -> list[Group]:
+    """One group per (backend, task, device), each calibrating its backend on its device
+    (whichever node runs it), so GPU groups can ask for a GPU and each machine has its
+    own calibration."""
+    out = []
+    for group in groups:
+        devices = list(dict.fromkeys(c.device for c in group.cells))
+        for device in devices:
+            cells = tuple(c for c in group.cells if c.device == device)
+            out.append(replace(group, cells=cells,
+                               calibrate_devices=() if group.error else (device,),
+                               part=device if len(devices) > 1 else ""))
+    return out
+
+
+@dataclass
+class _Task:
+    group: Group
+    node: Node
+    started: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class RayExecutor:
+    def __init__(self, address: str | None = None, machines: tuple[str, ...] = (),
+                 on_event: EventHook | None = None, poll_s: float = 0.5) -> None:
+        self.address, self.machines = address, machines
+        self.on_event = on_event  # tests watch the run through it
+        self.poll_s = poll_s
+
+    def prepare(self, groups: list[Group]) -> list[Group]:
+        import_ray()
+        return split_by_device(groups)
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    def _connect(self, ray: Any) -> bool:
+        """Connect unless already connected; True when this executor owns the connection.
+        A connection made elsewhere without our working_dir still runs only the same code:
+        each node checks its code digest against the driver's."""
+        if ray.is_initialized():
+            return False
+        import logging
+
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        # Ray uploads a local working_dir only for a whole job, i.e. at ray.init
+        options = {"runtime_env": {"working_dir": str(ROOT), "excludes": EXCLUDES},
+                   "log_to_driver": False, "logging_level": logging.WARNING}
+        try:
+            if address:
+                ray.init(address=address, **options)
+            else:  # a one-machine Ray: this machine is the only node and has the slot
+                ray.init(resources={SLOT: 1}, include_dashboard=False, **options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"cannot connect to Ray at {address or 'a new local instance'}: "
+                             f"{first}") from None
+        return True
+
+    def _eligible(self, ray: Any, check: bool = False) -> list[Node]:
+        """Live nodes with a slot among --machines; `check`: an unknown name is an error
+        (only at the start: a named machine that dies later just stops being eligible)."""
+        nodes = live_nodes(ray)
+        for machine in self.machines if check else ():
+            if not any(n.matches(machine) for n in nodes):
+                known = sorted({n.name for n in nodes})
+                raise InputError(f"unknown machine {machine!r}; live Ray machines: "
+                                 f"{', '.join(known) or 'none'}")
+        return [n for n in nodes if n.resources.get(SLOT, 0) >= 1
+                and (not self.machines or any(n.matches(m) for m in self.machines))]
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self, groups: list[Group], ctx: RunContext, progress: Any) -> Outcome:
+        ray = import_ray()
+        owns = self._connect(ray)
+        try:
+            if not self._eligible(ray, check=True):
+                raise InputError(f"no live Ray node offers the {SLOT!r} resource"
+                                 + (f" among {', '.join(self.machines)}" if self.machines else "")
+                                 + f"; start nodes with --resources='{{\"{SLOT}\": 1}}'")
+            return self._run(ray, groups, ctx, progress)
+        finally:
+            if owns:
+                ray.shutdown()
+
+    def _run(self, ray: Any, groups: list[Group], ctx: RunContext, progress: Any) -> Outcome:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from bench.distributed.node import code_digest, run_group_on_node
+
+        remote = ray.remote(run_group_on_node)
+        digest, commit = code_digest(), environment.git_commit()
+        pending: deque[Group] = deque(groups)
+        retried: set[str] = set()
+        running: dict[Any, _Task] = {}
+        refused: set[str] = set()  # nodes whose code differs: never asked again
+        failed: list[str] = []
+        finished = 0
+
+        def submit(group: Group, node: Node) -> None:
+            cuda = any(c.device == "cuda" for c in group.cells)
+            gen = remote.options(
+                num_cpus=0, num_gpus=1 if cuda else 0, resources={SLOT: 1}, max_retries=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False),
+                name=f"nnparity:{group.name}",
+            ).remote(group, ctx.sel.preset, ctx.plan, ctx.threads if ctx.threads_set else None,
+                     ctx.seed, ctx.timeout, ctx.gradcheck, digest, commit,
+                     {"id": node.id, "name": node.name, "labels": node.labels})
+            running[gen] = _Task(group, node)
+
+        def close(task: _Task, error: str, doc: dict[str, Any] | None = None) -> None:
+            nonlocal finished
+            out = ctx.out / f"{task.group.name}.json"
+            if doc is not None:
+                records.write_group_file(out, doc)
+            else:
+                records.finish_group(task.group, ctx.sel.preset, out,
+                                     ctx.work / f"{task.group.name}.pytest-out",
+                                     ctx.work / f"{task.group.name}.jsonl",
+                                     self._machine_info(task, ctx, commit), error,
+                                     ctx.threads)
+            finished += 1
+            if error:
+                failed.append(f"{task.group.name} on {task.node.name}: {error}")
+            self._emit("done", task.group, {"node": task.node.id, "error": error})
+
+        try:
+            while pending or running:
+                nodes = [n for n in self._eligible(ray) if n.id not in refused]
+                busy = {t.node.id for t in running.values()}
+                for group in list(pending):
+                    able = [n for n in nodes if n.can_run(group)]
+                    if not able:  # no live machine can ever take it now
+                        pending.remove(group)
+                        close(_Task(group, Node("", "", {}, {})),
+                              "no live Ray node can run this group (lost, refused or "
+                              f"lacking {SLOT}{' and a GPU' if 'cuda' in group.name else ''})")
+                        continue
+                    free = [n for n in able if n.id not in busy]
+                    if free:
+                        pending.remove(group)
+                        submit(group, free[0])
+                        busy.add(free[0].id)
+                if not running:
+                    continue
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=self.poll_s)
+                for gen in ready:
+                    task = running[gen]
+                    try:
+                        message = ray.get(next(gen))
+                    except StopIteration:
+                        running.pop(gen)
+                        if not (ctx.out / f"{task.group.name}.json").exists():
+                            close(task, f"the task on {task.node.name} ended without its results")
+                        continue
+                    except ray.exceptions.RayError as exc:
+                        running.pop(gen)
+                        reason = _reason(exc)
+                        if not task.started and task.group.name not in retried:
+                            retried.add(task.group.name)  # never started: another node takes it
+                            pending.appendleft(task.group)
+                            continue
+                        close(task, f"lost on Ray node {task.node.name}: {reason}")
+                        continue
+                    self._handle(message, task, ctx, progress, close, refused)
+        except KeyboardInterrupt:
+            for gen in running:
+                try:
+                    ray.cancel(gen)  # KeyboardInterrupt in the task: it kills its worker
+                except Exception:  # noqa: BLE001 - an already finished task cannot be cancelled
+                    pass
+            for task in running.values():
+                close(task, "interrupted")
+            sys.stderr.write(f"interrupted: {finished - len(running)} of {len(groups)} groups "
+                             f"finished; records kept in {ctx.out}\n")
+            return Outcome(tuple(failed), interrupted=True)
+        return Outcome(tuple(failed))
+
+    def _handle(self, message: tuple, task: _Task, ctx: RunContext, progress: Any,
+                close: Callable[..., None], refused: set[str]) -> None:
+        kind = message[0]
+        if kind == "start":
+            task.started, task.info = True, dict(message[1])
+            self._emit("start", task.group, {**task.info, "resources": task.node.resources})
+        elif kind == "cell":
+            entry = message[1]
+            records.append_stream(ctx.work / f"{task.group.name}.jsonl", entry)
+            progress.advance(entry)
+            self._emit("cell", task.group, {"node": task.node.id, "name": task.node.name,
+                                             "entry": entry})
+        elif kind == "refused":
+            refused.add(task.node.id)
+            close(task, message[1])
+        elif kind == "done":
+            close(task, message[2], doc=message[1])
+
+    def _emit(self, kind: str, group: Group, data: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, group, data)
+
+    @staticmethod
+    def _machine_info(task: _Task, ctx: RunContext, commit: str) -> dict[str, Any]:
+        """The machine block for a group the node could not finish: the node's identity
+        when it said who it is, else this machine's (the group ran nowhere)."""
+        ours = environment.nnparity_info(ctx.threads)
+        if task.info:
+            ours.update({k: task.info[k] for k in ("fingerprint", "cpu", "cores", "gpu")
+                         if k in task.info})
+            ours["ray_node"] = task.info
+        ours["git_commit"] = commit
+        return records.default_machine_info(ours)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
+

@@ -1,0 +1,46 @@
+"""`nnparity compare` over runs that span several machines: cells matched per machine.
+
+When either side holds more than one machine (a Ray run, a merged set of CI
+shards), a cell is compared only with the same cell measured on the same
+machine (fingerprint): each machine's cells go through `compare_runs` on their
+own, and the tables are joined with the machine in front of each cell id.
+A machine present on one side only is reported as a warning, never matched
+against another machine. Reads only; prints and writes nothing.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.regress.compare import Comparison, compare_runs
+from bench.results.machines import fingerprints, load_machines, split_machines
+from bench.results.read import RunInfo
+
+
+def spans_machines(*paths: str) -> bool:
+    return any(len(fingerprints(p)) > 1 for p in paths)
+
+
+def compare_by_machine(base: str, current: str, factor: float, alpha: float,
+                       confidence: float) -> Comparison:
+    b_all, c_all = load_machines([base]), load_machines([current])
+    b_parts, c_parts = split_machines(b_all), split_machines(c_all)
+    tables, warnings = [], []
+    for fp in [m for m in b_parts if m in c_parts]:
+        b, c = b_parts[fp].copy(), c_parts[fp].copy()
+        b.attrs = {"run": RunInfo(base, fp, commit=b_all.attrs["runs"][base])}
+        c.attrs = {"run": RunInfo(current, fp, commit=c_all.attrs["runs"][current])}
+        one = compare_runs(b, c, factor, alpha, confidence)
+        tables.append(one.table.assign(cell=f"[{fp}] " + one.table["cell"]))
+        warnings += [f"machine {fp}: {w}" for w in one.warnings]
+    for fp in b_parts.keys() ^ c_parts.keys():
+        side = "baseline" if fp in b_parts else "current"
+        warnings.append(f"machine {fp} is only in the {side}: its cells are not compared")
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+        columns=["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "base_median_s",
+                 "current_median_s", "base_rounds", "current_rounds", "note"])
+    from bench.regress.compare import sort_table
+
+    return Comparison(sort_table(table), RunInfo(base, "several", commit=b_all.attrs["runs"][base]),
+                      RunInfo(current, "several", commit=c_all.attrs["runs"][current]),
+                      factor, alpha, confidence, False, tuple(warnings))
