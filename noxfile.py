@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,10 @@ class Builds:
     kind: str  # "cpu" or "cuda"
     reason: str
     extras: tuple[str, ...]  # the project's extras that carry the frameworks
-    pip_args: tuple[str, ...] = ()
+    # installed first, alone: torch's CPU build from PyTorch's index, without its
+    # dependencies, so that index is asked about torch only (each extra index is
+    # queried for every package it is given, and slowly where it cannot be reached)
+    first: tuple[str, ...] = ()
 
 
 def has_nvidia_gpu(which: Callable[[str], str | None] = shutil.which,
@@ -58,6 +62,15 @@ def has_nvidia_gpu(which: Callable[[str], str | None] = shutil.which,
     return out.returncode == 0 and "GPU" in out.stdout
 
 
+PYPROJECT = Path(__file__).with_name("pyproject.toml")
+
+
+def torch_requirement(pyproject: Path = PYPROJECT) -> str:
+    """The project's torch pin (its `torch` extra), so both install steps agree."""
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    return extras["torch"][0]
+
+
 def select_builds(env: Mapping[str, str], gpu: bool) -> Builds:
     """CPU or CUDA framework builds for this machine; `NNPARITY_BUILD` overrides."""
     wanted = env.get(BUILD_ENV, "auto").strip().lower() or "auto"
@@ -70,9 +83,10 @@ def select_builds(env: Mapping[str, str], gpu: bool) -> Builds:
         kind, reason = wanted, f"{BUILD_ENV}={wanted}"
     if kind == "cuda":
         return Builds("cuda", reason, ("torch", "jax-cuda", "tensorflow-cuda"))
-    # PyTorch's CPU index holds `torch==X+cpu`, which outranks PyPI's CUDA build of X
+    # PyTorch's CPU index holds `torch==X+cpu`, which outranks PyPI's CUDA build of X;
+    # the second step's `torch==X` is then already satisfied by it
     return Builds("cpu", reason, ("torch", "jax", "tensorflow"),
-                  ("--extra-index-url", PYTORCH_CPU_INDEX))
+                  ("--no-deps", "--extra-index-url", PYTORCH_CPU_INDEX, torch_requirement()))
 
 
 def check_python(version: tuple[int, ...] = tuple(sys.version_info)) -> str | None:
@@ -93,7 +107,9 @@ def _install(session: nox.Session) -> None:
         session.error(str(exc))
     session.log(f"framework builds: {builds.kind} ({builds.reason}; "
                 f"set {BUILD_ENV}=cpu|cuda to override)")
-    session.install(*builds.pip_args, "-e", f".[{','.join((*builds.extras, 'dev'))}]")
+    if builds.first:
+        session.install(*builds.first)
+    session.install("-e", f".[{','.join((*builds.extras, 'dev'))}]")
 
 
 @nox.session

@@ -45,12 +45,14 @@ def test_cpu_builds_without_a_gpu_take_torch_from_the_cpu_index(noxfile):
     builds = noxfile.select_builds({}, gpu=False)
     assert builds.kind == "cpu" and "no NVIDIA GPU" in builds.reason
     assert builds.extras == ("torch", "jax", "tensorflow")
-    assert builds.pip_args == ("--extra-index-url", "https://download.pytorch.org/whl/cpu")
+    assert builds.first == ("--no-deps", "--extra-index-url", "https://download.pytorch.org/whl/cpu",
+                            noxfile.torch_requirement())
+    assert noxfile.torch_requirement().startswith("torch==")
 
 
 def test_cuda_builds_with_a_gpu(noxfile):
     builds = noxfile.select_builds({}, gpu=True)
-    assert builds.kind == "cuda" and builds.pip_args == ()
+    assert builds.kind == "cuda" and builds.first == ()
     assert builds.extras == ("torch", "jax-cuda", "tensorflow-cuda")
 
 
