@@ -32,6 +32,9 @@ STEADY_PHASES = ("forward", "backward", "step")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run directory written by `nnparity run`")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--html", action="store_true",
+                        help="write the interactive, self-contained REPORT.html instead "
+                             "(needs plotly: the `html` extra)")
 
 
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
@@ -259,6 +262,7 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
         "IQR is relative to the median; % of peak is achieved model FLOP/s over this "
         "backend's best float32 GEMM rate on the same device; `vs NumPy` is the NumPy "
         "reference's median divided by this one (above 1: faster than NumPy).",
+        *_environment_warning(df),
         "## Timings by task",
         *timing_tables(df),
         "## Throughput against batch size (step, samples/s)",
@@ -281,6 +285,17 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _environment_warning(df: pd.DataFrame) -> list[str]:
+    """Above the numbers: what differs when the files come from different environments."""
+    from bench.report.envdiff import environment_differences
+
+    lines = environment_differences(df)
+    if not lines:
+        return []
+    return ["**These results come from different environments.** What differs:\n\n"
+            + "\n".join(f"- {line}" for line in lines)]
+
+
 def write_report(run_dir: str | Path, plots: bool = True) -> Path:
     run = Path(run_dir)
     df = tidy(load_run(run))
@@ -298,6 +313,11 @@ def main(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     if not run.is_dir():
         raise InputError(f"{run} is not a run directory")
+    if args.html:
+        from bench.report.html import write_html
+
+        print(write_html(run))
+        return 0
     out = write_report(run, plots=not args.no_plots)
     print(out)
     return 0
