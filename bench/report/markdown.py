@@ -313,7 +313,7 @@ def main(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     if not run.is_dir():
         raise InputError(f"{run} is not a run directory")
-    if args.html:
+    if getattr(args, "html", False):  # callers building a Namespace by hand may omit it
         from bench.report.html import write_html
 
         print(write_html(run))
