@@ -16,8 +16,8 @@ import pytest
 
 from bench import cli
 from bench.report import html as report_html
-from bench.report.envdiff import differences
 from bench.results import write as records
+from bench.results.envdiff import differences
 from bench.timing.environment import nnparity_info
 from bench.timing.matrix import Selection, build_groups, task_configs
 

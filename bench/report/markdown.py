@@ -287,7 +287,7 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
 
 def _environment_warning(df: pd.DataFrame) -> list[str]:
     """Above the numbers: what differs when the files come from different environments."""
-    from bench.report.envdiff import environment_differences
+    from bench.results.envdiff import environment_differences
 
     lines = environment_differences(df)
     if not lines:
