@@ -24,6 +24,11 @@ probability 1/252 in one direction (a one-round-per-process U test, p 0.008
 two-sided). With 3 a side that chance is 1/20, and a cell whose processes
 flip between a fast and a slow state still gets through now and then.
 
+With `--framework A,B` the two sides are one revision under two versions of
+one framework, each side's runs using its own virtual environment's
+interpreter (bench/regress/framework_ab.py makes and caches them); the
+schedule, the confirmation and the rule are the same.
+
 This module must not import a framework or time anything itself; it never
 touches the caller's working tree or branches (worktrees are detached and
 removed afterwards, even on failure).
