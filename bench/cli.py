@@ -28,6 +28,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("report", "bench.report.markdown", "write REPORT.md and figures for a run directory"),
     ("compare", "bench.regress.compare", "compare two runs; exit 1 on a significant regression"),
     ("continuous", "bench.regress.continuous", "A/B-time two git revisions in one job and compare"),
+    ("validate", "bench.results.check", "check a run's raw results against the results format"),
     ("baseline", "bench.regress.baseline", "manage committed per-machine baselines"),
     ("history", "bench.regress.history", "plot each cell's timing over commits"),
 )

@@ -24,6 +24,7 @@ import pandas as pd
 
 from bench.options import InputError
 from bench.regress.stats import Verdict, compare_samples
+from bench.results.envdiff import differences
 from bench.results.read import LoadError, RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
 from bench.results.write import write_text_atomic
@@ -66,6 +67,8 @@ class Comparison:
     warnings: tuple[str, ...] = field(default=())
     #: rounds per side in which `continuous` re-timed the flagged cells (0: not re-timed)
     confirm_rounds: int = 0
+    #: what differs between the two runs' environments (framework versions, BLAS, threads)
+    environment: tuple[str, ...] = field(default=())
 
     def count(self, verdict: Verdict) -> int:
         return int((self.table["verdict"] == verdict.value).sum())
@@ -144,8 +147,11 @@ def compare_runs(
             "current_median_s", "base_rounds", "current_rounds", "task", "backend",
             "variant", "device", "dtype", "phase", "note"]
     table = sort_table(pd.DataFrame(rows, columns=cols))
+    envs = {side: (df.attrs.get("machine_info") or {}).get("nnparity")
+            for side, df in (("baseline", base), ("current", current))}
+    env = differences({k: v for k, v in envs.items() if isinstance(v, dict)})
     return Comparison(table, b_info, c_info, factor, alpha, confidence, normalise,
-                      tuple(warnings))
+                      tuple(warnings), environment=tuple(env))
 
 
 def sort_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -181,6 +187,7 @@ def _header(cmp: Comparison) -> list[str]:
            f"rounds per side; a verdict stands only if the re-timing repeats it"]
           if cmp.confirm_rounds else []),
         *[f"warning: {w}" for w in cmp.warnings],
+        *[f"environment differs: {e}" for e in cmp.environment],
     ]
 
 
@@ -225,7 +232,8 @@ def format_json(cmp: Comparison) -> str:
            "factor": cmp.factor, "alpha": cmp.alpha, "confidence": cmp.confidence,
            "test": "mann-whitney-u two-sided", "normalised": cmp.normalised,
            "confirm_rounds": cmp.confirm_rounds,
-           "warnings": list(cmp.warnings), "regressed": cmp.regressed,
+           "warnings": list(cmp.warnings), "environment_differences": list(cmp.environment),
+           "regressed": cmp.regressed,
            "counts": {v.value: cmp.count(v) for v in Verdict}, "cells": cells}
     return json.dumps(doc, indent=2) + "\n"
 

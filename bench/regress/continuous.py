@@ -24,6 +24,11 @@ probability 1/252 in one direction (a one-round-per-process U test, p 0.008
 two-sided). With 3 a side that chance is 1/20, and a cell whose processes
 flip between a fast and a slow state still gets through now and then.
 
+With `--framework A,B` the two sides are one revision under two versions of
+one framework, each side's runs using its own virtual environment's
+interpreter (bench/regress/framework_ab.py makes and caches them); the
+schedule, the confirmation and the rule are the same.
+
 This module must not import a framework or time anything itself; it never
 touches the caller's working tree or branches (worktrees are detached and
 removed afterwards, even on failure).
@@ -75,6 +80,7 @@ class Side:
     sha: str
     worktree: Path
     env: tuple[tuple[str, str], ...] = ()  # extra environment for this side's runs only
+    python: str = ""  # this side's interpreter (a framework version's venv); "" = --python
 
 
 def _git(repo: Path, *argv: str) -> str:
@@ -133,7 +139,7 @@ def run_ab(sides: dict[str, Side], results: Path, repeat: int, python: str, pres
         side = sides[name]
         out = results / name / f"round{rnd + 1}"
         log = results / name / f"round{rnd + 1}.log"
-        cmd = run_command(python, preset, out, run_args)
+        cmd = run_command(side.python or python, preset, out, run_args)
         print(f"{stage}[{i}/{len(plan)}] {name} {side.ref} ({side.sha[:10]}) round {rnd + 1}: "
               f"{shlex.join(cmd[1:])}", file=sys.stderr, flush=True)
         try:
@@ -189,7 +195,8 @@ def confirm(screen: Comparison, check: Comparison, rounds: int) -> Comparison:
             table.at[i, "note"] = f"not confirmed; {was}"
     return Comparison(sort_table(table), screen.base, screen.current, screen.factor,
                       screen.alpha, screen.confidence, screen.normalised,
-                      screen.warnings + check.warnings, confirm_rounds=rounds)
+                      screen.warnings + check.warnings, confirm_rounds=rounds,
+                      environment=screen.environment)
 
 
 def _env_pairs(items: list[str]) -> tuple[tuple[str, str], ...]:
@@ -202,10 +209,46 @@ def _env_pairs(items: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _framework_sides(args: argparse.Namespace, repo: Path, tmp: Path) -> dict[str, Side]:
+    """Both sides at one revision (BASE_REF, default HEAD), each in its own venv."""
+    from bench.regress.framework_ab import ensure_venv, parse_frameworks
+
+    reqs = parse_frameworks(args.framework)
+    ref = args.base or "HEAD"
+    sha = resolve(repo, ref)
+    tree = tmp / "tree"
+    _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), sha)
+    cache = Path(args.venv_cache).expanduser().resolve()
+    head_env = _env_pairs(args.head_env)
+    sides = {}
+    for name, req in zip(("base", "head"), reqs, strict=True):
+        py = ensure_venv(req, tree, cache, args.python,
+                         log=lambda m: print(m, file=sys.stderr, flush=True))
+        sides[name] = Side(name, f"{req.spec} at {ref}", sha, tree,
+                           head_env if name == "head" else (), python=py)
+    return sides
+
+
+def _framework_run_args(args: argparse.Namespace, run_args: list[str]) -> list[str]:
+    """Time only the framework under test, unless the user chose backends."""
+    from bench.regress.framework_ab import parse_frameworks
+
+    backend = parse_frameworks(args.framework)[0].backend
+    if backend and not any(a.startswith(("--backends", "--backend")) for a in run_args):
+        return [*run_args, "--backends", backend]
+    return run_args
+
+
 def continuous(args: argparse.Namespace) -> int:
     start_dir = Path(args.repo or ".").resolve()
     repo = Path(_git(start_dir, "rev-parse", "--show-toplevel"))
+    if args.framework:
+        return _continuous(args, repo, {})
     shas = {"base": resolve(repo, args.base), "head": resolve(repo, args.head)}
+    return _continuous(args, repo, shas)
+
+
+def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> int:
     head_env = _env_pairs(args.head_env)
     if args.keep and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
         # stale rounds in it would be pooled with this job's samples
@@ -214,11 +257,14 @@ def continuous(args: argparse.Namespace) -> int:
     results = Path(args.keep).resolve() if args.keep else tmp / "results"
     sides: dict[str, Side] = {}
     try:
-        for name, ref in (("base", args.base), ("head", args.head)):
+        run_args = shlex.split(args.run_args)
+        if args.framework:
+            sides = _framework_sides(args, repo, tmp)
+            run_args = _framework_run_args(args, run_args)
+        for name, ref in (("base", args.base), ("head", args.head)) if not args.framework else ():
             tree = tmp / name
             _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), shas[name])
             sides[name] = Side(name, ref, shas[name], tree, head_env if name == "head" else ())
-        run_args = shlex.split(args.run_args)
         dirs = run_ab(sides, results, args.repeat, args.python, args.preset, run_args,
                       keep=bool(args.keep))
         base = _pooled("base", sides["base"], dirs["base"])
@@ -238,9 +284,10 @@ def continuous(args: argparse.Namespace) -> int:
                                  args.factor, args.alpha, args.confidence)
             cmp = confirm(cmp, check, args.confirm)
     finally:
-        for side in sides.values():
+        trees = {side.worktree for side in sides.values()} | {tmp / "tree"}
+        for tree in trees:
             subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force",
-                            str(side.worktree)], capture_output=True)
+                            str(tree)], capture_output=True)
         subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
     if args.keep:
@@ -249,10 +296,18 @@ def continuous(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("base", metavar="BASE_REF", help="baseline revision (e.g. HEAD~1, main)")
-    parser.add_argument("head", metavar="HEAD_REF", nargs="?", default="HEAD",
+    parser.add_argument("base", metavar="BASE_REF", nargs="?",
+                        help="baseline revision (e.g. HEAD~1, main); with --framework, the "
+                             "one revision both sides run (default HEAD)")
+    parser.add_argument("head", metavar="HEAD_REF", nargs="?",
                         help="revision under test (default HEAD; uncommitted changes are "
                              "not included)")
+    parser.add_argument("--framework", metavar="A,B",
+                        help="instead of two revisions, two versions of one framework, e.g. "
+                             "numpy==2.3.5,numpy==2.4.6: each side runs in its own venv "
+                             "(python -m venv + pip install from PyPI), timing that backend")
+    parser.add_argument("--venv-cache", default="~/.cache/nnparity/venvs", metavar="DIR",
+                        help="where --framework keeps (and reuses) its virtual environments")
     parser.add_argument("--repeat", type=int, default=2,
                         help="interleaved rounds per side: base, head, base, head ... (default 2)")
     parser.add_argument("--confirm", type=int, default=5, metavar="N",
@@ -279,4 +334,10 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--repeat {args.repeat}: must be at least 1")
     if args.confirm < 0:
         raise InputError(f"--confirm {args.confirm}: must be 0 (off) or more")
+    if args.framework:
+        if args.head is not None:
+            raise InputError("--framework times one revision: give at most BASE_REF")
+    elif args.base is None:
+        raise InputError("give BASE_REF (and optionally HEAD_REF), or --framework A,B")
+    args.head = args.head or "HEAD"
     return continuous(args)

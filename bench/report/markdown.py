@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None,
                         help="where a merged report goes (default: the run itself for one "
                              "run, else results/runs/merged-<time>)")
+    parser.add_argument("--html", action="store_true",
+                        help="write the interactive, self-contained REPORT.html of one run "
+                             "instead (needs plotly: the `html` extra)")
 
 
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
@@ -264,6 +267,7 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
         "IQR is relative to the median; % of peak is achieved model FLOP/s over this "
         "backend's best float32 GEMM rate on the same device; `vs NumPy` is the NumPy "
         "reference's median divided by this one (above 1: faster than NumPy).",
+        *_environment_warning(df),
         "## Timings by task",
         *timing_tables(df),
         "## Throughput against batch size (step, samples/s)",
@@ -286,6 +290,17 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _environment_warning(df: pd.DataFrame) -> list[str]:
+    """Above the numbers: what differs when the files come from different environments."""
+    from bench.results.envdiff import environment_differences
+
+    lines = environment_differences(df)
+    if not lines:
+        return []
+    return ["**These results come from different environments.** What differs:\n\n"
+            + "\n".join(f"- {line}" for line in lines)]
+
+
 def write_report(run_dir: str | Path, plots: bool = True) -> Path:
     run = Path(run_dir)
     df = tidy(load_run(run))
@@ -305,6 +320,13 @@ def main(args: argparse.Namespace) -> int:
         if not run.is_dir():
             raise InputError(f"{run} is not a run directory")
     out_dir = getattr(args, "out", None)
+    if getattr(args, "html", False):  # callers building a Namespace by hand may omit it
+        if len(dirs) != 1:
+            raise InputError("--html takes one run directory")
+        from bench.report.html import write_html
+
+        print(write_html(Path(dirs[0])))
+        return 0
     from bench.results.machines import fingerprints
 
     if len(dirs) == 1 and len(fingerprints(dirs[0])) == 1 and not out_dir:

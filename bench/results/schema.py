@@ -20,6 +20,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
+#: the raw results format's version (docs/results-format.md), written into every file's
+#: machine_info["nnparity"]["format_version"]; files without it are version 1
+FORMAT_VERSION = 2
 PHASES = ("forward", "backward", "step", "first_call")
 CALIBRATION = "calibration"
 CALIBRATION_TASK = "gemm"

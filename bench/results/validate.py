@@ -1,0 +1,292 @@
+"""The raw results format's checker: `problems(doc, file)` lists what is wrong with a document.
+
+One results file is one pytest-benchmark JSON document (docs/results-format.md
+documents it, docs/results-format.schema.json is the same contract as a JSON
+Schema). `problems` returns one line per problem, each naming the file and,
+inside it, the benchmark (by cell id when it has one) and the field; an empty
+list means the document is in the format. It checks types, not timings: a cell
+may be slow or noisy and still valid, but a sample that is not a positive finite
+number of seconds, a batch size that is not an integer, or a `gflops` that is
+not a number is a corruption every reader would trip over later.
+
+Version 1 is the format before versioning (no `format_version`); version 2
+(`FORMAT_VERSION`) adds the environment fields to `machine_info["nnparity"]`
+and requires them. A version newer than this checker knows is a problem.
+
+This module reads no file, prints nothing and imports no framework;
+`nnparity validate` (bench/results/check.py) is its command.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from bench.results.schema import CALIBRATION, FORMAT_VERSION, PHASES, parse_cell_id
+
+STATUSES = ("ok", "error")
+
+Check = Callable[[Any], bool]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return (isinstance(v, int | float) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _opt(check: Check) -> Check:
+    return lambda v: v is None or check(v)
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_dict(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _nonneg_int(v: Any) -> bool:
+    return _is_int(v) and v >= 0
+
+
+def _nonneg_num(v: Any) -> bool:
+    return _is_num(v) and v >= 0
+
+
+def _pos_int(v: Any) -> bool:
+    return _is_int(v) and v > 0
+
+
+def _pos_num(v: Any) -> bool:
+    return _is_num(v) and v > 0
+
+
+def _str_dict(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str)
+                                       for k, x in v.items())
+
+
+def _list_of_dicts(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, dict) for x in v)
+
+
+#: extra_info fields: (check, what it must be). Every CellRecord field is here
+#: (tests/test_validate.py holds the two in step); the first nine are required.
+EXTRA_INFO: dict[str, tuple[Check, str]] = {
+    "cell": (_is_str, "a cell id string"),
+    "task": (_is_str, "a string"),
+    "backend": (_is_str, "a string"),
+    "variant": (_is_str, "a string"),
+    "device": (_is_str, "a string"),
+    "dtype": (_is_str, "a string"),
+    "batch_size": (_opt(_pos_int), "a positive integer or null"),
+    "phase": (lambda v: v in (*PHASES, CALIBRATION), f"one of {', '.join((*PHASES, CALIBRATION))}"),
+    "status": (lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
+    "preset": (_is_str, "a string"),
+    "knobs": (_str_dict, "an object of strings"),
+    "error": (_is_str, "a string"),
+    "flops": (_opt(_nonneg_int), "a non-negative integer or null"),
+    "flops_per_s": (_opt(_nonneg_num), "a non-negative finite number or null"),
+    "peak_memory_bytes": (_opt(_nonneg_int), "a non-negative integer or null"),
+    "memory_source": (_is_str, "a string"),
+    "gradcheck": (_is_dict, "an object"),
+    "precision": (_is_str, "a string"),
+    "threads": (_opt(_pos_int), "a positive integer or null"),
+    "retraces": (_opt(_nonneg_int), "a non-negative integer or null"),
+    "warmup_calls": (_opt(_nonneg_int), "a non-negative integer or null"),
+    "warmup_stable": (_opt(_is_bool), "true, false or null"),
+    "build_s": (_opt(_nonneg_num), "a non-negative finite number or null"),
+    "gflops": (_opt(_pos_num), "a positive finite number or null"),
+    "gemm_size": (_opt(_pos_int), "a positive integer or null"),
+}
+REQUIRED_EXTRA = ("cell", "task", "backend", "variant", "device", "dtype", "batch_size", "phase",
+                  "status")
+
+#: machine_info["nnparity"] fields by the version that introduced them; a version's
+#: file must carry its own fields and every earlier version's
+ENVIRONMENT: dict[int, dict[str, tuple[Check, str]]] = {
+    1: {
+        "fingerprint": (_is_str, "a string"),
+        "cpu": (_is_str, "a string"),
+        "cores": (_pos_int, "a positive integer"),
+        "gpu": (_is_str, "a string"),
+        "threads": (_pos_int, "a positive integer"),
+        "frameworks": (_str_dict, "an object of version strings"),
+        "git_commit": (_is_str, "a string"),
+        "date": (_is_str, "a string"),
+        "python": (_is_str, "a string"),
+    },
+    2: {
+        "format_version": (_pos_int, "a positive integer"),
+        "gpu_software": (_str_dict, "an object of version strings"),
+        "blas": (_list_of_dicts, "a list of objects"),
+        "openblas_coretype": (_is_str, "a string"),
+        "thread_settings": (_is_dict, "an object"),
+        "precision_settings": (_is_dict, "an object"),
+    },
+}
+#: version-1 files were also written by `baseline update` with only these
+REQUIRED_V1 = ("fingerprint",)
+
+
+def _type_name(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object"}.get(type(v), type(v).__name__)
+
+
+def _show(v: Any) -> str:
+    text = repr(v) if isinstance(v, str | int | float | bool) else _type_name(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def format_version(doc: Any) -> int | None:
+    """The document's declared version: 1 when it declares none, None when unreadable."""
+    try:
+        v = doc["machine_info"]["nnparity"].get("format_version", 1)
+    except (KeyError, TypeError, AttributeError):
+        return 1
+    return v if _pos_int(v) else None
+
+
+def _environment(block: Any, where: str) -> list[str]:
+    if not isinstance(block, dict):
+        return [f"{where}: machine_info.nnparity must be an object, got {_type_name(block)}"]
+    out = []
+    version = block.get("format_version", 1)
+    if not _pos_int(version):
+        return [f"{where}: machine_info.nnparity.format_version must be a positive integer, "
+                f"got {_show(version)}"]
+    if version > FORMAT_VERSION:
+        return [f"{where}: format_version {version} is newer than this checker "
+                f"(knows up to {FORMAT_VERSION}); update nnparity"]
+    for v, fields in ENVIRONMENT.items():
+        for key, (check, what) in fields.items():
+            required = v <= version and (version > 1 or key in REQUIRED_V1)
+            if key not in block:
+                if required:
+                    out.append(f"{where}: machine_info.nnparity.{key} is missing "
+                               f"(required by format version {version})")
+                continue
+            if not check(block[key]):
+                out.append(f"{where}: machine_info.nnparity.{key} must be {what}, "
+                           f"got {_show(block[key])}")
+    return out
+
+
+def _samples(stats: dict[str, Any], status: Any, where: str) -> list[str]:
+    data = stats.get("data")
+    if not isinstance(data, list):
+        return [f"{where}: stats.data must be a list of samples (seconds), "
+                f"got {_type_name(data)}"]
+    out = []
+    bad = [(i, x) for i, x in enumerate(data) if not _pos_num(x)]
+    if bad:
+        i, x = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        out.append(f"{where}: stats.data[{i}] is {_show(x)}: every sample must be a positive "
+                   f"finite number of seconds{more}")
+    if status == "ok" and not data:
+        out.append(f"{where}: status is ok but stats.data holds no samples")
+    rounds = stats.get("rounds")
+    if rounds is not None and (not _nonneg_int(rounds) or (data and rounds != len(data))):
+        out.append(f"{where}: stats.rounds is {_show(rounds)} but stats.data holds "
+                   f"{len(data)} samples")
+    if status == "ok":
+        for key in ("median", "iqr", "min", "max", "mean"):
+            if key in stats and not _nonneg_num(stats[key]):
+                out.append(f"{where}: stats.{key} must be a non-negative finite number, "
+                           f"got {_show(stats[key])}")
+    return out
+
+
+def _benchmark(bench: Any, index: int, file: str) -> list[str]:
+    where = f"{file}: benchmarks[{index}]"
+    if not isinstance(bench, dict):
+        return [f"{where} must be an object, got {_type_name(bench)}"]
+    extra = bench.get("extra_info")
+    if isinstance(extra, dict) and isinstance(extra.get("cell"), str):
+        where = f"{file}: {extra['cell']}"
+    out = []
+    if not isinstance(bench.get("name"), str):
+        out.append(f"{where}: name must be a string, got {_type_name(bench.get('name'))}")
+    if not isinstance(extra, dict):
+        out.append(f"{where}: extra_info must be an object, got {_type_name(extra)}")
+        extra = {}
+    else:
+        for key in REQUIRED_EXTRA:
+            if key not in extra:
+                out.append(f"{where}: extra_info.{key} is missing")
+        for key, (check, what) in EXTRA_INFO.items():
+            if key in extra and not check(extra[key]):
+                out.append(f"{where}: extra_info.{key} must be {what}, got {_show(extra[key])}")
+        out += _consistent(extra, where)
+    stats = bench.get("stats")
+    if not isinstance(stats, dict):
+        out.append(f"{where}: stats must be an object, got {_type_name(stats)}")
+    else:
+        # an unreadable extra_info leaves the status unknown: only the samples are checked
+        out += _samples(stats, extra.get("status"), where)
+    return out
+
+
+def _consistent(extra: dict[str, Any], where: str) -> list[str]:
+    """The cell id and the dimensions beside it must say the same thing."""
+    cell = extra.get("cell")
+    if not isinstance(cell, str):
+        return []
+    try:
+        parts = parse_cell_id(cell)
+    except ValueError as exc:
+        return [f"{where}: extra_info.cell: {exc}"]
+    out = []
+    for key in ("backend", "device", "dtype", "phase"):
+        value = extra.get(key)
+        if EXTRA_INFO[key][0](value) and value != getattr(parts, key):  # a bad type: said once
+            out.append(f"{where}: extra_info.{key} is {value!r} but the cell id says "
+                       f"{getattr(parts, key)!r}")
+    bs = extra.get("batch_size")
+    if (bs is None or _is_int(bs)) and bs != parts.batch_size:
+        out.append(f"{where}: extra_info.batch_size is {_show(bs)} but the cell id says "
+                   f"{_show(parts.batch_size)}")
+    if extra.get("phase") == CALIBRATION and extra.get("status") == "ok" \
+            and extra.get("gflops") is None:
+        out.append(f"{where}: a calibration cell that ran ok must carry gflops")
+    return out
+
+
+def problems(doc: Any, file: str) -> list[str]:
+    """Every way `doc` (one parsed results file, named `file` in the messages) departs
+    from the raw results format; [] when it is valid."""
+    if not isinstance(doc, dict):
+        return [f"{file}: not a results document: the top level must be an object, "
+                f"got {_type_name(doc)}"]
+    benches = doc.get("benchmarks")
+    if not isinstance(benches, list):  # not a results document at all: one line says so
+        return [f"{file}: not a results document: benchmarks must be a list, "
+                f"got {_type_name(benches)}"]
+    out = []
+    machine = doc.get("machine_info")
+    if not isinstance(machine, dict):
+        out.append(f"{file}: machine_info must be an object, got {_type_name(machine)}")
+    elif "nnparity" not in machine:
+        out.append(f"{file}: machine_info.nnparity (the environment block) is missing")
+    else:
+        out += _environment(machine["nnparity"], file)
+    if "commit_info" in doc and not isinstance(doc["commit_info"], dict):
+        out.append(f"{file}: commit_info must be an object, got {_type_name(doc['commit_info'])}")
+    for i, bench in enumerate(benches):
+        out += _benchmark(bench, i, file)
+    return out
