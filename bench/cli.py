@@ -30,6 +30,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("continuous", "bench.regress.continuous", "A/B-time two git revisions in one job and compare"),
     ("baseline", "bench.regress.baseline", "manage committed per-machine baselines"),
     ("history", "bench.regress.history", "plot each cell's timing over commits"),
+    ("study", "bench.study.run",
+     "gradient flow through time and depth, and learning, measured in every backend"),
 )
 
 

@@ -105,11 +105,13 @@ class Program(ABC):
         """Current parameters, by canonical name and layout."""
 
     def hidden_state_grads(self, x: Any, y: Any) -> dict[str, np.ndarray]:
-        """dL/dh_t of every recurrent layer at every step: {layer name: (N, T, H)}.
+        """dL/ds_t of every recurrent layer's state at every step: {layer name: (N, T, S)}.
 
+        The state s_t is h_t (S = H); for an LSTM it is (h_t, c_t) (S = 2H, dL/dh_t
+        then dL/dc_t; see `state_width`), since its memory is the cell state.
         The loss is the spec's (the batch mean), so each sample's slice is 1/N
         of the gradient of its own loss. Backends get it by adding a zero
-        "probe" tensor to each hidden state h_t and differentiating the loss
+        "probe" tensor to each state s_t and differentiating the loss
         with respect to the probes; the NumPy reference reads it off its BPTT.
         Returned as NumPy arrays in the program's dtype (it is never timed).
         Programs whose recurrent layers are fused kernels (torch's native
@@ -192,6 +194,12 @@ class Backend(ABC):
     def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
                dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
         """Build a Program for a request `build` has already checked."""
+
+
+def state_width(layer: Recurrent) -> int:
+    """Width of a recurrent layer's state as `hidden_state_grads` reports it: h_t, and
+    for an LSTM also its cell state c_t (the memory its gates protect)."""
+    return 2 * layer.hidden if layer.cell == "lstm" else layer.hidden
 
 
 def check_recurrent(spec: ModelSpec) -> None:

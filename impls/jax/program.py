@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from impls.base import Program, check_recurrent, label_dtype
+from impls.base import Program, check_recurrent, label_dtype, state_width
 from impls.jax import model, optim
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec, Recurrent
@@ -91,7 +91,7 @@ class JaxProgram(Program):
         probes = {}
         for layer, shape in zip(self.spec.layers, self.spec.shapes(), strict=False):
             if isinstance(layer, Recurrent):
-                zero = np.zeros((x.shape[0], shape[0], layer.hidden), self.dtype)
+                zero = np.zeros((x.shape[0], shape[0], state_width(layer)), self.dtype)
                 probes[layer.name] = self.put(zero)
         grads = self._state_grads(probes, self._params, x, y)
         return {k: np.array(v) for k, v in grads.items()}

@@ -104,10 +104,11 @@ def recurrent_probed(
     probe: Array,
     unroll: int = 1,
 ) -> Array:
-    """`recurrent` with `probe[:, t]` (N, T, H) added to each hidden state h_t.
+    """`recurrent` with `probe[:, t]` (N, T, S) added to each state: h_t (S = H), and
+    for an LSTM (h_t, c_t) (S = 2H).
 
     With a zero probe the output is `recurrent`'s; the gradient with respect
-    to the probe is dL/dh_t through every path (`Program.hidden_state_grads`).
+    to the probe is dL/ds_t through every path (`Program.hidden_state_grads`).
     """
     bias = b_ih if cell == "gru" else b_ih + b_hh
     xs = jnp.swapaxes(x, 0, 1) @ w_ih + bias
@@ -115,11 +116,19 @@ def recurrent_probed(
     carry0: Carry = (h0, h0) if cell == "lstm" else h0
     step = _STEPS[cell](w_hh, b_hh)
 
+    hid = w_hh.shape[0]
+
     def probed(carry: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Array]:
         xt, pt = inputs
-        carry, h = step(carry, xt)
+        if cell == "lstm":  # the probe's second half goes on c_t, before h_t reads it
+            h, c = carry
+            i, f, g, o = jnp.split(xt + h @ w_hh, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g) + pt[:, hid:]
+            h = jax.nn.sigmoid(o) * jnp.tanh(c) + pt[:, :hid]
+            return (h, c), h
+        _, h = step(carry, xt)
         h = h + pt
-        return ((h, carry[1]) if cell == "lstm" else h), h
+        return h, h
 
     carry, hs = lax.scan(probed, carry0, (xs, jnp.swapaxes(probe, 0, 1)), unroll=unroll)
     if return_sequences:

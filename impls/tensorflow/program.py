@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from impls.base import BackendError, Program, check_recurrent, label_dtype
+from impls.base import BackendError, Program, check_recurrent, label_dtype, state_width
 from impls.tensorflow.model import Model, native_input_shape, probed_loss, to_native_input
 from impls.tensorflow.optim import make_optimizer
 from tasks.optim import OptimizerSpec
@@ -131,7 +131,7 @@ class TensorFlowProgram(Program):
             self._state_grads = tf.function(grads)
         with tf.device(self._device):
             probes = {
-                layer.name: tf.zeros((x.shape[0], shape[0], layer.hidden), self.dtype)
+                layer.name: tf.zeros((x.shape[0], shape[0], state_width(layer)), self.dtype)
                 for layer, shape in zip(self.spec.layers, self.spec.shapes(), strict=False)
                 if isinstance(layer, Recurrent)
             }

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from impls.base import Program, check_recurrent, label_dtype
+from impls.base import Program, check_recurrent, label_dtype, state_width
 from impls.torch.model import TorchModel
 from impls.torch.optim import init_state, make_update
 from tasks.optim import OptimizerSpec
@@ -99,7 +99,7 @@ class TorchProgram(Program):
         # Eager in every variant: the probed loss is a separate function from the timed
         # one, and compiling it would cost a compile per call shape for an untimed check.
         probes = {
-            layer.name: torch.zeros(x.shape[0], x_len, layer.hidden, dtype=self.dtype,
+            layer.name: torch.zeros(x.shape[0], x_len, state_width(layer), dtype=self.dtype,
                                     device=self.device, requires_grad=True)
             for layer, x_len in _recurrent_lengths(self.model.spec)
         }

@@ -120,10 +120,11 @@ def recurrent_probed(
     return_sequences: bool,
     probe: torch.Tensor,
 ) -> torch.Tensor:
-    """`recurrent` with `probe[:, t]` (N, T, H) added to each hidden state h_t.
+    """`recurrent` with `probe[:, t]` (N, T, S) added to each state: h_t (S = H), and
+    for an LSTM (h_t, c_t) (S = 2H).
 
     With a zero probe the output is `recurrent`'s; the gradient of the loss
-    with respect to the probe is dL/dh_t through every path (the output and
+    with respect to the probe is dL/ds_t through every path (the output and
     every later step), which `Program.hidden_state_grads` returns.
     """
     step = _STEPS[cell]
@@ -131,8 +132,14 @@ def recurrent_probed(
     h = x.new_zeros(x.shape[0], w_hh.shape[1])
     c = h
     states = []
+    hid = h.shape[-1]
     for t in range(x.shape[1]):
-        h, c = step(gx[:, t], h, w_hh, b_hh, c)
-        h = h + probe[:, t]
+        if cell == "lstm":  # the probe's second half goes on c_t, before h_t reads it
+            i, f, g, o = (gx[:, t] + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g) + probe[:, t, hid:]
+            h = torch.sigmoid(o) * torch.tanh(c)
+        else:
+            h, c = step(gx[:, t], h, w_hh, b_hh, c)
+        h = h + probe[:, t, :hid]
         states.append(h)
     return torch.stack(states, dim=1) if return_sequences else h
