@@ -169,7 +169,8 @@ def markdown(data: dict, s: dict[str, Any]) -> str:
             lines.append(f"| {cell} | " + " | ".join(f"{ms[b]:.1f} ms" for b in backends)
                          + f" | {data['train_backend'][cell]} |")
     else:
-        lines.append(f"(one backend only: {data['backends'][0]})")
+        lines.append(f"(not measured in this run: every cell trained on "
+                     f"{data['train_backend'][cfg['cells'][0]]}, chosen with `--train-backend`)")
     ag = s["agreement"]
     lines += ["", "## Do the backends agree?", "",
               "Worst pointwise relative difference from the NumPy float64 reference, at the "

@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma list (default: every installed backend; numpy always runs)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...)")
     parser.add_argument("--steps", type=int, default=None, help="the adding-problem budget")
+    parser.add_argument("--train-backend", default=None,
+                        help="train every cell on this backend instead of measuring which "
+                             "is fastest")
     parser.add_argument("--jobs", type=int, default=None,
                         help="worker processes, one thread each (default: all cores)")
     parser.add_argument("--report", metavar="DIR", default=None,
@@ -139,19 +142,19 @@ def plan_cost(cfg: StudyConfig, backends: list[str]) -> float:
 
 
 def run_study(cfg: StudyConfig, backends: list[str], pool: Executor,
-              progress: Progress) -> dict[str, Any]:
+              progress: Progress, train_backend: str | None = None) -> dict[str, Any]:
     """Every measurement of the study as plain data (see the module doc for the phases)."""
     others = [b for b in backends if b != "numpy"]
     # -- phase 1: the training backend per cell, by a quick measurement
     speeds: list[dict] = []
-    if len(backends) > 1:
+    if len(backends) > 1 and train_backend is None:
         speeds = run_jobs(pool, [(3.0, jobs.speed, (cfg, c, b))
                                  for c in cfg.cells for b in backends], progress)
     chosen = {}
     for cell in cfg.cells:
         rows = [r for r in speeds if r["cell"] == cell]
         chosen[cell] = min(rows, key=lambda r: r["seconds_per_step"])["backend"] if rows \
-            else backends[0]
+            else train_backend or backends[0]
     # -- phase 2: training
     lengths = sorted(set(cfg.lengths) | set(cfg.time_lengths))
     seed0 = cfg.seeds[0]
@@ -186,7 +189,7 @@ def run_study(cfg: StudyConfig, backends: list[str], pool: Executor,
                      (cfg, "numpy", "float64", cell, length, seed, states)))
         if seed == seed0:
             for b in others:
-                for dtype in ("float64", "float32"):
+                for dtype in cfg.agreement_dtypes:
                     todo.append((_time_cost(length) * 4, jobs.time_grads,
                                  (cfg, b, dtype, cell, length, seed, states)))
     for r in depth:
@@ -194,7 +197,7 @@ def run_study(cfg: StudyConfig, backends: list[str], pool: Executor,
             continue
         states = r.pop("params")
         for b in others:
-            for dtype in ("float64", "float32"):
+            for dtype in cfg.agreement_dtypes:
                 todo.append((2.0, jobs.depth_grads,
                              (cfg, b, dtype, r["activation"], r["depth"], r["seed"], states)))
     grads = run_jobs(pool, todo, progress)
@@ -254,6 +257,9 @@ def main(args: argparse.Namespace) -> int:
     n_jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if n_jobs <= 0:
         raise InputError(f"--jobs must be a positive integer, got {n_jobs}")
+    if args.train_backend is not None and args.train_backend not in backends:
+        raise InputError(f"--train-backend {args.train_backend!r} is not among the backends "
+                         f"run here ({', '.join(backends)})")
     out = Path(args.out) if args.out else DEFAULT_OUT
     from impls.threads import configure
 
@@ -263,11 +269,11 @@ def main(args: argparse.Namespace) -> int:
     progress = Progress(plan_cost(cfg, backends), enabled=not args.quiet)
     start = time.perf_counter()
     if n_jobs == 1:
-        data = run_study(cfg, backends, _Inline(), progress)
+        data = run_study(cfg, backends, _Inline(), progress, args.train_backend)
     else:
         ctx = multiprocessing.get_context("spawn")  # a forked JAX/TF runtime is not safe
         with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_worker_init) as pool:
-            data = run_study(cfg, backends, pool, progress)
+            data = run_study(cfg, backends, pool, progress, args.train_backend)
     progress.close()
     from bench.timing.environment import nnparity_info
 
