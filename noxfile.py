@@ -1,4 +1,4 @@
-"""Nox sessions: tests, lint, bench (run + report + compare), report, compare, gradcheck.
+"""Nox sessions: tests, lint, bench (run + report + compare), report, compare, gradcheck, study.
 
 Every session installs the project with all four frameworks into its own
 virtualenv, so a fresh clone needs only Python 3.11+ and `pip install nox`.
@@ -148,6 +148,14 @@ def bench(session: nox.Session) -> None:
     # this machine's history: results/runs/history.csv and its plots, git-ignored like the runs
     session.run("nnparity", "history", "--add", run_dir, env=QUIET_ENV)
     session.log(f"report: {run_dir}/REPORT.md")
+
+
+@nox.session
+def study(session: nox.Session) -> None:
+    """The gradient-flow study into results/runs/study (nox -s study -- --out results/study
+    to publish; -- --report DIR rebuilds a report from its raw data)."""
+    _install(session)
+    session.run("nnparity", "study", *session.posargs, env=QUIET_ENV)
 
 
 @nox.session

@@ -31,6 +31,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("validate", "bench.results.check", "check a run's raw results against the results format"),
     ("baseline", "bench.regress.baseline", "manage committed per-machine baselines"),
     ("history", "bench.regress.history", "plot each cell's timing over commits"),
+    ("study", "bench.study.run",
+     "gradient flow through time and depth, and learning, measured in every backend"),
 )
 
 

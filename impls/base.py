@@ -104,6 +104,22 @@ class Program(ABC):
     def params(self) -> dict[str, np.ndarray]:
         """Current parameters, by canonical name and layout."""
 
+    def hidden_state_grads(self, x: Any, y: Any) -> dict[str, np.ndarray]:
+        """dL/ds_t of every recurrent layer's state at every step: {layer name: (N, T, S)}.
+
+        The state s_t is h_t (S = H); for an LSTM it is (h_t, c_t) (S = 2H, dL/dh_t
+        then dL/dc_t; see `state_width`), since its memory is the cell state.
+        The loss is the spec's (the batch mean), so each sample's slice is 1/N
+        of the gradient of its own loss. Backends get it by adding a zero
+        "probe" tensor to each state s_t and differentiating the loss
+        with respect to the probes; the NumPy reference reads it off its BPTT.
+        Returned as NumPy arrays in the program's dtype (it is never timed).
+        Programs whose recurrent layers are fused kernels (torch's native
+        variant, Keras layers) cannot add a probe inside the loop and raise
+        BackendError, as does this default: "not supported".
+        """
+        raise BackendError(f"{type(self).__name__}: hidden-state gradients are not supported")
+
     def reset_peak_memory(self) -> None:
         """Start a new peak-memory window (no-op where there is no allocator)."""
         return None
@@ -178,6 +194,18 @@ class Backend(ABC):
     def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
                dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
         """Build a Program for a request `build` has already checked."""
+
+
+def state_width(layer: Recurrent) -> int:
+    """Width of a recurrent layer's state as `hidden_state_grads` reports it: h_t, and
+    for an LSTM also its cell state c_t (the memory its gates protect)."""
+    return 2 * layer.hidden if layer.cell == "lstm" else layer.hidden
+
+
+def check_recurrent(spec: ModelSpec) -> None:
+    """BackendError unless `spec` has a recurrent layer (for `hidden_state_grads`)."""
+    if not has_recurrent(spec):
+        raise BackendError("hidden-state gradients need a model with a recurrent layer")
 
 
 def has_recurrent(spec: ModelSpec) -> bool:

@@ -12,7 +12,7 @@ import jax
 
 from impls.jax.layers import conv2d, dense, flatten, maxpool2d
 from impls.jax.losses import LOSSES
-from impls.jax.recurrent import recurrent
+from impls.jax.recurrent import recurrent, recurrent_probed
 from tasks.spec import Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, Recurrent
 
 Array = jax.Array
@@ -48,3 +48,20 @@ def forward(spec: ModelSpec, params: Params, x: Array, unroll: int = 1) -> Array
 def loss(spec: ModelSpec, params: Params, x: Array, y: Array, unroll: int = 1) -> Array:
     """The spec's scalar loss of the network output on a batch (x, y)."""
     return LOSSES[spec.loss](forward(spec, params, x, unroll), y)
+
+
+def loss_probed(spec: ModelSpec, params: Params, probes: Params, x: Array, y: Array,
+                unroll: int = 1) -> Array:
+    """The loss with `probes[layer]` (N, T, H) added to each recurrent layer's hidden
+    states; its gradient in `probes` is dL/dh_t (`Program.hidden_state_grads`)."""
+    for layer in spec.layers:
+        if isinstance(layer, Recurrent):
+            n = layer.name
+            x = recurrent_probed(
+                x,
+                params[f"{n}.w_ih"], params[f"{n}.w_hh"], params[f"{n}.b_ih"], params[f"{n}.b_hh"],
+                layer.cell, layer.return_sequences, probes[n], unroll,
+            )
+        else:
+            x = forward(ModelSpec(x.shape[1:], (layer,), spec.loss), params, x, unroll)
+    return LOSSES[spec.loss](x, y)

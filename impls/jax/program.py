@@ -13,10 +13,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from impls.base import Program, label_dtype
+from impls.base import Program, check_recurrent, label_dtype, state_width
 from impls.jax import model, optim
 from tasks.optim import OptimizerSpec
-from tasks.spec import ModelSpec
+from tasks.spec import ModelSpec, Recurrent
 
 LABELS = label_dtype("jax")  # int32, JAX's native index type (int64 is emulated on GPU)
 
@@ -54,6 +54,9 @@ class JaxProgram(Program):
         self._forward = jax.jit(lambda p, x: model.forward(spec, p, x, unroll))
         self._loss_and_grads = jax.jit(jax.value_and_grad(loss))
         self._step = jax.jit(step, donate_argnums=(0, 1))
+        # d loss / d probes, jitted on first use only (hidden_state_grads is never timed)
+        self._state_grads = jax.jit(jax.grad(
+            lambda probes, p, x, y: model.loss_probed(spec, p, probes, x, y, unroll)))
 
     def put(self, array: np.ndarray) -> jax.Array:
         array = np.asarray(array)
@@ -82,6 +85,16 @@ class JaxProgram(Program):
 
     def params(self) -> dict[str, np.ndarray]:
         return {k: np.array(self._params[k]) for k in self.spec.param_shapes()}
+
+    def hidden_state_grads(self, x: jax.Array, y: jax.Array) -> dict[str, np.ndarray]:
+        check_recurrent(self.spec)
+        probes = {}
+        for layer, shape in zip(self.spec.layers, self.spec.shapes(), strict=False):
+            if isinstance(layer, Recurrent):
+                zero = np.zeros((x.shape[0], shape[0], state_width(layer)), self.dtype)
+                probes[layer.name] = self.put(zero)
+        grads = self._state_grads(probes, self._params, x, y)
+        return {k: np.array(v) for k, v in grads.items()}
 
     def peak_memory(self) -> int | None:
         # JAX cannot reset its peak counter, so this is the peak since the process

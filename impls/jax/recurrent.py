@@ -91,3 +91,46 @@ def recurrent(
 
     carry, _ = lax.scan(last_only, carry0, xs, unroll=unroll)
     return carry[0] if cell == "lstm" else carry
+
+
+def recurrent_probed(
+    x: Array,
+    w_ih: Array,
+    w_hh: Array,
+    b_ih: Array,
+    b_hh: Array,
+    cell: str,
+    return_sequences: bool,
+    probe: Array,
+    unroll: int = 1,
+) -> Array:
+    """`recurrent` with `probe[:, t]` (N, T, S) added to each state: h_t (S = H), and
+    for an LSTM (h_t, c_t) (S = 2H).
+
+    With a zero probe the output is `recurrent`'s; the gradient with respect
+    to the probe is dL/ds_t through every path (`Program.hidden_state_grads`).
+    """
+    bias = b_ih if cell == "gru" else b_ih + b_hh
+    xs = jnp.swapaxes(x, 0, 1) @ w_ih + bias
+    h0 = jnp.zeros((x.shape[0], w_hh.shape[0]), dtype=x.dtype)
+    carry0: Carry = (h0, h0) if cell == "lstm" else h0
+    step = _STEPS[cell](w_hh, b_hh)
+
+    hid = w_hh.shape[0]
+
+    def probed(carry: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Array]:
+        xt, pt = inputs
+        if cell == "lstm":  # the probe's second half goes on c_t, before h_t reads it
+            h, c = carry
+            i, f, g, o = jnp.split(xt + h @ w_hh, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g) + pt[:, hid:]
+            h = jax.nn.sigmoid(o) * jnp.tanh(c) + pt[:, :hid]
+            return (h, c), h
+        _, h = step(carry, xt)
+        h = h + pt
+        return h, h
+
+    carry, hs = lax.scan(probed, carry0, (xs, jnp.swapaxes(probe, 0, 1)), unroll=unroll)
+    if return_sequences:
+        return jnp.swapaxes(hs, 0, 1)
+    return carry[0] if cell == "lstm" else carry

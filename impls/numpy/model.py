@@ -89,3 +89,47 @@ def loss_grads_and_dx(
 ) -> tuple[np.ndarray, Params, np.ndarray]:
     """As `loss_and_grads`, plus the gradient w.r.t. the input `x`."""
     return _run(spec, params, x, y, need_dx=True)
+
+
+def loss_and_state_grads(
+    spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Scalar loss and dL/dh_t of every recurrent layer, {layer name: (N, T, H)}.
+
+    The reference for every backend's `Program.hidden_state_grads`: the values
+    BPTT computes on its way back (`recurrent.recurrent_backward_states`).
+    """
+    caches = []
+    out = x
+    for layer in spec.layers:
+        out, cache = _layer_forward(layer, params, out)
+        caches.append(cache)
+    value, dout = LOSSES[spec.loss](out, y)
+    states: dict[str, np.ndarray] = {}
+    for i in reversed(range(len(spec.layers))):
+        layer = spec.layers[i]
+        if isinstance(layer, Recurrent):
+            dout, _, states[layer.name] = recurrent.recurrent_backward_states(
+                dout, caches[i], i > 0)
+        else:
+            dout, _ = _BACKWARD[type(layer)](dout, caches[i], i > 0)
+        if dout is None:
+            break
+    return value, {layer.name: states[layer.name] for layer in spec.layers
+                   if isinstance(layer, Recurrent)}
+
+
+def loss_probed(
+    spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray, probes: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The loss with `probes[layer]` (N, T, H) added to each recurrent layer's hidden
+    states; its gradient in the probes at zero is `loss_and_state_grads`'s (used by
+    finite differences, never by training)."""
+    for layer in spec.layers:
+        if isinstance(layer, Recurrent):
+            w = [params[f"{layer.name}.{k}"] for k in ("w_ih", "w_hh", "b_ih", "b_hh")]
+            x = recurrent.recurrent_forward_probed(x, *w, layer.cell, layer.return_sequences,
+                                                   probes[layer.name])
+        else:
+            x, _ = _layer_forward(layer, params, x)
+    return LOSSES[spec.loss](x, y)[0]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from impls.base import Program, label_dtype
+from impls.base import Program, check_recurrent, label_dtype
 from impls.numpy import model
 from impls.numpy.optim import make_optimizer
 from tasks.optim import OptimizerSpec
@@ -60,3 +60,7 @@ class NumpyProgram(Program):
 
     def params(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self._params.items()}
+
+    def hidden_state_grads(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        check_recurrent(self.spec)
+        return model.loss_and_state_grads(self.spec, self._params, x, y)[1]

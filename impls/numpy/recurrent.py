@@ -60,13 +60,15 @@ def _rnn_forward(x, w_ih, w_hh, b_ih, b_hh) -> Cache:
     return {"x": x, "w_ih": w_ih, "w_hh": w_hh, "hs": hs}
 
 
-def _rnn_backward(c: Cache, dhs: np.ndarray, need_dx: bool):
+def _rnn_backward(c: Cache, dhs: np.ndarray, need_dx: bool, record: np.ndarray | None = None):
     hs, w_hh_t = c["hs"], c["w_hh"].T
     dtanh = 1.0 - hs[1:] * hs[1:]
     da = np.empty_like(dtanh)
     dh = np.zeros_like(hs[0])
     for t in reversed(range(len(da))):
         dh += dhs[t]
+        if record is not None:  # dL/dh_t, every path included (hidden_state_grads)
+            record[t] = dh
         np.multiply(dh, dtanh[t], out=da[t])
         dh = da[t] @ w_hh_t
     return _finish_grads(c, da, da, need_dx)
@@ -95,7 +97,8 @@ def _lstm_forward(x, w_ih, w_hh, b_ih, b_hh) -> Cache:
     return {"x": x, "w_ih": w_ih, "w_hh": w_hh, "hs": hs, "cs": cs, "tcs": tcs, "acts": acts}
 
 
-def _lstm_backward(c: Cache, dhs: np.ndarray, need_dx: bool):
+def _lstm_backward(c: Cache, dhs: np.ndarray, need_dx: bool, record: np.ndarray | None = None,
+                   record_c: np.ndarray | None = None):
     acts, cs, tcs, w_hh_t = c["acts"], c["cs"], c["tcs"], c["w_hh"].T
     h = tcs.shape[-1]
     # Derivative of each gate's activation w.r.t. its pre-activation, all steps at once.
@@ -108,8 +111,12 @@ def _lstm_backward(c: Cache, dhs: np.ndarray, need_dx: bool):
     dc = np.zeros_like(tcs[0])
     for t in reversed(range(len(acts))):
         dh += dhs[t]
+        if record is not None:  # dL/dh_t, every path included (hidden_state_grads)
+            record[t] = dh
         act, d = acts[t], da[t]
         dc += dh * act[:, 3 * h :] * dtc[t]
+        if record_c is not None:  # dL/dc_t, every path included
+            record_c[t] = dc
         np.multiply(dc, act[:, 2 * h : 3 * h], out=d[:, :h])  # d i
         np.multiply(dc, cs[t], out=d[:, h : 2 * h])  # d f
         np.multiply(dc, act[:, :h], out=d[:, 2 * h : 3 * h])  # d g
@@ -144,7 +151,7 @@ def _gru_forward(x, w_ih, w_hh, b_ih, b_hh) -> Cache:
     return {"x": x, "w_ih": w_ih, "w_hh": w_hh, "hs": hs, "rz": rz, "ns": ns, "ghn": ghn}
 
 
-def _gru_backward(c: Cache, dhs: np.ndarray, need_dx: bool):
+def _gru_backward(c: Cache, dhs: np.ndarray, need_dx: bool, record: np.ndarray | None = None):
     hs, rz, ns, ghn, w_hh_t = c["hs"], c["rz"], c["ns"], c["ghn"], c["w_hh"].T
     h = ns.shape[-1]
     drz = rz * (1.0 - rz)
@@ -154,6 +161,8 @@ def _gru_backward(c: Cache, dhs: np.ndarray, need_dx: bool):
     dh = np.zeros_like(hs[0])
     for t in reversed(range(len(ns))):
         dh += dhs[t]
+        if record is not None:  # dL/dh_t, every path included (hidden_state_grads)
+            record[t] = dh
         r, z = rz[t, :, :h], rz[t, :, h:]
         di, dg = d_ih[t], d_hh[t]
         dan = di[:, 2 * h :]
@@ -203,3 +212,77 @@ def recurrent_backward(
         dhs = np.zeros_like(hs[1:])
         dhs[-1] = dout
     return _CELLS[cache["cell"]][1](cache, dhs, need_dx)
+
+
+def recurrent_backward_states(
+    dout: np.ndarray, cache: Cache, need_dx: bool
+) -> tuple[np.ndarray | None, Grads, np.ndarray]:
+    """As `recurrent_backward`, plus dL/ds_t of every step's state as (N, T, S).
+
+    The state s_t is h_t (S = H), and for an LSTM (h_t, c_t) (S = 2H: dL/dh_t,
+    then dL/dc_t).
+    The total gradient of each hidden state (through the output and through
+    every later step), which BPTT holds anyway: what a zero probe added to
+    h_t would receive in an autodiff backend.
+    """
+    hs = cache["hs"]
+    if cache["return_sequences"]:
+        dhs = dout.transpose(1, 0, 2)
+    else:
+        dhs = np.zeros_like(hs[1:])
+        dhs[-1] = dout
+    record = np.empty_like(hs[1:])
+    if cache["cell"] == "lstm":
+        record_c = np.empty_like(record)
+        dx, grads = _lstm_backward(cache, dhs, need_dx, record, record_c)
+        record = np.concatenate([record, record_c], axis=-1)
+    else:
+        dx, grads = _CELLS[cache["cell"]][1](cache, dhs, need_dx, record)
+    return dx, grads, np.ascontiguousarray(record.transpose(1, 0, 2))
+
+
+def _cell_step(cell: str, xw: np.ndarray, h: np.ndarray, c: np.ndarray, w_hh: np.ndarray,
+               b_hh: np.ndarray, probe_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step of `cell` written plainly: `xw` = x_t W_ih + b_ih; returns (h, c).
+    An LSTM adds `probe_c` to its new cell state before h reads it."""
+    hw = h @ w_hh + b_hh
+    if cell == "rnn":
+        return np.tanh(xw + hw), c
+    if cell == "lstm":
+        i, f, g, o = np.split(xw + hw, 4, axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g) + probe_c
+        return sigmoid(o) * np.tanh(c), c
+    x_r, x_z, x_n = np.split(xw, 3, axis=-1)
+    h_r, h_z, h_n = np.split(hw, 3, axis=-1)
+    r, z = sigmoid(x_r + h_r), sigmoid(x_z + h_z)
+    n = np.tanh(x_n + r * h_n)
+    return (1.0 - z) * n + z * h, c
+
+
+def recurrent_forward_probed(
+    x: np.ndarray,
+    w_ih: np.ndarray,
+    w_hh: np.ndarray,
+    b_ih: np.ndarray,
+    b_hh: np.ndarray,
+    cell: str,
+    return_sequences: bool,
+    probe: np.ndarray,
+) -> np.ndarray:
+    """The forward of `recurrent_forward` with `probe[:, t]` added to each state s_t
+    (N, T, S): h_t, and for an LSTM (h_t, c_t), S = 2H.
+
+    Forward only, step by step: the function whose derivative in `probe` (at
+    zero) `recurrent_backward_states` returns, so finite differences can check
+    it. Not used for training or timing.
+    """
+    xw = x @ w_ih + b_ih
+    h = np.zeros((x.shape[0], w_hh.shape[0]), dtype=xw.dtype)
+    c = h
+    states = []
+    for t in range(x.shape[1]):
+        hid = h.shape[-1]
+        h, c = _cell_step(cell, xw[:, t], h, c, w_hh, b_hh, probe[:, t, hid:])
+        h = h + probe[:, t, :hid]
+        states.append(h)
+    return np.stack(states, axis=1) if return_sequences else h

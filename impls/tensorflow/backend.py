@@ -46,7 +46,9 @@ class TensorFlowBackend(Backend):
         tf_dtype = tf.as_dtype(dtype)
         with tf.device(DEVICES[device]):
             model = build_model(spec, params, tf_dtype, keras_rnn)
-        return TensorFlowProgram(
+        program = TensorFlowProgram(
             spec, model, dtype=tf_dtype, device=device, optimizer=optimizer,
             jit_compile=jit_compile,
         )
+        program.keras_recurrent = keras_rnn
+        return program

@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from impls.tensorflow import layers as L
 from impls.tensorflow.losses import LOSSES
-from impls.tensorflow.recurrent import FusedRecurrent, recurrent
+from impls.tensorflow.recurrent import FusedRecurrent, recurrent, recurrent_probed
 from tasks.spec import Conv2D, Dense, Flatten, Layer, MaxPool2D, ModelSpec, Recurrent
 
 Apply = Callable[[tf.Tensor], tf.Tensor]
@@ -193,3 +193,39 @@ def build_model(
         return tf.transpose(x, (0, 3, 1, 2)) if nchw_out else x
 
     return Model(model, LOSSES[spec.loss], tuple(natives))
+
+
+# native variables per layer type in a primitive-op model (see `_layer`)
+_VARIABLE_COUNT = {Dense: 2, Conv2D: 2, Recurrent: 4}
+
+
+def probed_loss(spec: ModelSpec, model: Model):
+    """`loss(x, y, probes)` of a primitive-op model, with `probes[layer]` (N, T, H)
+    added to each recurrent layer's hidden states; its gradient in the probes is
+    dL/dh_t (`Program.hidden_state_grads`). Uses the model's own variables, in
+    the order `build_model` made them. Not for models with Keras layers."""
+    variables = [p.variable for p in model.params]
+    nchw_out = is_image(spec.output_shape)
+
+    def loss(x: tf.Tensor, y: tf.Tensor, probes: dict[str, tf.Tensor]) -> tf.Tensor:
+        index = 0
+        for layer in spec.layers:
+            count = _VARIABLE_COUNT.get(type(layer), 0)
+            vs = variables[index : index + count]
+            index += count
+            if isinstance(layer, Recurrent):
+                x = recurrent_probed(x, *vs, layer.cell, layer.return_sequences,
+                                     probes[layer.name])
+            elif isinstance(layer, Dense):
+                x = L.dense(x, *vs, layer.activation)
+            elif isinstance(layer, Conv2D):
+                x = L.conv2d(x, *vs, layer.stride, layer.pad, layer.activation)
+            elif isinstance(layer, MaxPool2D):
+                x = L.maxpool2d(x, layer.size)
+            else:
+                x = L.flatten(x)
+        if nchw_out:
+            x = tf.transpose(x, (0, 3, 1, 2))
+        return model.loss(x, y)
+
+    return loss

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from impls.base import Program, label_dtype
-from impls.tensorflow.model import Model, native_input_shape, to_native_input
+from impls.base import BackendError, Program, check_recurrent, label_dtype, state_width
+from impls.tensorflow.model import Model, native_input_shape, probed_loss, to_native_input
 from impls.tensorflow.optim import make_optimizer
 from tasks.optim import OptimizerSpec
-from tasks.spec import ModelSpec
+from tasks.spec import ModelSpec, Recurrent
 
 DEVICES = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 LABELS = label_dtype("tensorflow")
@@ -29,6 +29,10 @@ LABELS = label_dtype("tensorflow")
 
 class TensorFlowProgram(Program):
     """One model in TensorFlow on one device and dtype; variables updated in place."""
+
+    #: recurrent layers are Keras' fused layers (the "keras" variant; set by the backend)
+    keras_recurrent: bool = False
+    _state_grads = None  # the probed tf.function, traced on first use
 
     def __init__(
         self,
@@ -109,6 +113,30 @@ class TensorFlowProgram(Program):
         for p in self.model.params:
             out.update(p.value_to_canonical(p.variable.numpy()))
         return {k: out[k] for k in self.spec.param_shapes()}
+
+    def hidden_state_grads(self, x: tf.Tensor, y: tf.Tensor) -> dict[str, np.ndarray]:
+        check_recurrent(self.spec)
+        if self.keras_recurrent:
+            raise BackendError("tensorflow keras: hidden-state gradients are not supported "
+                               "(a Keras recurrent layer takes no probe inside its loop)")
+        if self._state_grads is None:
+            loss = probed_loss(self.spec, self.model)
+
+            def grads(x, y, probes):
+                with tf.GradientTape() as tape:
+                    tape.watch(probes)
+                    value = loss(x, y, probes)
+                return tape.gradient(value, probes)
+
+            self._state_grads = tf.function(grads)
+        with tf.device(self._device):
+            probes = {
+                layer.name: tf.zeros((x.shape[0], shape[0], state_width(layer)), self.dtype)
+                for layer, shape in zip(self.spec.layers, self.spec.shapes(), strict=False)
+                if isinstance(layer, Recurrent)
+            }
+            grads = self._state_grads(x, y, probes)
+        return {k: np.asarray(v.numpy()) for k, v in grads.items()}
 
     def reset_peak_memory(self) -> None:
         if self.device == "cuda":

@@ -134,3 +134,42 @@ class FusedRecurrent:
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         return self.module(x)
+
+
+def recurrent_probed(
+    x: tf.Tensor,
+    w_ih: tf.Tensor,
+    w_hh: tf.Tensor,
+    b_ih: tf.Tensor,
+    b_hh: tf.Tensor,
+    cell: str,
+    return_sequences: bool,
+    probe: tf.Tensor,
+) -> tf.Tensor:
+    """`recurrent` with `probe[:, t]` (N, T, S) added to each state: h_t (S = H), and
+    for an LSTM (h_t, c_t) (S = 2H).
+
+    With a zero probe the output is `recurrent`'s; the gradient with respect
+    to the probe is dL/ds_t through every path (`Program.hidden_state_grads`).
+    Primitive-op cells only: a Keras layer's loop has no place for a probe.
+    """
+    step = _CELLS[cell](w_hh, b_hh)
+    is_lstm = cell == "lstm"
+    gi = tf.matmul(tf.transpose(x, (1, 0, 2)), w_ih) + b_ih
+    probe_tm = tf.transpose(probe, (1, 0, 2))
+
+    hid = w_hh.shape[0]
+
+    def probed(state, inputs):
+        gi_t, p_t = inputs
+        if is_lstm:  # the probe's second half goes on c_t, before h_t reads it
+            h, c = state
+            i, f, g, o = tf.split(gi_t + tf.matmul(h, w_hh) + b_hh, 4, axis=-1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g) + p_t[:, hid:]
+            return tf.sigmoid(o) * tf.tanh(c) + p_t[:, :hid], c
+        return step(state, gi_t) + p_t
+
+    zero = tf.zeros((tf.shape(x)[0], w_hh.shape[0]), dtype=x.dtype)
+    states = tf.scan(probed, (gi, probe_tm), initializer=(zero, zero) if is_lstm else zero)
+    hs = states[0] if is_lstm else states
+    return tf.transpose(hs, (1, 0, 2)) if return_sequences else hs[-1]

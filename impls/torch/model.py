@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from impls.base import BackendError
 from impls.torch import layers as L
 from impls.torch.losses import LOSSES
-from impls.torch.recurrent import FusedRecurrent, recurrent
+from impls.torch.recurrent import FusedRecurrent, recurrent, recurrent_probed
 from tasks.spec import Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, Recurrent, param_shapes
 
 # Canonical parameters whose torch layout is the transpose: Dense (in, out) ->
@@ -109,3 +110,21 @@ class TorchModel:
 
     def loss(self, params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor):
         return LOSSES[self.spec.loss](self.forward(params, x), y)
+
+    def loss_probed(self, params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                    probes: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss with `probes[layer]` (N, T, H) added to each recurrent layer's
+        hidden states (primitive-op cells only: a fused module has no place for one)."""
+        if self.native_rnn:
+            raise BackendError("torch native: hidden-state gradients are not supported "
+                               "(a fused recurrent module takes no probe inside its loop)")
+        index = 0
+        for layer, (op, count) in zip(self.spec.layers, self._ops, strict=True):
+            args = params[index : index + count]
+            if isinstance(layer, Recurrent):
+                x = recurrent_probed(x, *args, layer.cell, layer.return_sequences,
+                                     probes[layer.name])
+            else:
+                x = op(x, *args)
+            index += count
+        return LOSSES[self.spec.loss](x, y)

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from impls.base import Program, label_dtype
+from impls.base import Program, check_recurrent, label_dtype, state_width
 from impls.torch.model import TorchModel
 from impls.torch.optim import init_state, make_update
 from tasks.optim import OptimizerSpec
+from tasks.spec import Recurrent
 
 # Dynamo caches compiled graphs per code object, and every program shares
 # TorchModel.loss / forward: each built program (other spec, dtype or batch)
@@ -93,6 +94,19 @@ class TorchProgram(Program):
     def params(self) -> dict[str, np.ndarray]:
         return self.model.to_canonical(self._params)
 
+    def hidden_state_grads(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
+        check_recurrent(self.model.spec)
+        # Eager in every variant: the probed loss is a separate function from the timed
+        # one, and compiling it would cost a compile per call shape for an untimed check.
+        probes = {
+            layer.name: torch.zeros(x.shape[0], x_len, state_width(layer), dtype=self.dtype,
+                                    device=self.device, requires_grad=True)
+            for layer, x_len in _recurrent_lengths(self.model.spec)
+        }
+        loss = self.model.loss_probed(self._params, x, y, probes)
+        grads = torch.autograd.grad(loss, list(probes.values()))
+        return {k: g.detach().cpu().numpy() for k, g in zip(probes, grads, strict=True)}
+
     def reset_peak_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -101,3 +115,9 @@ class TorchProgram(Program):
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
         return None
+
+
+def _recurrent_lengths(spec) -> list[tuple[Recurrent, int]]:
+    """Each recurrent layer with its sequence length (the T of its (T, F) input)."""
+    return [(layer, shape[0]) for layer, shape in zip(spec.layers, spec.shapes(), strict=False)
+            if isinstance(layer, Recurrent)]

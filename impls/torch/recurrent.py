@@ -108,3 +108,38 @@ class FusedRecurrent:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.module(x)
         return out if self.layer.return_sequences else out[:, -1]
+
+
+def recurrent_probed(
+    x: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_ih: torch.Tensor,
+    b_hh: torch.Tensor,
+    cell: str,
+    return_sequences: bool,
+    probe: torch.Tensor,
+) -> torch.Tensor:
+    """`recurrent` with `probe[:, t]` (N, T, S) added to each state: h_t (S = H), and
+    for an LSTM (h_t, c_t) (S = 2H).
+
+    With a zero probe the output is `recurrent`'s; the gradient of the loss
+    with respect to the probe is dL/ds_t through every path (the output and
+    every later step), which `Program.hidden_state_grads` returns.
+    """
+    step = _STEPS[cell]
+    gx = F.linear(x, w_ih, b_ih)
+    h = x.new_zeros(x.shape[0], w_hh.shape[1])
+    c = h
+    states = []
+    hid = h.shape[-1]
+    for t in range(x.shape[1]):
+        if cell == "lstm":  # the probe's second half goes on c_t, before h_t reads it
+            i, f, g, o = (gx[:, t] + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g) + probe[:, t, hid:]
+            h = torch.sigmoid(o) * torch.tanh(c)
+        else:
+            h, c = step(gx[:, t], h, w_hh, b_hh, c)
+        h = h + probe[:, t, :hid]
+        states.append(h)
+    return torch.stack(states, dim=1) if return_sequences else h

@@ -1,0 +1,287 @@
+"""`nnparity study`: schedule the study's jobs over worker processes, write the raw data, report.
+
+Phase 1 times one short training run per cell and backend and picks the
+fastest backend per cell for training; phase 2 trains (the adding problem
+on the chosen backends, the subset repeated on every backend, the MLPs);
+phase 3 measures gradients at initial and trained parameters, the NumPy
+reference for every seed and every other backend for the first seed. A
+progress line with an ETA goes to stderr. Raw data goes to `study.json` (and
+CSV tables beside it); `--report DIR` rebuilds REPORT.md and the figures
+from that file alone. This module computes no statistics itself
+(`summary` does) and imports no framework (jobs do, in the workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import impls
+from bench.options import InputError, backend_list
+from bench.results.paths import RUNS
+from bench.results.write import write_text_atomic
+from bench.study import jobs
+from bench.study.config import PRESETS, StudyConfig, study_config
+from tasks.params import init_params
+
+RAW = "study.json"
+DEFAULT_OUT = RUNS / "study"
+
+Job = tuple[float, Callable[..., dict], tuple]  # (estimated cost, function, arguments)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
+    parser.add_argument("--out", default=None, help=f"output directory (default {DEFAULT_OUT})")
+    parser.add_argument("--backends", action="append",
+                        help="comma list (default: every installed backend; numpy always runs)")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--steps", type=int, default=None, help="the adding-problem budget")
+    parser.add_argument("--train-backend", default=None,
+                        help="train every cell on this backend instead of measuring which "
+                             "is fastest")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="worker processes, one thread each (default: all cores)")
+    parser.add_argument("--report", metavar="DIR", default=None,
+                        help="only rebuild REPORT.md and figures from DIR/study.json")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+# ------------------------------------------------------------------- scheduling
+class Progress:
+    """One stderr line: jobs done, share of the estimated work, elapsed and ETA."""
+
+    def __init__(self, total: float, enabled: bool) -> None:
+        self.total, self.done, self.jobs, self.enabled = total, 0.0, 0, enabled
+        self.start = time.perf_counter()
+
+    def add(self, cost: float) -> None:
+        self.done += cost
+        self.jobs += 1
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        share = min(1.0, self.done / self.total)
+        eta = elapsed / share * (1 - share) if share > 0 else float("nan")
+        width = 30
+        bar = "#" * int(width * share) + "." * (width - int(width * share))
+        sys.stderr.write(f"\r[{bar}] {share:4.0%} {self.jobs} jobs  {elapsed:.0f}s elapsed, "
+                         f"ETA {eta:.0f}s ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+class _Inline(Executor):
+    """This process as the pool (`--jobs 1`): `run_jobs` runs each job itself, in turn."""
+
+
+def _worker_init() -> None:
+    from impls.threads import configure
+
+    configure(1)
+
+
+def run_jobs(pool: Executor, todo: list[Job], progress: Progress) -> list[dict]:
+    """Run `todo` (largest first, so the pool ends evenly) and return results in order."""
+    order = sorted(range(len(todo)), key=lambda i: -todo[i][0])
+    results: list[dict] = [{}] * len(todo)
+    if isinstance(pool, _Inline):  # one at a time, so the progress line moves per job
+        for i in order:
+            results[i] = todo[i][1](*todo[i][2])
+            progress.add(todo[i][0])
+        return results
+    futures = {i: pool.submit(todo[i][1], *todo[i][2]) for i in order}
+    pending = dict(futures)
+    while pending:
+        for i, fut in list(pending.items()):
+            if fut.done():
+                results[i] = fut.result()
+                progress.add(todo[i][0])
+                del pending[i]
+        if pending:
+            time.sleep(0.05)
+    return results
+
+
+# ------------------------------------------------------------------- the study
+_CELL_COST = {"rnn": 1.0, "lstm": 2.5, "gru": 3.0}  # relative cost per step, measured roughly
+
+
+def _learn_cost(cfg: StudyConfig, cell: str, length: int) -> float:
+    return 2.0 + cfg.learn_steps * length * _CELL_COST[cell] * 2e-4
+
+
+def _time_cost(length: int) -> float:
+    return 1.0 + length * 0.01
+
+
+def plan_cost(cfg: StudyConfig, backends: list[str]) -> float:
+    """The whole study's estimated cost, in the units the jobs are weighted in."""
+    lengths = sorted(set(cfg.lengths) | set(cfg.time_lengths))
+    others = len(backends) - 1
+    cost = 3.0 * len(cfg.cells) * len(backends) if others else 0.0
+    cost += sum(_learn_cost(cfg, c, t) for c in cfg.cells for t in lengths) * len(cfg.seeds)
+    cost += sum(_learn_cost(cfg, c, t) for c in cfg.cells for t in cfg.repeat_lengths) * others
+    cost += len(cfg.activations) * sum(0.5 + cfg.depth_steps * d * 1e-3 for d in cfg.depths) \
+        * len(cfg.seeds)
+    cost += sum(_time_cost(t) for t in cfg.time_lengths) * len(cfg.cells) * len(cfg.seeds)
+    cost += sum(_time_cost(t) * 4 for t in cfg.time_lengths) * len(cfg.cells) * 2 * others
+    cost += len(cfg.activations) * len(cfg.depths) * 2.0 * 2 * others
+    return cost
+
+
+def run_study(cfg: StudyConfig, backends: list[str], pool: Executor,
+              progress: Progress, train_backend: str | None = None) -> dict[str, Any]:
+    """Every measurement of the study as plain data (see the module doc for the phases)."""
+    others = [b for b in backends if b != "numpy"]
+    # -- phase 1: the training backend per cell, by a quick measurement
+    speeds: list[dict] = []
+    if len(backends) > 1 and train_backend is None:
+        speeds = run_jobs(pool, [(3.0, jobs.speed, (cfg, c, b))
+                                 for c in cfg.cells for b in backends], progress)
+    chosen = {}
+    for cell in cfg.cells:
+        rows = [r for r in speeds if r["cell"] == cell]
+        chosen[cell] = min(rows, key=lambda r: r["seconds_per_step"])["backend"] if rows \
+            else train_backend or backends[0]
+    # -- phase 2: training
+    lengths = sorted(set(cfg.lengths) | set(cfg.time_lengths))
+    seed0 = cfg.seeds[0]
+    todo: list[Job] = []
+    for cell in cfg.cells:
+        for length in lengths:
+            for seed in cfg.seeds:
+                todo.append((_learn_cost(cfg, cell, length), jobs.learn,
+                             (cfg, cell, length, seed, chosen[cell], length in cfg.time_lengths)))
+        for length in cfg.repeat_lengths:
+            for b in backends:
+                if b != chosen[cell]:
+                    todo.append((_learn_cost(cfg, cell, length), jobs.learn,
+                                 (cfg, cell, length, seed0, b, False)))
+    for act in cfg.activations:
+        for d in cfg.depths:
+            for seed in cfg.seeds:
+                todo.append((0.5 + cfg.depth_steps * d * 1e-3, jobs.depth,
+                             (cfg, act, d, seed, seed == seed0)))
+    trained = run_jobs(pool, todo, progress)
+    learn = [r for r in trained if "test_mse" in r]
+    depth = [r for r in trained if "grad_norms" not in r and "activation" in r]
+    # -- phase 3: gradients at initial and trained parameters
+    todo = []
+    for r in learn:
+        if "params" not in r:
+            continue
+        cell, length, seed = r["cell"], r["length"], r["seed"]
+        _, spec, _ = jobs.rnn_task(cfg, cell, length, seed)
+        states = {"init": init_params(spec, seed), "trained": r.pop("params")}
+        todo.append((_time_cost(length), jobs.time_grads,
+                     (cfg, "numpy", "float64", cell, length, seed, states)))
+        if seed == seed0:
+            for b in others:
+                for dtype in cfg.agreement_dtypes:
+                    todo.append((_time_cost(length) * 4, jobs.time_grads,
+                                 (cfg, b, dtype, cell, length, seed, states)))
+    for r in depth:
+        if "params" not in r:
+            continue
+        states = r.pop("params")
+        for b in others:
+            for dtype in cfg.agreement_dtypes:
+                todo.append((2.0, jobs.depth_grads,
+                             (cfg, b, dtype, r["activation"], r["depth"], r["seed"], states)))
+    grads = run_jobs(pool, todo, progress)
+    time_rows = [r for r in grads if "curves" in r]
+    return {
+        "config": cfg.to_dict(),
+        "backends": backends,
+        "speed": speeds,
+        "train_backend": chosen,
+        "learn": learn,
+        "time": [r for r in time_rows if r["backend"] == "numpy"],
+        "time_agreement": [r for r in time_rows if r["backend"] != "numpy"],
+        "depth": depth,
+        "depth_agreement": [r for r in grads if "grad_norms" in r],
+    }
+
+
+def _csv(header: list[str], rows: list[list]) -> str:
+    return "\n".join(",".join(str(v) for v in row) for row in [header, *rows]) + "\n"
+
+
+def write_raw(out: Path, data: dict[str, Any]) -> None:
+    """study.json (the record the report reads) and flat CSV tables of it."""
+    write_text_atomic(out / RAW, json.dumps(data, indent=1) + "\n")
+    rows = [[r["cell"], r["length"], r["seed"], state, layer, t + 1, f"{g:.6e}"]
+            for r in data["time"] for state, layers in r["curves"].items()
+            for layer, curve in layers.items() for t, g in enumerate(curve)]
+    write_text_atomic(out / "time.csv", _csv(
+        ["cell", "length", "seed", "state", "layer", "t", "grad_norm"], rows))
+    rows = [[r["activation"], r["depth"], r["seed"], state, layer,
+             f"{r[state]['grad_norms'][i]:.6e}",
+             f"{r[state]['units'][i]['saturated']:.4f}" if i < len(r[state]["units"]) else "",
+             f"{r[state]['units'][i].get('dead', '')}" if i < len(r[state]["units"]) else ""]
+            for r in data["depth"] for state in ("init", "trained")
+            for i, layer in enumerate(r["layers"])]
+    write_text_atomic(out / "depth.csv", _csv(
+        ["activation", "depth", "seed", "state", "layer", "weight_grad_norm", "saturated",
+         "dead"], rows))
+    rows = [[r["cell"], r["length"], r["seed"], r["backend"], f"{r['test_mse']:.6f}",
+             f"{r['seconds']:.1f}"] for r in data["learn"]]
+    write_text_atomic(out / "learn.csv", _csv(
+        ["cell", "length", "seed", "backend", "test_mse", "seconds"], rows))
+
+
+def main(args: argparse.Namespace) -> int:
+    from bench.study.report import write_report
+
+    if args.report is not None:
+        path = Path(args.report)
+        if not (path / RAW).is_file():
+            raise InputError(f"no {RAW} in {path}")
+        print(f"report: {write_report(path)}")
+        return 0
+    cfg = study_config(args.preset, args.seeds, args.steps)
+    backends = ["numpy"] + [b for b in backend_list(args.backends)
+                            if b != "numpy" and impls.is_installed(b)]
+    n_jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if n_jobs <= 0:
+        raise InputError(f"--jobs must be a positive integer, got {n_jobs}")
+    if args.train_backend is not None and args.train_backend not in backends:
+        raise InputError(f"--train-backend {args.train_backend!r} is not among the backends "
+                         f"run here ({', '.join(backends)})")
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    from impls.threads import configure
+
+    configure(1 if n_jobs > 1 else None)
+    print(f"study ({args.preset}): backends {', '.join(backends)}; {len(cfg.seeds)} seeds; "
+          f"budget {cfg.learn_steps} steps; {n_jobs} worker(s)", file=sys.stderr)
+    progress = Progress(plan_cost(cfg, backends), enabled=not args.quiet)
+    start = time.perf_counter()
+    if n_jobs == 1:
+        data = run_study(cfg, backends, _Inline(), progress, args.train_backend)
+    else:
+        ctx = multiprocessing.get_context("spawn")  # a forked JAX/TF runtime is not safe
+        with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_worker_init) as pool:
+            data = run_study(cfg, backends, pool, progress, args.train_backend)
+    progress.close()
+    from bench.timing.environment import nnparity_info
+
+    data["environment"] = {**nnparity_info(1 if n_jobs > 1 else os.cpu_count() or 1),
+                           "jobs": n_jobs, "preset": args.preset,
+                           "seconds": round(time.perf_counter() - start, 1)}
+    write_raw(out, data)
+    print(f"report: {write_report(out)}  ({data['environment']['seconds']:.0f}s)")
+    return 0
+
+
