@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import impls
-from bench.options import add_task_options, knob_overrides
+from bench.options import add_task_options, knob_overrides, seed_int
 from bench.results.write import write_text_atomic
 from tasks import get_task
 from tasks.optim import OptimizerSpec
@@ -26,7 +26,7 @@ from tasks.spec import layer_to_dict
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_task_options(parser, many=False)
-    parser.add_argument("--seed", type=int, default=None, help="parameter and data seed")
+    parser.add_argument("--seed", type=seed_int, default=None, help="parameter and data seed")
     parser.add_argument("--out", required=True, help="the .npz file to write")
 
 

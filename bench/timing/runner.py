@@ -29,7 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import impls
-from bench.options import InputError, add_task_options, choice_list, knob_overrides
+from bench.options import (
+    InputError,
+    OutputError,
+    add_task_options,
+    choice_list,
+    knob_overrides,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from bench.results import write as records
 from bench.results.paths import ROOT, RUNS
 from bench.results.write import write_text_atomic
@@ -67,12 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("-k", dest="keyword", default=None, metavar="EXPR",
         help="pytest-style expression over cell ids, e.g. 'lstm and not compile'")
     arg("--out", default=None, help="run directory (default results/runs/<timestamp>)")
-    arg("--threads", type=int, default=None, help="threads for every framework (default: all)")
-    arg("--timeout", type=float, default=None, help="seconds per group before it is killed")
-    arg("--seed", type=int, default=0, help="parameter initialisation seed")
-    arg("--budget", type=float, default=None,
+    arg("--threads", type=positive_int, default=None, help="threads for every framework (default: all)")
+    arg("--timeout", type=positive_float, default=None, help="seconds per group before it is killed")
+    arg("--seed", type=seed_int, default=0, help="parameter initialisation seed")
+    arg("--budget", type=positive_float, default=None,
         help="timed seconds per cell (default: the preset's plan, e.g. 0.05 for quick)")
-    arg("--min-rounds", type=int, default=None, help="timed rounds per cell, at least")
+    arg("--min-rounds", type=positive_int, default=None, help="timed rounds per cell, at least")
     arg("--no-gradcheck", action="store_true", help="skip the per-cell agreement check")
 
 
