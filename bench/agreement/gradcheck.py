@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=non_negative_int, default=0,
                         help="also compare N-step optimiser trajectories (SGD and Adam)")
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="for --steps")
-    parser.add_argument("--threads", type=positive_int, default=None, help="threads for every framework")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="threads for every framework")
     parser.add_argument("--json", default=None, metavar="PATH", help="write every row as JSON")
 
 

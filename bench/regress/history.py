@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.options import InputError, finite_float
+from bench.options import finite_float
 from bench.regress.baseline import find_baseline
 from bench.regress.compare import compare_runs
 from bench.results.paths import BASELINES, HISTORY_FILE, HISTORY_PLOTS
@@ -140,7 +140,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--against", metavar="BASELINE",
                         help="flag the added run against this run/file (default: the "
                              "committed baseline of its machine, when one exists)")
-    parser.add_argument("--factor", type=finite_float, default=1.2, help="regression factor for flags")
+    parser.add_argument("--factor", type=finite_float, default=1.2,
+                        help="regression factor for flags")
     parser.add_argument("--alpha", type=finite_float, default=0.01, help="significance for flags")
     parser.add_argument("--file", type=Path, default=HISTORY_FILE,
                         help=f"history CSV (default {HISTORY_FILE})")

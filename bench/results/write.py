@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.options import OutputError
-
 from bench.results.schema import (
     CALIBRATION,
     CALIBRATION_TASK,

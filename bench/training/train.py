@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="optimiser steps (default: the preset's)")
     parser.add_argument("--dtype", default="float32", help="float32 or float64")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=positive_int, default=None, help="threads for every framework")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="threads for every framework")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
