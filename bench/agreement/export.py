@@ -17,7 +17,7 @@ import numpy as np
 
 import impls
 from bench.options import add_task_options, knob_overrides, seed_int
-from bench.results.write import write_text_atomic
+from bench.results.write import check_output_file, write_text_atomic
 from tasks import get_task
 from tasks.optim import OptimizerSpec
 from tasks.params import init_params
@@ -62,6 +62,7 @@ def write_npz_atomic(path: Path, arrays: dict) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_output_file(args.out)
     arrays = export_arrays(args.task, args.preset or "tiny", knob_overrides(args), args.seed)
     out = Path(args.out)
     if out.suffix != ".npz":

@@ -29,7 +29,7 @@ from bench.options import (
     positive_int,
     task_overrides,
 )
-from bench.results.write import write_text_atomic
+from bench.results.write import check_output_file, write_text_atomic
 from impls import DTYPES
 from tasks import TASKS, TaskError, get_task
 from tasks.optim import OPTIMIZERS
@@ -142,6 +142,8 @@ def main(args: argparse.Namespace) -> int:
     from impls.threads import configure
 
     configure(args.threads)
+    if args.json:  # before the checks run, not after
+        check_output_file(args.json)
     if args.steps < 0:
         raise TaskError(f"--steps must be >= 0, got {args.steps}")
     optimizers = choice_list(args.optimizers, OPTIMIZERS, "optimizer")

@@ -26,7 +26,7 @@ from bench.options import InputError, finite_float
 from bench.regress.stats import Verdict, compare_samples
 from bench.results.read import LoadError, RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
-from bench.results.write import write_text_atomic
+from bench.results.write import check_output_file, write_text_atomic
 
 __all__ = ["Comparison", "LoadError", "compare_runs", "load_run", "main", "merge_runs"]
 
@@ -253,6 +253,8 @@ def check_rule_arguments(args: argparse.Namespace) -> None:
     if not 0.0 < args.confidence < 1.0:
         raise InputError(
             f"--confidence {args.confidence:g}: must be between 0 and 1 (e.g. 0.95)")
+    if getattr(args, "out", None):  # before the work, not after it
+        check_output_file(args.out)
 
 
 def emit(cmp: Comparison, args: argparse.Namespace) -> int:
