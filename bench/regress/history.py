@@ -42,6 +42,8 @@ def read_history(path: Path = HISTORY_FILE) -> pd.DataFrame:
                          na_values={"median_s": [""], "iqr_s": [""]})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise LoadError(f"{path}: not a readable history CSV ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise LoadError(f"{path}: cannot read ({exc.strerror or exc})") from None
     missing = [c for c in ("commit", "date", "machine", "cell", "median_s") if c not in df]
     if missing:
         raise LoadError(f"{path}: not a history CSV (no column {missing[0]!r})")
