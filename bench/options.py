@@ -54,8 +54,9 @@ def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
     def convert(text: str) -> int:
         value = int(_number(text, int))
         if value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"{text!r} must be an integer {bound}")
+            what = (f"an integer between {low} and {high}" if high is not None
+                    else "a positive integer" if low == 1 else f"an integer of at least {low}")
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
 
     convert.__name__ = "integer"  # argparse names the type in its message

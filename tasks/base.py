@@ -139,7 +139,9 @@ def parse_knob(config_cls: type, key: str, raw: Any) -> Any:
     low, high = getattr(config_cls, "RANGES", {}).get(
         key, (0, SEED_MAX) if key == "seed" else (1, INT_KNOB_MAX))
     if kind is int and not low <= value <= high:
-        raise TaskError(f"knob {key} must be an integer from {low} to {high}, got {value!r}")
+        what = (f"a positive integer up to {high}" if low == 1
+                else f"an integer from {low} to {high}")
+        raise TaskError(f"knob {key} must be {what}, got {value!r}")
     if kind is float and not (math.isfinite(value) and value > 0):
         raise TaskError(f"knob {key} must be a finite positive number, got {raw!r}")
     if typing.get_origin(kind) is tuple and (not value or min(value) < 1
