@@ -8,7 +8,8 @@ Must not import a framework.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 
 from impls import BACKENDS, DTYPES
 from tasks import PRESETS, TASKS, TaskError
@@ -21,6 +22,63 @@ class InputError(Exception):
     as one line and exits 2. Every bad-input error of `bench` derives from it; the
     layers below (`tasks.spec.SpecError`, `impls.BackendError`) cannot import
     `bench`, so the CLI catches those two beside it."""
+
+
+class OutputError(InputError):
+    """A file or directory a command must write cannot be written (a directory where a
+    file goes, a read-only or full disk, /proc): one line naming the path, exit 2."""
+
+
+# -- numeric options: one converter per kind, used by every command -----------------------
+# argparse calls these on the raw string; a bad value becomes argparse's one-line error
+# (exit 2). NaN and infinities are refused everywhere: NaN compares false with every
+# bound, so a guard like `timeout <= 0` would let it through and switch the guard off.
+
+SEED_MAX = 2**32 - 1  # what numpy.random.default_rng and every framework's seed accept
+
+
+def _number(text: str, kind: type) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse `type=` for an integer in [low, high]."""
+
+    def convert(text: str) -> int:
+        value = int(_number(text, int))
+        if value < low or (high is not None and value > high):
+            what = (f"an integer between {low} and {high}" if high is not None
+                    else "a positive integer" if low == 1 else f"an integer of at least {low}")
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    convert.__name__ = "integer"  # argparse names the type in its message
+    return convert
+
+
+def positive_float(text: str) -> float:
+    """An argparse `type=` for a finite number > 0 (seconds, budgets, factors)."""
+    value = float(_number(text, float))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse `type=` for any finite number (the command checks its own range)."""
+    return float(_number(text, float))
+
+
+positive_int = int_range(1)
+non_negative_int = int_range(0)
+seed_int = int_range(0, SEED_MAX)
 
 
 def choice_list(value: str | Sequence[str] | None, choices: Iterable[str], what: str,

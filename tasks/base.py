@@ -9,6 +9,7 @@ This module must not import `impls` or `bench`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,15 @@ import numpy as np
 from tasks.spec import ModelSpec, SpecError
 
 PRESETS = ("tiny", "quick", "standard", "large")
+
+# Range of every knob, checked once here for every task and command. Integer knobs
+# (sizes, steps) are counts: 1 up to INT_KNOB_MAX unless the config class's RANGES says
+# otherwise; float knobs (learning rates) are finite and positive; a seed is what
+# NumPy's generators accept. A model beyond MAX_PARAMS parameters would only end in a
+# MemoryError while its parameters are created.
+INT_KNOB_MAX = 2**20
+SEED_MAX = 2**32 - 1
+MAX_PARAMS = 2**27  # 1 GiB of float64 parameters
 
 
 class TaskError(SpecError):
@@ -77,7 +87,11 @@ class Task:
             cfg = self.config_cls(**values)
         except TypeError as exc:  # a preset table out of step with its config class
             raise TaskError(f"{self.name}: {exc}") from None
-        self.build(cfg)  # validates sizes through ModelSpec
+        spec = self.build(cfg)  # validates sizes through ModelSpec
+        n_params = sum(math.prod(shape) for shape in spec.param_shapes().values())
+        if n_params > MAX_PARAMS:
+            raise TaskError(f"{self.name}: {n_params:,} parameters is more than the "
+                            f"{MAX_PARAMS:,} a task may have; use smaller knobs")
         return cfg
 
     def metric_label(self, cfg) -> str:
@@ -122,10 +136,17 @@ def parse_knob(config_cls: type, key: str, raw: Any) -> Any:
         value = raw
     if choices is not None and value not in choices:
         raise TaskError(f"unknown {key} {value!r}; choose from {', '.join(choices)}")
-    if kind is int and value <= 0 and key != "seed":
-        raise TaskError(f"knob {key} must be a positive integer, got {value!r}")
-    if typing.get_origin(kind) is tuple and (not value or min(value) <= 0):
-        raise TaskError(f"knob {key} takes positive integers, got {raw!r}")
+    low, high = getattr(config_cls, "RANGES", {}).get(
+        key, (0, SEED_MAX) if key == "seed" else (1, INT_KNOB_MAX))
+    if kind is int and not low <= value <= high:
+        what = (f"a positive integer up to {high}" if low == 1
+                else f"an integer from {low} to {high}")
+        raise TaskError(f"knob {key} must be {what}, got {value!r}")
+    if kind is float and not (math.isfinite(value) and value > 0):
+        raise TaskError(f"knob {key} must be a finite positive number, got {raw!r}")
+    if typing.get_origin(kind) is tuple and (not value or min(value) < 1
+                                             or max(value) > INT_KNOB_MAX):
+        raise TaskError(f"knob {key} takes integers from 1 to {INT_KNOB_MAX}, got {raw!r}")
     return value
 
 

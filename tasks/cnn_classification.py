@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from tasks.base import Dataset, Task, accuracy, split
+from tasks.base import INT_KNOB_MAX, Dataset, Task, accuracy, split
 from tasks.spec import Conv2D, Dense, Flatten, MaxPool2D, ModelSpec
 
 
@@ -34,6 +34,8 @@ class CNNConfig:
     steps: int = 600
     seed: int = 0
 
+    # a train/test split needs two samples (tasks.base.split keeps at least one for test)
+    RANGES: ClassVar[dict] = {"n_samples": (2, INT_KNOB_MAX)}
     CHOICES: ClassVar[dict] = {"data": ("digits", "synthetic"), "optimizer": ("sgd", "adam")}
 
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from tasks.base import Dataset, Task, r2_score, split, standardize
+from tasks.base import INT_KNOB_MAX, Dataset, Task, r2_score, split, standardize
 from tasks.spec import ACTIVATIONS, Dense, ModelSpec
 
 
@@ -31,6 +31,8 @@ class MLPConfig:
     steps: int = 300  # training steps for `nnparity train`; diabetes overfits past ~500
     seed: int = 0
 
+    # a train/test split needs two samples (tasks.base.split keeps at least one for test)
+    RANGES: ClassVar[dict] = {"n_samples": (2, INT_KNOB_MAX)}
     CHOICES: ClassVar[dict] = {
         "data": ("diabetes", "friedman"),
         "activation": ACTIVATIONS,

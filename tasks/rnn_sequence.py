@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from tasks.base import Dataset, Task, accuracy, mse_score, split
+from tasks.base import INT_KNOB_MAX, Dataset, Task, accuracy, mse_score, split
 from tasks.spec import CELLS, Dense, ModelSpec, Recurrent
 
 
@@ -35,6 +35,8 @@ class RNNConfig:
     steps: int = 1000  # LSTM/GRU pass MSE 0.0167 near step 500 at T=50
     seed: int = 0
 
+    # a train/test split needs two samples (tasks.base.split keeps at least one for test)
+    RANGES: ClassVar[dict] = {"n_samples": (2, INT_KNOB_MAX)}
     CHOICES: ClassVar[dict] = {
         "data": ("adding", "digits_rows"),
         "cell": CELLS,

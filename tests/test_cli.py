@@ -24,7 +24,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["train", "--task", "rnn_sequence", "--backend", "mxnet"], "'mxnet'"),
     (["train", "--task", "rnn_sequence", "--cell", "transformer"], "'transformer'"),
     (["train", "--task", "rnn_sequence", "--set", "hidden=0"], "hidden must be a positive"),
-    (["train", "--task", "rnn_sequence", "--steps", "0"], "--steps must be a positive"),
+    (["train", "--task", "rnn_sequence", "--steps", "0"], "--steps: must be a positive"),
     (["gradcheck", "--backends", "numpy,mxnet"], "'mxnet'"),
     (["gradcheck", "--dtype", "float16"], "'float16'"),
     (["export", "--task", "cnn_classification", "--set", "filters1=-1", "--out", "x.npz"],

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 import impls
-from bench.options import add_task_options, knob_overrides
-from bench.results.write import write_text_atomic
+from bench.options import add_task_options, knob_overrides, seed_int
+from bench.results.write import check_output_file, write_text_atomic
 from tasks import get_task
 from tasks.optim import OptimizerSpec
 from tasks.params import init_params
@@ -26,7 +26,7 @@ from tasks.spec import layer_to_dict
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_task_options(parser, many=False)
-    parser.add_argument("--seed", type=int, default=None, help="parameter and data seed")
+    parser.add_argument("--seed", type=seed_int, default=None, help="parameter and data seed")
     parser.add_argument("--out", required=True, help="the .npz file to write")
 
 
@@ -62,6 +62,7 @@ def write_npz_atomic(path: Path, arrays: dict) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_output_file(args.out)
     arrays = export_arrays(args.task, args.preset or "tiny", knob_overrides(args), args.seed)
     out = Path(args.out)
     if out.suffix != ".npz":

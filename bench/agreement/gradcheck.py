@@ -25,9 +25,11 @@ from bench.options import (
     check_overrides_known,
     choice_list,
     knob_overrides,
+    non_negative_int,
+    positive_int,
     task_overrides,
 )
-from bench.results.write import write_text_atomic
+from bench.results.write import check_output_file, write_text_atomic
 from impls import DTYPES
 from tasks import TASKS, TaskError, get_task
 from tasks.optim import OPTIMIZERS
@@ -41,10 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma list of float32, float64 (default float64)")
     parser.add_argument("--devices", "--device", dest="devices", action="append",
                         help="comma list of cpu, cuda (default: every available)")
-    parser.add_argument("--steps", type=int, default=0,
+    parser.add_argument("--steps", type=non_negative_int, default=0,
                         help="also compare N-step optimiser trajectories (SGD and Adam)")
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="for --steps")
-    parser.add_argument("--threads", type=int, default=None, help="threads for every framework")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="threads for every framework")
     parser.add_argument("--json", default=None, metavar="PATH", help="write every row as JSON")
 
 
@@ -139,6 +142,8 @@ def main(args: argparse.Namespace) -> int:
     from impls.threads import configure
 
     configure(args.threads)
+    if args.json:  # before the checks run, not after
+        check_output_file(args.json)
     if args.steps < 0:
         raise TaskError(f"--steps must be >= 0, got {args.steps}")
     optimizers = choice_list(args.optimizers, OPTIMIZERS, "optimizer")

@@ -28,7 +28,7 @@ from bench.regress.compare import add_rule_arguments, check_rule_arguments, comp
 from bench.results.paths import BASELINES
 from bench.results.read import LoadError, RunInfo, load_run
 from bench.results.schema import stats_block
-from bench.results.write import write_text_atomic
+from bench.results.write import check_output_file, write_text_atomic
 
 
 def baseline_path(fingerprint: str, root: Path = BASELINES) -> Path:
@@ -126,6 +126,8 @@ def main(args: argparse.Namespace) -> int:
     prog = f"nnparity baseline {args.baseline_action}"
     if args.baseline_action == "check":
         check_rule_arguments(args)
+    if args.baseline_action == "github":
+        check_output_file(args.out)
     try:
         run = load_run(args.run)
         if args.baseline_action == "update":

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.options import InputError
+from bench.options import InputError, finite_float
 from bench.regress.stats import Verdict, compare_samples
 from bench.results.envdiff import differences
 from bench.results.read import LoadError, RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
-from bench.results.write import write_text_atomic
+from bench.results.write import check_output_file, write_text_atomic
 
 __all__ = ["Comparison", "LoadError", "compare_runs", "load_run", "main", "merge_runs"]
 
@@ -240,11 +240,11 @@ def format_json(cmp: Comparison) -> str:
 
 def add_rule_arguments(parser: argparse.ArgumentParser, factor: float = 1.2) -> None:
     """--factor/--alpha/--confidence and the output format, shared with `continuous`."""
-    parser.add_argument("--factor", type=float, default=factor,
+    parser.add_argument("--factor", type=finite_float, default=factor,
                         help=f"flag only changes beyond this ratio of medians (default {factor})")
-    parser.add_argument("--alpha", type=float, default=0.01,
+    parser.add_argument("--alpha", type=finite_float, default=0.01,
                         help="Mann-Whitney U significance level (default 0.01)")
-    parser.add_argument("--confidence", type=float, default=0.95,
+    parser.add_argument("--confidence", type=finite_float, default=0.95,
                         help="bootstrap confidence level of the ratio interval (default 0.95)")
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -261,6 +261,8 @@ def check_rule_arguments(args: argparse.Namespace) -> None:
     if not 0.0 < args.confidence < 1.0:
         raise InputError(
             f"--confidence {args.confidence:g}: must be between 0 and 1 (e.g. 0.95)")
+    if getattr(args, "out", None):  # before the work, not after it
+        check_output_file(args.out)
 
 
 def emit(cmp: Comparison, args: argparse.Namespace) -> int:

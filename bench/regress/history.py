@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.options import OutputError, finite_float
 from bench.regress.baseline import find_baseline
 from bench.regress.compare import compare_runs
 from bench.results.paths import BASELINES, HISTORY_FILE, HISTORY_PLOTS
 from bench.results.read import LoadError, RunInfo, load_run
 from bench.results.schema import parse_cell_id
-from bench.results.write import write_text_atomic
+from bench.results.write import write_atomic, write_text_atomic
 
 COLUMNS = ("commit", "date", "machine", "cell", "task", "backend", "variant", "device",
            "dtype", "phase", "median_s", "iqr_s", "rounds", "flag")
@@ -41,10 +42,46 @@ def read_history(path: Path = HISTORY_FILE) -> pd.DataFrame:
                          na_values={"median_s": [""], "iqr_s": [""]})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise LoadError(f"{path}: not a readable history CSV ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise LoadError(f"{path}: cannot read ({exc.strerror or exc})") from None
     missing = [c for c in ("commit", "date", "machine", "cell", "median_s") if c not in df]
     if missing:
         raise LoadError(f"{path}: not a history CSV (no column {missing[0]!r})")
-    return df.reindex(columns=list(COLUMNS))
+    df = df.reindex(columns=list(COLUMNS))
+    if len(df) and _torn_last_row(path, df):
+        # an append cut short (a full disk, a kill): the last line is incomplete. Drop it
+        # rather than keep a junk row and write it back; every whole row is kept.
+        print(f"warning: {path}: last line is incomplete; ignored", file=sys.stderr)
+        df = df.iloc[:-1]
+    for column in ("median_s", "iqr_s", "rounds"):
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = values.isna() & df[column].notna() & (df[column].astype(str) != "")
+        if column == "median_s":
+            bad |= ~((values > 0) & (values < float("inf")))
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise LoadError(f"{path}: line {row + 2}: {column} {df[column].iloc[row]!r} "
+                            "is not a positive number")
+        df[column] = values
+    for column in ("commit", "date", "machine", "cell"):
+        empty = df[column].isna() | (df[column].astype(str) == "")
+        if column != "commit" and empty.any():
+            row = int(empty.to_numpy().argmax())
+            raise LoadError(f"{path}: line {row + 2}: {column} is empty")
+    return df.reset_index(drop=True)
+
+
+def _torn_last_row(path: Path, df: pd.DataFrame) -> bool:
+    """Whether the file's last line was cut short: no final newline and fewer fields
+    than the header (pandas pads such a row with empty values)."""
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        if fh.tell() == 0:
+            return False
+        fh.seek(-1, 2)
+        if fh.read(1) == b"\n":
+            return False
+    return bool(df.iloc[-1].isna().any())
 
 
 def history_rows(run: pd.DataFrame, flags: dict[str, str] | None = None) -> pd.DataFrame:
@@ -73,7 +110,8 @@ def append_history(run: pd.DataFrame, path: Path = HISTORY_FILE,
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
+    """A file name from a cell group: no "/" and no "..", whatever the history holds."""
+    return re.sub(r"[^A-Za-z0-9_=-]+", "_", text).strip("_") or "unnamed"
 
 
 def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
@@ -98,7 +136,10 @@ def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
     # a cell id is [preset/]config/backend/variant/device/dtype/bsN/phase
     df["group"] = [(parse_cell_id(c).group + " " + str(p)) for c, p in zip(df["cell"], df["phase"],
                                                                   strict=True)]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     written = []
     for group, rows in df.groupby("group", sort=True):
         fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(runs) + 3), 4.5))
@@ -126,10 +167,10 @@ def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
         path = out_dir / f"{_slug(str(group))}.png"
-        tmp = path.with_name(f".{path.stem}.tmp.png")
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        tmp.replace(path)
+        try:  # temp file + rename: never through a link planted at `path`
+            write_atomic(path, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=110))
+        finally:
+            plt.close(fig)
         written.append(path)
     return written
 
@@ -139,8 +180,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--against", metavar="BASELINE",
                         help="flag the added run against this run/file (default: the "
                              "committed baseline of its machine, when one exists)")
-    parser.add_argument("--factor", type=float, default=1.2, help="regression factor for flags")
-    parser.add_argument("--alpha", type=float, default=0.01, help="significance for flags")
+    parser.add_argument("--factor", type=finite_float, default=1.2,
+                        help="regression factor for flags")
+    parser.add_argument("--alpha", type=finite_float, default=0.01, help="significance for flags")
     parser.add_argument("--file", type=Path, default=HISTORY_FILE,
                         help=f"history CSV (default {HISTORY_FILE})")
     parser.add_argument("--plots", type=Path, default=HISTORY_PLOTS,

@@ -4,16 +4,20 @@ Each function takes the tidy DataFrame from `bench.report.markdown.tidy`, writes
 and returns its path (or None when the run has nothing to draw): grouped bars
 per task, throughput against batch size, the gradient-error heatmap, and
 first call against steady state. Every axis names its unit. This module reads
-no files and times nothing; it must not import a framework.
+no files, writes only inside the directory it is given (file names sanitised),
+and times nothing; it must not import a framework.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from bench.results.write import write_atomic
 
 PHASE_COLOURS = {"forward": "#4C72B0", "backward": "#DD8452", "step": "#55A868"}
 BACKEND_COLOURS = {"numpy": "#555555", "torch": "#EE4C2C", "jax": "#2A6FDB",
@@ -64,11 +68,21 @@ def _main_rows(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts) if parts else ok
 
 
+def safe_name(text: str) -> str:
+    """A file-name part built only from letters, digits, "_", "=" and "-": names come
+    from results files, which must not steer a write (no "/", no "..")."""
+    return re.sub(r"[^A-Za-z0-9_=-]+", "_", str(text)).strip("_") or "unnamed"
+
+
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, bbox_inches="tight")
+    """Write the PNG atomically (temp file + rename): a link planted at `path` is
+    replaced, never written through."""
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    try:
+        write_atomic(path, lambda fh: fig.savefig(fh, format="png", bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -103,7 +117,7 @@ def task_bars(df: pd.DataFrame, task: str, out: Path) -> Path | None:
         ax.grid(axis="y", alpha=0.3, which="both")
         ax.legend(title="phase", fontsize=9)
     fig.tight_layout()
-    return _save(fig, out / f"bars_{task}.png")
+    return _save(fig, out / f"bars_{safe_name(task)}.png")
 
 
 def throughput(df: pd.DataFrame, out: Path) -> Path | None:

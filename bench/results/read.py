@@ -24,6 +24,7 @@ import pandas as pd
 
 from bench.options import InputError
 from bench.results.schema import stats_block
+from bench.results.validate import problems
 
 
 class LoadError(InputError):
@@ -42,10 +43,23 @@ class RunInfo:
     date: str = ""
 
 
+def _other_format(doc: Any) -> bool:
+    """A JSON that is recognisably not a results file and may sit beside them in a run
+    directory: an object with neither `benchmarks` nor `machine_info` (a summary), or
+    github-action-benchmark's list of {name, value} entries. Anything else in a run
+    directory claims to be results and is validated as such."""
+    if isinstance(doc, dict):
+        return "benchmarks" not in doc and "machine_info" not in doc
+    return isinstance(doc, list) and bool(doc) and all(
+        isinstance(e, dict) and "name" in e and "value" in e for e in doc)
+
+
 def _read_json(file: Path, strict: bool = True) -> dict[str, Any] | None:
-    """The parsed results document; None for a well-formed JSON that is not one
-    (e.g. a report's summary next to the results) unless `strict`."""
+    """The parsed and validated results document; None for a JSON of another format
+    (`_other_format`, e.g. a summary beside the results) unless `strict`."""
     try:
+        if not file.is_file():  # a FIFO or device named *.json would block or never end
+            raise LoadError(f"{file}: not a regular file")
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise LoadError(f"{file}: cannot read ({exc.strerror or exc})") from None
@@ -58,10 +72,14 @@ def _read_json(file: Path, strict: bool = True) -> dict[str, Any] | None:
             f"{file}: invalid JSON at line {exc.lineno} column {exc.colno} "
             f"({exc.msg}); truncated or corrupt?"
         ) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
-        if strict:
-            raise LoadError(f"{file}: not a pytest-benchmark JSON (no 'benchmarks' list)")
+    except RecursionError:
+        raise LoadError(f"{file}: JSON nested too deeply; not a results file") from None
+    if not strict and _other_format(doc):
         return None
+    found = problems(doc, file)
+    if found:
+        more = f" (and {len(found) - 1} more problems)" if len(found) > 1 else ""
+        raise LoadError(found[0] + more)
     return doc
 
 
@@ -161,7 +179,9 @@ def load_run(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     root = Path(path)
     if root.is_dir():
-        files = sorted(root.rglob("*.json"))
+        # hidden entries (.work, temporary files) are the harness's own, never results
+        files = sorted(f for f in root.rglob("*.json")
+                       if not any(part.startswith(".") for part in f.relative_to(root).parts))
         if not files:
             raise LoadError(f"{root}: no *.json results files in this directory")
     elif root.exists():

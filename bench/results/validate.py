@@ -28,6 +28,23 @@ from bench.results.schema import CALIBRATION, FORMAT_VERSION, PHASES, parse_cell
 STATUSES = ("ok", "error")
 
 Check = Callable[[Any], bool]
+#: nesting deeper than this is not something the harness writes (it writes at most 5)
+MAX_DEPTH = 32
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of a JSON value, counted without recursion (stops past `limit`)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict)
+                                                      else item))
+    return deepest
 
 
 def _is_int(v: Any) -> bool:
@@ -273,6 +290,9 @@ def problems(doc: Any, file: str) -> list[str]:
     if not isinstance(doc, dict):
         return [f"{file}: not a results document: the top level must be an object, "
                 f"got {_type_name(doc)}"]
+    if _depth(doc) > MAX_DEPTH:
+        return [f"{file}: nested deeper than {MAX_DEPTH} levels; the harness writes at most "
+                "5: not a results document"]
     benches = doc.get("benchmarks")
     if not isinstance(benches, list):  # not a results document at all: one line says so
         return [f"{file}: not a results document: benchmarks must be a list, "

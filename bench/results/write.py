@@ -15,9 +15,11 @@ import datetime as _dt
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from bench.options import OutputError
 from bench.results.schema import (
     CALIBRATION,
     CALIBRATION_TASK,
@@ -164,15 +166,51 @@ def finish_group(group: Group, preset: str, out: Path, pytest_json: Path, stream
 
 def write_text_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
     """Write a file via a temp file in the same directory + rename: readers see the
-    old file or the new one, never half of one."""
+    old file or the new one, never half of one. A link at `path` is replaced, never
+    written through. A path that cannot be written (a directory, a read-only or full
+    disk, /proc) raises `OutputError` naming it, and leaves no temporary file."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+
+    def dump(fh: IO[bytes]) -> None:
+        fh.write(data)
+
+    write_atomic(path, dump)
+
+
+def write_atomic(path: str | os.PathLike[str], dump: Callable[[IO[bytes]], None]) -> None:
+    """`dump(fh)` into a temp file beside `path`, then rename it over `path` (see
+    `write_text_atomic`); figures use it with `savefig`."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: it is a directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
+            dump(fh)
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output_file(path: str | os.PathLike[str]) -> None:
+    """Fail early, before any work, when `path` can clearly not be written: it is a
+    directory, or its nearest existing parent is not a writable directory."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: it is a directory")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {target}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {target}: {parent} is not writable")

@@ -43,10 +43,12 @@ class RunContext:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the run did: group-level errors (one line each) and whether Ctrl-C ended it."""
+    """What the run did: group-level errors (one line each), and whether Ctrl-C or an
+    unwritable output ended it."""
 
     failed: tuple[str, ...] = ()
     interrupted: bool = False
+    output_error: bool = False  # a results file could not be written (disk full, ...)
 
 
 class Executor(Protocol):

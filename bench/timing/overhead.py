@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.options import positive_int
+
 LIMIT = 0.03
 BLOCKS = 5
 CONFIG_ENV = "NNPARITY_OVERHEAD"
@@ -89,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="numpy")
     parser.add_argument("--task", default="mlp_regression")
     parser.add_argument("--preset", default="quick")
-    parser.add_argument("--rounds", type=int, default=400, help="timed calls per block and way")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--rounds", type=positive_int, default=400,
+                        help="timed calls per block and way")
+    parser.add_argument("--threads", type=positive_int, default=None)
     args = parser.parse_args(argv)
     from impls.threads import configure
 

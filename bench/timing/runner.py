@@ -14,10 +14,13 @@ a framework and never times anything itself.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import impls
-from bench.options import InputError, add_task_options, choice_list, knob_overrides
+from bench.options import (
+    InputError,
+    OutputError,
+    add_task_options,
+    choice_list,
+    knob_overrides,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from bench.results import write as records
 from bench.results.paths import ROOT, RUNS
 from bench.results.write import write_text_atomic
@@ -70,12 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("-k", dest="keyword", default=None, metavar="EXPR",
         help="pytest-style expression over cell ids, e.g. 'lstm and not compile'")
     arg("--out", default=None, help="run directory (default results/runs/<timestamp>)")
-    arg("--threads", type=int, default=None, help="threads for every framework (default: all)")
-    arg("--timeout", type=float, default=None, help="seconds per group before it is killed")
-    arg("--seed", type=int, default=0, help="parameter initialisation seed")
-    arg("--budget", type=float, default=None,
+    arg("--threads", type=positive_int, default=None,
+        help="threads for every framework (default: all)")
+    arg("--timeout", type=positive_float, default=None,
+        help="seconds per group (and per backend description) before it is killed")
+    arg("--seed", type=seed_int, default=0, help="parameter initialisation seed")
+    arg("--budget", type=positive_float, default=None,
         help="timed seconds per cell (default: the preset's plan, e.g. 0.05 for quick)")
-    arg("--min-rounds", type=int, default=None, help="timed rounds per cell, at least")
+    arg("--min-rounds", type=positive_int, default=None, help="timed rounds per cell, at least")
     arg("--no-gradcheck", action="store_true", help="skip the per-cell agreement check")
     arg("--shard", default=None, metavar="K/N",
         help="run only shard K of N (a deterministic share of the groups, e.g. 2/4)")
@@ -117,9 +131,14 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
     return sel
 
 
-def describe(sel: Selection, work: Path, threads: int) -> dict[str, dict[str, Any]]:
+DESCRIBE_TIMEOUT_S = 300.0  # without --timeout: a framework import can take a minute cold
+
+
+def describe(sel: Selection, work: Path, threads: int,
+             timeout: float = DESCRIBE_TIMEOUT_S) -> dict[str, dict[str, Any]]:
     """Each backend's variants/devices/support, asked of a worker process (frameworks
-    are imported there, never here); backends are described in parallel."""
+    are imported there, never here); backends are described in parallel, each within
+    `timeout` seconds (a backend that hangs at import is recorded as an error)."""
     configs = [(c.label, c.task, list(c.overrides)) for t in sel.tasks
                for c in task_configs(t, sel.preset, sel.overrides)]
 
@@ -127,23 +146,64 @@ def describe(sel: Selection, work: Path, threads: int) -> dict[str, dict[str, An
         if not impls.is_installed(name):
             return {"installed": False, "error": f"backend {name!r} is not installed"}
         cache = _describe_cache(name, sel.preset, configs)
-        if cache.exists():
-            return json.loads(cache.read_text(encoding="utf-8"))
+        cached = _read_cache(cache)
+        if cached is not None:
+            return cached
+        start = time.monotonic()
         spec = work / f"describe_{name}.spec"
         spec.write_text(json.dumps({"backend": name, "threads": threads, "preset": sel.preset,
                                     "configs": configs}))
         try:
-            proc = subprocess.run(worker_command("describe", spec),
-                                  cwd=ROOT, capture_output=True, text=True, timeout=300)
+            proc = subprocess.run(worker_command("describe", spec), cwd=ROOT,
+                                  capture_output=True, text=True, timeout=timeout,
+                                  env=_worker_env())
+        except subprocess.TimeoutExpired:
+            error = f"describe timed out after {timeout:g}s (hangs at import?)"
+            sys.stderr.write(f"nnparity run: {name}: {error}\n")
+            return {"installed": False, "error": error}
+        try:
             found = json.loads(proc.stdout.strip().splitlines()[-1])
-        except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
-            return {"installed": False, "error": f"describe failed: {type(exc).__name__}"}
+            if not isinstance(found, dict):
+                raise ValueError(found)
+        except (json.JSONDecodeError, IndexError, ValueError):
+            tail = " | ".join(proc.stderr.strip().splitlines()[-2:])[-300:]
+            error = f"describe failed (exit {proc.returncode}): {tail or 'no output'}"
+            sys.stderr.write(f"nnparity run: {name}: {error}\n")
+            return {"installed": False, "error": error}
+        what = "ok" if found.get("installed") else f"unusable: {found.get('error', '')}"
+        sys.stderr.write(f"nnparity run: described {name} in "
+                         f"{time.monotonic() - start:.1f}s: {what}\n")
         if found.get("installed"):
-            write_text_atomic(cache, json.dumps(found))
+            try:
+                write_text_atomic(cache, json.dumps(found))
+            except OutputError:
+                pass  # the cache only saves time; an unwritable one costs a describe next run
         return found
 
+    sys.stderr.write(f"nnparity run: describing {', '.join(sel.backends)} "
+                     f"(timeout {timeout:g}s each)\n")
     with ThreadPoolExecutor(max_workers=len(sel.backends)) as pool:
         return dict(zip(sel.backends, pool.map(one, sel.backends), strict=True))
+
+
+def _read_cache(cache: Path) -> dict[str, Any] | None:
+    """A cached description, or None when there is none or it is unreadable or not one
+    (it is then deleted and rebuilt, never trusted)."""
+    if not cache.exists():
+        return None
+    try:
+        found = json.loads(cache.read_text(encoding="utf-8"))
+        if isinstance(found, dict) and found.get("installed") is True and \
+                isinstance(found.get("variants"), list) and isinstance(found.get("supports"),
+                                                                       dict):
+            return found
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        pass
+    try:
+        cache.unlink()
+    except OSError:
+        pass
+    return None
 
 
 def _describe_cache(backend: str, preset: str, configs: list) -> Path:
@@ -153,8 +213,10 @@ def _describe_cache(backend: str, preset: str, configs: list) -> Path:
     code = sorted((ROOT / "impls").rglob("*.py"))
     for path in code:
         digest.update(path.read_bytes())
+    # where the framework is found: another install (or a planted module) is another backend
+    spec = importlib.util.find_spec(impls.BACKENDS[backend])
     digest.update(json.dumps([backend, preset, configs, environment.framework_versions(),
-                              environment.gpu_model()]).encode())
+                              environment.gpu_model(), spec and spec.origin]).encode())
     return DESCRIBE_CACHE / f"{backend}-{digest.hexdigest()[:16]}.json"
 
 
@@ -207,28 +269,48 @@ def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
     return plan
 
 
+def work_files(work: Path, group: Group) -> tuple[Path, Path, Path, Path]:
+    """A group's stream, pytest-benchmark output, spec and log in the run's `.work`."""
+    return (work / f"{group.name}.jsonl", work / f"{group.name}.pytest-out",
+            work / f"{group.name}.spec", work / f"{group.name}.log")
+
+
+def drop_work_files(work: Path, group: Group, keep_log: bool = False) -> None:
+    """Remove a group's scratch files once its results file is written (or could not
+    be): a full disk must not leave a torn stream or an empty file behind."""
+    stream, pytest_json, spec, log = work_files(work, group)
+    for path in (stream, pytest_json, spec):
+        path.unlink(missing_ok=True)
+    try:
+        if not keep_log or log.stat().st_size == 0:
+            log.unlink()
+    except OSError:
+        pass
+
+
 def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int, seed: int,
               timeout: float, progress: Progress, gradcheck: bool, plan: Plan) -> str:
-    """Run one worker; returns "" or the group-level error. Always writes the group file."""
-    stream, pytest_json = work / f"{group.name}.jsonl", work / f"{group.name}.pytest-out"
-    spec_path, log = work / f"{group.name}.spec", work / f"{group.name}.log"
+    """Run one worker; returns "" or the group-level error. Always writes the group file
+    (or raises `OutputError` when it cannot)."""
+    stream, pytest_json, spec_path, log = work_files(work, group)
     for path in (stream, pytest_json):
         path.unlink(missing_ok=True)
     machine_info = records.default_machine_info(environment.nnparity_info(threads))
+    result = out / f"{group.name}.json"
     error = group.error
     if not error:
-        spec_path.write_text(json.dumps({
+        write_text_atomic(spec_path, json.dumps({
             "group": group_to_dict(group), "preset": sel.preset, "threads": threads,
             "seed": seed, "stream": str(stream), "pytest_json": str(pytest_json),
-            "gradcheck": gradcheck, "plan": asdict(plan),
+            "gradcheck": gradcheck, "plan": asdict(plan), "result": str(result),
         }))
         error = _watch(spec_path, log, stream, timeout, progress)
     else:
         for _ in range(group.size):
             progress.done += 1
-    records.finish_group(group, sel.preset, out / f"{group.name}.json", pytest_json, stream,
-                         machine_info, error, threads)
-    pytest_json.unlink(missing_ok=True)
+    records.finish_group(group, sel.preset, result, pytest_json, stream, machine_info, error,
+                         threads)
+    drop_work_files(work, group, keep_log=True)
     return error
 
 
@@ -237,11 +319,19 @@ def worker_command(action: str, spec: Path) -> list[str]:
     return [sys.executable, "-m", "bench.timing.worker_main", action, str(spec)]
 
 
+def _worker_env() -> dict[str, str]:
+    """The worker's environment: ours, plus our pid, so a worker whose runner dies
+    notices (`bench.timing.worker_main` watches it) and exits instead of running on."""
+    from bench.timing.worker_main import PARENT_ENV
+
+    return {**os.environ, PARENT_ENV: str(os.getpid())}
+
+
 def _watch(spec_path: Path, log: Path, stream: Path, timeout: float, progress: Progress) -> str:
     with log.open("w") as fh:
         proc = subprocess.Popen(worker_command("run", spec_path),
                                 cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env=_worker_env())
     start, seen = time.monotonic(), 0
     try:
         while True:
@@ -254,9 +344,9 @@ def _watch(spec_path: Path, log: Path, stream: Path, timeout: float, progress: P
                 break
             if time.monotonic() - start > timeout:
                 _kill(proc)
-                return f"group timed out after {timeout:.0f}s (hang?)"
+                return f"group timed out after {timeout:g}s (hang?)"
             time.sleep(0.2)  # polling the worker's stream, not timing anything
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: the worker must not outlive us
         _kill(proc)
         raise
     if proc.returncode != 0:
@@ -273,15 +363,23 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _interrupt_on_term(_signum: int, _frame: Any) -> None:
-    """SIGTERM takes the Ctrl-C path, so the current worker (in its own session) is
-    stopped too and finished records are kept."""
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    """SIGINT, SIGTERM and SIGHUP take the Ctrl-C path, so the current worker (in its
+    own session) is stopped too and finished records are kept. The first one turns
+    the others off: a second Ctrl-C must not interrupt the writing of what the first
+    one saved."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
 class LocalExecutor:
     """The default executor: the groups one after another on this machine, so no two
-    ever share the cores; Ctrl-C stops the current worker and keeps finished records."""
+    ever share the cores; Ctrl-C stops the current worker and keeps finished records;
+    a full or failing disk stops the run and keeps every group already written."""
 
     def prepare(self, groups: list[Group]) -> list[Group]:
         return groups
@@ -294,31 +392,122 @@ class LocalExecutor:
                 error = run_group(group, sel, out, work, threads, ctx.seed, ctx.timeout,
                                   progress, ctx.gradcheck, ctx.plan)
             except KeyboardInterrupt:
-                records.finish_group(group, sel.preset, out / f"{group.name}.json",
-                                     work / f"{group.name}.pytest-out",
-                                     work / f"{group.name}.jsonl",
-                                     records.default_machine_info(
-                                         environment.nnparity_info(threads)),
-                                     "interrupted", threads)
+                stream, pytest_json, _, _ = work_files(work, group)
+                try:
+                    records.finish_group(
+                        group, sel.preset, out / f"{group.name}.json", pytest_json, stream,
+                        records.default_machine_info(environment.nnparity_info(threads)),
+                        "interrupted", threads)
+                    drop_work_files(work, group, keep_log=True)
+                    kept = i + 1
+                except OutputError as exc:
+                    drop_work_files(work, group)
+                    sys.stderr.write(f"nnparity run: error: {exc}\n")
+                    kept = i
                 sys.stderr.write(f"interrupted: {i} of {len(groups)} groups finished; "
-                                 f"records kept in {out}\n")
+                                 f"records of {kept} groups kept in {out}\n")
                 return Outcome(tuple(failed), interrupted=True)
+            except OutputError as exc:  # a full or failing disk: keep what is written, stop
+                drop_work_files(work, group)
+                _remove_if_empty(work)
+                sys.stderr.write(f"nnparity run: error: {exc}; stopped, {i} of {len(groups)} "
+                                 f"groups kept in {out}\n")
+                return Outcome(tuple(failed), output_error=True)
             if error:
                 failed.append(f"{group.name}: {error}")
+        _remove_if_empty(work)
         return Outcome(tuple(failed))
 
 
+def _install_signal_handlers() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in _STOP_SIGNALS:
+        # a signal ignored by whoever started us (nohup, a background job) stays ignored
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _interrupt)
+
+
+class RunDirectory:
+    """A run directory this process owns: created if needed, locked for the run's
+    lifetime (`flock`, released by the kernel however the process ends), and refused
+    when it holds an earlier run's results, so two runs never mix their files."""
+
+    LOCK = ".nnparity.lock"
+
+    def __init__(self, requested: str | None) -> None:
+        self.path = self._create(requested)
+        lock = self.path / self.LOCK
+        try:
+            self._fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"cannot write {lock}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(self._fd, 200).decode("utf-8", "replace").strip() or "another run"
+            os.close(self._fd)
+            raise InputError(f"--out {self.path} is in use by {holder}; "
+                             "choose another --out or wait for it to finish") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"nnparity run pid {os.getpid()} on {socket.gethostname()} "
+                           f"since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        stale = self.stale()
+        if stale:
+            os.close(self._fd)
+            raise InputError(f"--out {self.path} already holds an earlier run's files "
+                             f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); "
+                             "choose a new --out or remove them")
+
+    @staticmethod
+    def _create(requested: str | None) -> Path:
+        if requested:
+            path = Path(requested)
+            if path.exists() and not path.is_dir():
+                raise OutputError(f"--out {path}: exists and is not a directory")
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"--out {path}: cannot create ({exc.strerror or exc})") from None
+            return path
+        # the default is unique even for runs started in the same second: mkdir is atomic
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            RUNS.mkdir(parents=True, exist_ok=True)
+            for n in range(1, 1000):
+                path = RUNS / (stamp if n == 1 else f"{stamp}-{n}")
+                try:
+                    path.mkdir()
+                    return path
+                except FileExistsError:
+                    continue
+        except OSError as exc:
+            raise OutputError(f"cannot create a run directory in {RUNS}: "
+                              f"{exc.strerror or exc}") from None
+        raise OutputError(f"cannot create a run directory in {RUNS}: 999 runs this second")
+
+    def stale(self) -> list[str]:
+        """Results files and scratch files an earlier run left here."""
+        found = sorted(p.name for p in self.path.glob("*.json"))
+        work = self.path / ".work"
+        if work.is_dir() and any(work.iterdir()):
+            found.append(".work/")
+        return found
+
+
 def main(args: argparse.Namespace) -> int:
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt_on_term)
+    _install_signal_handlers()
     sel = selection_from_args(args)
     plan = plan_for(sel, args)
     shard = parse_shard(getattr(args, "shard", None))
     executor = executors.executor_for(args)
     threads = args.threads or os.cpu_count() or 1
-    out = Path(args.out or RUNS / time.strftime("%Y%m%d-%H%M%S"))
+    run_dir = RunDirectory(args.out)  # held until this process exits
+    out = run_dir.path
+    timeout = args.timeout or PLANS[sel.preset].timeout_s
     with tempfile.TemporaryDirectory(prefix="nnparity-describe-") as tmp:
-        described = describe(sel, Path(tmp), threads)
+        described = describe(sel, Path(tmp), threads,
+                             args.timeout if args.timeout else DESCRIBE_TIMEOUT_S)
     groups = build_groups(sel, described)
     if shard is not None:
         groups = shard_groups(groups, sel, *shard)
@@ -326,9 +515,11 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("the selection matches no cell"
                          + (f" in shard {shard[0]}/{shard[1]}" if shard else ""))
     groups = executor.prepare(groups)
-    work = out / ".work"  # worker specs, logs and streams; not *.json, so readers skip it
-    work.mkdir(parents=True, exist_ok=True)
-    timeout = args.timeout or PLANS[sel.preset].timeout_s
+    work = out / ".work"  # worker specs, logs and streams; hidden, so readers skip it
+    try:
+        work.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {work}: {exc.strerror or exc}") from None
     progress = Progress(sum(g.size for g in groups))
     sys.stderr.write(f"nnparity run: {progress.total} cells in {len(groups)} groups, "
                      f"preset {sel.preset}, {threads} threads -> {out}\n")
@@ -337,8 +528,17 @@ def main(args: argparse.Namespace) -> int:
     outcome = executor.run(groups, ctx, progress)
     if outcome.interrupted:
         return 130
+    if outcome.output_error:
+        return 2
     for line in outcome.failed:
         sys.stderr.write(f"group error: {line}\n")
     sys.stderr.write(f"nnparity run: done in {_clock(time.monotonic() - progress.start)}; "
                      f"results in {out}\n")
     return 0
+
+
+def _remove_if_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:
+        pass

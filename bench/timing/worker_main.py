@@ -14,10 +14,13 @@ be imported by `bench/__init__` or the CLI (it imports frameworks).
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -26,6 +29,8 @@ from typing import Any
 from bench.results.paths import ROOT
 
 SPEC_ENV = "NNPARITY_GROUP_SPEC"
+PARENT_ENV = "NNPARITY_RUNNER_PID"  # the runner's pid: the worker exits when it is gone
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _spec() -> dict[str, Any]:
@@ -52,13 +57,82 @@ def test_cell(benchmark: Any, item: tuple[str, Any]) -> None:
     if not _WORKER:
         from bench.timing.worker import Worker
 
-        _WORKER.append(Worker(_spec()))
+        try:
+            _WORKER.append(Worker(_spec()))
+        except Exception as exc:  # e.g. the framework raises at import
+            _WORKER.append(exc)
     worker = _WORKER[0]
     kind, what = item
+    if isinstance(worker, BaseException):  # the backend failed to load: say why, per cell
+        _record_load_error(kind, what, worker)
     if kind == "calibration":
         worker.calibrate(benchmark, what)
     else:
         worker.time_cell(benchmark, what)
+
+
+def _record_load_error(kind: str, what: Any, exc: BaseException) -> None:
+    import pytest
+
+    from bench.results import write as records
+
+    spec = _spec()
+    message = f"backend failed to load: {type(exc).__name__}: {exc}".splitlines()[0][:500]
+    if kind == "calibration":
+        rec = records.calibration_record(spec["group"]["backend"], what, spec["preset"],
+                                         spec["threads"], status="error", error=message)
+    else:
+        rec = records.record_for(what, spec["preset"], spec["threads"], status="error",
+                                 error=message)
+    records.append_stream(Path(spec["stream"]), records.benchmark_entry(rec))
+    pytest.fail(message, pytrace=False)
+
+
+def _rescue(spec_path: str, why: str) -> None:
+    """The runner is gone: write the group's results file from what this worker has
+    streamed so far (the runner would have), so no finished cell is lost."""
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    if "result" not in spec:
+        return
+    from bench.results import write as records
+    from bench.timing.environment import nnparity_info
+    from bench.timing.matrix import group_from_dict
+
+    records.finish_group(group_from_dict(spec["group"]), spec["preset"], Path(spec["result"]),
+                         Path(spec["pytest_json"]), Path(spec["stream"]),
+                         records.default_machine_info(nnparity_info(spec["threads"])),
+                         why, spec["threads"])
+
+
+def _guard_parent(action: str, spec_path: str) -> None:
+    """Exit when the runner dies (kill -9, a lost terminal), instead of running on with
+    no parent: Linux signals us at once (PR_SET_PDEATHSIG), and a watcher thread also
+    checks the parent pid, for other systems and for a parent that died before prctl.
+    A `run` worker first writes its group's results file from its stream."""
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
+    gone = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: gone.set())
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watcher thread below still notices
+
+    def watch() -> None:
+        while not gone.wait(0.5) and os.getppid() == parent:
+            pass
+        why = "runner died" if os.getppid() != parent else "worker terminated"
+        if action == "run":
+            try:
+                _rescue(spec_path, f"{why} before this cell finished")
+            except BaseException:  # nothing to report to: the runner is gone
+                pass
+        if os.getpgrp() == os.getpid():  # our own session (a run worker): our children too
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os._exit(143)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class _MachineInfo:
@@ -122,6 +196,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m bench.timing.worker_main run|describe SPEC.json\n")
         return 2
     start = time.perf_counter()
+    _guard_parent(argv[0], argv[1])
     try:
         return _run(argv[1]) if argv[0] == "run" else _describe(argv[1])
     except Exception:

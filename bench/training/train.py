@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import impls
-from bench.options import add_task_options, dtype_choice, knob_overrides
+from bench.options import add_task_options, dtype_choice, knob_overrides, positive_int
 from tasks import get_task
 from tasks.base import Task
 from tasks.optim import OptimizerSpec
@@ -28,11 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="numpy", help=", ".join(impls.BACKENDS))
     parser.add_argument("--variant", default=None,
                         help="execution variant (default: the backend's first)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=positive_int, default=None,
                         help="optimiser steps (default: the preset's)")
     parser.add_argument("--dtype", default="float32", help="float32 or float64")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="threads for every framework")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="threads for every framework")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
