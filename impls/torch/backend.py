@@ -40,6 +40,12 @@ class TorchBackend(Backend):
     name: ClassVar[str] = "torch"
     variants: ClassVar[tuple[str, ...]] = ("eager", "compile", "native")
     recurrent_variants: ClassVar[tuple[str, ...]] = ("native",)
+    # autocast runs bfloat16 on CPU and GPU; TF32 and float16 with loss scaling
+    # are GPU modes (CPU autocast float16 has no fast kernels to measure)
+    precision_support: ClassVar[dict[str, tuple[str, ...]]] = {
+        "cpu": ("fp32", "bf16"),
+        "cuda": ("fp32", "tf32", "bf16", "fp16"),
+    }
 
     def version(self) -> str:
         return torch.__version__
@@ -48,7 +54,8 @@ class TorchBackend(Backend):
         return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
     def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
-               dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
+               dtype: str, device: str, optimizer: OptimizerSpec,
+               precision: str = "fp32") -> Program:
         if device == "cuda":
             _disable_tf32()
         model = TorchModel(spec, native_rnn=variant == "native")
@@ -59,4 +66,5 @@ class TorchBackend(Backend):
             dtype=_DTYPES[dtype],
             device=torch.device(device),
             optimizer=optimizer,
+            precision=precision,
         )
