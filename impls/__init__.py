@@ -52,7 +52,8 @@ BACKENDS: dict[str, str] = {
     "tensorflow": "tensorflow",
 }
 
-__all__ = ["BACKENDS", "DTYPES", "PRECISIONS", "Backend", "BackendError", "Program", "is_installed", "load"]
+__all__ = ["BACKENDS", "DTYPES", "PRECISIONS", "Backend", "BackendError", "Program",
+           "is_installed", "load"]
 
 
 def is_installed(name: str) -> bool:

@@ -95,9 +95,11 @@ def fingerprint(cpu: str, cores: int, gpu: str) -> str:
     return hashlib.sha1(f"{cpu}|{cores}|{gpu}".encode()).hexdigest()[:12]
 
 
-def nnparity_info(threads: int) -> dict[str, Any]:
-    """The `machine_info["nnparity"]` block (see the raw-format contract)."""
+def nnparity_info(threads: int, precisions: list[str] | None = None) -> dict[str, Any]:
+    """The `machine_info["nnparity"]` block (see the raw-format contract); a run that
+    asked for precision modes records them as `precisions` (absent: strict fp32 only)."""
     cpu, gpu, cores = cpu_model(), gpu_model(), os.cpu_count() or 1
+    extra = {"precisions": list(precisions)} if precisions else {}
     return {
         "fingerprint": fingerprint(cpu, cores, gpu),
         "cpu": cpu,
@@ -108,4 +110,5 @@ def nnparity_info(threads: int) -> dict[str, Any]:
         "git_commit": git_commit(),
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
+        **extra,
     }

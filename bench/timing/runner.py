@@ -44,9 +44,10 @@ from bench.timing.matrix import (
     build_groups,
     group_to_dict,
     keyword_matcher,
+    not_applicable,
     task_configs,
 )
-from impls.base import DTYPES
+from impls.base import DTYPES, PRECISIONS, STRICT
 from tasks import PRESETS, TASKS
 
 DEVICES = ("cpu", "cuda")
@@ -63,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma list of cpu, cuda (default: all present)")
     arg("--dtypes", "--dtype", dest="dtypes", action="append",
         help="comma list of float32, float64 (default float32)")
+    arg("--precisions", "--precision", dest="precisions", action="append",
+        help=f"comma list of {', '.join(PRECISIONS)} (default fp32: strict float32, TF32 "
+             "off); reduced modes are timed beside their error against float64, and "
+             "combinations a backend does not offer are n/a")
     arg("--phases", action="append", help=f"comma list of {', '.join(PHASES)}")
     arg("-k", dest="keyword", default=None, metavar="EXPR",
         help="pytest-style expression over cell ids, e.g. 'lstm and not compile'")
@@ -104,6 +109,8 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
         preset=preset,
         overrides=overrides,
         keyword=args.keyword,
+        precisions=tuple(choice_list(getattr(args, "precisions", None), PRECISIONS, "precision",
+                                     default=[STRICT])),
     )
     for task in sel.tasks:  # validates knob values now, before anything runs
         task_configs(task, preset, overrides)
@@ -208,13 +215,18 @@ def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int,
     spec_path, log = work / f"{group.name}.spec", work / f"{group.name}.log"
     for path in (stream, pytest_json):
         path.unlink(missing_ok=True)
-    machine_info = records.default_machine_info(environment.nnparity_info(threads))
+    machine_info = records.default_machine_info(
+        environment.nnparity_info(threads, _recorded_precisions(sel)))
     error = group.error
     if not error:
         spec_path.write_text(json.dumps({
             "group": group_to_dict(group), "preset": sel.preset, "threads": threads,
             "seed": seed, "stream": str(stream), "pytest_json": str(pytest_json),
             "gradcheck": gradcheck, "plan": asdict(plan),
+            "precisions": _recorded_precisions(sel),
+            # float32 cells measure their error against float64 when reduced modes run,
+            # so the strict cell's error stands beside theirs in the report
+            "precision_errors": any(p != STRICT for p in sel.precisions),
         }))
         error = _watch(spec_path, log, stream, timeout, progress)
     else:
@@ -224,6 +236,11 @@ def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int,
                          machine_info, error, threads)
     pytest_json.unlink(missing_ok=True)
     return error
+
+
+def _recorded_precisions(sel: Selection) -> list[str] | None:
+    """The precision modes the run description records (None: strict only, as before)."""
+    return list(sel.precisions) if sel.precisions != (STRICT,) else None
 
 
 def worker_command(action: str, spec: Path) -> list[str]:
@@ -283,8 +300,14 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="nnparity-describe-") as tmp:
         described = describe(sel, Path(tmp), threads)
     groups = build_groups(sel, described)
+    unoffered = not_applicable(sel, described)
     if not groups:
-        raise InputError("the selection matches no cell")
+        extra = f" ({len(unoffered)} combinations are n/a: no backend offers that precision " \
+                "there)" if unoffered else ""
+        raise InputError(f"the selection matches no cell{extra}")
+    for backend, device, dtype, precision in sorted({(b, d, t, p) for _, b, _, d, t, p
+                                                     in unoffered}):
+        sys.stderr.write(f"n/a: {backend} {dtype} {precision} on {device} (not offered)\n")
     work = out / ".work"  # worker specs, logs and streams; not *.json, so readers skip it
     work.mkdir(parents=True, exist_ok=True)
     timeout = args.timeout or PLANS[sel.preset].timeout_s
@@ -299,7 +322,8 @@ def main(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             records.finish_group(group, sel.preset, out / f"{group.name}.json",
                                  work / f"{group.name}.pytest-out", work / f"{group.name}.jsonl",
-                                 records.default_machine_info(environment.nnparity_info(threads)),
+                                 records.default_machine_info(environment.nnparity_info(
+                                     threads, _recorded_precisions(sel))),
                                  "interrupted", threads)
             sys.stderr.write(f"interrupted: {i} of {len(groups)} groups finished; "
                              f"records kept in {out}\n")
