@@ -19,7 +19,6 @@ process-wide "highest" stays in force outside. This module must not import `benc
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import jax
@@ -39,6 +38,11 @@ COMPUTE = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
 #: dynamic loss scaling for fp16, as torch.amp.GradScaler: initial scale,
 #: growth and backoff factors, finite steps between growths
 LOSS_SCALE = (2.0**16, 2.0, 0.5, 2000)
+
+
+def _tf32():
+    """TF32 matmuls/convolutions for the calls (and traces) in the block only."""
+    return jax.default_matmul_precision("tensorfloat32")
 
 
 def _cast(tree, dtype):
@@ -121,10 +125,7 @@ class JaxProgram(Program):
             self._scaler = jax.device_put((jnp.asarray(LOSS_SCALE[0], self.dtype),
                                            jnp.zeros((), jnp.int32)), device)
             self._scaled = jax.jit(_scaled_step(loss, optimizer), donate_argnums=(0, 1, 2))
-        if precision == "tf32":
-            self._around = lambda: jax.default_matmul_precision("tensorfloat32")
-        else:
-            self._around = contextlib.nullcontext
+        self._tf32 = precision == "tf32"
 
     def put(self, array: np.ndarray) -> jax.Array:
         array = np.asarray(array)
@@ -132,20 +133,27 @@ class JaxProgram(Program):
         return jax.device_put(array.astype(dtype, copy=False), self.device)
 
     def forward(self, x: jax.Array) -> jax.Array:
-        with self._around():
-            return self._forward(self._params, x)
+        if self._tf32:
+            with _tf32():
+                return self._forward(self._params, x)
+        return self._forward(self._params, x)
 
     def loss_and_grads(self, x: jax.Array, y: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        with self._around():
-            return self._loss_and_grads(self._params, x, y)
+        if self._tf32:
+            with _tf32():
+                return self._loss_and_grads(self._params, x, y)
+        return self._loss_and_grads(self._params, x, y)
 
     def step(self, x: jax.Array, y: jax.Array) -> jax.Array:
         if self._scaler is not None:
             self._params, self._state, self._scaler, value = self._scaled(
                 self._params, self._state, self._scaler, x, y)
             return value
-        with self._around():
-            self._params, self._state, value = self._step(self._params, self._state, x, y)
+        if self._tf32:
+            with _tf32():
+                self._params, self._state, value = self._step(self._params, self._state, x, y)
+            return value
+        self._params, self._state, value = self._step(self._params, self._state, x, y)
         return value
 
     @property

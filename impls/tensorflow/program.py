@@ -76,7 +76,7 @@ class TensorFlowProgram(Program):
             if precision == "fp16":  # [scale, finite steps since the last change]
                 self._scaler = (tf.Variable(LOSS_SCALE[0], dtype=dtype, trainable=False),
                                 tf.Variable(0, dtype=tf.int64, trainable=False))
-        self._around = tf32_enabled if precision == "tf32" else contextlib.nullcontext
+        self._tf32 = precision == "tf32"
         x_spec = tf.TensorSpec((None, *native_input_shape(spec)), dtype)
         if spec.loss == "mse":
             y_spec = tf.TensorSpec((None, *spec.output_shape), dtype)
@@ -112,15 +112,24 @@ class TensorFlowProgram(Program):
             return tf.identity(tf.constant(array))
 
     def forward(self, x: tf.Tensor) -> tf.Tensor:
-        with tf.device(self._device), self._around():
+        if self._tf32:
+            with tf.device(self._device), tf32_enabled():
+                return self._forward(x)
+        with tf.device(self._device):
             return self._forward(x)
 
     def loss_and_grads(self, x: tf.Tensor, y: tf.Tensor) -> tuple[Any, Any]:
-        with tf.device(self._device), self._around():
+        if self._tf32:
+            with tf.device(self._device), tf32_enabled():
+                return self._loss_and_grads(x, y)
+        with tf.device(self._device):
             return self._loss_and_grads(x, y)
 
     def step(self, x: tf.Tensor, y: tf.Tensor) -> Any:
-        with tf.device(self._device), self._around():
+        if self._tf32:
+            with tf.device(self._device), tf32_enabled():
+                return self._step(x, y)
+        with tf.device(self._device):
             return self._step(x, y)
 
     @property

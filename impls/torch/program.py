@@ -125,7 +125,7 @@ class TorchProgram(Program):
                         torch.zeros((), dtype=torch.int32, device=device)) \
             if precision == "fp16" else None
         # tf32 is a process setting in torch: switched on around each call only
-        self._around = tf32_enabled if precision == "tf32" else contextlib.nullcontext
+        self._tf32 = precision == "tf32"
         if compiled:
             forward, loss, update = _compile(forward), _compile(loss), _compile(update)
         self._forward, self._loss, self._update = forward, loss, update
@@ -137,16 +137,24 @@ class TorchProgram(Program):
         return torch.from_numpy(array).to(device=self.device, dtype=self.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), self._around():
+        if self._tf32:
+            with torch.no_grad(), tf32_enabled():
+                return self._forward(self._params, x)
+        with torch.no_grad():
             return self._forward(self._params, x)
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor):
         if self._scaler is not None:
             loss, grads, _ = self._scaled_grads(x, y)
             return loss, grads
-        with self._around():
-            loss = self._loss(self._params, x, y)
-            grads = torch.autograd.grad(loss, self._params)
+        if self._tf32:
+            with tf32_enabled():
+                return self._loss_and_grads(x, y)
+        return self._loss_and_grads(x, y)
+
+    def _loss_and_grads(self, x: torch.Tensor, y: torch.Tensor):
+        loss = self._loss(self._params, x, y)
+        grads = torch.autograd.grad(loss, self._params)
         return loss.detach(), grads
 
     def _scaled_grads(self, x: torch.Tensor, y: torch.Tensor):
@@ -169,8 +177,11 @@ class TorchProgram(Program):
             torch._amp_update_scale_(scale, tracker, found_inf, growth, backoff, interval)
             return loss
         loss, grads = self.loss_and_grads(x, y)
-        with self._around():
-            self._update(self._params, list(grads), self._t, self._slots)
+        if self._tf32:  # the update has no matmul, but a compiled one may retrace on flags
+            with tf32_enabled():
+                self._update(self._params, list(grads), self._t, self._slots)
+            return loss
+        self._update(self._params, list(grads), self._t, self._slots)
         return loss
 
     @property
