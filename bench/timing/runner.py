@@ -310,7 +310,8 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write(f"n/a: {backend} {dtype} {precision} on {device} (not offered)\n")
     work = out / ".work"  # worker specs, logs and streams; not *.json, so readers skip it
     work.mkdir(parents=True, exist_ok=True)
-    timeout = args.timeout or PLANS[sel.preset].timeout_s
+    # each precision mode is another program per cell, plus its error measurement
+    timeout = args.timeout or PLANS[sel.preset].timeout_s * len(sel.precisions)
     progress = Progress(sum(g.size for g in groups))
     sys.stderr.write(f"nnparity run: {progress.total} cells in {len(groups)} groups, "
                      f"preset {sel.preset}, {threads} threads -> {out}\n")
