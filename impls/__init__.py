@@ -42,7 +42,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from impls.base import DTYPES, Backend, BackendError, Program
+from impls.base import DTYPES, PRECISIONS, Backend, BackendError, Program
 
 # backend name -> the framework package it needs
 BACKENDS: dict[str, str] = {
@@ -52,7 +52,8 @@ BACKENDS: dict[str, str] = {
     "tensorflow": "tensorflow",
 }
 
-__all__ = ["BACKENDS", "DTYPES", "Backend", "BackendError", "Program", "is_installed", "load"]
+__all__ = ["BACKENDS", "DTYPES", "PRECISIONS", "Backend", "BackendError", "Program",
+           "is_installed", "load"]
 
 
 def is_installed(name: str) -> bool:

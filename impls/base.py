@@ -8,9 +8,14 @@ loss-and-gradients and an optimiser step. Layout conversions happen in
 methods. This module imports no framework.
 
 Rules every backend applies the same way live here, once: which dtypes and
-devices exist (`DTYPES`, `DEVICES`), the precision label a program records
-(`precision_label`) and the integer dtype of class labels (`label_dtype`).
-See docs/design.md for why.
+devices exist (`DTYPES`, `DEVICES`), which precision modes exist
+(`PRECISIONS`), the precision label a program records (`precision_label`) and
+the integer dtype of class labels (`label_dtype`). See docs/design.md for why.
+
+Precision modes are a property of one Program, never of the process: a
+backend applies a mode around (or inside) the program's own calls and
+restores whatever was set before, so a TF32 program cannot leave TF32 on for
+the strict program built after it in the same worker.
 """
 
 from __future__ import annotations
@@ -25,6 +30,20 @@ from tasks.spec import ModelSpec, Recurrent
 
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda")
+
+#: Precision modes, the first strict (today's float32 with TF32 off; float64
+#: programs are always strict). The others are float32 programs whose
+#: parameters and optimiser state stay float32 while compute runs lower:
+#: "tf32" TensorFloat-32 matmuls/convolutions (GPU), "bf16" bfloat16 compute,
+#: "fp16" float16 compute with dynamic loss scaling (GPU).
+STRICT = "fp32"
+PRECISIONS = (STRICT, "tf32", "bf16", "fp16")
+#: What each mode means, as recorded in `Program.precision` (see `precision_label`).
+PRECISION_LABELS = {
+    "tf32": "tf32 (TensorFloat-32 matmuls/convolutions)",
+    "bf16": "bf16 (bfloat16 compute, float32 params and optimiser state)",
+    "fp16": "fp16 (float16 compute, float32 params, dynamic loss scaling)",
+}
 
 #: The integer dtype class labels get in `Program.put`, per backend. JAX keeps
 #: int32, its native index type (int64 is emulated on GPU); the others int64.
@@ -43,13 +62,16 @@ def label_dtype(backend: str) -> np.dtype:
     return np.dtype(LABEL_DTYPES[backend])
 
 
-def precision_label(dtype: str, device: str) -> str:
+def precision_label(dtype: str, device: str, precision: str = STRICT) -> str:
     """How floating-point matmuls run, as recorded in `Program.precision`.
 
     "fp64" for float64; "fp32" for float32 on CPU; "fp32 (tf32 off)" for
     float32 on GPU, where every backend's runtime configuration turns TF32 off
-    so that GPU results are comparable with the float64 reference.
+    so that GPU results are comparable with the float64 reference; a reduced
+    mode's entry of `PRECISION_LABELS` otherwise.
     """
+    if precision != STRICT:
+        return PRECISION_LABELS[precision]
     if dtype == "float64":
         return "fp64"
     return "fp32 (tf32 off)" if device == "cuda" else "fp32"
@@ -70,6 +92,8 @@ class Program(ABC):
     #: how floating-point matmuls run, recorded with results; `Backend.build`
     #: sets it from `precision_label(dtype, device)`
     precision: str = ""
+    #: the precision mode (`PRECISIONS`) the program applies around its own calls
+    precision_mode: str = STRICT
 
     @abstractmethod
     def put(self, array: np.ndarray) -> Any:
@@ -143,6 +167,10 @@ class Backend(ABC):
     variants: ClassVar[tuple[str, ...]]
     #: variants that only apply to models with a recurrent layer (fused RNN layers, ...)
     recurrent_variants: ClassVar[tuple[str, ...]] = ()
+    #: precision modes this backend offers, per device (`precisions` reads it);
+    #: strict fp32 everywhere unless a backend declares more
+    precision_support: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": (STRICT,),
+                                                               "cuda": (STRICT,)}
 
     @abstractmethod
     def version(self) -> str:
@@ -158,6 +186,19 @@ class Backend(ABC):
             return False
         return has_recurrent(spec) if variant in self.recurrent_variants else True
 
+    def precisions(self, device: str) -> tuple[str, ...]:
+        """Precision modes this backend offers on `device` (strict fp32 always)."""
+        return self.precision_support.get(device, (STRICT,))
+
+    def supports_precision(self, spec: ModelSpec, variant: str, dtype: str, device: str,
+                           precision: str) -> bool:
+        """Whether `precision` applies to this request. Reduced modes are float32
+        programs only (float64 is the strict reference dtype); a backend overrides
+        this where one of its variants cannot run a mode it offers otherwise."""
+        if precision == STRICT:
+            return True
+        return dtype == "float32" and precision in self.precisions(device)
+
     def build(
         self,
         spec: ModelSpec,
@@ -167,8 +208,12 @@ class Backend(ABC):
         dtype: str,
         device: str,
         optimizer: OptimizerSpec,
+        precision: str = STRICT,
     ) -> Program:
-        """Check the request, then convert canonical `params` to native layout once."""
+        """Check the request, then convert canonical `params` to native layout once.
+
+        `precision` is a mode of `PRECISIONS`; one the backend does not offer for
+        this request is a BackendError (the matrix leaves such cells out as n/a)."""
         if variant not in self.variants:
             raise BackendError(f"unknown {self.name} variant {variant!r}; "
                                f"choose from {', '.join(self.variants)}")
@@ -185,9 +230,20 @@ class Backend(ABC):
         missing = set(spec.param_shapes()) - set(params)
         if missing:
             raise BackendError(f"{self.name}: parameters missing: {', '.join(sorted(missing))}")
-        program = self._build(spec, params, variant=variant, dtype=dtype, device=device,
-                              optimizer=optimizer)
-        program.precision = precision_label(dtype, device)
+        if precision not in PRECISIONS:
+            raise BackendError(f"unknown precision {precision!r}; "
+                               f"choose from {', '.join(PRECISIONS)}")
+        if not self.supports_precision(spec, variant, dtype, device, precision):
+            raise BackendError(f"{self.name} {variant} has no {precision} mode for {dtype} "
+                               f"on {device} (offers: {', '.join(self.precisions(device))})")
+        if precision == STRICT:  # the call every backend had before precision modes
+            program = self._build(spec, params, variant=variant, dtype=dtype, device=device,
+                                  optimizer=optimizer)
+        else:
+            program = self._build(spec, params, variant=variant, dtype=dtype, device=device,
+                                  optimizer=optimizer, precision=precision)
+        program.precision = precision_label(dtype, device, precision)
+        program.precision_mode = precision
         return program
 
     @abstractmethod

@@ -34,6 +34,8 @@ def _described(preset: str, tasks: tuple[str, ...]) -> dict:
             out["numpy"].setdefault("supports", {})[cfg.label] = ["reference"]
             out["torch"]["supports"][cfg.label] = ["eager", "compile"] + (["native"] if rnn
                                                                           else [])
+            out["torch"].setdefault("precision_support", {})[cfg.label] = {
+                v: {"cpu": ["fp32", "bf16"]} for v in out["torch"]["supports"][cfg.label]}
     return out
 
 
@@ -56,16 +58,19 @@ def test_cell_id_names_every_dimension_in_the_contract_form():
 
 
 def test_every_cell_id_parses_back_into_its_dimensions():
-    groups = build_groups(_selection(preset="quick", backends=("numpy", "torch")),
+    groups = build_groups(_selection(preset="quick", backends=("numpy", "torch"),
+                                     dtypes=("float32", "float64"),
+                                     precisions=("fp32", "bf16")),
                           _described("quick", ("rnn_sequence",)))
     cells = [c for g in groups for c in g.cells]
     assert cells
+    assert {c.precision for c in cells} == {"fp32", "bf16"}
     for cell in cells:
         parsed = parse_cell_id(cell.id)
         assert (parsed.preset, parsed.config, parsed.backend, parsed.variant, parsed.device,
-                parsed.dtype, parsed.batch_size, parsed.phase) == (
+                parsed.dtype, parsed.batch_size, parsed.phase, parsed.precision) == (
             "quick", cell.config.label, cell.backend, cell.variant, cell.device, cell.dtype,
-            cell.batch_size, cell.phase)
+            cell.batch_size, cell.phase, cell.precision)
     gemm = parse_cell_id(calibration_id("jax", "cuda"))
     assert (gemm.config, gemm.backend, gemm.device, gemm.phase) == (
         "gemm", "jax", "cuda", "calibration")

@@ -10,12 +10,16 @@ import pytest
 from bench import cli
 from bench.report import markdown as report
 from bench.results import write as records
+from bench.timing import environment
 from bench.timing.matrix import Selection, build_groups, task_configs
 
 pytest.importorskip("matplotlib")
 
 BACKENDS = ("numpy", "torch", "jax", "tensorflow")
 VARIANT = {"numpy": "reference", "torch": "eager", "jax": "jit", "tensorflow": "function"}
+
+
+ENVIRONMENT = {**environment.nnparity_info(2), "cpu": "Test CPU"}
 
 
 def _write_run(path, *, speed: dict[str, float], retraces: int = 0, noisy: str = "",
@@ -44,7 +48,7 @@ def _write_run(path, *, speed: dict[str, float], retraces: int = 0, noisy: str =
                 else 0, gradcheck={"passed": True, "max_rel_err": 1e-7, "tolerance": 1e-4})
             records.append_stream(stream, records.benchmark_entry(rec, samples))
         records.finish_group(group, "standard", path / f"{group.name}.json", path / "none",
-                             stream, records.default_machine_info({"cpu": "Test CPU"}), "", 2)
+                             stream, records.default_machine_info(ENVIRONMENT), "", 2)
         stream.unlink()
 
 

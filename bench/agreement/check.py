@@ -96,15 +96,17 @@ def _reference(task_name: str, preset: str, knobs: tuple):
 
 
 def gradient_rows(task_name: str, preset: str, overrides: dict | None, backend: str,
-                  variant: str, dtype: str, device: str) -> list[Row]:
-    """Loss, output and every gradient of one configuration against the reference."""
+                  variant: str, dtype: str, device: str, precision: str = "fp32") -> list[Row]:
+    """Loss, output and every gradient of one configuration against the reference
+    (in a reduced `precision` mode the rows carry its error; their pass/fail
+    is against the strict tolerance and means nothing: see `bench.agreement.precision`)."""
     knobs = tuple(sorted((overrides or {}).items()))
     cfg, spec, params, data = _setup(task_name, preset, knobs)
     ref_loss, ref_out, ref_grads = _reference(task_name, preset, knobs)
     x, y = data.batch(0, cfg.batch_size)
     program = impls.load(backend).build(
         spec, params, variant=variant, dtype=dtype, device=device,
-        optimizer=OptimizerSpec(cfg.optimizer, cfg.lr),
+        optimizer=OptimizerSpec(cfg.optimizer, cfg.lr), precision=precision,
     )
     xd, yd = program.put(x), program.put(y)
     loss, grads = program.loss_and_grads(xd, yd)
@@ -124,23 +126,23 @@ def gradient_rows(task_name: str, preset: str, overrides: dict | None, backend: 
 
 def trajectory_rows(task_name: str, preset: str, overrides: dict | None, backend: str,
                     variant: str, dtype: str, device: str, optimizer: str,
-                    steps: int = TRAJECTORY_STEPS) -> list[Row]:
+                    steps: int = TRAJECTORY_STEPS, precision: str = "fp32") -> list[Row]:
     """`steps` optimiser steps on the same batches: loss sequence and final parameters."""
     knobs = tuple(sorted((overrides or {}).items()))
     cfg, spec, params, data = _setup(task_name, preset, knobs)
     opt = OptimizerSpec(optimizer, cfg.lr)
     batches = [data.batch(i, cfg.batch_size) for i in range(steps)]
 
-    def run(name: str, var: str, dt: str, dev: str):
+    def run(name: str, var: str, dt: str, dev: str, prec: str = "fp32"):
         program = impls.load(name).build(spec, params, variant=var, dtype=dt, device=dev,
-                                         optimizer=opt)
+                                         optimizer=opt, precision=prec)
         losses = []
         for x, y in batches:
             losses.append(program.to_numpy(program.step(program.put(x), program.put(y))))
         return np.array(losses, np.float64).reshape(-1), program.params()
 
     ref_losses, ref_params = run("numpy", "reference", "float64", "cpu")
-    losses, final = run(backend, variant, dtype, device)
+    losses, final = run(backend, variant, dtype, device, precision)
     base = dict(task=task_name, knobs=knobs_label(overrides), backend=backend,
                 variant=f"{variant}/{optimizer}", dtype=dtype, device=device)
     rows = [_row("trajectory", base, f"loss[{steps} steps]", losses, ref_losses, dtype, device)]

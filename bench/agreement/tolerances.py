@@ -42,3 +42,50 @@ def tolerance(check: str, dtype: str, device: str = "cpu") -> Tolerance:
         if key in TOLERANCES:
             return TOLERANCES[key]
     raise KeyError(f"no tolerance for {check} in {dtype} on {device}")
+
+
+# -- reduced precision modes: measured and reported, never gated ---------------------------
+@dataclass(frozen=True)
+class ExpectedRange:
+    """Where a reduced precision mode's normwise error against float64 should fall.
+    Outside it the cell is flagged, not failed: above `high` the mode costs more
+    accuracy than its rounding explains; below `low` it looks as if the mode was
+    not applied at all (strict float32 errors are ~1e-7)."""
+
+    low: float
+    high: float
+    reason: str
+
+
+# (quantity, precision mode) -> ExpectedRange. Quantities: "loss" and "gradient" (the worst
+# gradient tensor) on one batch, "trajectory" (the loss sequence of TRAJECTORY_STEPS
+# optimiser steps). Unit roundoff u: bf16 2^-8 = 3.9e-3, fp16 and tf32 2^-11 = 4.9e-4.
+EXPECTED: dict[tuple[str, str], ExpectedRange] = {
+    ("loss", "bf16"): ExpectedRange(
+        1e-6, 2e-2, "one bf16 rounding of the output (u = 3.9e-3) averaged over a batch "
+        "partly cancels; a loss off by more than ~5u is lost accuracy, not rounding"),
+    ("gradient", "bf16"): ExpectedRange(
+        1e-4, 1e-1, "bf16 matmuls round inputs to 8 bits (u = 3.9e-3) and recurrences "
+        "compound it over time steps: a few times 1e-2 is the usual bf16 gradient error"),
+    ("trajectory", "bf16"): ExpectedRange(
+        1e-5, 1e-1, "the loss after N steps carries N steps of bf16 gradient error, "
+        "damped by the learning rate"),
+    ("loss", "fp16"): ExpectedRange(
+        1e-7, 5e-3, "fp16 rounds to 11 bits (u = 4.9e-4), 8x finer than bf16"),
+    ("gradient", "fp16"): ExpectedRange(
+        1e-5, 2e-2, "fp16 gradients of a loss scaled back from 2^16: u = 4.9e-4 per op, "
+        "compounded over layers and time steps"),
+    ("trajectory", "fp16"): ExpectedRange(
+        1e-6, 2e-2, "N steps of fp16 gradient error; skipped overflow steps add more"),
+    ("loss", "tf32"): ExpectedRange(
+        1e-7, 5e-3, "TF32 rounds matmul inputs to 11 bits (u = 4.9e-4), accumulates in fp32"),
+    ("gradient", "tf32"): ExpectedRange(
+        1e-6, 2e-2, "TF32 matmul inputs (u = 4.9e-4) in forward and backward"),
+    ("trajectory", "tf32"): ExpectedRange(
+        1e-6, 2e-2, "N steps of TF32 gradient error"),
+}
+
+
+def expected_range(quantity: str, precision: str) -> ExpectedRange | None:
+    """The stated range of a reduced mode's error; None for strict modes (gated instead)."""
+    return EXPECTED.get((quantity, precision))

@@ -5,7 +5,9 @@ row per cell, extra_info flattened), and writes Markdown tables per task
 (backend/variant x phase: median, IQR, samples/s, % of the measured GEMM peak,
 speed-up against the NumPy reference), the batch-size sweep, gradient
 agreement, first-call cost, calibration, validity flags, errors and the
-environment. Figures are drawn by `bench.report.plots`. It never runs or times
+environment; with precision modes, each mode's speed-up over strict fp32
+beside its error against float64 (`precision_table`, n/a where a backend does
+not offer the mode). Figures are drawn by `bench.report.plots`. It never runs or times
 anything, and never imports a framework.
 """
 
@@ -21,7 +23,7 @@ import pandas as pd
 
 from bench.options import InputError
 from bench.results.read import load_run
-from bench.results.schema import CALIBRATION, config_label
+from bench.results.schema import CALIBRATION, STRICT_PRECISION, config_label, parse_cell_id
 from bench.results.write import write_text_atomic
 
 IQR_LIMIT = 0.10  # IQR / median above this: too noisy to trust
@@ -47,7 +49,10 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     extra = [r.get("extra_info", {}) if isinstance(r, dict) else {} for r in df["raw"]]
     out = df.drop(columns=["raw"]).copy()
     out["config"] = [config_label(c) for c in out["cell"]]
-    out["impl"] = out["backend"] + "/" + out["variant"].astype(str)
+    out["precision_mode"] = [_mode(c) for c in out["cell"]]
+    # a reduced mode is another implementation in every table: "torch/eager+bf16"
+    out["impl"] = out["backend"] + "/" + out["variant"].astype(str) + [
+        "" if m == STRICT_PRECISION else f"+{m}" for m in out["precision_mode"]]
     out["flops"] = [e.get("flops") for e in extra]
     out["retraces"] = [e.get("retraces") for e in extra]
     out["gemm_size"] = [e.get("gemm_size") for e in extra]
@@ -59,6 +64,13 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     out["grad_err"] = [g.get("max_rel_err") for g in grad]
     out["grad_tol"] = [g.get("tolerance") for g in grad]
     out["grad_error"] = [g.get("error", "") for g in grad]
+    perr = [e.get("precision_error") or {} for e in extra]
+    for column, key in (("prec_loss_err", "loss_rel_err"), ("prec_grad_err", "grad_rel_err"),
+                        ("prec_traj_err", "trajectory_rel_err")):
+        out[column] = [_float(e.get(key)) for e in perr]
+    out["prec_steps"] = [e.get("trajectory_steps") for e in perr]
+    out["prec_flags"] = ["; ".join(e.get("flags", [])) or e.get("error", "") for e in perr]
+    out["prec_expected"] = [e.get("expected", {}) for e in perr]
     out["iqr_rel"] = out["iqr"] / out["median"]
     bs = pd.to_numeric(out["batch_size"], errors="coerce")
     out["samples_per_s"] = bs / out["median"]
@@ -77,6 +89,89 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
         for r in out.itertuples()
     ]
     return out
+
+
+def _mode(cell: str) -> str:
+    try:
+        return parse_cell_id(cell).precision
+    except ValueError:  # a foreign benchmark name
+        return STRICT_PRECISION
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def precision_speedups(df: pd.DataFrame) -> pd.DataFrame:
+    """Every ok float32 cell with `speedup_fp32`: the strict fp32 cell's median (same
+    config, backend, variant, device, batch size and phase) over this one's."""
+    ok = df[(df["status"] == "ok") & df["phase"].isin(STEADY_PHASES)
+            & (df["dtype"] == "float32")].copy()
+    key = ["config", "backend", "variant", "device", "batch_size", "phase"]
+    strict = ok[ok["precision_mode"] == STRICT_PRECISION].set_index(key)["median"]
+    strict = strict[~strict.index.duplicated()]
+    base = [strict.get(tuple(r), math.nan) for r in ok[key].itertuples(index=False)]
+    ok["speedup_fp32"] = [b / m if m > 0 else math.nan for b, m in zip(base, ok["median"],
+                                                                     strict=True)]
+    return ok
+
+
+def run_precisions(df: pd.DataFrame) -> list[str]:
+    """The precision modes a run asked for (its description), else those it has cells for."""
+    asked = (df.attrs.get("machine_info", {}).get("nnparity", {}) or {}).get("precisions")
+    found = list(dict.fromkeys(df.get("precision_mode", pd.Series(dtype=str))))
+    modes = list(asked or found)
+    return sorted(modes, key=lambda m: (m != STRICT_PRECISION, m))
+
+
+def precision_table(df: pd.DataFrame) -> str:
+    """Per task config and backend/variant/device: each precision mode's speed-up over
+    strict fp32 (forward, backward, step at the main batch size) beside its error
+    against float64; n/a where the backend does not offer the mode."""
+    modes = run_precisions(df)
+    if modes == [STRICT_PRECISION] or not modes:
+        return "_Strict fp32 only: run with `--precisions fp32,bf16` (tf32, fp16 on GPU) " \
+               "to compare precision modes._"
+    cells = precision_speedups(df)
+    rows = []
+    for config, part in cells.groupby("config", sort=False):
+        main = part[part["batch_size"] == _main_batch(part)]
+        for (backend, variant, device), where in main.groupby(
+                ["backend", "variant", "device"], sort=False):
+            for mode in modes:
+                mine = where[where["precision_mode"] == mode]
+                label = [config, f"{backend}/{variant}", device, mode]
+                if mine.empty:
+                    rows.append([*label, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a",
+                                 "", "not offered (or not run)"])
+                    continue
+                by_phase = {r.phase: r for r in mine.itertuples()}
+                step = by_phase.get("step")
+                first = mine.iloc[0]
+                expected = first["prec_expected"].get("gradient") if isinstance(
+                    first["prec_expected"], dict) else None
+                rows.append([
+                    *label,
+                    _ms(step.median) if step is not None else "n/a",
+                    *[_speedup(by_phase.get(p)) for p in STEADY_PHASES],
+                    _sci(first["prec_loss_err"]), _sci(first["prec_grad_err"]),
+                    _sci(first["prec_traj_err"]),
+                    f"{expected[0]:.0e}..{expected[1]:.0e}" if expected else "gated",
+                    (first["prec_flags"] or "")[:120].replace("|", "/"),
+                ])
+    if not rows:
+        return "_No float32 cells timed ok in this run._"
+    steps = next((int(s) for s in cells["prec_steps"] if s is not None and not pd.isna(s)), 20)
+    return markdown_table(
+        ["config", "backend/variant", "device", "precision", "step ms", "forward x",
+         "backward x", "step x", "loss err", "grad err", f"loss err {steps} steps",
+         "expected grad err", "flag"], rows)
+
+
+def _speedup(row: Any) -> str:
+    if row is None or pd.isna(row.speedup_fp32):
+        return "n/a"
+    return f"{row.speedup_fp32:.2f}x"
 
 
 def calibration_peaks(df: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -274,6 +369,9 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
         sweep_table(df),
         "## Gradient agreement with the float64 NumPy reference",
         agreement_table(df),
+        "## Precision modes: speed-up over strict fp32 against error",
+        PRECISION_INTRO,
+        precision_table(df),
         "## First call (trace/compile) against steady state",
         first_call_table(df),
         "## Calibration: measured float32 GEMM peak",
@@ -299,6 +397,18 @@ def _environment_warning(df: pd.DataFrame) -> list[str]:
         return []
     return ["**These results come from different environments.** What differs:\n\n"
             + "\n".join(f"- {line}" for line in lines)]
+
+
+PRECISION_INTRO = (
+    "Each float32 cell in each precision mode: `step ms` its median; `forward x`, "
+    "`backward x`, `step x` the strict fp32 cell's median over this one's (above 1: the "
+    "mode is faster); `loss err` and `grad err` (worst gradient tensor) the normwise "
+    "relative error against the float64 NumPy reference on the same parameters and batch, "
+    "the loss trajectory error over N optimiser steps likewise. Strict fp32 and fp64 are "
+    "gated by the agreement check; reduced modes are measured, compared with the expected "
+    "range stated in `bench/agreement/tolerances.py`, and flagged (never failed) outside it. "
+    "n/a: the backend does not offer the mode on that device (e.g. NumPy has no bfloat16, "
+    "TF32 and fp16 are GPU modes).")
 
 
 def write_report(run_dir: str | Path, plots: bool = True) -> Path:

@@ -2,10 +2,11 @@
 
 Each function takes the tidy DataFrame from `bench.report.markdown.tidy`, writes one PNG
 and returns its path (or None when the run has nothing to draw): grouped bars
-per task, throughput against batch size, the gradient-error heatmap, and
-first call against steady state. Every axis names its unit. This module reads
-no files, writes only inside the directory it is given (file names sanitised),
-and times nothing; it must not import a framework.
+per task, throughput against batch size, the gradient-error heatmap, first
+call against steady state, and precision modes' speed-up against error. Every
+axis names its unit. This module reads no files, writes only inside the
+directory it is given (file names sanitised), and times nothing; it must not
+import a framework.
 """
 
 from __future__ import annotations
@@ -219,8 +220,42 @@ def first_call(df: pd.DataFrame, out: Path) -> Path | None:
     return _save(fig, out / "first_call.png")
 
 
+PRECISION_MARKERS = {"fp32": "o", "tf32": "s", "bf16": "^", "fp16": "D"}
+
+
+def precision_scatter(df: pd.DataFrame, out: Path) -> Path | None:
+    """Speed-up over strict fp32 against gradient error vs float64: one point per
+    timed float32 cell (every phase and batch size), strict cells included at 1x."""
+    from bench.report.markdown import precision_speedups
+
+    if "precision_mode" not in df or set(df["precision_mode"]) <= {"fp32"}:
+        return None
+    cells = precision_speedups(df)
+    cells = cells[cells["speedup_fp32"].notna() & cells["prec_grad_err"].notna()]
+    if cells.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    for (backend, mode), part in cells.groupby(["backend", "precision_mode"]):
+        ax.scatter(np.maximum(part["prec_grad_err"], 1e-12), part["speedup_fp32"],
+                   marker=PRECISION_MARKERS.get(mode, "x"), s=36, alpha=0.75,
+                   color=BACKEND_COLOURS.get(backend), label=f"{backend} {mode}",
+                   facecolors="none" if mode == "fp32" else None)
+    ax.axhline(1.0, color="#888888", linewidth=0.8, linestyle="--")
+    ax.set_xscale("log")
+    _plain_log(ax, "y")
+    ax.set_xlabel("worst gradient normwise relative error vs float64 (log scale)")
+    ax.set_ylabel("speed-up over strict fp32 (x, log scale)")
+    ax.set_title("Precision modes: speed-up against error (one point per cell)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return _save(fig, out / "precision_speedup_error.png")
+
+
 def draw_all(df: pd.DataFrame, out: Path) -> list[str]:
     """Every figure this run supports; returns the written paths."""
     made = [task_bars(df, task, out) for task in dict.fromkeys(df["task"]) if task != "gemm"]
     made += [throughput(df, out), gradient_heatmap(df, out), first_call(df, out)]
+    made.append(precision_scatter(df, out))
     return [str(p) for p in made if p is not None]

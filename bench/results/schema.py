@@ -3,9 +3,13 @@
 A cell id names one timed cell in every run, e.g.
 "quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step": the preset,
 the task with its swept or user-set knobs, backend, variant, device, dtype,
-batch size and phase. Calibration cells (the GEMM that measures a backend's
-peak) are "gemm/<backend>/<device>/float32/calibration". `cell_id` writes
-them and `parse_cell_id` is the only reader; nothing else splits ids.
+batch size and phase. A reduced precision mode joins the dtype segment
+("float32+bf16", "float32+tf32", "float32+fp16"); strict cells keep the plain
+dtype, so ids written before precision modes existed (and committed
+baselines) name the same cells, and a bf16 cell can never match an fp32 one.
+Calibration cells (the GEMM that measures a backend's peak) are
+"gemm/<backend>/<device>/float32/calibration". `cell_id` writes them and
+`parse_cell_id` is the only reader; nothing else splits ids.
 
 `CellRecord` is what every benchmark entry carries as `extra_info`, and
 `stats_block` is the one statistic: pytest-benchmark's own `Stats` over the raw
@@ -30,9 +34,22 @@ STAT_FIELDS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ld1
                "hd15iqr", "ops", "total")
 
 
+#: the strict precision mode, which cell ids leave implicit (impls.base.STRICT)
+STRICT_PRECISION = "fp32"
+PRECISION_SEP = "+"
+
+
+def dtype_segment(dtype: str, precision: str = STRICT_PRECISION) -> str:
+    """The dtype part of a cell id: the dtype, "+mode" for a reduced precision mode."""
+    if not precision or precision == STRICT_PRECISION:
+        return dtype
+    return f"{dtype}{PRECISION_SEP}{precision}"
+
+
 def cell_id(preset: str, label: str, backend: str, variant: str, device: str, dtype: str,
-            batch_size: int, phase: str) -> str:
-    return f"{preset}/{label}/{backend}/{variant}/{device}/{dtype}/bs{batch_size}/{phase}"
+            batch_size: int, phase: str, precision: str = STRICT_PRECISION) -> str:
+    return (f"{preset}/{label}/{backend}/{variant}/{device}/{dtype_segment(dtype, precision)}"
+            f"/bs{batch_size}/{phase}")
 
 
 def calibration_id(backend: str, device: str) -> str:
@@ -50,6 +67,11 @@ class CellId(NamedTuple):
     dtype: str
     batch_size: int | None
     phase: str
+    precision: str = STRICT_PRECISION  # "fp32" (strict) or a reduced mode: tf32, bf16, fp16
+
+    @property
+    def strict(self) -> bool:
+        return self.precision == STRICT_PRECISION
 
     @property
     def group(self) -> str:
@@ -60,7 +82,8 @@ class CellId(NamedTuple):
     def where(self) -> str:
         """Backend, variant, device, dtype and batch size: a line of a history plot."""
         bs = "" if self.batch_size is None else f"bs{self.batch_size}"
-        return "/".join(p for p in (self.backend, self.variant, self.device, self.dtype, bs) if p)
+        dtype = dtype_segment(self.dtype, self.precision)
+        return "/".join(p for p in (self.backend, self.variant, self.device, dtype, bs) if p)
 
 
 def parse_cell_id(cell: str) -> CellId:
@@ -78,7 +101,11 @@ def parse_cell_id(cell: str) -> CellId:
         batch = int(bs[2:])
     except ValueError:
         raise ValueError(f"not a cell id (batch size {bs!r}): {cell!r}") from None
-    return CellId(preset, config, backend, variant, device, dtype, batch, phase)
+    dtype, sep, precision = dtype.partition(PRECISION_SEP)
+    if sep and (not precision or precision == STRICT_PRECISION):
+        raise ValueError(f"not a cell id (precision {precision!r}): {cell!r}")
+    return CellId(preset, config, backend, variant, device, dtype, batch, phase,
+                  precision or STRICT_PRECISION)
 
 
 def config_label(cell: str) -> str:
@@ -111,7 +138,7 @@ class CellRecord:
     peak_memory_bytes: int | None = None
     memory_source: str = ""
     gradcheck: dict[str, Any] = field(default_factory=dict)
-    precision: str = ""
+    precision: str = ""  # the program's precision label (impls.base.precision_label)
     threads: int | None = None
     retraces: int | None = None
     warmup_calls: int | None = None
@@ -119,6 +146,12 @@ class CellRecord:
     build_s: float | None = None
     gflops: float | None = None  # calibration cells only
     gemm_size: int | None = None  # calibration cells only
+    #: the precision mode (impls.base.PRECISIONS); "fp32" is strict
+    precision_mode: str = STRICT_PRECISION
+    #: float32 cells of a run with reduced modes: loss, gradient and trajectory error
+    #: against the float64 reference, with the mode's expected range
+    #: (bench.agreement.precision.precision_error); empty otherwise
+    precision_error: dict[str, Any] = field(default_factory=dict)
 
     def to_extra_info(self) -> dict[str, Any]:
         info = asdict(self)

@@ -117,6 +117,8 @@ EXTRA_INFO: dict[str, tuple[Check, str]] = {
     "memory_source": (_is_str, "a string"),
     "gradcheck": (_is_dict, "an object"),
     "precision": (_is_str, "a string"),
+    "precision_mode": (_is_str, "a string (fp32, tf32, bf16 or fp16)"),
+    "precision_error": (_is_dict, "an object"),
     "threads": (_opt(_pos_int), "a positive integer or null"),
     "retraces": (_opt(_nonneg_int), "a non-negative integer or null"),
     "warmup_calls": (_opt(_nonneg_int), "a non-negative integer or null"),

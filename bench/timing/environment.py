@@ -188,9 +188,11 @@ def fingerprint(cpu: str, cores: int, gpu: str) -> str:
     return hashlib.sha1(f"{cpu}|{cores}|{gpu}".encode()).hexdigest()[:12]
 
 
-def nnparity_info(threads: int) -> dict[str, Any]:
-    """The `machine_info["nnparity"]` block (see the raw-format contract)."""
+def nnparity_info(threads: int, precisions: list[str] | None = None) -> dict[str, Any]:
+    """The `machine_info["nnparity"]` block (see the raw-format contract); a run that
+    asked for precision modes records them as `precisions` (absent: strict fp32 only)."""
     cpu, gpu, cores = cpu_model(), gpu_model(), os.cpu_count() or 1
+    extra = {"precisions": list(precisions)} if precisions else {}
     return {
         "format_version": FORMAT_VERSION,
         "fingerprint": fingerprint(cpu, cores, gpu),
@@ -207,4 +209,5 @@ def nnparity_info(threads: int) -> dict[str, Any]:
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
         "thread_settings": thread_settings(threads),
         "precision_settings": precision_settings(),
+        **extra,
     }

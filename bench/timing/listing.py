@@ -1,4 +1,5 @@
-"""`nnparity list`: tasks with their knobs and presets, backends, variants, devices.
+"""`nnparity list`: tasks with their knobs and presets, backends, variants, devices
+and the precision modes each backend offers per device (present or not).
 
 A backend whose framework is missing is listed as "not installed"; one that
 fails to import is listed with its error. Frameworks are imported only to ask
@@ -60,6 +61,9 @@ def main(args: argparse.Namespace) -> int:
                 backend = impls.load(name)
                 line += (f"  variants: {', '.join(backend.variants)}"
                          f"  devices: {', '.join(backend.devices())}")
+                modes = "; ".join(f"{d} {', '.join(backend.precisions(d))}"
+                                  for d in ("cpu", "cuda"))
+                line += f"  precisions: {modes}"
             except Exception as exc:  # a broken install is reported, not raised
                 line += f"  (import failed: {type(exc).__name__}: {exc})"
         print(line)

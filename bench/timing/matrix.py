@@ -1,10 +1,15 @@
 """The benchmark matrix: which cells a run times, grouped one process per (backend, task).
 
-A cell is one (task + knobs, backend, variant, device, dtype, batch size, phase);
+A cell is one (task + knobs, backend, variant, device, dtype, precision mode,
+batch size, phase);
 its `id` is the canonical string that names it in every run, e.g.
 "quick/rnn_sequence[cell=lstm]/torch/eager/cpu/float32/bs64/step". Only swept or
 user-set knobs appear in the id, sorted, so the same dimensions give the same id;
 the preset leads, since the same knobs under another preset are another model size.
+A reduced precision mode (tf32, bf16, fp16) joins the dtype segment
+("float32+bf16"); a combination a backend does not offer (NumPy bf16, tf32 on
+CPU, any reduced mode of float64) is no cell at all: `not_applicable` lists
+them, and the report shows them as n/a.
 
 The per-preset `Plan` fixes the timing budget and which phases sweep the batch
 size: the batch-size sweep runs for `step` only (the phase users compare
@@ -24,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.results.schema import PHASES, cell_id
+from bench.results.schema import PHASES, STRICT_PRECISION, cell_id
 from tasks import get_task
 from tasks.spec import SpecError
 
@@ -98,11 +103,12 @@ class Cell:
     dtype: str
     batch_size: int
     phase: str
+    precision: str = STRICT_PRECISION
 
     @property
     def id(self) -> str:
         return cell_id(self.config.preset, self.config.label, self.backend, self.variant,
-                       self.device, self.dtype, self.batch_size, self.phase)
+                       self.device, self.dtype, self.batch_size, self.phase, self.precision)
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,7 @@ class Selection:
     preset: str
     overrides: Mapping[str, str] = field(default_factory=dict)
     keyword: str | None = None
+    precisions: tuple[str, ...] = (STRICT_PRECISION,)
 
 
 
@@ -230,10 +237,45 @@ def check_variants(selection: Selection, described: Mapping[str, Mapping[str, An
             raise MatrixError(f"unknown variant {variant!r}; choose from {', '.join(known)}")
 
 
+def offers_precision(info: Mapping[str, Any], label: str, variant: str, device: str,
+                     dtype: str, precision: str) -> bool:
+    """Whether a described backend runs `precision` for this (config, variant, device,
+    dtype). Strict fp32 always; reduced modes are float32 modes only, and only where
+    the backend's description (`precision_support`: label -> variant -> device ->
+    modes) lists them; a description without that table offers none."""
+    if precision == STRICT_PRECISION:
+        return True
+    if dtype != "float32":
+        return False
+    table = info.get("precision_support", {}).get(label, {}).get(variant, {})
+    return precision in table.get(device, ())
+
+
+def not_applicable(selection: Selection, described: Mapping[str, Mapping[str, Any]]
+                   ) -> list[tuple[str, str, str, str, str, str]]:
+    """(config label, backend, variant, device, dtype, precision) combinations of the
+    selection that are n/a: the backend does not offer that precision there."""
+    out = []
+    for task_name in selection.tasks:
+        for cfg in task_configs(task_name, selection.preset, selection.overrides):
+            for backend in selection.backends:
+                info = described.get(backend, {})
+                if not info.get("installed"):
+                    continue
+                devices = [d for d in selection.devices if d in info.get("devices", ("cpu",))]
+                for variant in info.get("supports", {}).get(cfg.label, []):
+                    for device, dtype, prec in itertools.product(
+                            devices, selection.dtypes, selection.precisions):
+                        if not offers_precision(info, cfg.label, variant, device, dtype, prec):
+                            out.append((cfg.label, backend, variant, device, dtype, prec))
+    return out
+
+
 def build_groups(selection: Selection, described: Mapping[str, Mapping[str, Any]]) -> list[Group]:
     """Groups in run order: for each task, each backend; calibration goes with a backend's
-    first group. `described[backend]` holds `installed`, `error`, `variants`, `devices`
-    and `supports` (config label -> supported variants), as the worker reports them."""
+    first group. `described[backend]` holds `installed`, `error`, `variants`, `devices`,
+    `supports` (config label -> supported variants) and `precision_support`, as the
+    worker reports them. Precision modes a backend does not offer make no cell (n/a)."""
     check_variants(selection, described)
     plan = PLANS[selection.preset]
     match = keyword_matcher(selection.keyword)
@@ -249,13 +291,20 @@ def build_groups(selection: Selection, described: Mapping[str, Mapping[str, Any]
             cells = []
             for cfg in configs:
                 variants = info.get("supports", {}).get(cfg.label, ["-"] if error else [])
-                for variant, device, dtype in itertools.product(
-                        variants, devices or selection.devices[:1], selection.dtypes):
+                for variant, device, dtype, precision in itertools.product(
+                        variants, devices or selection.devices[:1], selection.dtypes,
+                        selection.precisions):
                     if not error and not _wanted(variant, task_name, selection, plan):
                         continue
+                    if not error and not offers_precision(info, cfg.label, variant, device,
+                                                          dtype, precision):
+                        continue  # n/a, not an error
+                    if error and precision != STRICT_PRECISION:
+                        continue  # one error entry per cell of a backend that cannot run
                     for phase in order:
                         for bs in _batch_plan(cfg, phase, plan):
-                            cell = Cell(cfg, backend, variant, device, dtype, bs, phase)
+                            cell = Cell(cfg, backend, variant, device, dtype, bs, phase,
+                                        precision)
                             if match(cell.id):
                                 cells.append(cell)
             declared = list(info.get("variants", ()))
@@ -276,14 +325,16 @@ def _wanted(variant: str, task: str, selection: Selection, plan: Plan) -> bool:
 
 
 def _run_order(cell: Cell, cfg_order: Sequence[TaskConfig], variants: list[str]) -> tuple:
-    """Build each program once: all cells of one (config, variant, device, dtype) together,
-    first_call first (it needs a fresh program), main batch size before the sweep. Variants
-    run in the backend's declared order, so eager ones are timed before any compiler has
-    left worker processes or caches behind."""
+    """Build each program once: all cells of one (config, variant, device, dtype, precision)
+    together, first_call first (it needs a fresh program), main batch size before the sweep.
+    Variants run in the backend's declared order, so eager ones are timed before any
+    compiler has left worker processes or caches behind; strict precision first."""
     main = cell.batch_size == cell.config.batch_size
     rank = variants.index(cell.variant) if cell.variant in variants else len(variants)
+    reduced = cell.precision != STRICT_PRECISION
     return (cfg_order.index(cell.config), rank, cell.variant, cell.device, cell.dtype,
-            cell.phase != "first_call", not main, cell.batch_size, PHASES.index(cell.phase))
+            reduced, cell.precision, cell.phase != "first_call", not main, cell.batch_size,
+            PHASES.index(cell.phase))
 
 
 def group_to_dict(group: Group) -> dict[str, Any]:
@@ -299,7 +350,7 @@ def group_from_dict(data: Mapping[str, Any]) -> Group:
 
     cells = tuple(
         Cell(config(c["config"]), c["backend"], c["variant"], c["device"], c["dtype"],
-             c["batch_size"], c["phase"])
+             c["batch_size"], c["phase"], c.get("precision", STRICT_PRECISION))
         for c in data["cells"]
     )
     return Group(data["backend"], data["task"], cells, tuple(data["calibrate_devices"]),

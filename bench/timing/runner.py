@@ -58,10 +58,11 @@ from bench.timing.matrix import (
     build_groups,
     group_to_dict,
     keyword_matcher,
+    not_applicable,
     task_configs,
 )
 from bench.timing.shard import parse_shard, shard_groups
-from impls.base import DTYPES
+from impls.base import DTYPES, PRECISIONS, STRICT
 from tasks import PRESETS, TASKS
 
 DEVICES = ("cpu", "cuda")
@@ -78,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma list of cpu, cuda (default: all present)")
     arg("--dtypes", "--dtype", dest="dtypes", action="append",
         help="comma list of float32, float64 (default float32)")
+    arg("--precisions", "--precision", dest="precisions", action="append",
+        help=f"comma list of {', '.join(PRECISIONS)} (default fp32: strict float32, TF32 "
+             "off); reduced modes are timed beside their error against float64, and "
+             "combinations a backend does not offer are n/a")
     arg("--phases", action="append", help=f"comma list of {', '.join(PHASES)}")
     arg("-k", dest="keyword", default=None, metavar="EXPR",
         help="pytest-style expression over cell ids, e.g. 'lstm and not compile'")
@@ -124,6 +129,8 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
         preset=preset,
         overrides=overrides,
         keyword=args.keyword,
+        precisions=tuple(choice_list(getattr(args, "precisions", None), PRECISIONS, "precision",
+                                     default=[STRICT])),
     )
     for task in sel.tasks:  # validates knob values now, before anything runs
         task_configs(task, preset, overrides)
@@ -295,7 +302,8 @@ def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int,
     stream, pytest_json, spec_path, log = work_files(work, group)
     for path in (stream, pytest_json):
         path.unlink(missing_ok=True)
-    machine_info = records.default_machine_info(environment.nnparity_info(threads))
+    machine_info = records.default_machine_info(
+        environment.nnparity_info(threads, _recorded_precisions(sel)))
     result = out / f"{group.name}.json"
     error = group.error
     if not error:
@@ -303,6 +311,10 @@ def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int,
             "group": group_to_dict(group), "preset": sel.preset, "threads": threads,
             "seed": seed, "stream": str(stream), "pytest_json": str(pytest_json),
             "gradcheck": gradcheck, "plan": asdict(plan), "result": str(result),
+            "precisions": _recorded_precisions(sel),
+            # float32 cells measure their error against float64 when reduced modes run,
+            # so the strict cell's error stands beside theirs in the report
+            "precision_errors": any(p != STRICT for p in sel.precisions),
         }))
         error = _watch(spec_path, log, stream, timeout, progress)
     else:
@@ -312,6 +324,11 @@ def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int,
                          threads)
     drop_work_files(work, group, keep_log=True)
     return error
+
+
+def _recorded_precisions(sel: Selection) -> list[str] | None:
+    """The precision modes the run description records (None: strict only, as before)."""
+    return list(sel.precisions) if sel.precisions != (STRICT,) else None
 
 
 def worker_command(action: str, spec: Path) -> list[str]:
@@ -396,7 +413,8 @@ class LocalExecutor:
                 try:
                     records.finish_group(
                         group, sel.preset, out / f"{group.name}.json", pytest_json, stream,
-                        records.default_machine_info(environment.nnparity_info(threads)),
+                        records.default_machine_info(environment.nnparity_info(
+                            threads, _recorded_precisions(sel))),
                         "interrupted", threads)
                     drop_work_files(work, group, keep_log=True)
                     kept = i + 1
@@ -504,16 +522,23 @@ def main(args: argparse.Namespace) -> int:
     threads = args.threads or os.cpu_count() or 1
     run_dir = RunDirectory(args.out)  # held until this process exits
     out = run_dir.path
-    timeout = args.timeout or PLANS[sel.preset].timeout_s
+    # each precision mode is another program per cell, plus its error measurement
+    timeout = args.timeout or PLANS[sel.preset].timeout_s * len(sel.precisions)
     with tempfile.TemporaryDirectory(prefix="nnparity-describe-") as tmp:
         described = describe(sel, Path(tmp), threads,
                              args.timeout if args.timeout else DESCRIBE_TIMEOUT_S)
     groups = build_groups(sel, described)
     if shard is not None:
         groups = shard_groups(groups, sel, *shard)
+    unoffered = not_applicable(sel, described)
     if not groups:
+        extra = (f" ({len(unoffered)} combinations are n/a: no backend offers that precision "
+                 "there)") if unoffered else ""
         raise InputError("the selection matches no cell"
-                         + (f" in shard {shard[0]}/{shard[1]}" if shard else ""))
+                         + (f" in shard {shard[0]}/{shard[1]}" if shard else "") + extra)
+    for backend, device, dtype, precision in sorted({(b, d, t, p) for _, b, _, d, t, p
+                                                     in unoffered}):
+        sys.stderr.write(f"n/a: {backend} {dtype} {precision} on {device} (not offered)\n")
     groups = executor.prepare(groups)
     work = out / ".work"  # worker specs, logs and streams; hidden, so readers skip it
     try:

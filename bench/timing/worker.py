@@ -1,11 +1,15 @@
 """Inside a group process: build programs, time cells, record them.
 
 A `Worker` holds one backend and caches what cells share: the current program
-(one per config/variant/device/dtype, rebuilt for `first_call`, which must
-see a fresh program), device-resident batches, and the gradient-agreement
-result of each (config, variant, dtype, device), checked once, not per batch
-size. Every finished cell, ok or error, is streamed to the group's JSON-lines
-file before the test returns. Imports frameworks only through `impls.load`;
+(one per config/variant/device/dtype/precision, rebuilt for `first_call`,
+which must see a fresh program), device-resident batches, and the
+gradient-agreement result of each (config, variant, dtype, device), checked
+once, not per batch size. A reduced precision mode is not gated by agreement;
+its error against float64 (`bench.agreement.precision`) is measured once per
+(config, variant, dtype, device, precision) instead, and for strict float32
+too when the run has reduced modes, so the two stand side by side. Every
+finished cell, ok or error, is streamed to the group's JSON-lines file before
+the test returns. Imports frameworks only through `impls.load`;
 runs only in the worker process started by the runner.
 """
 
@@ -39,6 +43,15 @@ def _flops(spec: ModelSpec, cfg: Any, phase: str, batch_size: int) -> int | None
     return None
 
 
+def _precision_error(cfg: TaskConfig, preset: str, backend: str, variant: str, dtype: str,
+                     device: str, precision: str) -> dict[str, Any]:
+    from bench.agreement.precision import precision_error  # imports frameworks lazily
+
+    result = precision_error(cfg.task, preset, dict(cfg.overrides), backend, variant, dtype,
+                             device, precision)
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in result.items()}
+
+
 def _gradcheck(cfg: TaskConfig, preset: str, backend: str, variant: str, dtype: str,
                device: str) -> dict[str, Any]:
     from bench.agreement.check import check_cell  # imports the frameworks' checks lazily
@@ -58,11 +71,13 @@ class Worker:
         self.seed: int = spec.get("seed", 0)
         self.stream = Path(spec["stream"])
         self.check = bool(spec.get("gradcheck", True))
+        self.precision_errors = bool(spec.get("precision_errors", False))
         self.backend_name: str = spec["group"]["backend"]
         self.backend = impls.load(self.backend_name)
         self._program: tuple[tuple, Any] | None = None
         self._batches: dict[tuple, tuple[Any, Any]] = {}
         self._gradchecks: dict[tuple, dict[str, Any]] = {}
+        self._precision_errors: dict[tuple, dict[str, Any]] = {}
 
     # -- shared state -------------------------------------------------------------------
 
@@ -73,12 +88,13 @@ class Worker:
         params = init_params(spec, seed=self.seed)
         optimizer = OptimizerSpec(name=cfg.optimizer, lr=cfg.lr)
         start = time.perf_counter()
+        extra = {} if cell.precision == "fp32" else {"precision": cell.precision}
         program = self.backend.build(spec, params, variant=cell.variant, dtype=cell.dtype,
-                                     device=cell.device, optimizer=optimizer)
+                                     device=cell.device, optimizer=optimizer, **extra)
         return program, cfg, spec, time.perf_counter() - start
 
     def program_for(self, cell: Cell) -> tuple[Any, Any, Any, float | None]:
-        key = (cell.config, cell.variant, cell.device, cell.dtype)
+        key = (cell.config, cell.variant, cell.device, cell.dtype, cell.precision)
         if self._program is not None and self._program[0] == key and cell.phase != "first_call":
             program, cfg, spec = self._program[1]
             return program, cfg, spec, None
@@ -100,11 +116,27 @@ class Worker:
     def gradcheck(self, cell: Cell) -> dict[str, Any]:
         if not self.check:
             return {"passed": None, "max_rel_err": None, "error": "skipped (--no-gradcheck)"}
+        if cell.precision != "fp32":  # the gate stays strict: reduced modes are measured
+            return {"passed": None, "max_rel_err": None,
+                    "error": f"not gated: {cell.precision} is measured (precision error)"}
         key = (cell.config, cell.variant, cell.dtype, cell.device)
         if key not in self._gradchecks:
             self._gradchecks[key] = _gradcheck(cell.config, self.preset, cell.backend,
                                                cell.variant, cell.dtype, cell.device)
         return self._gradchecks[key]
+
+    def precision_error(self, cell: Cell) -> dict[str, Any]:
+        """The cell's error against float64: reduced modes always, strict float32 when
+        the run has reduced modes; {} otherwise (and with --no-gradcheck)."""
+        reduced = cell.precision != "fp32"
+        if not self.check or cell.dtype != "float32" or not (reduced or self.precision_errors):
+            return {}
+        key = (cell.config, cell.variant, cell.dtype, cell.device, cell.precision)
+        if key not in self._precision_errors:
+            self._precision_errors[key] = _precision_error(
+                cell.config, self.preset, cell.backend, cell.variant, cell.dtype, cell.device,
+                cell.precision)
+        return self._precision_errors[key]
 
     # -- cells --------------------------------------------------------------------------
 
@@ -154,6 +186,7 @@ class Worker:
             memory_source=memory.source,
             gradcheck=self.gradcheck(cell),
             precision=getattr(program, "precision", ""),
+            precision_error=self.precision_error(cell),
             retraces=(after - before if before is not None and after is not None else None),
             warmup_calls=warm.calls,
             warmup_stable=warm.stable,

@@ -6,7 +6,8 @@ with the group's cells (ids are the canonical cell ids), times each with
 `benchmark.pedantic`, and streams every finished entry (ok or error) to a
 JSON-lines file so the runner keeps them even if this process dies.
 `python -m bench.timing.worker_main describe SPEC.json` reports a backend's version,
-variants, devices and per-model support as JSON, for building the matrix.
+variants, devices, per-model support and the precision modes each variant offers
+on each device as JSON, for building the matrix.
 
 This file is only collected when the runner passes it to pytest; it must not
 be imported by `bench/__init__` or the CLI (it imports frameworks).
@@ -138,13 +139,14 @@ def _guard_parent(action: str, spec_path: str) -> None:
 class _MachineInfo:
     """pytest-benchmark hook: our `nnparity` block in machine_info."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, precisions: list[str] | None = None) -> None:
         self.threads = threads
+        self.precisions = precisions
 
     def pytest_benchmark_update_machine_info(self, config: Any, machine_info: dict) -> None:
         from bench.timing.environment import nnparity_info
 
-        machine_info["nnparity"] = nnparity_info(self.threads)
+        machine_info["nnparity"] = nnparity_info(self.threads, self.precisions)
 
 
 def _run(spec_path: str) -> int:
@@ -161,7 +163,7 @@ def _run(spec_path: str) -> int:
         "--benchmark-json", spec["pytest_json"], "--benchmark-disable-gc",
         "-W", "ignore::DeprecationWarning", "--no-header", "-rN", "--tb=line",
     ]
-    code = pytest.main(args, plugins=[_MachineInfo(threads)])
+    code = pytest.main(args, plugins=[_MachineInfo(threads, spec.get("precisions"))])
     return 0 if code in (0, 1) else int(code)
 
 
@@ -176,7 +178,8 @@ def _describe(spec_path: str) -> int:
 
     name = spec["backend"]
     out: dict[str, Any] = {"backend": name, "installed": False, "error": "", "variants": [],
-                           "devices": [], "supports": {}, "version": ""}
+                           "devices": [], "supports": {}, "version": "",
+                           "precision_support": {}}
     try:
         backend = impls.load(name)
         out.update(installed=True, version=backend.version(), variants=list(backend.variants),
@@ -185,6 +188,12 @@ def _describe(spec_path: str) -> int:
             task = get_task(task_name)
             model = task.model(task.config(spec["preset"], dict(overrides)))
             out["supports"][label] = [v for v in backend.variants if backend.supports(model, v)]
+            # label -> variant -> device -> modes a float32 program offers there
+            out["precision_support"][label] = {
+                v: {d: [p for p in impls.PRECISIONS
+                        if backend.supports_precision(model, v, "float32", d, p)]
+                    for d in backend.devices()}
+                for v in out["supports"][label]}
     except Exception as exc:  # not installed, broken install: recorded, never fatal
         out["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     print(json.dumps(out))

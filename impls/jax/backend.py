@@ -30,6 +30,9 @@ class JaxBackend(Backend):
     name = "jax"
     variants = ("jit", "scan_unroll")
     recurrent_variants = ("scan_unroll",)
+    # casting inside jit runs bfloat16 on CPU and GPU; TF32 and float16 with loss
+    # scaling are GPU modes (XLA:CPU has no TF32 and emulates float16)
+    precision_support = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
 
     def version(self) -> str:
         return jax.__version__
@@ -41,6 +44,7 @@ class JaxBackend(Backend):
             return ("cpu",)
 
     def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
-               dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
+               dtype: str, device: str, optimizer: OptimizerSpec,
+               precision: str = "fp32") -> Program:
         return JaxProgram(spec, params, unroll=_UNROLL[variant], dtype=dtype,
-                          device=_jax_device(device), optimizer=optimizer)
+                          device=_jax_device(device), optimizer=optimizer, precision=precision)

@@ -3,7 +3,18 @@
 Every function is compiled at its first call and never retraced for the same
 shapes. The step donates the parameter and optimiser-state buffers; the
 Program holds the returned ones. Canonical layouts are JAX's natural layouts,
-so conversion is only a dtype cast. This module must not import `bench`.
+so conversion is only a dtype cast.
+
+Precision modes (`impls.base.PRECISIONS`) are applied inside or around the
+program's own calls, never left set: "bf16"/"fp16" cast the float32
+parameters and the input to the compute dtype inside the jitted functions
+(gradients flow back through the cast, so they, the parameters and the
+optimiser state stay float32) and take the loss in float32; "fp16" also
+scales the loss dynamically inside the jitted step (a step whose gradients
+overflow leaves parameters and state as they were and halves the scale);
+"tf32" traces and runs every call under `jax.default_matmul_precision
+("tensorfloat32")`, a context JAX keys its compilation cache on, so the
+process-wide "highest" stays in force outside. This module must not import `bench`.
 """
 
 from __future__ import annotations
@@ -11,14 +22,55 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from impls.base import Program, check_recurrent, label_dtype, state_width
+from impls.base import STRICT, Program, check_recurrent, label_dtype, state_width
 from impls.jax import model, optim
+from impls.jax.losses import LOSSES
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec, Recurrent
 
 LABELS = label_dtype("jax")  # int32, JAX's native index type (int64 is emulated on GPU)
+
+#: compute dtype per reduced mode (parameters stay in the program's dtype)
+COMPUTE = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
+#: dynamic loss scaling for fp16, as torch.amp.GradScaler: initial scale,
+#: growth and backoff factors, finite steps between growths
+LOSS_SCALE = (2.0**16, 2.0, 0.5, 2000)
+
+
+def _tf32():
+    """TF32 matmuls/convolutions for the calls (and traces) in the block only."""
+    return jax.default_matmul_precision("tensorfloat32")
+
+
+def _cast(tree, dtype):
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype), tree)
+
+
+def _scaled_step(loss, optimizer: OptimizerSpec):
+    """The fp16 step: gradients of the scaled loss, unscaled; an overflowing step
+    keeps parameters and optimiser state and backs the scale off."""
+    _, growth, backoff, interval = LOSS_SCALE
+
+    def step(p, state, scaler, x, y):
+        scale, good = scaler
+        value, grads = jax.value_and_grad(lambda q: loss(q, x, y) * scale)(p)
+        grads = jax.tree_util.tree_map(lambda g: g / scale, grads)
+        leaves = jax.tree_util.tree_leaves(grads)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]))
+        new_p, new_state = optim.update(optimizer, p, grads, state)
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        p = jax.tree_util.tree_map(keep, new_p, p)
+        state = jax.tree_util.tree_map(keep, new_state, state)
+        good = jnp.where(finite, good + 1, 0)
+        grow = good >= interval
+        scale = jnp.where(finite, jnp.where(grow, scale * growth, scale), scale * backoff)
+        good = jnp.where(grow, 0, good)
+        return p, state, (scale, good), value / scaler[0]
+
+    return step
 
 
 class JaxProgram(Program):
@@ -33,8 +85,10 @@ class JaxProgram(Program):
         dtype: str,
         device: jax.Device,
         optimizer: OptimizerSpec,
+        precision: str = STRICT,
     ) -> None:
         self.spec = spec
+        self.precision_mode = precision
         self.dtype = np.dtype(dtype)
         self.device = device
         # A private copy: the step donates these buffers, and on CPU device_put may alias.
@@ -46,17 +100,35 @@ class JaxProgram(Program):
         def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
             return model.loss(spec, p, x, y, unroll)
 
+        def forward(p: model.Params, x: jax.Array) -> jax.Array:
+            return model.forward(spec, p, x, unroll)
+
+        if precision in COMPUTE:
+            half, full = COMPUTE[precision], self.dtype
+
+            def forward(p: model.Params, x: jax.Array) -> jax.Array:  # noqa: F811
+                return model.forward(spec, _cast(p, half), x.astype(half), unroll).astype(full)
+
+            def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:  # noqa: F811
+                return LOSSES[spec.loss](forward(p, x), y)
+
         def step(p: model.Params, state: optim.State, x: jax.Array, y: jax.Array):
             value, grads = jax.value_and_grad(loss)(p, x, y)
             p, state = optim.update(optimizer, p, grads, state)
             return p, state, value
 
-        self._forward = jax.jit(lambda p, x: model.forward(spec, p, x, unroll))
+        self._forward = jax.jit(forward)
         self._loss_and_grads = jax.jit(jax.value_and_grad(loss))
         self._step = jax.jit(step, donate_argnums=(0, 1))
         # d loss / d probes, jitted on first use only (hidden_state_grads is never timed)
         self._state_grads = jax.jit(jax.grad(
             lambda probes, p, x, y: model.loss_probed(spec, p, probes, x, y, unroll)))
+        self._scaler = None
+        if precision == "fp16":
+            self._scaler = jax.device_put((jnp.asarray(LOSS_SCALE[0], self.dtype),
+                                           jnp.zeros((), jnp.int32)), device)
+            self._scaled = jax.jit(_scaled_step(loss, optimizer), donate_argnums=(0, 1, 2))
+        self._tf32 = precision == "tf32"
 
     def put(self, array: np.ndarray) -> jax.Array:
         array = np.asarray(array)
@@ -64,14 +136,33 @@ class JaxProgram(Program):
         return jax.device_put(array.astype(dtype, copy=False), self.device)
 
     def forward(self, x: jax.Array) -> jax.Array:
+        if self._tf32:
+            with _tf32():
+                return self._forward(self._params, x)
         return self._forward(self._params, x)
 
     def loss_and_grads(self, x: jax.Array, y: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        if self._tf32:
+            with _tf32():
+                return self._loss_and_grads(self._params, x, y)
         return self._loss_and_grads(self._params, x, y)
 
     def step(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        if self._scaler is not None:
+            self._params, self._state, self._scaler, value = self._scaled(
+                self._params, self._state, self._scaler, x, y)
+            return value
+        if self._tf32:
+            with _tf32():
+                self._params, self._state, value = self._step(self._params, self._state, x, y)
+            return value
         self._params, self._state, value = self._step(self._params, self._state, x, y)
         return value
+
+    @property
+    def loss_scale(self) -> float | None:
+        """fp16's current dynamic loss scale (None in other modes)."""
+        return None if self._scaler is None else float(self._scaler[0])
 
     def sync(self, value: Any = None) -> None:
         # With no value, the newest params and state stand for all queued work.

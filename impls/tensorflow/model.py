@@ -20,6 +20,11 @@ canonical ones, and it converts them once, here, in both directions:
   `update_scale` is 2, and reading it back splits the change from the start
   equally.
 
+With a `compute_dtype` (the bf16 and fp16 precision modes) the variables stay
+in the program's dtype and each layer reads them cast to the compute dtype
+inside the traced function, so the tape's gradients and the optimiser stay in
+the variables' dtype; Keras layers get the matching `mixed_*` dtype policy.
+
 This module only builds: it runs no step and must not import `bench`.
 """
 
@@ -82,19 +87,29 @@ def variable(array: np.ndarray, dtype: tf.DType) -> tf.Variable:
 
 
 # ------------------------------------------------------------- primitive-op layers
-def _layer(layer: Layer, params: dict[str, np.ndarray], dtype: tf.DType):
+def _reader(compute: tf.DType | None) -> Callable[[tf.Variable], tf.Tensor]:
+    """How a layer reads its variables: as they are, or cast to the compute dtype."""
+    if compute is None:
+        return lambda v: v
+    return lambda v: tf.cast(v, compute)
+
+
+def _layer(layer: Layer, params: dict[str, np.ndarray], dtype: tf.DType,
+           compute: tf.DType | None = None):
     """(apply, native params) for one layer built from `layers` / `recurrent`."""
     n = layer.name
+    r = _reader(compute)
     if isinstance(layer, Dense):
         w = variable(params[f"{n}.weight"], dtype)
         b = variable(params[f"{n}.bias"], dtype)
-        apply = lambda x: L.dense(x, w, b, layer.activation)  # noqa: E731
+        apply = lambda x: L.dense(x, r(w), r(b), layer.activation)  # noqa: E731
         return apply, [native(w, f"{n}.weight"), native(b, f"{n}.bias")]
     if isinstance(layer, Conv2D):
         name = f"{n}.weight"
         w = variable(params[name].transpose(2, 3, 1, 0), dtype)  # OIHW -> HWIO
         b = variable(params[f"{n}.bias"], dtype)
-        apply = lambda x: L.conv2d(x, w, b, layer.stride, layer.pad, layer.activation)  # noqa: E731
+        apply = lambda x: L.conv2d(x, r(w), r(b), layer.stride, layer.pad,  # noqa: E731
+                                   layer.activation)
         to_oihw = lambda a: {name: a.transpose(3, 2, 0, 1)}  # noqa: E731
         return apply, [native(w, name, to_oihw), native(b, f"{n}.bias")]
     if isinstance(layer, MaxPool2D):
@@ -104,7 +119,8 @@ def _layer(layer: Layer, params: dict[str, np.ndarray], dtype: tf.DType):
     if isinstance(layer, Recurrent):
         names = [f"{n}.{k}" for k in _RECURRENT_PARAMS]
         ws = [variable(params[k], dtype) for k in names]
-        apply = lambda x: recurrent(x, *ws, layer.cell, layer.return_sequences)  # noqa: E731
+        apply = lambda x: recurrent(x, *map(r, ws), layer.cell,  # noqa: E731
+                                    layer.return_sequences)
         return apply, [native(v, k) for v, k in zip(ws, names, strict=True)]
     raise TypeError(f"unknown layer {layer!r}")
 
@@ -128,7 +144,8 @@ def _shared_bias(var: tf.Variable, b_ih: np.ndarray, b_hh: np.ndarray, name: str
 
 
 def _fused_recurrent(
-    layer: Recurrent, in_shape: tuple[int, ...], params: dict[str, np.ndarray], dtype: tf.DType
+    layer: Recurrent, in_shape: tuple[int, ...], params: dict[str, np.ndarray], dtype: tf.DType,
+    compute: tf.DType | None = None,
 ):
     """(apply, native params) for one recurrent layer as a Keras layer."""
     n = layer.name
@@ -137,7 +154,8 @@ def _fused_recurrent(
         weights = [_swap_rz(w_ih), _swap_rz(w_hh), np.stack([_swap_rz(b_ih), _swap_rz(b_hh)])]
     else:
         weights = [w_ih, w_hh, b_ih + b_hh]
-    fused = FusedRecurrent(layer, in_shape, weights, dtype)
+    policy = None if compute is None else f"mixed_{compute.name}"  # Keras' own mixed precision
+    fused = FusedRecurrent(layer, in_shape, weights, dtype, policy=policy)
     kernel, recurrent_kernel, bias = fused.parameters()
     if layer.cell == "gru":
 
@@ -174,22 +192,29 @@ def native_input_shape(spec: ModelSpec) -> tuple[int, ...]:
 
 
 def build_model(
-    spec: ModelSpec, params: dict[str, np.ndarray], dtype: tf.DType, keras_rnn: bool
+    spec: ModelSpec, params: dict[str, np.ndarray], dtype: tf.DType, keras_rnn: bool,
+    compute_dtype: tf.DType | None = None,
 ) -> Model:
-    """Native variables from canonical `params` (converted once, here) and the model function."""
+    """Native variables from canonical `params` (converted once, here) and the model function;
+    with `compute_dtype`, the model casts its input and reads its variables in that dtype
+    and returns its output in `dtype`."""
     applies, natives = [], []
     for layer, in_shape in zip(spec.layers, spec.shapes(), strict=False):
         if keras_rnn and isinstance(layer, Recurrent):
-            apply, layer_params = _fused_recurrent(layer, in_shape, params, dtype)
+            apply, layer_params = _fused_recurrent(layer, in_shape, params, dtype, compute_dtype)
         else:
-            apply, layer_params = _layer(layer, params, dtype)
+            apply, layer_params = _layer(layer, params, dtype, compute_dtype)
         applies.append(apply)
         natives.extend(layer_params)
     nchw_out = is_image(spec.output_shape)
 
     def model(x: tf.Tensor) -> tf.Tensor:
+        if compute_dtype is not None:
+            x = tf.cast(x, compute_dtype)
         for apply in applies:
             x = apply(x)
+        if compute_dtype is not None:
+            x = tf.cast(x, dtype)  # the loss is taken in the variables' dtype
         return tf.transpose(x, (0, 3, 1, 2)) if nchw_out else x
 
     return Model(model, LOSSES[spec.loss], tuple(natives))

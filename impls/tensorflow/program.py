@@ -7,17 +7,28 @@ distinct batch shape once under that single trace. The step computes
 gradients with `tf.GradientTape` and applies the reference rule with variable
 assignments inside the same graph: no host round-trip. Canonical <-> native
 conversions happen only in `put`, `grads_to_canonical` and `params`, outside
-the timed calls. This module must not import `bench`.
+the timed calls.
+
+Precision modes (`impls.base.PRECISIONS`) belong to the program, never to the
+process: "bf16"/"fp16" are built into the traced model (`model.build_model`'s
+compute dtype: float32 variables read as bfloat16/float16, loss in float32);
+"fp16" also scales the loss dynamically inside the step graph (an
+overflowing step assigns nothing and halves the scale); "tf32" turns
+TensorFlow's TensorFloat-32 execution on for each call (trace included) and
+restores the previous setting after it (`tf32_enabled`). This module must not
+import `bench`.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from impls.base import BackendError, Program, check_recurrent, label_dtype, state_width
+from impls.base import STRICT, BackendError, Program, check_recurrent, label_dtype, state_width
 from impls.tensorflow.model import Model, native_input_shape, probed_loss, to_native_input
 from impls.tensorflow.optim import make_optimizer
 from tasks.optim import OptimizerSpec
@@ -25,6 +36,21 @@ from tasks.spec import ModelSpec, Recurrent
 
 DEVICES = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 LABELS = label_dtype("tensorflow")
+#: dynamic loss scaling for fp16, as torch.amp.GradScaler: initial scale,
+#: growth and backoff factors, finite steps between growths
+LOSS_SCALE = (2.0**16, 2.0, 0.5, 2000)
+
+
+@contextlib.contextmanager
+def tf32_enabled() -> Iterator[None]:
+    """TensorFloat-32 execution for the block, then the setting as it was."""
+    config = tf.config.experimental
+    saved = config.tensor_float_32_execution_enabled()
+    try:
+        config.enable_tensor_float_32_execution(True)
+        yield
+    finally:
+        config.enable_tensor_float_32_execution(saved)
 
 
 class TensorFlowProgram(Program):
@@ -43,17 +69,24 @@ class TensorFlowProgram(Program):
         device: str,
         optimizer: OptimizerSpec,
         jit_compile: bool,
+        precision: str = STRICT,
     ) -> None:
         self.spec, self.model, self.dtype, self.device = spec, model, dtype, device
+        self.precision_mode = precision
         self._device = DEVICES[device]
         with tf.device(self._device):
             self._optimizer = make_optimizer(optimizer, list(model.params))
+            self._scaler = None
+            if precision == "fp16":  # [scale, finite steps since the last change]
+                self._scaler = (tf.Variable(LOSS_SCALE[0], dtype=dtype, trainable=False),
+                                tf.Variable(0, dtype=tf.int64, trainable=False))
+        self._tf32 = precision == "tf32"
         x_spec = tf.TensorSpec((None, *native_input_shape(spec)), dtype)
         if spec.loss == "mse":
             y_spec = tf.TensorSpec((None, *spec.output_shape), dtype)
         else:
             y_spec = tf.TensorSpec((None,), tf.as_dtype(LABELS))
-        forward, loss_and_grads, step = _graph_bodies(model, self._optimizer)
+        forward, loss_and_grads, step = _graph_bodies(model, self._optimizer, self._scaler)
         self._forward = tf.function(forward, input_signature=[x_spec], jit_compile=jit_compile)
         self._loss_and_grads = tf.function(
             loss_and_grads, input_signature=[x_spec, y_spec], jit_compile=jit_compile
@@ -83,16 +116,30 @@ class TensorFlowProgram(Program):
             return tf.identity(tf.constant(array))
 
     def forward(self, x: tf.Tensor) -> tf.Tensor:
+        if self._tf32:
+            with tf.device(self._device), tf32_enabled():
+                return self._forward(x)
         with tf.device(self._device):
             return self._forward(x)
 
     def loss_and_grads(self, x: tf.Tensor, y: tf.Tensor) -> tuple[Any, Any]:
+        if self._tf32:
+            with tf.device(self._device), tf32_enabled():
+                return self._loss_and_grads(x, y)
         with tf.device(self._device):
             return self._loss_and_grads(x, y)
 
     def step(self, x: tf.Tensor, y: tf.Tensor) -> Any:
+        if self._tf32:
+            with tf.device(self._device), tf32_enabled():
+                return self._step(x, y)
         with tf.device(self._device):
             return self._step(x, y)
+
+    @property
+    def loss_scale(self) -> float | None:
+        """fp16's current dynamic loss scale (None in other modes)."""
+        return None if self._scaler is None else float(self._scaler[0].numpy())
 
     def sync(self, value: Any = None) -> None:
         # Waits for every op queued on every device, `value`'s included, without
@@ -149,8 +196,9 @@ class TensorFlowProgram(Program):
         return None
 
 
-def _graph_bodies(model: Model, optimizer):
-    """The three Python bodies that `tf.function` traces, as closures over one model."""
+def _graph_bodies(model: Model, optimizer, scaler=None):
+    """The three Python bodies that `tf.function` traces, as closures over one model;
+    with a `scaler` (fp16) the loss is scaled and an overflowing step skipped."""
     variables = [p.variable for p in model.params]
 
     def forward(x: tf.Tensor) -> tf.Tensor:
@@ -166,4 +214,35 @@ def _graph_bodies(model: Model, optimizer):
         optimizer.apply(grads)
         return loss
 
-    return forward, loss_and_grads, step
+    if scaler is None:
+        return forward, loss_and_grads, step
+    scale, good = scaler
+    _, growth, backoff, interval = LOSS_SCALE
+
+    def scaled_grads(x: tf.Tensor, y: tf.Tensor):
+        with tf.GradientTape() as tape:
+            loss = model.loss(model.apply(x), y)
+            scaled = loss * scale
+        grads = [g / scale for g in tape.gradient(scaled, variables)]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        return loss, grads, finite
+
+    def unscaled_loss_and_grads(x: tf.Tensor, y: tf.Tensor):
+        loss, grads, _ = scaled_grads(x, y)
+        return loss, grads
+
+    def scaled_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        loss, grads, finite = scaled_grads(x, y)
+
+        def apply() -> tf.Tensor:
+            optimizer.apply(grads)
+            return tf.constant(True)
+
+        tf.cond(finite, apply, lambda: tf.constant(False))
+        count = tf.where(finite, good + 1, tf.zeros_like(good))
+        grow = count >= interval
+        scale.assign(tf.where(finite, tf.where(grow, scale * growth, scale), scale * backoff))
+        good.assign(tf.where(grow, tf.zeros_like(count), count))
+        return loss
+
+    return forward, unscaled_loss_and_grads, scaled_step

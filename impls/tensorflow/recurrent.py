@@ -110,10 +110,13 @@ class FusedRecurrent:
         in_shape: tuple[int, ...],
         weights: list[np.ndarray],
         dtype: tf.DType,
+        policy: str | None = None,
     ) -> None:
         keras = keras_module()
         self.layer = layer
-        common = dict(return_sequences=layer.return_sequences, dtype=dtype.name, name=layer.name)
+        # `policy` (e.g. "mixed_bfloat16"): Keras' mixed precision, variables stay `dtype`
+        common = dict(return_sequences=layer.return_sequences, dtype=policy or dtype.name,
+                      name=layer.name)
         if layer.cell == "rnn":
             k = keras.layers.SimpleRNN(layer.hidden, activation="tanh", **common)
         elif layer.cell == "lstm":

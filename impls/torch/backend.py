@@ -40,15 +40,31 @@ class TorchBackend(Backend):
     name: ClassVar[str] = "torch"
     variants: ClassVar[tuple[str, ...]] = ("eager", "compile", "native")
     recurrent_variants: ClassVar[tuple[str, ...]] = ("native",)
+    # autocast runs bfloat16 on CPU and GPU; TF32 and float16 with loss scaling
+    # are GPU modes (CPU autocast float16 has no fast kernels to measure)
+    precision_support: ClassVar[dict[str, tuple[str, ...]]] = {
+        "cpu": ("fp32", "bf16"),
+        "cuda": ("fp32", "tf32", "bf16", "fp16"),
+    }
 
     def version(self) -> str:
         return torch.__version__
+
+    def supports_precision(self, spec: ModelSpec, variant: str, dtype: str, device: str,
+                           precision: str) -> bool:
+        # The fused nn.LSTM under CPU bf16 autocast goes to oneDNN, which fails to build
+        # its primitive ("could not create a primitive descriptor for the LSTM forward
+        # propagation primitive", torch 2.13 on a CPU without native bf16): n/a, not an error.
+        if variant == "native" and device == "cpu" and precision != "fp32":
+            return False
+        return super().supports_precision(spec, variant, dtype, device, precision)
 
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
     def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
-               dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
+               dtype: str, device: str, optimizer: OptimizerSpec,
+               precision: str = "fp32") -> Program:
         if device == "cuda":
             _disable_tf32()
         model = TorchModel(spec, native_rnn=variant == "native")
@@ -59,4 +75,5 @@ class TorchBackend(Backend):
             dtype=_DTYPES[dtype],
             device=torch.device(device),
             optimizer=optimizer,
+            precision=precision,
         )

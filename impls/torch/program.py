@@ -5,17 +5,30 @@ forward, loss-and-gradients (`torch.autograd.grad`) and an in-place foreach
 optimiser step without leaving the device. The "compile" variant wraps the
 very same loss, forward and update functions in `torch.compile` once, here.
 Layout conversion happens only in `__init__`, `params` and
-`grads_to_canonical`. This module must not import `bench`.
+`grads_to_canonical`.
+
+Precision modes (`impls.base.PRECISIONS`) are applied by the program around
+its own calls, never left set: "bf16"/"fp16" run forward and loss under
+`torch.autocast` inside the very functions eager, compile and autograd share
+(parameters and optimiser state stay float32, the loss is taken in float32);
+"tf32" switches torch's fp32 matmul/convolution precision to TF32 for the
+duration of each call and restores the previous setting (`tf32_enabled`);
+"fp16" scales the loss and unscales the gradients with the ops
+`torch.amp.GradScaler` is made of, skipping a step whose gradients overflow.
+This module must not import `bench`.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from impls.base import Program, check_recurrent, label_dtype, state_width
+from impls.base import STRICT, Program, check_recurrent, label_dtype, state_width
+from impls.torch.losses import LOSSES
 from impls.torch.model import TorchModel
 from impls.torch.optim import init_state, make_update
 from tasks.optim import OptimizerSpec
@@ -28,6 +41,53 @@ from tasks.spec import Recurrent
 _RECOMPILE_LIMIT = 64
 
 LABELS = label_dtype("torch")
+
+#: autocast's compute dtype per reduced mode
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: torch.amp.GradScaler's defaults: initial scale, growth/backoff, growth interval
+LOSS_SCALE = (2.0**16, 2.0, 0.5, 2000)
+
+
+def _fp32_flags() -> list[tuple[Any, str]]:
+    """The objects holding torch's fp32 matmul/convolution/RNN precision settings."""
+    cudnn = torch.backends.cudnn
+    return [(torch.backends.cuda.matmul, "fp32_precision"), (cudnn.conv, "fp32_precision"),
+            (cudnn.rnn, "fp32_precision")]
+
+
+@contextlib.contextmanager
+def tf32_enabled() -> Iterator[None]:
+    """TF32 matmuls, convolutions and RNNs for the block, then the settings as they were."""
+    flags = _fp32_flags()
+    saved = [getattr(obj, name) for obj, name in flags]
+    try:
+        for obj, name in flags:
+            setattr(obj, name, "tf32")
+        yield
+    finally:
+        for (obj, name), value in zip(flags, saved, strict=True):
+            setattr(obj, name, value)
+
+
+def _autocast(fn, device: torch.device, dtype: torch.dtype, loss_fn=None):
+    """`fn` (forward, or with `loss_fn` the loss) run under autocast; the network
+    output leaves autocast as float32, so the loss is computed in float32."""
+    kind = device.type
+
+    if loss_fn is None:
+        def forward(params, x):
+            with torch.autocast(kind, dtype=dtype):
+                out = fn(params, x)
+            return out.float()
+
+        return forward
+
+    def loss(params, x, y):
+        with torch.autocast(kind, dtype=dtype):
+            out = fn(params, x)
+        return loss_fn(out.float(), y)
+
+    return loss
 
 
 def _compile(fn):
@@ -47,14 +107,26 @@ class TorchProgram(Program):
         dtype: torch.dtype,
         device: torch.device,
         optimizer: OptimizerSpec,
+        precision: str = STRICT,
     ) -> None:
         self.model = model
+        self.precision_mode = precision
         self.dtype = dtype
         self.device = device
         self._params = model.to_native(params, dtype, device)
         state = init_state(optimizer, self._params)
         self._t, self._slots = state.t, state.slots
         forward, loss, update = model.forward, model.loss, make_update(optimizer)
+        if precision in AUTOCAST:
+            half = AUTOCAST[precision]
+            forward, loss = (_autocast(model.forward, device, half),
+                             _autocast(model.forward, device, half, LOSSES[model.spec.loss]))
+        # fp16: [scale, growth tracker] as device tensors, as GradScaler keeps them
+        self._scaler = (torch.full((), LOSS_SCALE[0], device=device),
+                        torch.zeros((), dtype=torch.int32, device=device)) \
+            if precision == "fp16" else None
+        # tf32 is a process setting in torch: switched on around each call only
+        self._tf32 = precision == "tf32"
         if compiled:
             forward, loss, update = _compile(forward), _compile(loss), _compile(update)
         self._forward, self._loss, self._update = forward, loss, update
@@ -66,18 +138,57 @@ class TorchProgram(Program):
         return torch.from_numpy(array).to(device=self.device, dtype=self.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._tf32:
+            with torch.no_grad(), tf32_enabled():
+                return self._forward(self._params, x)
         with torch.no_grad():
             return self._forward(self._params, x)
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor):
+        if self._scaler is not None:
+            loss, grads, _ = self._scaled_grads(x, y)
+            return loss, grads
+        if self._tf32:
+            with tf32_enabled():
+                return self._loss_and_grads(x, y)
+        return self._loss_and_grads(x, y)
+
+    def _loss_and_grads(self, x: torch.Tensor, y: torch.Tensor):
         loss = self._loss(self._params, x, y)
         grads = torch.autograd.grad(loss, self._params)
         return loss.detach(), grads
 
+    def _scaled_grads(self, x: torch.Tensor, y: torch.Tensor):
+        """fp16: gradients of the scaled loss, unscaled in place; and whether any overflowed."""
+        scale, _ = self._scaler
+        loss = self._loss(self._params, x, y)
+        grads = list(torch.autograd.grad(loss * scale, self._params))
+        found_inf = torch.zeros((), device=scale.device)
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, scale.reciprocal())
+        return loss.detach(), grads, found_inf
+
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self._scaler is not None:
+            loss, grads, found_inf = self._scaled_grads(x, y)
+            # GradScaler.step reads found_inf on the host too: an overflowing step is skipped
+            if not found_inf.item():
+                self._update(self._params, grads, self._t, self._slots)
+            scale, tracker = self._scaler
+            _, growth, backoff, interval = LOSS_SCALE
+            torch._amp_update_scale_(scale, tracker, found_inf, growth, backoff, interval)
+            return loss
         loss, grads = self.loss_and_grads(x, y)
+        if self._tf32:  # the update has no matmul, but a compiled one may retrace on flags
+            with tf32_enabled():
+                self._update(self._params, list(grads), self._t, self._slots)
+            return loss
         self._update(self._params, list(grads), self._t, self._slots)
         return loss
+
+    @property
+    def loss_scale(self) -> float | None:
+        """fp16's current dynamic loss scale (None in other modes)."""
+        return None if self._scaler is None else float(self._scaler[0])
 
     def sync(self, value: Any = None) -> None:
         if self.device.type == "cuda":
