@@ -136,6 +136,18 @@ class Backend(ABC):
     def devices(self) -> tuple[str, ...]:
         """Devices usable now: always ("cpu", ...), plus "cuda" when present."""
 
+    def threads(self) -> dict[str, int | str | None]:
+        """The thread counts this framework runs with, as recorded with every run.
+
+        `intra_op`: threads one op may use; `inter_op`: ops that may run at once,
+        None where the framework has no inter-op pool; `inter_op_source`: "default"
+        (the framework's own choice), "user" (`impls.threads.interop_threads`) or
+        the environment variable that set it. See `impls.threads`.
+        """
+        from impls.threads import threads
+
+        return {"intra_op": threads(), "inter_op": None, "inter_op_source": "none"}
+
     def supports(self, spec: ModelSpec, variant: str) -> bool:
         """Whether `variant` is meaningful for `spec`."""
         if variant not in self.variants:

@@ -229,6 +229,12 @@ def environment_section(df: pd.DataFrame) -> str:
         f"git commit {ours.get('git_commit', '?')}, date {ours.get('date', '?')}",
         f"- Machine fingerprint: {ours.get('fingerprint', '?')}",
     ]
+    threads = df.attrs.get("framework_threads") or {}
+    if threads:
+        parts = [f"{name} {t.get('intra_op', '?')} intra-op / "
+                 f"{'-' if t.get('inter_op') is None else t['inter_op']} inter-op"
+                 f" ({t.get('inter_op_source', '?')})" for name, t in sorted(threads.items())]
+        lines.append("- Threads as run: " + "; ".join(parts))
     return "\n".join(lines)
 
 

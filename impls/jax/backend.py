@@ -34,6 +34,13 @@ class JaxBackend(Backend):
     def version(self) -> str:
         return jax.__version__
 
+    def threads(self) -> dict[str, int | str | None]:
+        from impls.jax import THREADS
+
+        # XLA:CPU runs one executable's thunks on its intra-op pool; it has no
+        # separate inter-op pool to set.
+        return {"intra_op": THREADS, "inter_op": None, "inter_op_source": "none"}
+
     def devices(self) -> tuple[str, ...]:
         try:
             return ("cpu", "cuda") if jax.devices("gpu") else ("cpu",)

@@ -9,6 +9,7 @@ module must not import `bench`.
 
 from __future__ import annotations
 
+import os
 from typing import ClassVar
 
 import numpy as np
@@ -17,6 +18,7 @@ import tensorflow as tf
 from impls.base import Backend, Program
 from impls.tensorflow.model import build_model
 from impls.tensorflow.program import DEVICES, TensorFlowProgram
+from impls.threads import threads
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec
 
@@ -36,6 +38,18 @@ class TensorFlowBackend(Backend):
 
     def version(self) -> str:
         return tf.__version__
+
+    def threads(self) -> dict[str, int | str | None]:
+        intra = tf.config.threading.get_intra_op_parallelism_threads()
+        inter = tf.config.threading.get_inter_op_parallelism_threads()
+        if inter:
+            source = "user"
+        elif os.environ.get("TF_NUM_INTEROP_THREADS", "").strip().isdigit():
+            inter, source = int(os.environ["TF_NUM_INTEROP_THREADS"]), "TF_NUM_INTEROP_THREADS"
+        else:
+            # TF's default: one inter-op thread per core this process may run on
+            inter, source = len(os.sched_getaffinity(0)), "default"
+        return {"intra_op": intra or threads(), "inter_op": inter, "inter_op_source": source}
 
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if tf.config.list_physical_devices("GPU") else ("cpu",)

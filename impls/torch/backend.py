@@ -44,6 +44,13 @@ class TorchBackend(Backend):
     def version(self) -> str:
         return torch.__version__
 
+    def threads(self) -> dict[str, int | str | None]:
+        from impls.threads import interop_threads
+
+        return {"intra_op": torch.get_num_threads(),
+                "inter_op": torch.get_num_interop_threads(),
+                "inter_op_source": "default" if interop_threads() is None else "user"}
+
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
