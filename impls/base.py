@@ -26,14 +26,14 @@ from tasks.spec import ModelSpec, Recurrent
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda")
 
-#: The integer dtype class labels get in `Program.put`, per backend. JAX keeps
-#: int32, its native index type (int64 is emulated on GPU); the others int64.
-#: They are kept as they are for now (changing one changes what a backend
-#: computes); this table is the one place that says which is which.
+#: The integer dtype class labels get in `Program.put`, per backend: int64 in all
+#: four, so every backend indexes with the same type (torch's cross-entropy
+#: needs int64; JAX runs with x64 enabled, so int64 is a real dtype there too).
+#: The table stays so a backend that must differ says so in one place.
 LABEL_DTYPES: dict[str, str] = {
     "numpy": "int64",
     "torch": "int64",
-    "jax": "int32",
+    "jax": "int64",
     "tensorflow": "int64",
 }
 

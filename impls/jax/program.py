@@ -18,7 +18,7 @@ from impls.jax import model, optim
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec
 
-LABELS = label_dtype("jax")  # int32, JAX's native index type (int64 is emulated on GPU)
+LABELS = label_dtype("jax")  # int64, as every backend (impls.base.LABEL_DTYPES)
 
 
 class JaxProgram(Program):

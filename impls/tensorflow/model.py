@@ -9,7 +9,9 @@ canonical ones, and it converts them once, here, in both directions:
 
 - Images run NHWC inside: OIHW weights become HWIO, canonical NCHW batches
   become NHWC in `to_native_input` (which `put` uses), and image outputs go
-  back to NCHW at the end of the model.
+  back to NCHW at the end of the model. A Flatten followed by a Dense is a
+  plain reshape in H, W, C order; that Dense's weight rows are permuted to
+  match once, here (`hwc_rows`), and its gradient permuted back.
 - Keras LSTM gate order i,f,c,o equals canonical i,f,g,o; Keras GRU's z,r,h
   swaps the first two canonical blocks r,z,n; the GRU bias is (2, 3H) =
   [b_ih; b_hh].
@@ -82,14 +84,39 @@ def variable(array: np.ndarray, dtype: tf.DType) -> tf.Variable:
 
 
 # ------------------------------------------------------------- primitive-op layers
-def _layer(layer: Layer, params: dict[str, np.ndarray], dtype: tf.DType):
-    """(apply, native params) for one layer built from `layers` / `recurrent`."""
+def hwc_rows(chw: tuple[int, ...]) -> np.ndarray:
+    """Row order that makes a Dense after an NHWC Flatten equal the canonical one.
+
+    Canonical Flatten orders features C, H, W; a plain reshape of an NHWC batch
+    orders them H, W, C. Taking the Dense weight's rows in this order (once, at
+    build) lets the model flatten with a free reshape instead of transposing
+    every batch; `weight[order]` is the native weight, and native gradients go
+    back with `np.argsort(order)`.
+    """
+    c, h, w = chw
+    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
+
+
+def _dense_rows(var: tf.Variable, name: str, order: np.ndarray) -> NativeParam:
+    back = np.argsort(order)
+    return native(var, name, lambda a: {name: a[back]})
+
+
+def _layer(layer: Layer, params: dict[str, np.ndarray], dtype: tf.DType,
+           row_order: np.ndarray | None = None):
+    """(apply, native params) for one layer built from `layers` / `recurrent`.
+
+    `row_order`: for a Dense right after an NHWC Flatten, its weight rows in
+    native order (`hwc_rows`)."""
     n = layer.name
     if isinstance(layer, Dense):
-        w = variable(params[f"{n}.weight"], dtype)
+        name = f"{n}.weight"
+        weight = params[name] if row_order is None else params[name][row_order]
+        w = variable(weight, dtype)
         b = variable(params[f"{n}.bias"], dtype)
         apply = lambda x: L.dense(x, w, b, layer.activation)  # noqa: E731
-        return apply, [native(w, f"{n}.weight"), native(b, f"{n}.bias")]
+        w_native = native(w, name) if row_order is None else _dense_rows(w, name, row_order)
+        return apply, [w_native, native(b, f"{n}.bias")]
     if isinstance(layer, Conv2D):
         name = f"{n}.weight"
         w = variable(params[name].transpose(2, 3, 1, 0), dtype)  # OIHW -> HWIO
@@ -178,11 +205,18 @@ def build_model(
 ) -> Model:
     """Native variables from canonical `params` (converted once, here) and the model function."""
     applies, natives = [], []
-    for layer, in_shape in zip(spec.layers, spec.shapes(), strict=False):
-        if keras_rnn and isinstance(layer, Recurrent):
+    shapes = spec.shapes()
+    row_order = None  # set by an image Flatten whose order the next Dense takes over
+    for i, (layer, in_shape) in enumerate(zip(spec.layers, shapes, strict=False)):
+        nxt = spec.layers[i + 1] if i + 1 < len(spec.layers) else None
+        if isinstance(layer, Flatten) and is_image(in_shape) and isinstance(nxt, Dense):
+            row_order = hwc_rows(in_shape)
+            apply, layer_params = L.flatten_native, []
+        elif keras_rnn and isinstance(layer, Recurrent):
             apply, layer_params = _fused_recurrent(layer, in_shape, params, dtype)
         else:
-            apply, layer_params = _layer(layer, params, dtype)
+            apply, layer_params = _layer(layer, params, dtype, row_order)
+            row_order = None
         applies.append(apply)
         natives.extend(layer_params)
     nchw_out = is_image(spec.output_shape)

@@ -2,8 +2,11 @@
 
 Variants: "eager" (default; every layer in primitive ops, recurrences as a
 Python loop with the cell written out), "compile" (the same functions under
-`torch.compile`) and "native" (recurrent layers as torch's fused modules,
-cuDNN on GPU; only for specs with a recurrent layer). This module must not
+`torch.compile`), "native" (recurrent layers as torch's fused modules,
+cuDNN on GPU, the rest in primitive ops; only for specs with a recurrent
+layer) and "nn" (the idiomatic variant: every layer a torch.nn module,
+nn.Linear, nn.Conv2d, nn.MaxPool2d, nn.Flatten, nn.RNN/LSTM/GRU, for every
+task). This module must not
 import `bench`.
 """
 
@@ -38,7 +41,7 @@ def _disable_tf32() -> None:
 
 class TorchBackend(Backend):
     name: ClassVar[str] = "torch"
-    variants: ClassVar[tuple[str, ...]] = ("eager", "compile", "native")
+    variants: ClassVar[tuple[str, ...]] = ("eager", "compile", "native", "nn")
     recurrent_variants: ClassVar[tuple[str, ...]] = ("native",)
 
     def version(self) -> str:
@@ -58,7 +61,7 @@ class TorchBackend(Backend):
                dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
         if device == "cuda":
             _disable_tf32()
-        model = TorchModel(spec, native_rnn=variant == "native")
+        model = TorchModel(spec, native_rnn=variant == "native", nn_modules=variant == "nn")
         return TorchProgram(
             model,
             params,
