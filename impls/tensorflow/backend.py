@@ -3,8 +3,11 @@
 Variants: `function` (tf.function graphs of primitive ops; recurrences with
 `tf.scan`), `xla` (the same graphs with `jit_compile=True`), and `keras`
 (the same, with Keras 3 SimpleRNN/LSTM/GRU layers as the recurrent cells,
-`recurrent.FusedRecurrent`; only for specs with a recurrent layer). This
-module must not import `bench`.
+`recurrent.FusedRecurrent`; only for specs with a recurrent layer), and the
+idiomatic variants for every task: `keras_layers` (every layer a Keras 3
+layer, Dense, Conv2D, MaxPooling2D, SimpleRNN/LSTM/GRU, called under
+`tf.function` as Keras users write a custom training step) and `keras_xla`
+(the same with `jit_compile=True`). This module must not import `bench`.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from impls.threads import threads
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec
 
-#: variant -> (XLA-compiled?, Keras recurrent layers?)
-VARIANTS: dict[str, tuple[bool, bool]] = {
-    "function": (False, False),
-    "xla": (True, False),
-    "keras": (False, True),
+#: variant -> (XLA-compiled?, Keras recurrent layers?, Keras layers throughout?)
+VARIANTS: dict[str, tuple[bool, bool, bool]] = {
+    "function": (False, False, False),
+    "xla": (True, False, False),
+    "keras": (False, True, False),
+    "keras_layers": (False, True, True),
+    "keras_xla": (True, True, True),
 }
 
 
@@ -34,7 +39,7 @@ class TensorFlowBackend(Backend):
     name = "tensorflow"
     variants: ClassVar[tuple[str, ...]] = tuple(VARIANTS)
     recurrent_variants: ClassVar[tuple[str, ...]] = tuple(
-        v for v, (_, keras_rnn) in VARIANTS.items() if keras_rnn)
+        v for v, (_, keras_rnn, everywhere) in VARIANTS.items() if keras_rnn and not everywhere)
 
     def version(self) -> str:
         return tf.__version__
@@ -56,10 +61,10 @@ class TensorFlowBackend(Backend):
 
     def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
                dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
-        jit_compile, keras_rnn = VARIANTS[variant]
+        jit_compile, keras_rnn, keras_layers = VARIANTS[variant]
         tf_dtype = tf.as_dtype(dtype)
         with tf.device(DEVICES[device]):
-            model = build_model(spec, params, tf_dtype, keras_rnn)
+            model = build_model(spec, params, tf_dtype, keras_rnn, keras_layers)
         return TensorFlowProgram(
             spec, model, dtype=tf_dtype, device=device, optimizer=optimizer,
             jit_compile=jit_compile,

@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from impls.tensorflow import layers as L
 from impls.tensorflow.losses import LOSSES
-from impls.tensorflow.recurrent import FusedRecurrent, recurrent
+from impls.tensorflow.recurrent import FusedRecurrent, keras_module, recurrent
 from tasks.spec import Conv2D, Dense, Flatten, Layer, MaxPool2D, ModelSpec, Recurrent
 
 Apply = Callable[[tf.Tensor], tf.Tensor]
@@ -185,6 +185,54 @@ def _fused_recurrent(
     return fused, natives
 
 
+# ------------------------------------------------------------- Keras layers throughout
+def _keras_act(name: str) -> str | None:
+    return None if name == "identity" else name
+
+
+def _keras_layer(layer: Layer, in_shape: tuple[int, ...], params: dict[str, np.ndarray],
+                 dtype: tf.DType, row_order: np.ndarray | None):
+    """(apply, native params) for one layer as a Keras 3 layer ("keras_layers" variants).
+
+    Keras' Dense kernel is (in, out) and its Conv2D kernel HWIO on NHWC input, the
+    layouts the primitive-op layers use too; recurrent layers are `FusedRecurrent`.
+    """
+    keras = keras_module()
+    n, kw = layer.name, dict(dtype=dtype.name, name=layer.name)
+    if isinstance(layer, Recurrent):
+        return _fused_recurrent(layer, in_shape, params, dtype)
+    if isinstance(layer, MaxPool2D):
+        return keras.layers.MaxPooling2D(layer.size, **kw), []
+    if isinstance(layer, Flatten):
+        # only reached when no Dense follows an image; else the reshape below
+        return keras.layers.Flatten(**kw), []
+    if isinstance(layer, Dense):
+        k = keras.layers.Dense(layer.units, activation=_keras_act(layer.activation), **kw)
+        k.build((None, in_shape[0]))
+        weight = params[f"{n}.weight"]
+        kernel = weight if row_order is None else weight[row_order]
+        natives_of = (lambda v: native(v, f"{n}.weight")) if row_order is None else (
+            lambda v: _dense_rows(v, f"{n}.weight", row_order))
+    elif isinstance(layer, Conv2D):
+        k = keras.layers.Conv2D(layer.filters, layer.kernel, strides=layer.stride,
+                                padding="same" if layer.pad else "valid",
+                                activation=_keras_act(layer.activation), **kw)
+        k.build((None, *native_input_shape_of(in_shape)))
+        kernel = params[f"{n}.weight"].transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        name = f"{n}.weight"
+        natives_of = lambda v: native(v, name, lambda a: {name: a.transpose(3, 2, 0, 1)})  # noqa: E731
+    else:
+        raise TypeError(f"unknown layer {layer!r}")
+    k.kernel.value.assign(kernel)
+    k.bias.value.assign(params[f"{n}.bias"])
+    return k, [natives_of(k.kernel.value), native(k.bias.value, f"{n}.bias")]
+
+
+def native_input_shape_of(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A canonical per-example shape in native layout: (C, H, W) -> (H, W, C)."""
+    return (*shape[1:], shape[0]) if is_image(shape) else tuple(shape)
+
+
 # ------------------------------------------------------------------ the model
 def is_image(shape: tuple[int, ...]) -> bool:
     return len(shape) == 3
@@ -196,14 +244,17 @@ def to_native_input(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
 
 
 def native_input_shape(spec: ModelSpec) -> tuple[int, ...]:
-    c_h_w = tuple(spec.input_shape)
-    return (*c_h_w[1:], c_h_w[0]) if is_image(c_h_w) else c_h_w
+    return native_input_shape_of(tuple(spec.input_shape))
 
 
 def build_model(
-    spec: ModelSpec, params: dict[str, np.ndarray], dtype: tf.DType, keras_rnn: bool
+    spec: ModelSpec, params: dict[str, np.ndarray], dtype: tf.DType, keras_rnn: bool,
+    keras_layers: bool = False,
 ) -> Model:
-    """Native variables from canonical `params` (converted once, here) and the model function."""
+    """Native variables from canonical `params` (converted once, here) and the model function.
+
+    `keras_rnn`: recurrent layers are Keras layers; `keras_layers`: every layer is.
+    """
     applies, natives = [], []
     shapes = spec.shapes()
     row_order = None  # set by an image Flatten whose order the next Dense takes over
@@ -212,6 +263,9 @@ def build_model(
         if isinstance(layer, Flatten) and is_image(in_shape) and isinstance(nxt, Dense):
             row_order = hwc_rows(in_shape)
             apply, layer_params = L.flatten_native, []
+        elif keras_layers:
+            apply, layer_params = _keras_layer(layer, in_shape, params, dtype, row_order)
+            row_order = None
         elif keras_rnn and isinstance(layer, Recurrent):
             apply, layer_params = _fused_recurrent(layer, in_shape, params, dtype)
         else:
