@@ -33,30 +33,46 @@ class JaxProgram(Program):
         dtype: str,
         device: jax.Device,
         optimizer: OptimizerSpec,
+        flax: bool = False,
     ) -> None:
+        """`flax`: run the model as a Flax linen module (`model.flax_module`), with
+        image batches put in Flax's NHWC layout; parameters stay canonical."""
         self.spec = spec
+        self._flax = False  # parameters are put in canonical layout, batches in Flax's
         self.dtype = np.dtype(dtype)
         self.device = device
         # A private copy: the step donates these buffers, and on CPU device_put may alias.
         self._params = {k: self.put(np.array(v, dtype=self.dtype)) for k, v in params.items()}
+        self._flax = flax
         # Committed to the device like the params, so the step's second call (fed
         # the committed outputs of the first) hits the same compiled executable.
         self._state = jax.device_put(optim.init_state(optimizer, self._params), device)
 
+        module = model.flax_module(spec, self.dtype) if flax else None
+
         def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+            if module is not None:
+                return model.flax_loss(spec, p, x, y, module)
             return model.loss(spec, p, x, y, unroll)
+
+        def forward(p: model.Params, x: jax.Array) -> jax.Array:
+            if module is not None:
+                return model.flax_forward(spec, p, x, module)
+            return model.forward(spec, p, x, unroll)
 
         def step(p: model.Params, state: optim.State, x: jax.Array, y: jax.Array):
             value, grads = jax.value_and_grad(loss)(p, x, y)
             p, state = optim.update(optimizer, p, grads, state)
             return p, state, value
 
-        self._forward = jax.jit(lambda p, x: model.forward(spec, p, x, unroll))
+        self._forward = jax.jit(forward)
         self._loss_and_grads = jax.jit(jax.value_and_grad(loss))
         self._step = jax.jit(step, donate_argnums=(0, 1))
 
     def put(self, array: np.ndarray) -> jax.Array:
         array = np.asarray(array)
+        if self._flax and not np.issubdtype(array.dtype, np.integer):
+            array = np.ascontiguousarray(model.flax_input(self.spec, array))
         dtype = LABELS if np.issubdtype(array.dtype, np.integer) else self.dtype
         return jax.device_put(array.astype(dtype, copy=False), self.device)
 
