@@ -45,14 +45,14 @@ PRECISION_LABELS = {
     "fp16": "fp16 (float16 compute, float32 params, dynamic loss scaling)",
 }
 
-#: The integer dtype class labels get in `Program.put`, per backend. JAX keeps
-#: int32, its native index type (int64 is emulated on GPU); the others int64.
-#: They are kept as they are for now (changing one changes what a backend
-#: computes); this table is the one place that says which is which.
+#: The integer dtype class labels get in `Program.put`, per backend: int64 in all
+#: four, so every backend indexes with the same type (torch's cross-entropy
+#: needs int64; JAX runs with x64 enabled, so int64 is a real dtype there too).
+#: The table stays so a backend that must differ says so in one place.
 LABEL_DTYPES: dict[str, str] = {
     "numpy": "int64",
     "torch": "int64",
-    "jax": "int32",
+    "jax": "int64",
     "tensorflow": "int64",
 }
 
@@ -179,6 +179,18 @@ class Backend(ABC):
     @abstractmethod
     def devices(self) -> tuple[str, ...]:
         """Devices usable now: always ("cpu", ...), plus "cuda" when present."""
+
+    def threads(self) -> dict[str, int | str | None]:
+        """The thread counts this framework runs with, as recorded with every run.
+
+        `intra_op`: threads one op may use; `inter_op`: ops that may run at once,
+        None where the framework has no inter-op pool; `inter_op_source`: "default"
+        (the framework's own choice), "user" (`impls.threads.interop_threads`) or
+        the environment variable that set it. See `impls.threads`.
+        """
+        from impls.threads import threads
+
+        return {"intra_op": threads(), "inter_op": None, "inter_op_source": "none"}
 
     def supports(self, spec: ModelSpec, variant: str) -> bool:
         """Whether `variant` is meaningful for `spec`."""

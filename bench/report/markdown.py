@@ -276,6 +276,48 @@ def sweep_table(df: pd.DataFrame) -> str:
     return markdown_table(headers, rows)
 
 
+#: backend -> (primitives variant, the idiomatic variant built from the framework's
+#: own layer library) pairs whose timings the abstraction table compares
+ABSTRACTION_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "torch": (("eager", "nn"),),
+    "jax": (("jit", "flax"),),
+    "tensorflow": (("function", "keras_layers"), ("xla", "keras_xla")),
+}
+
+
+def abstraction_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Per config, backend, pair and phase (main batch): both medians and their ratio.
+
+    ratio = idiomatic median / primitives median: above 1, the layer library
+    costs time; below 1, it is faster than nnparity's primitive ops."""
+    ok = df[(df["status"] == "ok") & df["phase"].isin(("forward", "backward", "step"))]
+    rows = []
+    for (config, backend, dtype, device), part in ok.groupby(
+            ["config", "backend", "dtype", "device"], sort=False):
+        bs = _main_batch(part)
+        part = part[part["batch_size"] == bs]
+        med = {(r.variant, r.phase): r.median for r in part.itertuples()}
+        for prim, idiom in ABSTRACTION_PAIRS.get(backend, ()):
+            for phase in ("forward", "backward", "step"):
+                a, b = med.get((prim, phase)), med.get((idiom, phase))
+                if a and b:
+                    rows.append(dict(config=config, backend=backend, dtype=dtype, device=device,
+                                     pair=f"{prim} vs {idiom}", phase=phase, batch_size=bs,
+                                     primitives=a, idiomatic=b, ratio=b / a))
+    return pd.DataFrame(rows)
+
+
+def abstraction_table(df: pd.DataFrame) -> str:
+    rows = abstraction_rows(df)
+    if rows.empty:
+        return "_No run of both a primitives and an idiomatic variant in this run._"
+    body = [[r.config, r.backend, r.pair, r.phase, r.dtype, r.device, _ms(r.primitives),
+             _ms(r.idiomatic), f"{r.ratio:.2f}"] for r in rows.itertuples()]
+    return markdown_table(["config", "backend", "primitives vs idiomatic", "phase", "dtype",
+                           "device", "primitives ms", "idiomatic ms", "idiomatic / primitives"],
+                          body)
+
+
 def agreement_table(df: pd.DataFrame) -> str:
     cells = df[df["phase"].isin(STEADY_PHASES)].drop_duplicates(
         ["config", "impl", "dtype", "device"])
@@ -332,6 +374,12 @@ def environment_section(df: pd.DataFrame) -> str:
         f"git commit {ours.get('git_commit', '?')}, date {ours.get('date', '?')}",
         f"- Machine fingerprint: {ours.get('fingerprint', '?')}",
     ]
+    threads = df.attrs.get("framework_threads") or {}
+    if threads:
+        parts = [f"{name} {t.get('intra_op', '?')} intra-op / "
+                 f"{'-' if t.get('inter_op') is None else t['inter_op']} inter-op"
+                 f" ({t.get('inter_op_source', '?')})" for name, t in sorted(threads.items())]
+        lines.append("- Threads as run: " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -367,6 +415,14 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
         *timing_tables(df),
         "## Throughput against batch size (step, samples/s)",
         sweep_table(df),
+        "## The cost of abstraction: primitive ops against the framework's layer library",
+        "Each framework's primitives variant (nnparity's own ops) against its idiomatic "
+        "variant (torch.nn modules, Flax linen, Keras layers; same canonical parameters, "
+        "same agreement checks), at each config's main batch size. Ratio above 1: the "
+        "layer library is slower. The harness's own cost (its timing of a call against a "
+        "bare perf_counter loop around the same call) is measured by "
+        "`python -m bench.timing.overhead --backends all`.",
+        abstraction_table(df),
         "## Gradient agreement with the float64 NumPy reference",
         agreement_table(df),
         "## Precision modes: speed-up over strict fp32 against error",

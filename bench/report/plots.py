@@ -253,9 +253,38 @@ def precision_scatter(df: pd.DataFrame, out: Path) -> Path | None:
     return _save(fig, out / "precision_speedup_error.png")
 
 
+def abstraction(df: pd.DataFrame, out: Path) -> Path | None:
+    """Idiomatic / primitives median ratio per config and framework pair, by phase."""
+    from bench.report.markdown import abstraction_rows
+
+    rows = abstraction_rows(df)
+    if rows.empty:
+        return None
+    plt = _plt()
+    rows = rows.assign(label=rows["config"] + "\n" + rows["backend"] + ": " + rows["pair"])
+    labels = list(dict.fromkeys(rows["label"]))
+    phases = [p for p in PHASE_COLOURS if p in set(rows["phase"])]
+    width = 0.8 / max(len(phases), 1)
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(labels)), 4.5))
+    x = np.arange(len(labels))
+    for i, phase in enumerate(phases):
+        sel = rows[rows["phase"] == phase].set_index("label").reindex(labels)
+        ax.bar(x + (i - (len(phases) - 1) / 2) * width, sel["ratio"].to_numpy(), width,
+               label=phase, color=PHASE_COLOURS[phase])
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("idiomatic / primitives median (above 1: the layer library is slower)")
+    ax.set_title("The cost of abstraction, per framework and task")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(title="phase", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out / "abstraction.png")
+
+
 def draw_all(df: pd.DataFrame, out: Path) -> list[str]:
     """Every figure this run supports; returns the written paths."""
     made = [task_bars(df, task, out) for task in dict.fromkeys(df["task"]) if task != "gemm"]
-    made += [throughput(df, out), gradient_heatmap(df, out), first_call(df, out)]
+    made += [throughput(df, out), gradient_heatmap(df, out), first_call(df, out),
+             abstraction(df, out)]
     made.append(precision_scatter(df, out))
     return [str(p) for p in made if p is not None]

@@ -205,6 +205,12 @@ def load_run(path: str | os.PathLike[str]) -> pd.DataFrame:
     df.attrs["run"] = info
     df.attrs["machine_info"] = doc.get("machine_info") or {}
     df.attrs["commit_info"] = doc.get("commit_info") or {}
+    # each group's process records the threads of the framework it ran (impls.threads)
+    threads: dict[str, Any] = {}
+    for _, d in docs:
+        ours = (d.get("machine_info") or {}).get("nnparity") or {}
+        threads.update(ours.get("framework_threads") or {})
+    df.attrs["framework_threads"] = threads
     return merge_cells(df)
 
 

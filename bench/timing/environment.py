@@ -188,6 +188,21 @@ def fingerprint(cpu: str, cores: int, gpu: str) -> str:
     return hashlib.sha1(f"{cpu}|{cores}|{gpu}".encode()).hexdigest()[:12]
 
 
+def framework_threads() -> dict[str, dict[str, Any]]:
+    """What each backend this process has loaded runs with (`Backend.threads`).
+
+    Only backends already imported are asked, so this never imports a framework."""
+    import sys
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in ("numpy", "torch", "jax", "tensorflow"):
+        module = sys.modules.get(f"impls.{name}")
+        backend = getattr(module, "BACKEND", None)
+        if backend is not None:
+            out[name] = dict(backend.threads())
+    return out
+
+
 def nnparity_info(threads: int, precisions: list[str] | None = None) -> dict[str, Any]:
     """The `machine_info["nnparity"]` block (see the raw-format contract); a run that
     asked for precision modes records them as `precisions` (absent: strict fp32 only)."""

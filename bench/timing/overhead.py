@@ -1,5 +1,8 @@
 """The harness's own cost: `python -m bench.timing.overhead [--backend B --task T --preset P]`.
 
+`--backends all` (or a comma list) runs it for every backend, each in its own
+process, and prints one table.
+
 Times one synchronised training step of one program two ways in the same
 process: through the harness's exact path (`measure.synced` + pytest-benchmark's
 `pedantic`) and with a bare `time.perf_counter` loop around the same call.
@@ -38,7 +41,8 @@ def _program() -> tuple[Any, Any]:
     cfg = task.config(cfg_in["preset"])
     spec = task.model(cfg)
     backend = impls.load(cfg_in["backend"])
-    program = backend.build(spec, init_params(spec, seed=0), variant=backend.variants[0],
+    variant = cfg_in.get("variant") or backend.variants[0]
+    program = backend.build(spec, init_params(spec, seed=0), variant=variant,
                             dtype="float32", device="cpu",
                             optimizer=OptimizerSpec(name=cfg.optimizer, lr=cfg.lr))
     x, y = task.data(cfg).batch(0, cfg.batch_size)
@@ -89,12 +93,18 @@ class _Report:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.timing.overhead", description=__doc__)
     parser.add_argument("--backend", default="numpy")
+    parser.add_argument("--backends", default=None,
+                        help="comma list (or 'all'): each backend in its own process, one "
+                             "table of ratios; overrides --backend")
+    parser.add_argument("--variant", default=None, help="default: the backend's first")
     parser.add_argument("--task", default="mlp_regression")
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--rounds", type=positive_int, default=400,
                         help="timed calls per block and way")
     parser.add_argument("--threads", type=positive_int, default=None)
     args = parser.parse_args(argv)
+    if args.backends:
+        return _every_backend(args)
     from impls.threads import configure
 
     configure(args.threads)  # before any framework import
@@ -109,6 +119,45 @@ def main(argv: list[str] | None = None) -> int:
     if code != 0 or "ratio" not in state:
         return 2
     return 0 if abs(state["ratio"] - 1) <= LIMIT else 1
+
+
+def _every_backend(args: argparse.Namespace) -> int:
+    """Run this script once per backend in a fresh process; print one table."""
+    import re
+    import subprocess
+
+    import impls
+
+    names = list(impls.BACKENDS) if args.backends == "all" else args.backends.split(",")
+    unknown = [n for n in names if n not in impls.BACKENDS]
+    if unknown:
+        print(f"error: unknown backend {unknown[0]!r}; choose from {', '.join(impls.BACKENDS)}",
+              file=sys.stderr)
+        return 2
+    rows, worst = [], 0
+    for name in names:
+        cmd = [sys.executable, "-m", "bench.timing.overhead", "--backend", name,
+               "--task", args.task, "--preset", args.preset, "--rounds", str(args.rounds)]
+        cmd += ["--variant", args.variant] if args.variant else []
+        cmd += ["--threads", str(args.threads)] if args.threads else []
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        text = proc.stdout
+        found = {k: re.search(rf"{k}.*?median\s+([\d.]+) us", text)
+                 for k in ("bare", "harness")}
+        ratio = re.search(r"ratio harness/bare: ([\d.]+)", text)
+        if not ratio or not all(found.values()):
+            rows.append(f"| {name} | error (exit {proc.returncode}) | | |")
+            worst = max(worst, 2)
+            continue
+        rows.append(f"| {name} | {float(found['bare'].group(1)):.2f} | "
+                    f"{float(found['harness'].group(1)):.2f} | {float(ratio.group(1)):.4f} |")
+        worst = max(worst, proc.returncode)
+    print(f"{args.task}, preset {args.preset}, one synchronised float32 step, "
+          f"{BLOCKS} alternating blocks x {args.rounds} calls")
+    print("| backend | bare loop median (us) | harness median (us) | harness / bare |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
+    return worst
 
 
 if __name__ == "__main__":

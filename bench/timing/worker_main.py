@@ -144,9 +144,10 @@ class _MachineInfo:
         self.precisions = precisions
 
     def pytest_benchmark_update_machine_info(self, config: Any, machine_info: dict) -> None:
-        from bench.timing.environment import nnparity_info
+        from bench.timing.environment import framework_threads, nnparity_info
 
         machine_info["nnparity"] = nnparity_info(self.threads, self.precisions)
+        machine_info["nnparity"]["framework_threads"] = framework_threads()
 
 
 def _run(spec_path: str) -> int:

@@ -3,7 +3,11 @@
 Variants: `jit` (the default) runs each recurrence as a rolled `lax.scan`;
 `scan_unroll` is the same program with `lax.scan(unroll=SCAN_UNROLL)`, the
 usual JAX knob for recurrences with little work per step, so it only applies
-to models with a recurrent layer. This module must not import `bench`.
+to models with a recurrent layer; `flax` (the idiomatic variant, every task)
+runs the model as a Flax linen module (nn.Dense, nn.Conv, nn.max_pool,
+nn.RNN over SimpleCell / OptimizedLSTMCell / GRUCell; `model.flax_module`)
+on canonical parameters mapped into Flax's tree inside the trace. This module
+must not import `bench`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from impls.base import Backend, Program
+from impls.base import Backend, BackendError, Program
 from impls.jax.program import JaxProgram
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec
@@ -26,9 +30,16 @@ def _jax_device(device: str) -> jax.Device:
     return jax.devices(_PLATFORMS[device])[0]
 
 
+def _require_flax() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("flax") is None:
+        raise BackendError("the jax variant 'flax' needs Flax (pip install 'nnparity[jax]')")
+
+
 class JaxBackend(Backend):
     name = "jax"
-    variants = ("jit", "scan_unroll")
+    variants = ("jit", "scan_unroll", "flax")
     recurrent_variants = ("scan_unroll",)
     # casting inside jit runs bfloat16 on CPU and GPU; TF32 and float16 with loss
     # scaling are GPU modes (XLA:CPU has no TF32 and emulates float16)
@@ -36,6 +47,13 @@ class JaxBackend(Backend):
 
     def version(self) -> str:
         return jax.__version__
+
+    def threads(self) -> dict[str, int | str | None]:
+        from impls.jax import THREADS
+
+        # XLA:CPU runs one executable's thunks on its intra-op pool; it has no
+        # separate inter-op pool to set.
+        return {"intra_op": THREADS, "inter_op": None, "inter_op_source": "none"}
 
     def devices(self) -> tuple[str, ...]:
         try:
@@ -46,5 +64,8 @@ class JaxBackend(Backend):
     def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
                dtype: str, device: str, optimizer: OptimizerSpec,
                precision: str = "fp32") -> Program:
-        return JaxProgram(spec, params, unroll=_UNROLL[variant], dtype=dtype,
-                          device=_jax_device(device), optimizer=optimizer, precision=precision)
+        if variant == "flax":
+            _require_flax()
+        return JaxProgram(spec, params, unroll=_UNROLL.get(variant, 1), dtype=dtype,
+                          device=_jax_device(device), optimizer=optimizer,
+                          precision=precision, flax=variant == "flax")

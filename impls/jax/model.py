@@ -65,3 +65,92 @@ def loss_probed(spec: ModelSpec, params: Params, probes: Params, x: Array, y: Ar
         else:
             x = forward(ModelSpec(x.shape[1:], (layer,), spec.loss), params, x, unroll)
     return LOSSES[spec.loss](x, y)
+
+
+# ------------------------------------------------------------- Flax linen ("flax" variant)
+def flax_module(spec: ModelSpec, dtype=None):
+    """The spec as a Flax linen module, each layer the Flax layer users write.
+
+    nn.Dense, nn.Conv on NHWC (Flax's layout; `flax_input` converts a canonical
+    batch once, in `put`), nn.max_pool, a reshape for Flatten and nn.RNN over
+    the cell of `recurrent.flax_cell`. Layers are named as in the spec, so
+    `flax_params` can fill the tree from canonical arrays.
+    """
+    import flax.linen as nn
+
+    from impls.jax.layers import ACTIVATIONS
+    from impls.jax.recurrent import flax_cell
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, h):
+            for layer in spec.layers:
+                if isinstance(layer, Dense):
+                    h = ACTIVATIONS[layer.activation](nn.Dense(layer.units, name=layer.name)(h))
+                elif isinstance(layer, Conv2D):
+                    conv = nn.Conv(layer.filters, (layer.kernel,) * 2, strides=layer.stride,
+                                   padding="SAME" if layer.pad else "VALID", name=layer.name)
+                    h = ACTIVATIONS[layer.activation](conv(h))
+                elif isinstance(layer, MaxPool2D):
+                    h = nn.max_pool(h, (layer.size,) * 2, strides=(layer.size,) * 2)
+                elif isinstance(layer, Flatten):
+                    h = h.reshape((h.shape[0], -1))  # H, W, C order: see flax_params
+                elif isinstance(layer, Recurrent):
+                    rnn = nn.RNN(flax_cell(layer.cell, layer.hidden, dtype), return_carry=True,
+                                 name=layer.name)
+                    carry, outs = rnn(h)
+                    last = carry[1] if layer.cell == "lstm" else carry  # LSTM carry: (c, h)
+                    h = outs if layer.return_sequences else last
+                else:
+                    raise TypeError(f"unknown layer {layer!r}")
+            return h
+
+    return Net()
+
+
+def flax_params(spec: ModelSpec, params: Params) -> dict:
+    """Canonical params as the Flax module's parameter tree, inside the trace.
+
+    Conv kernels OIHW -> HWIO; a Dense after an image Flatten takes its rows in
+    H, W, C order (Flax flattens NHWC); recurrent weights per `flax_cell_params`.
+    Being traced, the gradient flows back to the canonical arrays, so gradients
+    and the optimiser stay canonical.
+    """
+    import jax.numpy as jnp
+
+    from impls.jax.recurrent import flax_cell_params
+
+    tree: dict = {}
+    shapes = spec.shapes()
+    order = None
+    for layer, in_shape in zip(spec.layers, shapes, strict=False):
+        n = layer.name
+        if isinstance(layer, Dense):
+            w = params[f"{n}.weight"]
+            tree[n] = {"kernel": w if order is None else w[order], "bias": params[f"{n}.bias"]}
+            order = None
+        elif isinstance(layer, Conv2D):
+            tree[n] = {"kernel": jnp.transpose(params[f"{n}.weight"], (2, 3, 1, 0)),
+                       "bias": params[f"{n}.bias"]}
+        elif isinstance(layer, Flatten) and len(in_shape) == 3:
+            c, h, w = in_shape
+            order = jnp.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
+        elif isinstance(layer, Recurrent):
+            tree[n] = {"cell": flax_cell_params(
+                layer.cell, *(params[f"{n}.{k}"] for k in ("w_ih", "w_hh", "b_ih", "b_hh")))}
+    return {"params": tree}
+
+
+def flax_input(spec: ModelSpec, x):
+    """A canonical NCHW image batch as Flax's NHWC; anything else unchanged."""
+    return x.transpose(0, 2, 3, 1) if len(spec.input_shape) == 3 and x.ndim == 4 else x
+
+
+def flax_forward(spec: ModelSpec, params: Params, x: Array, module=None) -> Array:
+    """The Flax module's output for a native (NHWC) batch from canonical `params`."""
+    out = (module or flax_module(spec)).apply(flax_params(spec, params), x)
+    return out.transpose(0, 3, 1, 2) if len(spec.output_shape) == 3 else out
+
+
+def flax_loss(spec: ModelSpec, params: Params, x: Array, y: Array, module=None) -> Array:
+    return LOSSES[spec.loss](flax_forward(spec, params, x, module), y)

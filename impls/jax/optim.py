@@ -35,14 +35,17 @@ def update(opt: OptimizerSpec, params: Params, grads: Params, state: State) -> t
         v = {k: opt.momentum * state["v"][k] + g for k, g in grads.items()}
         return {k: p - opt.lr * v[k] for k, p in params.items()}, {"v": v}
     t = state["t"] + 1
+    # Bias corrections in float64, then rounded to the parameter dtype, as in every
+    # backend (tasks.optim; the reference uses Python floats). x64 is enabled.
+    t64 = t.astype(jnp.float64)
+    c1, c2 = 1 - opt.beta1**t64, 1 - opt.beta2**t64
     new_p, new_m, new_v = {}, {}, {}
     for k, p in params.items():
         g = grads[k]
-        tf = t.astype(p.dtype)  # bias corrections in the parameter dtype, not float64
         m = opt.beta1 * state["m"][k] + (1 - opt.beta1) * g
         v = opt.beta2 * state["v"][k] + (1 - opt.beta2) * g * g
-        m_hat = m / (1 - opt.beta1**tf)
-        v_hat = v / (1 - opt.beta2**tf)
+        m_hat = m / c1.astype(p.dtype)
+        v_hat = v / c2.astype(p.dtype)
         new_p[k] = p - opt.lr * m_hat / (jnp.sqrt(v_hat) + opt.eps)
         new_m[k], new_v[k] = m, v
     return new_p, {"m": new_m, "v": new_v, "t": t}

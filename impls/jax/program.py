@@ -31,7 +31,7 @@ from impls.jax.losses import LOSSES
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec, Recurrent
 
-LABELS = label_dtype("jax")  # int32, JAX's native index type (int64 is emulated on GPU)
+LABELS = label_dtype("jax")  # int64, as every backend (impls.base.LABEL_DTYPES)
 
 #: compute dtype per reduced mode (parameters stay in the program's dtype)
 COMPUTE = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
@@ -86,28 +86,39 @@ class JaxProgram(Program):
         device: jax.Device,
         optimizer: OptimizerSpec,
         precision: str = STRICT,
+        flax: bool = False,
     ) -> None:
+        """`flax`: run the model as a Flax linen module (`model.flax_module`), with
+        image batches put in Flax's NHWC layout; parameters stay canonical."""
         self.spec = spec
         self.precision_mode = precision
         self.dtype = np.dtype(dtype)
         self.device = device
         # A private copy: the step donates these buffers, and on CPU device_put may alias.
         self._params = {k: self.put(np.array(v, dtype=self.dtype)) for k, v in params.items()}
+        self._flax = flax
         # Committed to the device like the params, so the step's second call (fed
         # the committed outputs of the first) hits the same compiled executable.
         self._state = jax.device_put(optim.init_state(optimizer, self._params), device)
 
+        module = model.flax_module(spec, self.dtype) if flax else None
+
         def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+            if module is not None:
+                return model.flax_loss(spec, p, x, y, module)
             return model.loss(spec, p, x, y, unroll)
 
         def forward(p: model.Params, x: jax.Array) -> jax.Array:
+            if module is not None:
+                return model.flax_forward(spec, p, x, module)
             return model.forward(spec, p, x, unroll)
 
         if precision in COMPUTE:
             half, full = COMPUTE[precision], self.dtype
+            exact = forward
 
             def forward(p: model.Params, x: jax.Array) -> jax.Array:  # noqa: F811
-                return model.forward(spec, _cast(p, half), x.astype(half), unroll).astype(full)
+                return exact(_cast(p, half), x.astype(half)).astype(full)
 
             def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:  # noqa: F811
                 return LOSSES[spec.loss](forward(p, x), y)
@@ -132,6 +143,8 @@ class JaxProgram(Program):
 
     def put(self, array: np.ndarray) -> jax.Array:
         array = np.asarray(array)
+        if self._flax and not np.issubdtype(array.dtype, np.integer):
+            array = np.ascontiguousarray(model.flax_input(self.spec, array))
         dtype = LABELS if np.issubdtype(array.dtype, np.integer) else self.dtype
         return jax.device_put(array.astype(dtype, copy=False), self.device)
 

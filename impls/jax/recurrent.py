@@ -134,3 +134,44 @@ def recurrent_probed(
     if return_sequences:
         return jnp.swapaxes(hs, 0, 1)
     return carry[0] if cell == "lstm" else carry
+
+
+# ------------------------------------------------------------ Flax cells ("flax" variant)
+def flax_cell(cell: str, hidden: int, dtype=None):
+    """The Flax linen cell users pick for `cell`: SimpleCell, OptimizedLSTMCell, GRUCell."""
+    import flax.linen as nn
+
+    # parent=None: unbound, so the nn.RNN that gets it owns it (as its "cell")
+    cls = {"rnn": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}[cell]
+    # param_dtype also sets the zero carry's dtype (float32 by default)
+    return cls(hidden, param_dtype=dtype or jnp.float32, parent=None)
+
+
+def flax_cell_params(cell: str, w_ih: Array, w_hh: Array, b_ih: Array, b_hh: Array) -> dict:
+    """Canonical weights as the Flax cell's parameter tree (traced, so differentiable).
+
+    Flax splits the gates into one Dense per gate and keeps a single bias where
+    the two sides are summed: SimpleCell's input Dense and the LSTM's hidden
+    Dense take b_ih + b_hh; the GRU's r and z input Dense take b_ir + b_hr
+    (b_iz + b_hz), while its n gate keeps b_in and b_hn apart (the reset gate
+    multiplies h W_hn + b_hn). The gradient through the sum is each canonical
+    bias's gradient, so nothing needs converting back.
+    """
+    if cell == "rnn":
+        return {"i": {"kernel": w_ih, "bias": b_ih + b_hh}, "h": {"kernel": w_hh}}
+    if cell == "lstm":
+        wi, wh, b = (jnp.split(a, 4, axis=-1) for a in (w_ih, w_hh, b_ih + b_hh))
+        out = {}
+        for k, gate in enumerate("ifgo"):
+            out[f"i{gate}"] = {"kernel": wi[k]}
+            out[f"h{gate}"] = {"kernel": wh[k], "bias": b[k]}
+        return out
+    wi, wh, bi, bh = (jnp.split(a, 3, axis=-1) for a in (w_ih, w_hh, b_ih, b_hh))
+    return {
+        "ir": {"kernel": wi[0], "bias": bi[0] + bh[0]},
+        "iz": {"kernel": wi[1], "bias": bi[1] + bh[1]},
+        "in": {"kernel": wi[2], "bias": bi[2]},
+        "hr": {"kernel": wh[0]},
+        "hz": {"kernel": wh[1]},
+        "hn": {"kernel": wh[2], "bias": bh[2]},
+    }

@@ -2,7 +2,7 @@
 
 Importing this package imports TensorFlow, so `impls.load("tensorflow")` is the
 only way in; `impls` and `bench` must never import it at package import. The
-runtime is configured here, before any op runs: the shared thread count
+runtime is configured here, before any op runs: the shared thread policy
 (`impls.threads`), GPU memory growth (so backends can share one GPU) and TF32
 off (so float32 agreement checks on GPU compare true fp32). Nothing else may
 live here but `BACKEND` and `THREADS`; no module of this package may import
@@ -19,14 +19,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from impls.threads import threads  # noqa: E402
+from impls.threads import interop_threads, threads  # noqa: E402
 
 
 def _configure_runtime() -> None:
     n = threads()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        # Inter-op threads stay at TF's default (or TF_NUM_INTEROP_THREADS) unless
+        # the user asked: one inter-op thread serialises independent ops and made
+        # an idiomatic Keras MLP 1.3x slower on two cores (issue 10).
+        interop = interop_threads()
+        if interop is not None:
+            tf.config.threading.set_inter_op_parallelism_threads(interop)
     except RuntimeError:
         # The runtime already started (TF was used before this import); the
         # counts it runs with are reported by `THREADS` below, not guessed.
@@ -41,7 +46,8 @@ def _configure_runtime() -> None:
 
 _configure_runtime()
 
-#: (intra-op, inter-op) thread counts TensorFlow actually runs with (0 = TF's default)
+#: (intra-op, inter-op) thread counts TensorFlow actually runs with (0 = TF's default,
+#: which TF_NUM_INTEROP_THREADS may set; else one per schedulable core)
 THREADS = (
     tf.config.threading.get_intra_op_parallelism_threads(),
     tf.config.threading.get_inter_op_parallelism_threads(),

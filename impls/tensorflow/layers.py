@@ -4,7 +4,9 @@ Pure functions of tensors: each takes its input, then its parameters in
 TensorFlow's native layout (variables made by `model`), then the spec's
 settings. Images run NHWC, the only conv2d layout TensorFlow's CPU kernels
 support, so Conv2D weights are HWIO and `flatten` transposes an image back to
-NCHW so it flattens in C, H, W order like every other backend. Traced inside
+NCHW so it flattens in C, H, W order like every other backend; where a Dense
+follows, `model` instead permutes that Dense's weight rows once at build and
+uses `flatten_native`, a plain reshape. Traced inside
 `tf.function`; this module must not import `bench`.
 """
 
@@ -43,6 +45,12 @@ def conv2d(
 def maxpool2d(x: tf.Tensor, size: int) -> tf.Tensor:
     # VALID with window = stride drops the remainder rows/columns, as the spec says.
     return tf.nn.max_pool2d(x, size, size, "VALID")
+
+
+def flatten_native(x: tf.Tensor) -> tf.Tensor:
+    """Flatten in the native (H, W, C) order: a free reshape. Only for a Flatten
+    whose next Dense took its weight rows in that order (`model.hwc_rows`)."""
+    return tf.reshape(x, (tf.shape(x)[0], -1))
 
 
 def flatten(x: tf.Tensor) -> tf.Tensor:

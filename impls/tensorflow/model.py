@@ -9,7 +9,9 @@ canonical ones, and it converts them once, here, in both directions:
 
 - Images run NHWC inside: OIHW weights become HWIO, canonical NCHW batches
   become NHWC in `to_native_input` (which `put` uses), and image outputs go
-  back to NCHW at the end of the model.
+  back to NCHW at the end of the model. A Flatten followed by a Dense is a
+  plain reshape in H, W, C order; that Dense's weight rows are permuted to
+  match once, here (`hwc_rows`), and its gradient permuted back.
 - Keras LSTM gate order i,f,c,o equals canonical i,f,g,o; Keras GRU's z,r,h
   swaps the first two canonical blocks r,z,n; the GRU bias is (2, 3H) =
   [b_ih; b_hh].
@@ -38,7 +40,7 @@ import tensorflow as tf
 
 from impls.tensorflow import layers as L
 from impls.tensorflow.losses import LOSSES
-from impls.tensorflow.recurrent import FusedRecurrent, recurrent, recurrent_probed
+from impls.tensorflow.recurrent import FusedRecurrent, keras_module, recurrent, recurrent_probed
 from tasks.spec import Conv2D, Dense, Flatten, Layer, MaxPool2D, ModelSpec, Recurrent
 
 Apply = Callable[[tf.Tensor], tf.Tensor]
@@ -94,16 +96,41 @@ def _reader(compute: tf.DType | None) -> Callable[[tf.Variable], tf.Tensor]:
     return lambda v: tf.cast(v, compute)
 
 
+def hwc_rows(chw: tuple[int, ...]) -> np.ndarray:
+    """Row order that makes a Dense after an NHWC Flatten equal the canonical one.
+
+    Canonical Flatten orders features C, H, W; a plain reshape of an NHWC batch
+    orders them H, W, C. Taking the Dense weight's rows in this order (once, at
+    build) lets the model flatten with a free reshape instead of transposing
+    every batch; `weight[order]` is the native weight, and native gradients go
+    back with `np.argsort(order)`.
+    """
+    c, h, w = chw
+    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
+
+
+def _dense_rows(var: tf.Variable, name: str, order: np.ndarray) -> NativeParam:
+    back = np.argsort(order)
+    return native(var, name, lambda a: {name: a[back]})
+
+
 def _layer(layer: Layer, params: dict[str, np.ndarray], dtype: tf.DType,
-           compute: tf.DType | None = None):
-    """(apply, native params) for one layer built from `layers` / `recurrent`."""
+           row_order: np.ndarray | None = None, compute: tf.DType | None = None):
+    """(apply, native params) for one layer built from `layers` / `recurrent`.
+
+    `row_order`: for a Dense right after an NHWC Flatten, its weight rows in
+    native order (`hwc_rows`); `compute`: the dtype the layer reads its
+    variables in (a precision mode), None for the variables' own."""
     n = layer.name
     r = _reader(compute)
     if isinstance(layer, Dense):
-        w = variable(params[f"{n}.weight"], dtype)
+        name = f"{n}.weight"
+        weight = params[name] if row_order is None else params[name][row_order]
+        w = variable(weight, dtype)
         b = variable(params[f"{n}.bias"], dtype)
         apply = lambda x: L.dense(x, r(w), r(b), layer.activation)  # noqa: E731
-        return apply, [native(w, f"{n}.weight"), native(b, f"{n}.bias")]
+        w_native = native(w, name) if row_order is None else _dense_rows(w, name, row_order)
+        return apply, [w_native, native(b, f"{n}.bias")]
     if isinstance(layer, Conv2D):
         name = f"{n}.weight"
         w = variable(params[name].transpose(2, 3, 1, 0), dtype)  # OIHW -> HWIO
@@ -176,6 +203,54 @@ def _fused_recurrent(
     return fused, natives
 
 
+# ------------------------------------------------------------- Keras layers throughout
+def _keras_act(name: str) -> str | None:
+    return None if name == "identity" else name
+
+
+def _keras_layer(layer: Layer, in_shape: tuple[int, ...], params: dict[str, np.ndarray],
+                 dtype: tf.DType, row_order: np.ndarray | None):
+    """(apply, native params) for one layer as a Keras 3 layer ("keras_layers" variants).
+
+    Keras' Dense kernel is (in, out) and its Conv2D kernel HWIO on NHWC input, the
+    layouts the primitive-op layers use too; recurrent layers are `FusedRecurrent`.
+    """
+    keras = keras_module()
+    n, kw = layer.name, dict(dtype=dtype.name, name=layer.name)
+    if isinstance(layer, Recurrent):
+        return _fused_recurrent(layer, in_shape, params, dtype)
+    if isinstance(layer, MaxPool2D):
+        return keras.layers.MaxPooling2D(layer.size, **kw), []
+    if isinstance(layer, Flatten):
+        # only reached when no Dense follows an image; else the reshape below
+        return keras.layers.Flatten(**kw), []
+    if isinstance(layer, Dense):
+        k = keras.layers.Dense(layer.units, activation=_keras_act(layer.activation), **kw)
+        k.build((None, in_shape[0]))
+        weight = params[f"{n}.weight"]
+        kernel = weight if row_order is None else weight[row_order]
+        natives_of = (lambda v: native(v, f"{n}.weight")) if row_order is None else (
+            lambda v: _dense_rows(v, f"{n}.weight", row_order))
+    elif isinstance(layer, Conv2D):
+        k = keras.layers.Conv2D(layer.filters, layer.kernel, strides=layer.stride,
+                                padding="same" if layer.pad else "valid",
+                                activation=_keras_act(layer.activation), **kw)
+        k.build((None, *native_input_shape_of(in_shape)))
+        kernel = params[f"{n}.weight"].transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        name = f"{n}.weight"
+        natives_of = lambda v: native(v, name, lambda a: {name: a.transpose(3, 2, 0, 1)})  # noqa: E731
+    else:
+        raise TypeError(f"unknown layer {layer!r}")
+    k.kernel.value.assign(kernel)
+    k.bias.value.assign(params[f"{n}.bias"])
+    return k, [natives_of(k.kernel.value), native(k.bias.value, f"{n}.bias")]
+
+
+def native_input_shape_of(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A canonical per-example shape in native layout: (C, H, W) -> (H, W, C)."""
+    return (*shape[1:], shape[0]) if is_image(shape) else tuple(shape)
+
+
 # ------------------------------------------------------------------ the model
 def is_image(shape: tuple[int, ...]) -> bool:
     return len(shape) == 3
@@ -187,23 +262,36 @@ def to_native_input(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
 
 
 def native_input_shape(spec: ModelSpec) -> tuple[int, ...]:
-    c_h_w = tuple(spec.input_shape)
-    return (*c_h_w[1:], c_h_w[0]) if is_image(c_h_w) else c_h_w
+    return native_input_shape_of(tuple(spec.input_shape))
 
 
 def build_model(
     spec: ModelSpec, params: dict[str, np.ndarray], dtype: tf.DType, keras_rnn: bool,
+    keras_layers: bool = False,
     compute_dtype: tf.DType | None = None,
 ) -> Model:
-    """Native variables from canonical `params` (converted once, here) and the model function;
-    with `compute_dtype`, the model casts its input and reads its variables in that dtype
-    and returns its output in `dtype`."""
+    """Native variables from canonical `params` (converted once, here) and the model function.
+
+    `keras_rnn`: recurrent layers are Keras layers; `keras_layers`: every layer is.
+    With `compute_dtype`, the model casts its input and reads its variables in that
+    dtype and returns its output in `dtype`.
+    """
     applies, natives = [], []
-    for layer, in_shape in zip(spec.layers, spec.shapes(), strict=False):
-        if keras_rnn and isinstance(layer, Recurrent):
+    shapes = spec.shapes()
+    row_order = None  # set by an image Flatten whose order the next Dense takes over
+    for i, (layer, in_shape) in enumerate(zip(spec.layers, shapes, strict=False)):
+        nxt = spec.layers[i + 1] if i + 1 < len(spec.layers) else None
+        if isinstance(layer, Flatten) and is_image(in_shape) and isinstance(nxt, Dense):
+            row_order = hwc_rows(in_shape)
+            apply, layer_params = L.flatten_native, []
+        elif keras_layers:
+            apply, layer_params = _keras_layer(layer, in_shape, params, dtype, row_order)
+            row_order = None
+        elif keras_rnn and isinstance(layer, Recurrent):
             apply, layer_params = _fused_recurrent(layer, in_shape, params, dtype, compute_dtype)
         else:
-            apply, layer_params = _layer(layer, params, dtype, compute_dtype)
+            apply, layer_params = _layer(layer, params, dtype, row_order, compute_dtype)
+            row_order = None
         applies.append(apply)
         natives.extend(layer_params)
     nchw_out = is_image(spec.output_shape)

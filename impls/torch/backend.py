@@ -2,8 +2,11 @@
 
 Variants: "eager" (default; every layer in primitive ops, recurrences as a
 Python loop with the cell written out), "compile" (the same functions under
-`torch.compile`) and "native" (recurrent layers as torch's fused modules,
-cuDNN on GPU; only for specs with a recurrent layer). This module must not
+`torch.compile`), "native" (recurrent layers as torch's fused modules,
+cuDNN on GPU, the rest in primitive ops; only for specs with a recurrent
+layer) and "nn" (the idiomatic variant: every layer a torch.nn module,
+nn.Linear, nn.Conv2d, nn.MaxPool2d, nn.Flatten, nn.RNN/LSTM/GRU, for every
+task). This module must not
 import `bench`.
 """
 
@@ -38,7 +41,7 @@ def _disable_tf32() -> None:
 
 class TorchBackend(Backend):
     name: ClassVar[str] = "torch"
-    variants: ClassVar[tuple[str, ...]] = ("eager", "compile", "native")
+    variants: ClassVar[tuple[str, ...]] = ("eager", "compile", "native", "nn")
     recurrent_variants: ClassVar[tuple[str, ...]] = ("native",)
     # autocast runs bfloat16 on CPU and GPU; TF32 and float16 with loss scaling
     # are GPU modes (CPU autocast float16 has no fast kernels to measure)
@@ -59,6 +62,14 @@ class TorchBackend(Backend):
             return False
         return super().supports_precision(spec, variant, dtype, device, precision)
 
+
+    def threads(self) -> dict[str, int | str | None]:
+        from impls.threads import interop_threads
+
+        return {"intra_op": torch.get_num_threads(),
+                "inter_op": torch.get_num_interop_threads(),
+                "inter_op_source": "default" if interop_threads() is None else "user"}
+
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
@@ -67,7 +78,7 @@ class TorchBackend(Backend):
                precision: str = "fp32") -> Program:
         if device == "cuda":
             _disable_tf32()
-        model = TorchModel(spec, native_rnn=variant == "native")
+        model = TorchModel(spec, native_rnn=variant == "native", nn_modules=variant == "nn")
         return TorchProgram(
             model,
             params,

@@ -43,21 +43,25 @@ class TorchModel:
     With `native_rnn`, recurrent layers become fused torch modules when
     `to_native` creates the parameters; each module's own Parameters take the
     layer's slots in the program's list, so the op ignores its slice: the
-    slice holds the very same tensor objects. Call `to_native` before `forward`.
+    slice holds the very same tensor objects. With `nn_modules` every layer
+    becomes torch.nn modules that way (`layers.ModuleLayer`, and the fused
+    recurrent modules): the "nn" variant. Call `to_native` before `forward`.
     """
 
-    def __init__(self, spec: ModelSpec, native_rnn: bool = False) -> None:
+    def __init__(self, spec: ModelSpec, native_rnn: bool = False,
+                 nn_modules: bool = False) -> None:
         self.spec = spec
-        self.native_rnn = native_rnn
+        self.native_rnn = native_rnn or nn_modules
+        self.nn_modules = nn_modules
         self.transpose = _needs_transpose(spec)
         self.names = list(self.transpose)
         self._ops: list[tuple[Op, int]] = []
-        # (op index, first parameter index, layer, input shape) of each fused layer
+        # (op index, first parameter index, layer, input shape) of each module layer
         self._natives: list[tuple[int, int, Recurrent, tuple[int, ...]]] = []
         first = 0
         for layer, shape in zip(spec.layers, spec.shapes(), strict=False):
             op, count = self._op(layer)
-            if native_rnn and isinstance(layer, Recurrent):
+            if self.native_rnn and isinstance(layer, Recurrent) or nn_modules:
                 self._natives.append((len(self._ops), first, layer, tuple(shape)))
             self._ops.append((op, count))
             first += count
@@ -88,9 +92,14 @@ class TorchModel:
             t = torch.tensor(np.ascontiguousarray(value), dtype=dtype, device=device)
             tensors.append(t.requires_grad_(True))
         for op_index, first, layer, in_shape in self._natives:
-            native = FusedRecurrent(layer, in_shape, tensors[first : first + 4], dtype, device)
-            tensors[first : first + 4] = native.parameters()
-            self._ops[op_index] = ((lambda x, *_p, _n=native: _n(x)), 4)
+            count = self._ops[op_index][1]
+            weights = tensors[first : first + count]
+            if isinstance(layer, Recurrent):
+                native = FusedRecurrent(layer, in_shape, weights, dtype, device)
+            else:
+                native = L.ModuleLayer(layer, in_shape, weights, dtype, device)
+            tensors[first : first + count] = [p.requires_grad_(True) for p in native.parameters()]
+            self._ops[op_index] = ((lambda x, *_p, _n=native: _n(x)), count)
         return tensors
 
     def to_canonical(self, tensors: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:

@@ -55,10 +55,11 @@ def _adam(spec: OptimizerSpec, params: Tensors, grads: Tensors, t: torch.Tensor,
     torch._foreach_add_(m, grads, alpha=1 - b1)
     torch._foreach_mul_(v, b2)
     torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
-    # bias corrections as device tensors (no .item()), in the parameters' dtype
-    step = t.to(params[0].dtype)
-    bc1 = 1 - torch.pow(b1, step)
-    bc2 = 1 - torch.pow(b2, step)
+    # bias corrections as device tensors (no .item()), computed in float64 and
+    # rounded to the parameters' dtype, as in every backend (tasks.optim)
+    step = t.to(torch.float64)
+    bc1 = (1 - torch.pow(b1, step)).to(params[0].dtype)
+    bc2 = (1 - torch.pow(b2, step)).to(params[0].dtype)
     denom = torch._foreach_div(v, bc2)
     torch._foreach_sqrt_(denom)
     torch._foreach_add_(denom, spec.eps)  # eps outside the square root

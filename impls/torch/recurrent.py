@@ -8,6 +8,13 @@ written out in primitive ops (the "eager" and "compile" variants).
 GRU r,z,n with the reset gate after the hidden matmul), so one layout
 conversion serves both. Input is batch-first (N, T, F), the initial state
 zero. This module must not import `bench`.
+
+Same work per step in every backend's hand-written cells: the input
+projection of all steps is one matmul before the loop; RNN and LSTM add
+b_ih + b_hh there once (`FOLDED_BIAS`), GRU adds b_ih there and b_hh at every
+step (its reset gate multiplies h W_hn + b_hn). The fused modules differ:
+cuDNN and torch's CPU kernels add both biases inside every step (and compute
+the input matmul per step on CPU).
 """
 
 from __future__ import annotations
@@ -23,17 +30,20 @@ Step = tuple[Tensor, Tensor]  # (h, c); c is the LSTM cell state, passed through
 
 
 def _rnn_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, c: Tensor) -> Step:
-    return torch.tanh(gx + F.linear(h, w_hh, b_hh)), c
+    del b_hh  # folded into the input projection (FOLDED_BIAS)
+    return torch.tanh(gx + F.linear(h, w_hh)), c
 
 
 def _lstm_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, c: Tensor) -> Step:
-    i, f, g, o = (gx + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
+    del b_hh  # folded into the input projection (FOLDED_BIAS)
+    i, f, g, o = (gx + F.linear(h, w_hh)).chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
 
 
 def _gru_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, c: Tensor) -> Step:
     xr, xz, xn = gx.chunk(3, dim=-1)
+    # b_hh stays inside: the reset gate multiplies (h W_hn + b_hn) as a whole
     hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
     r = torch.sigmoid(xr + hr)
     z = torch.sigmoid(xz + hz)
@@ -42,6 +52,9 @@ def _gru_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, c: Tensor) -> S
 
 
 _STEPS = {"rnn": _rnn_step, "lstm": _lstm_step, "gru": _gru_step}
+#: cells whose b_hh is added once, with b_ih, in the input projection rather
+#: than at every step: the same in all four backends' hand-written cells
+FOLDED_BIAS = ("rnn", "lstm")
 
 
 def recurrent(
@@ -56,7 +69,7 @@ def recurrent(
     """(N, T, F) -> (N, H) last state, or (N, T, H) with `return_sequences`."""
     step = _STEPS[cell]
     # the input-side matmul does not depend on the state: one matmul for all steps
-    gx = F.linear(x, w_ih, b_ih)
+    gx = F.linear(x, w_ih, b_ih + b_hh if cell in FOLDED_BIAS else b_ih)
     h = x.new_zeros(x.shape[0], w_hh.shape[1])  # w_hh is (G*H, H)
     c = h  # LSTM cell state; the other cells carry it through untouched
     states = []
