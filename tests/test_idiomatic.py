@@ -4,8 +4,8 @@ torch "nn" (torch.nn modules), tensorflow "keras_layers" and "keras_xla" (Keras
 layers under tf.function, without and with XLA) and jax "flax" (Flax linen)
 take the canonical parameters and must match the float64 NumPy reference like
 every other variant: loss, output and every gradient in float32 and float64,
-and 20-step Adam trajectories (SGD too in float64 for the layouts that convert:
-the NHWC CNN and the LSTM's shared bias). Tiny preset; torch.compile is not
+and 20-step Adam trajectories in float64 (SGD too for the layouts that convert:
+the NHWC CNN and the LSTM's shared bias; float32 trajectories are the CI gate's). Tiny preset; torch.compile is not
 involved. Each backend is skipped cleanly when its framework is not installed.
 Also checks `bench.timing.bare_scripts` builds and runs a CNN and an LSTM (tiny), since
 the idiomatic benchmark depends on them.
@@ -63,7 +63,11 @@ def test_idiomatic_variant_matches_reference(backend, variant, task, knobs, dtyp
     spec = get_task(task).model(get_task(task).config(PRESET, knobs))
     assert be.supports(spec, variant), "an idiomatic variant serves every task"
     rows = gradient_rows(task, PRESET, knobs, backend, variant, dtype, "cpu")
-    rows += trajectory_rows(task, PRESET, knobs, backend, variant, dtype, "cpu", "adam")
+    # Trajectories in float64 only, where they are strictest: the float32 trajectories of
+    # every variant are the CI agreement gate's (`gradcheck --dtypes float32 --steps 20`),
+    # and running them here too doubled this file's time.
+    if dtype == "float64":
+        rows += trajectory_rows(task, PRESET, knobs, backend, variant, dtype, "cpu", "adam")
     converts = task == "cnn_classification" or knobs.get("cell") == "lstm"
     if dtype == "float64" and converts:
         rows += trajectory_rows(task, PRESET, knobs, backend, variant, dtype, "cpu", "sgd")
