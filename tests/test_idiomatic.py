@@ -5,7 +5,8 @@ layers under tf.function, without and with XLA) and jax "flax" (Flax linen)
 take the canonical parameters and must match the float64 NumPy reference like
 every other variant: loss, output and every gradient in float32 and float64,
 and 20-step Adam trajectories in float64 (SGD too for the layouts that convert:
-the NHWC CNN and the LSTM's shared bias; float32 trajectories are the CI gate's). Tiny preset; torch.compile is not
+the NHWC CNN and the LSTM's shared bias; float32 trajectories are the CI
+gate's). Tiny preset; torch.compile is not
 involved. Each backend is skipped cleanly when its framework is not installed.
 Also checks `bench.timing.bare_scripts` builds and runs a CNN and an LSTM (tiny), since
 the idiomatic benchmark depends on them.
