@@ -60,8 +60,10 @@ class Plan:
 # over a minute for a 50-step unrolled recurrence, recompiled for every batch size:
 # quick leaves it out, standard leaves it out for RNNs (ask with --variants compile).
 # jax's scan_unroll recompiles an 8x unrolled loop per batch size (~2 s each), so
-# quick leaves it out too, to stay under three minutes on two cores.
-_SLOW_COMPILE = (("compile", "*"), ("scan_unroll", "*"))
+# quick leaves it out too, to stay under three minutes on two cores. keras_xla is the
+# XLA twin of keras_layers (one XLA compile per model and batch size): quick keeps
+# keras_layers and the primitive xla variant, and leaves the pair's product out.
+_SLOW_COMPILE = (("compile", "*"), ("scan_unroll", "*"), ("keras_xla", "*"))
 PLANS: dict[str, Plan] = {
     "tiny": Plan(0.01, 3, 10, 1, 5, sweep_knobs=False, sweep_phases=(), gemm_sizes=(128,),
                  timeout_s=120),
