@@ -37,6 +37,7 @@ class JaxProgram(Program):
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.device = device
+        self._unroll = unroll
         # A private copy: the step donates these buffers, and on CPU device_put may alias.
         self._params = {k: self.put(np.array(v, dtype=self.dtype)) for k, v in params.items()}
         # Committed to the device like the params, so the step's second call (fed
@@ -69,6 +70,13 @@ class JaxProgram(Program):
     def step(self, x: jax.Array, y: jax.Array) -> jax.Array:
         self._params, self._state, value = self._step(self._params, self._state, x, y)
         return value
+
+    def piecewise_inputs(self, x: jax.Array) -> dict[str, np.ndarray]:
+        # Jitted like the program's own functions (compiled on first use only).
+        if getattr(self, "_piecewise", None) is None:
+            spec, unroll = self.spec, self._unroll
+            self._piecewise = jax.jit(lambda p, x: model.piecewise_inputs(spec, p, x, unroll))
+        return {k: np.array(v) for k, v in self._piecewise(self._params, x).items()}
 
     def sync(self, value: Any = None) -> None:
         # With no value, the newest params and state stand for all queued work.

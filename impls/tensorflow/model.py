@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from impls.base import piecewise_layers
 from impls.tensorflow import layers as L
 from impls.tensorflow.losses import LOSSES
 from impls.tensorflow.recurrent import FusedRecurrent, recurrent
@@ -65,6 +66,9 @@ class Model:
     apply: Apply
     loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
     params: tuple[NativeParam, ...]
+    #: `apply`, keeping each ReLU layer's pre-activation and each max-pool's
+    #: input by layer name, in native (NHWC) layout (`Program.piecewise_inputs`)
+    piecewise: Callable[[tf.Tensor], dict[str, tf.Tensor]] | None = None
 
 
 def _same(name: str) -> ToCanonical:
@@ -177,7 +181,7 @@ def build_model(
     spec: ModelSpec, params: dict[str, np.ndarray], dtype: tf.DType, keras_rnn: bool
 ) -> Model:
     """Native variables from canonical `params` (converted once, here) and the model function."""
-    applies, natives = [], []
+    applies, natives, pieces = [], [], []
     for layer, in_shape in zip(spec.layers, spec.shapes(), strict=False):
         if keras_rnn and isinstance(layer, Recurrent):
             apply, layer_params = _fused_recurrent(layer, in_shape, params, dtype)
@@ -185,6 +189,7 @@ def build_model(
             apply, layer_params = _layer(layer, params, dtype)
         applies.append(apply)
         natives.extend(layer_params)
+        pieces.append((layer, apply, [p.variable for p in layer_params]))
     nchw_out = is_image(spec.output_shape)
 
     def model(x: tf.Tensor) -> tf.Tensor:
@@ -192,4 +197,23 @@ def build_model(
             x = apply(x)
         return tf.transpose(x, (0, 3, 1, 2)) if nchw_out else x
 
-    return Model(model, LOSSES[spec.loss], tuple(natives))
+    kinds = piecewise_layers(spec)
+
+    def piecewise(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        out: dict[str, tf.Tensor] = {}
+        for layer, apply, variables in pieces:
+            kind = kinds.get(layer.name)
+            if kind == "relu":
+                if isinstance(layer, Dense):
+                    z = L.dense(x, *variables, "identity")
+                else:
+                    z = L.conv2d(x, *variables, layer.stride, layer.pad, "identity")
+                out[layer.name] = z
+                x = L.activate("relu", z)
+                continue
+            if kind == "maxpool":
+                out[layer.name] = x
+            x = apply(x)
+        return out
+
+    return Model(model, LOSSES[spec.loss], tuple(natives), piecewise)
