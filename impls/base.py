@@ -70,6 +70,9 @@ class Program(ABC):
     #: how floating-point matmuls run, recorded with results; `Backend.build`
     #: sets it from `precision_label(dtype, device)`
     precision: str = ""
+    #: "window" when `reset_peak_memory` starts a new peak; "lifetime" when the
+    #: framework cannot reset it and `peak_memory` is the process lifetime's
+    peak_memory_scope: ClassVar[str] = "window"
 
     @abstractmethod
     def put(self, array: np.ndarray) -> Any:

@@ -24,6 +24,10 @@ LABELS = label_dtype("jax")  # int32, JAX's native index type (int64 is emulated
 class JaxProgram(Program):
     """One model, jitted for one variant, dtype and device."""
 
+    #: JAX cannot reset its allocator's peak: `peak_memory` is the process lifetime's
+    #: (the harness then counts a window only when it raises that peak)
+    peak_memory_scope = "lifetime"
+
     def __init__(
         self,
         spec: ModelSpec,
