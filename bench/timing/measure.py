@@ -123,8 +123,20 @@ class CompileCounter:
 TEST_DELAY_ENV = "NNPARITY_TEST_DELAY"
 
 
+# "BACKEND": every timed call of that backend raises. Only for testing that a run
+# with crashing cells keeps its records and exits 1; never set in a real run.
+TEST_CRASH_ENV = "NNPARITY_TEST_CRASH"
+
+
 def with_test_delay(call: Call, backend: str) -> Call:
-    """`call`, slowed by the delay NNPARITY_TEST_DELAY names for `backend` (if any)."""
+    """`call`, slowed by the delay NNPARITY_TEST_DELAY names for `backend` (if any),
+    or made to raise when NNPARITY_TEST_CRASH names `backend`."""
+    if os.environ.get(TEST_CRASH_ENV) == backend:
+
+        def crash() -> None:
+            raise RuntimeError(f"{TEST_CRASH_ENV}={backend}: injected crash")
+
+        return crash
     name, _, seconds = os.environ.get(TEST_DELAY_ENV, "").partition(":")
     if name != backend or not seconds:
         return call
