@@ -124,7 +124,7 @@ def _run_side(side: Side, cmd: list[str], out: Path, log: Path) -> tuple[float, 
         return seconds, ""
     lines = log.read_text(errors="replace").strip().splitlines()
     last = lines[-1] if lines else "no output"
-    if proc.returncode == RUN_CHECK_FAILED and any(out.glob("*.json")):
+    if proc.returncode == RUN_CHECK_FAILED and any(out.rglob("*.json")):
         return seconds, last  # records written: compare them, and say why it failed
     raise ContinuousError(f"{side.name} run at {side.ref} ({side.sha[:10]}) failed with "
                           f"exit {proc.returncode}: {last}")
