@@ -105,6 +105,7 @@ def test_kink_flips_are_counted_and_explained(fake) -> None:
     fake(Flip2)
     rows = _rows()
     assert {r.kink_flips for r in rows} == {2}
+    assert {r.kink_layers for r in rows} == {"dense0=2,dense1=0"}
     # against the plain reference the flipped units are a real difference ...
     assert any(r.rel_err > r.tolerance for r in rows)
     # ... which vanishes on the backend's masks: a pass with its explanation

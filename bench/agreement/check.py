@@ -64,6 +64,8 @@ class Row:
     kink_flips: int | None = None
     #: the error against the reference evaluated on the backend's masks (when flips > 0)
     aligned_rel_err: float | None = None
+    #: flips per piecewise layer, "conv0=3,pool0=1,conv1=0" ("" where not counted)
+    kink_layers: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -205,13 +207,15 @@ def gradient_rows(task_name: str, preset: str, overrides: dict | None, backend: 
                    {k: canonical.get(k, np.full_like(v, np.nan)) for k, v in ref_grads.items()})
     ref, ref_masks = _reference_full(task_name, preset, knobs)
     measured = rounding_errors(task_name, preset, knobs)
-    flips, aligned = None, None
+    flips, aligned, per_layer = None, None, ""
     inputs = program.piecewise_inputs(xd) if piecewise_layers(spec) else None
     if inputs is not None:
         from impls.numpy import model
 
         masks = model.masks_from_inputs(spec, inputs)
-        flips = sum(kink_flips(spec, masks, ref_masks).values())
+        counts = kink_flips(spec, masks, ref_masks)
+        flips = sum(counts.values())
+        per_layer = ",".join(f"{k}={v}" for k, v in counts.items())
         if flips:
             aligned = _masked_reference(task_name, preset, knobs, masks)
     base = dict(task=task_name, knobs=knobs_label(overrides), backend=backend,
@@ -226,7 +230,7 @@ def gradient_rows(task_name: str, preset: str, overrides: dict | None, backend: 
             ok = ok or aligned_ok  # the difference is the kinks, not the backend
         rows.append(Row("gradient", **base, tensor=name, rel_err=err, tolerance=tol.normwise,
                         allclose=close, passed=ok, kink_flips=flips,
-                        aligned_rel_err=aligned_err))
+                        aligned_rel_err=aligned_err, kink_layers=per_layer))
     return rows
 
 

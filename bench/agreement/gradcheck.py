@@ -151,8 +151,9 @@ def _line(cfg: Config) -> str:
         aligned = max((r.aligned_rel_err / r.tolerance for r in grads
                        if r.aligned_rel_err is not None), default=0.0)
         verdict = "agrees" if cfg.status == "ok" else "disagrees"
-        note += (f" [{verdict}, {flips} kink flips; worst/tol after mask alignment "
-                 f"{aligned:.2g}]")
+        layers = next((r.kink_layers for r in grads if r.kink_layers), "")
+        note += (f" [{verdict}, {flips} kink flips ({layers}); worst/tol after mask "
+                 f"alignment {aligned:.2g}]")
     return (f"{head} {cfg.status:<7} worst {_SHORT[worst.check]:<4} {worst.tensor:<18} "
             f"{worst.rel_err:9.2e} <= {worst.tolerance:.1e}{note}")
 

@@ -105,7 +105,7 @@ class CellRecord:
     error: str = ""
     flops: int | None = None
     flops_per_s: float | None = None
-    peak_memory_bytes: int | None = None  # over the cell's own window (timing/measure.py)
+    peak_memory_bytes: int | None = None  # over the cell's own window (bench/timing/measure.py)
     memory_source: str = ""
     memory_method: str = ""  # how the window was isolated: allocator-reset, rss-window, ...
     memory_scope: str = ""  # "allocator" or "process" (a process-wide figure)
