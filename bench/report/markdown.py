@@ -48,6 +48,7 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     out["memory_method"] = [e.get("memory_method", "") for e in extra]
     # records written before methods were recorded measured process-wide (RSS / lifetime)
     out["memory_scope"] = [e.get("memory_scope") or "process" for e in extra]
+    out["memory_growth_bytes"] = [e.get("memory_growth_bytes") for e in extra]
     out["precision"] = [e.get("precision", "") for e in extra]
     grad = [e.get("gradcheck") or {} for e in extra]
     out["grad_passed"] = [g.get("passed") for g in grad]
@@ -126,7 +127,9 @@ MEMORY_LEGEND = ("Peak MB is each cell's peak over its own window (warm-up and t
                  "allocator, its peak reset at the window's start (or, for JAX, a new peak "
                  "set inside the window). `*`: process-wide, the resident-set high-water mark "
                  "reset at the window's start (CPU), or an upper bound where the allocator "
-                 "could not be reset; it includes the interpreter and framework libraries.")
+                 "could not be reset; it includes the interpreter and framework libraries. "
+                 "`(+N)`: MB the cell's own calls added to what was resident when its window "
+                 "opened (by difference).")
 
 
 def _num(value: float, fmt: str) -> str:
@@ -217,6 +220,12 @@ def agreement_table(df: pd.DataFrame) -> str:
                            "note"], rows)
 
 
+def _growth(r: Any) -> str:
+    """" (+N)": MB the cell's own calls added to what was resident (RSS windows)."""
+    value = getattr(r, "memory_growth_bytes", None)
+    return "" if value is None or pd.isna(value) else f" (+{value / 1e6:,.0f})"
+
+
 def memory_table(df: pd.DataFrame) -> str:
     """Peak memory of every step cell against batch size (the sweep)."""
     step = df[(df["phase"] == "step") & (df["status"] == "ok")]
@@ -227,7 +236,7 @@ def memory_table(df: pd.DataFrame) -> str:
                                                               "dtype"], sort=False):
         part = part.sort_values("batch_size")
         rows.append([config, impl, device, dtype,
-                     ", ".join(f"{int(r.batch_size)}: {memory_text(r)}"
+                     ", ".join(f"{int(r.batch_size)}: {memory_text(r)}" + _growth(r)
                                for r in part.itertuples()),
                      ", ".join(sorted({m for m in part["memory_method"] if m})) or "n/a"])
     return markdown_table(["config", "backend/variant", "device", "dtype",
