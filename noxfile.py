@@ -142,12 +142,20 @@ def bench(session: nox.Session) -> None:
     run_dir = os.path.join("results", "runs", session.run(
         "python", "-c", "import time; print(time.strftime('%Y%m%d-%H%M%S'))",
         silent=True).strip())
-    session.run("nnparity", "run", "--out", run_dir, *session.posargs, env=QUIET_ENV)
+    # exit 1 (cells that failed agreement or errored) still gets its report; the
+    # session fails at the end (bench.timing.runner.count_failures)
+    session.run("nnparity", "run", "--out", run_dir, *session.posargs, env=QUIET_ENV,
+                success_codes=[0, 1])
     session.run("nnparity", "report", run_dir, env=QUIET_ENV)
     session.run("nnparity", "baseline", "check", run_dir, env=QUIET_ENV, success_codes=[0, 1])
     # this machine's history: results/runs/history.csv and its plots, git-ignored like the runs
     session.run("nnparity", "history", "--add", run_dir, env=QUIET_ENV)
     session.log(f"report: {run_dir}/REPORT.md")
+    session.run("python", "-c", "import sys; from pathlib import Path; "
+                "from bench.timing.runner import count_failures; "
+                f"bad, err = count_failures(Path({run_dir!r})); "
+                "sys.exit(f'{bad} cell(s) failed agreement, {err} errored' if bad or err "
+                "else 0)", env=QUIET_ENV)
 
 
 @nox.session

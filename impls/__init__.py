@@ -10,7 +10,9 @@ Keras 3's `keras/src/backend/<framework>/` does):
                  applied at import, and `BACKEND`; nothing else.
 - `backend.py`   the `Backend` subclass: variants, devices, `_build`.
 - `program.py`   the `Program` subclass: put, forward, loss_and_grads, step,
-                 sync, conversion back to canonical form.
+                 sync, conversion back to canonical form, and `piecewise_inputs`
+                 (ReLU pre-activations and max-pool inputs, from `model.py`,
+                 for the agreement check's kink count; optional).
 - `model.py`     the whole `ModelSpec` as the framework's function (and, where
                  native layouts differ, the canonical <-> native conversions).
 - `layers.py`    feed-forward layers and activations.

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tasks.optim import OptimizerSpec
-from tasks.spec import ModelSpec, Recurrent
+from tasks.spec import Conv2D, Dense, MaxPool2D, ModelSpec, Recurrent
 
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda")
@@ -94,6 +94,9 @@ class Program(ABC):
     precision: str = ""
     #: the precision mode (`PRECISIONS`) the program applies around its own calls
     precision_mode: str = STRICT
+    #: "window" when `reset_peak_memory` starts a new peak; "lifetime" when the
+    #: framework cannot reset it and `peak_memory` is the process lifetime's
+    peak_memory_scope: ClassVar[str] = "window"
 
     @abstractmethod
     def put(self, array: np.ndarray) -> Any:
@@ -143,6 +146,22 @@ class Program(ABC):
         BackendError, as does this default: "not supported".
         """
         raise BackendError(f"{type(self).__name__}: hidden-state gradients are not supported")
+
+
+    def piecewise_inputs(self, x: Any) -> dict[str, np.ndarray] | None:
+        """What decides the linear piece of every piecewise-linear op, for batch `x`.
+
+        By layer name (see `piecewise_layers`), in canonical layout, as NumPy
+        arrays computed in the program's own dtype on its device: the
+        pre-activation `z` of each ReLU layer (its mask is `z > 0`) and the
+        input of each max-pool layer (its mask is the first maximum of each
+        window, `impls.numpy.layers.maxpool2d_argmax`). The agreement check
+        compares these masks with the float64 reference's and, where they
+        differ (a "kink flip"), recomputes the reference on the backend's
+        masks. The default, None, means the backend does not offer them; the
+        check then compares against the plain reference only.
+        """
+        return None
 
     def reset_peak_memory(self) -> None:
         """Start a new peak-memory window (no-op where there is no allocator)."""
@@ -274,6 +293,17 @@ def check_recurrent(spec: ModelSpec) -> None:
     """BackendError unless `spec` has a recurrent layer (for `hidden_state_grads`)."""
     if not has_recurrent(spec):
         raise BackendError("hidden-state gradients need a model with a recurrent layer")
+
+
+def piecewise_layers(spec: ModelSpec) -> dict[str, str]:
+    """Layer name -> "relu" or "maxpool" for each piecewise-linear op of `spec`."""
+    out: dict[str, str] = {}
+    for layer in spec.layers:
+        if isinstance(layer, Dense | Conv2D) and layer.activation == "relu":
+            out[layer.name] = "relu"
+        elif isinstance(layer, MaxPool2D):
+            out[layer.name] = "maxpool"
+    return out
 
 
 def has_recurrent(spec: ModelSpec) -> bool:

@@ -156,7 +156,10 @@ def test_new_and_missing_cells_are_listed(base_dir: Path, tmp_path: Path,
     cells = {c: list(df.loc[c, "samples"]) for c in CELLS[:2]}
     cells["cnn_classification/tensorflow/graph/cpu/float32/bs32/step"] = noisy(0.1)
     cur = write_run(tmp_path / "cur", cells)
-    assert run_cli(str(base_dir), str(cur), "--json") == 0
+    # a cell the baseline timed is gone: the gate fails unless told to accept it (issue 9)
+    assert run_cli(str(base_dir), str(cur), "--json") == 1
+    capsys.readouterr()
+    assert run_cli(str(base_dir), str(cur), "--json", "--allow-missing") == 0
     doc = json.loads(capsys.readouterr().out)
     by_cell = {c["cell"]: c["verdict"] for c in doc["cells"]}
     assert by_cell[CELLS[2]] == "missing"

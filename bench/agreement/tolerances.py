@@ -1,8 +1,40 @@
-"""The one table of agreement tolerances, by check, dtype and device.
+"""The agreement tolerances: a fixed table of floors, and the model that scales them.
 
 Every comparison against the float64 NumPy reference reads its tolerance from
 here; an entry looser than the design's starting point carries its reason
 beside it. Framework-free.
+
+How a gradient tolerance scales with the problem (`gradient_tolerance`)
+-----------------------------------------------------------------------
+Rounding-error analysis bounds the forward error of a fixed computation by
+a problem-dependent factor times the unit roundoff u: |g_hat - g| <= c * u,
+where c grows with the sizes (a length-n dot product has c ~ n in the worst
+case, ~sqrt(n) typically), the magnitudes and the cancellation of the
+particular inputs. A fixed tolerance calibrated on the tiny preset is a
+guess of c at one size; it is wrong at width 1024 or at 64x64 images.
+
+So c is measured, not guessed: the float32 NumPy reference runs the same
+model on the same parameters and batch, and its normwise error against the
+float64 reference, e_ref = c_ref * u32, is this problem's c in float32
+(`RoundingError`, one per tensor). To measure rounding only, that float64
+reference is evaluated on the float32 reference's own ReLU / max-pool masks:
+a kink flip (a pre-activation whose sign differs in float32) is a different
+thing, counted and explained by the agreement check, never absorbed here.
+
+Another implementation performs the same operations in another order
+(blocked GEMMs, FMA, pairwise or tree sums, other convolution algorithms),
+which changes the constant, not how it grows with the problem; its error is
+allowed to be `ROUNDING_FACTOR` (10) times the reference's. Measured spread on
+the large CNN (float32, CPU, conv0.weight, issue 9): every backend's
+error was 1.0x-1.6x the reference's, so 10 leaves room for GPU libraries
+while a real bug (an O(1) error) stays five orders of magnitude above it.
+In float64 the same c applies with u64 = u32 * 2**-29.
+
+The tolerance never goes below the fixed entry of `TOLERANCES` (the floor):
+on small problems the reference can be exact by luck (e_ref ~ 0), and the
+floor is what tiny-preset checks were calibrated on. The elementwise
+`atol_scale` scales the same way from the reference's worst entry
+(max |g32 - g64| / max |g64|); `rtol` stays fixed.
 """
 
 from __future__ import annotations
@@ -22,6 +54,8 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     # One loss + gradient evaluation from identical parameters and inputs.
     ("gradient", "float64", "*"): Tolerance(normwise=1e-10, rtol=1e-7, atol_scale=1e-10),
     # float32 rounding (~6e-8 per op) accumulated over a few hundred ops per output.
+    # These two gradient entries are floors: `gradient_tolerance` scales them up with
+    # the problem (see the module docstring).
     ("gradient", "float32", "*"): Tolerance(normwise=1e-4, rtol=1e-2, atol_scale=1e-4),
     # 20 optimiser steps: float64 differences stay at rounding level.
     ("trajectory", "float64", "*"): Tolerance(normwise=1e-8, rtol=1e-6, atol_scale=1e-8),
@@ -34,6 +68,33 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
 }
 
 CHECKS = ("gradient", "trajectory", "finite_difference")
+
+#: A backend's rounding error may be this many times the float32 NumPy reference's
+#: own on the same problem (derivation in the module docstring).
+ROUNDING_FACTOR = 10.0
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
+
+
+@dataclass(frozen=True)
+class RoundingError:
+    """The float32 NumPy reference's own error against float64 on one tensor,
+    the float64 side evaluated on the float32 side's masks (rounding only)."""
+
+    normwise: float  # ||g32 - g64|| / ||g64||
+    elementwise: float  # max|g32 - g64| / max|g64|
+
+
+def gradient_tolerance(dtype: str, device: str = "cpu",
+                       measured: RoundingError | None = None) -> Tolerance:
+    """The gradient tolerance for one tensor: `ROUNDING_FACTOR` times the measured
+    reference error (scaled from float32 to `dtype`'s unit roundoff), never below
+    the fixed floor. Without a measurement, the floor."""
+    floor = tolerance("gradient", dtype, device)
+    if measured is None:
+        return floor
+    scale = ROUNDING_FACTOR * UNIT_ROUNDOFF[dtype] / UNIT_ROUNDOFF["float32"]
+    return Tolerance(normwise=max(floor.normwise, scale * measured.normwise), rtol=floor.rtol,
+                     atol_scale=max(floor.atol_scale, scale * measured.elementwise))
 
 
 def tolerance(check: str, dtype: str, device: str = "cpu") -> Tolerance:

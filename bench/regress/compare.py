@@ -77,6 +77,18 @@ class Comparison:
     def regressed(self) -> bool:
         return self.count(Verdict.REGRESSION) > 0
 
+    @property
+    def lost(self) -> list[str]:
+        """Cells the baseline timed that the current run lacks or has no samples for:
+        a gate must not pass because the cells that would regress did not run."""
+        t = self.table
+        if t.empty:
+            return []
+        gone = (t["verdict"] == Verdict.MISSING.value) | (
+            (t["verdict"] == Verdict.ERROR.value) & (t["base_rounds"] > 0)
+            & (t["current_rounds"] == 0))
+        return sorted(t.loc[gone, "cell"])
+
 
 def _rounds(cell: pd.Series) -> list[float]:
     """Per-round medians of a merged cell (empty for a single run). Normalisation
@@ -233,7 +245,7 @@ def format_json(cmp: Comparison) -> str:
            "test": "mann-whitney-u two-sided", "normalised": cmp.normalised,
            "confirm_rounds": cmp.confirm_rounds,
            "warnings": list(cmp.warnings), "environment_differences": list(cmp.environment),
-           "regressed": cmp.regressed,
+           "regressed": cmp.regressed, "lost": cmp.lost,
            "counts": {v.value: cmp.count(v) for v in Verdict}, "cells": cells}
     return json.dumps(doc, indent=2) + "\n"
 
@@ -250,6 +262,9 @@ def add_rule_arguments(parser: argparse.ArgumentParser, factor: float = 1.2) -> 
     fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fmt.add_argument("--markdown", action="store_true", help="print Markdown instead")
     parser.add_argument("--out", metavar="FILE", help="also write the report to FILE")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="exit 0 even when cells the baseline timed are missing or errored "
+                             "in the current run (they are still listed)")
 
 
 def check_rule_arguments(args: argparse.Namespace) -> None:
@@ -275,6 +290,15 @@ def emit(cmp: Comparison, args: argparse.Namespace) -> int:
     if not args.json:
         for w in cmp.warnings:
             print(f"warning: {w}", file=sys.stderr)
+    lost = cmp.lost
+    if lost:
+        allowed = getattr(args, "allow_missing", False)
+        print(f"{len(lost)} cell(s) the baseline timed are missing or errored in the current "
+              f"run, e.g. {lost[0]}" + (" (allowed by --allow-missing)" if allowed else
+                                        " (exit 1; --allow-missing to accept)"),
+              file=sys.stderr)
+        if not allowed:
+            return 1
     return 1 if cmp.regressed else 0
 
 
@@ -285,7 +309,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """`nnparity compare`: 0 no regression, 1 regression, 2 bad input."""
+    """`nnparity compare`: 0 no regression, 1 regression (or cells the baseline timed
+    missing or errored, unless --allow-missing), 2 bad input."""
     check_rule_arguments(args)
     from bench.regress.by_machine import compare_by_machine, spans_machines
 

@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -109,7 +109,13 @@ def schedule(repeat: int) -> list[tuple[int, str]]:
     return [(r, side) for r in range(repeat) for side in ("base", "head")]
 
 
-def _run_side(side: Side, cmd: list[str], out: Path, log: Path) -> float:
+#: `nnparity run` exits 1 when cells failed agreement or errored, after writing every
+#: record; such a round's samples are still compared, and the reason is reported.
+RUN_CHECK_FAILED = 1
+
+
+def _run_side(side: Side, cmd: list[str], out: Path, log: Path) -> tuple[float, str]:
+    """Run one side's round; (seconds, "" or why the run exited 1 with its records kept)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(side.worktree), env.get("PYTHONPATH", "")) if p)
@@ -119,19 +125,25 @@ def _run_side(side: Side, cmd: list[str], out: Path, log: Path) -> float:
     with log.open("w") as fh:
         proc = subprocess.run(cmd, cwd=side.worktree, env=env, stdout=fh,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        lines = log.read_text(errors="replace").strip().splitlines()
-        last = lines[-1] if lines else "no output"
-        raise ContinuousError(f"{side.name} run at {side.ref} ({side.sha[:10]}) failed with "
-                              f"exit {proc.returncode}: {last}")
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if proc.returncode == 0:
+        return seconds, ""
+    lines = log.read_text(errors="replace").strip().splitlines()
+    last = lines[-1] if lines else "no output"
+    if proc.returncode == RUN_CHECK_FAILED and any(out.rglob("*.json")):
+        return seconds, last  # records written: compare them, and say why it failed
+    raise ContinuousError(f"{side.name} run at {side.ref} ({side.sha[:10]}) failed with "
+                          f"exit {proc.returncode}: {last}")
 
 
 def run_ab(sides: dict[str, Side], results: Path, repeat: int, python: str, preset: str,
-           run_args: list[str], keep: bool = False, stage: str = "") -> dict[str, list[Path]]:
+           run_args: list[str], keep: bool = False, stage: str = "",
+           failures: dict[str, list[str]] | None = None) -> dict[str, list[Path]]:
     """Run the interleaved schedule; returns each side's per-round result directories.
 
     With `keep`, a failure names the run's log (otherwise it is deleted with the results).
+    A round whose run exited 1 with its records written (cells that failed agreement
+    or errored) is kept, and its reason appended to `failures[side]`.
     """
     dirs: dict[str, list[Path]] = {"base": [], "head": []}
     plan = schedule(repeat)
@@ -143,10 +155,13 @@ def run_ab(sides: dict[str, Side], results: Path, repeat: int, python: str, pres
         print(f"{stage}[{i}/{len(plan)}] {name} {side.ref} ({side.sha[:10]}) round {rnd + 1}: "
               f"{shlex.join(cmd[1:])}", file=sys.stderr, flush=True)
         try:
-            seconds = _run_side(side, cmd, out, log)
+            seconds, failed = _run_side(side, cmd, out, log)
         except ContinuousError as exc:
             raise ContinuousError(f"{exc} (log: {log})" if keep else str(exc)) from None
-        print(f"{stage}[{i}/{len(plan)}] done in {seconds:.1f} s", file=sys.stderr, flush=True)
+        print(f"{stage}[{i}/{len(plan)}] done in {seconds:.1f} s"
+              + (f"; run exited 1: {failed}" if failed else ""), file=sys.stderr, flush=True)
+        if failed and failures is not None:
+            failures.setdefault(name, []).append(f"{stage}round {rnd + 1}: {failed}")
         dirs[name].append(out)
     return dirs
 
@@ -265,8 +280,10 @@ def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> i
             tree = tmp / name
             _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), shas[name])
             sides[name] = Side(name, ref, shas[name], tree, head_env if name == "head" else ())
+        run_args = shlex.split(args.run_args)
+        failures: dict[str, list[str]] = {}
         dirs = run_ab(sides, results, args.repeat, args.python, args.preset, run_args,
-                      keep=bool(args.keep))
+                      keep=bool(args.keep), failures=failures)
         base = _pooled("base", sides["base"], dirs["base"])
         head = _pooled("head", sides["head"], dirs["head"])
         cmp = compare_runs(base, head, args.factor, args.alpha, args.confidence)
@@ -277,7 +294,7 @@ def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> i
             extra = ["-k", keyword_for(flagged), "--no-gradcheck"]
             again = run_ab(sides, results / "confirm", args.confirm, args.python,
                            args.preset, [*run_args, *extra], keep=bool(args.keep),
-                           stage="confirm ")
+                           stage="confirm ", failures=failures)
             wanted = set(flagged)
             check = compare_runs(_pooled("base", sides["base"], again["base"], wanted),
                                  _pooled("head", sides["head"], again["head"], wanted),
@@ -292,7 +309,16 @@ def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> i
         shutil.rmtree(tmp, ignore_errors=True)
     if args.keep:
         print(f"raw results kept in {results}", file=sys.stderr)
-    return emit(cmp, args)
+    notes = [f"{side} run exited 1 ({why})" for side, whys in failures.items() for why in whys]
+    cmp = replace(cmp, warnings=(*cmp.warnings, *notes))
+    code = emit(cmp, args)
+    if failures.get("head"):
+        # the revision under test has cells that failed agreement or errored: the gate
+        # fails whatever the timings say; the base's own failures are only reported
+        print(f"continuous: the head side's run failed its checks "
+              f"({len(failures['head'])} round(s)): {failures['head'][0]}", file=sys.stderr)
+        return 1
+    return code
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -58,6 +58,10 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     out["gemm_size"] = [e.get("gemm_size") for e in extra]
     out["peak_memory_bytes"] = [e.get("peak_memory_bytes") for e in extra]
     out["memory_source"] = [e.get("memory_source", "") for e in extra]
+    out["memory_method"] = [e.get("memory_method", "") for e in extra]
+    # records written before methods were recorded measured process-wide (RSS / lifetime)
+    out["memory_scope"] = [e.get("memory_scope") or "process" for e in extra]
+    out["memory_growth_bytes"] = [e.get("memory_growth_bytes") for e in extra]
     out["precision"] = [e.get("precision", "") for e in extra]
     grad = [e.get("gradcheck") or {} for e in extra]
     out["grad_passed"] = [g.get("passed") for g in grad]
@@ -71,6 +75,9 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     out["prec_steps"] = [e.get("trajectory_steps") for e in perr]
     out["prec_flags"] = ["; ".join(e.get("flags", [])) or e.get("error", "") for e in perr]
     out["prec_expected"] = [e.get("expected", {}) for e in perr]
+    out["grad_verdict"] = [g.get("verdict", "") for g in grad]
+    out["kink_flips"] = [g.get("kink_flips") for g in grad]
+    out["grad_aligned_err"] = [g.get("aligned_rel_err") for g in grad]
     out["iqr_rel"] = out["iqr"] / out["median"]
     bs = pd.to_numeric(out["batch_size"], errors="coerce")
     out["samples_per_s"] = bs / out["median"]
@@ -210,6 +217,24 @@ def _ms(value: float) -> str:
     return f"{ms:.3g}" if ms < 100 else f"{ms:,.0f}"
 
 
+def memory_text(r: Any) -> str:
+    """Peak memory in MB, marked "*" when the figure is process-wide (see the legend)."""
+    value = getattr(r, "peak_memory_bytes", None)
+    if value is None or pd.isna(value):
+        return "n/a"
+    return f"{value / 1e6:,.0f}" + ("*" if getattr(r, "memory_scope", "") == "process" else "")
+
+
+MEMORY_LEGEND = ("Peak MB is each cell's peak over its own window (warm-up and timed calls; "
+                 "the program and batch exist already). Unmarked: the framework's device "
+                 "allocator, its peak reset at the window's start (or, for JAX, a new peak "
+                 "set inside the window). `*`: process-wide, the resident-set high-water mark "
+                 "reset at the window's start (CPU), or an upper bound where the allocator "
+                 "could not be reset; it includes the interpreter and framework libraries. "
+                 "`(+N)`: MB the cell's own calls added to what was resident when its window "
+                 "opened (by difference).")
+
+
 def _num(value: float, fmt: str) -> str:
     return "n/a" if value is None or pd.isna(value) else format(value, fmt)
 
@@ -240,15 +265,16 @@ def timing_tables(df: pd.DataFrame) -> list[str]:
         rows = []
         for r in main.sort_values(["phase", "backend", "variant"], key=_phase_key).itertuples():
             if r.status != "ok":
-                rows.append([r.phase, _where(r, multi), "error", "", "", "", ""])
+                rows.append([r.phase, _where(r, multi), "error", "", "", "", "", ""])
                 continue
             rows.append([r.phase, _where(r, multi), _ms(r.median), _num(r.iqr_rel, ".0%"),
                          _num(r.samples_per_s, ",.0f"), _num(r.pct_peak, ".2g"),
-                         _num(r.speedup, ".2f") + "x" if not pd.isna(r.speedup) else "n/a"])
+                         _num(r.speedup, ".2f") + "x" if not pd.isna(r.speedup) else "n/a",
+                         memory_text(r)])
         bs = int(_main_batch(part))
         out.append(f"### {config} (batch {bs})\n\n" + markdown_table(
             ["phase", "backend/variant", "median ms", "IQR", "samples/s", "% of peak",
-             "vs NumPy"], rows))
+             "vs NumPy", "peak MB"], rows))
     return out
 
 
@@ -326,12 +352,40 @@ def agreement_table(df: pd.DataFrame) -> str:
         if r.grad_passed is None and not r.grad_error:
             continue
         verdict = {True: "pass", False: "FAIL", None: "n/a"}[r.grad_passed]
+        if r.grad_verdict:
+            verdict = r.grad_verdict if r.grad_passed else f"FAIL ({r.grad_verdict})"
+        flips = "n/a" if r.kink_flips is None or pd.isna(r.kink_flips) else f"{int(r.kink_flips)}"
         rows.append([r.config, r.impl, r.dtype, r.device, verdict, _sci(r.grad_err),
-                     _sci(r.grad_tol), (r.grad_error or "")[:80]])
+                     _sci(r.grad_tol), flips, _sci(r.grad_aligned_err),
+                     (r.grad_error or "")[:80]])
     if not rows:
         return "_No gradient-agreement results in this run._"
     return markdown_table(["config", "backend/variant", "dtype", "device", "agreement",
-                           "max rel err", "tolerance", "note"], rows)
+                           "max rel err", "tolerance", "kink flips", "err after mask alignment",
+                           "note"], rows)
+
+
+def _growth(r: Any) -> str:
+    """" (+N)": MB the cell's own calls added to what was resident (RSS windows)."""
+    value = getattr(r, "memory_growth_bytes", None)
+    return "" if value is None or pd.isna(value) else f" (+{value / 1e6:,.0f})"
+
+
+def memory_table(df: pd.DataFrame) -> str:
+    """Peak memory of every step cell against batch size (the sweep)."""
+    step = df[(df["phase"] == "step") & (df["status"] == "ok")]
+    if step.empty or step["peak_memory_bytes"].isna().all():
+        return "_No memory figures in this run._"
+    rows = []
+    for (config, impl, device, dtype), part in step.groupby(["config", "impl", "device",
+                                                              "dtype"], sort=False):
+        part = part.sort_values("batch_size")
+        rows.append([config, impl, device, dtype,
+                     ", ".join(f"{int(r.batch_size)}: {memory_text(r)}" + _growth(r)
+                               for r in part.itertuples()),
+                     ", ".join(sorted({m for m in part["memory_method"] if m})) or "n/a"])
+    return markdown_table(["config", "backend/variant", "device", "dtype",
+                           "peak MB by batch size", "method"], rows)
 
 
 def first_call_table(df: pd.DataFrame) -> str:
@@ -424,10 +478,17 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
         "`python -m bench.timing.overhead --backends all`.",
         abstraction_table(df),
         "## Gradient agreement with the float64 NumPy reference",
+        "Tolerances scale with the problem (bench/agreement/tolerances.py). A kink flip is a "
+        "ReLU unit or max-pool window whose mask differs from the reference's; where there "
+        "are any, the reference is recomputed on the backend's masks, and a tensor that "
+        "agrees with that one passes (\"agrees, N kink flips\").",
         agreement_table(df),
         "## Precision modes: speed-up over strict fp32 against error",
         PRECISION_INTRO,
         precision_table(df),
+        "## Peak memory per cell (step, against batch size)",
+        MEMORY_LEGEND,
+        memory_table(df),
         "## First call (trace/compile) against steady state",
         first_call_table(df),
         "## Calibration: measured float32 GEMM peak",

@@ -167,6 +167,11 @@ def gradient_heatmap(df: pd.DataFrame, out: Path) -> Path | None:
     grid = rows.pivot_table(index="config", columns="impl", values="grad_err", aggfunc="max")
     passed = rows.pivot_table(index="config", columns="impl", values="grad_passed",
                               aggfunc=lambda s: all(bool(v) for v in s))
+    flips = None
+    if "kink_flips" in rows and rows["kink_flips"].notna().any():
+        counts = rows.assign(kink_flips=pd.to_numeric(rows["kink_flips"], errors="coerce"))
+        flips = counts.pivot_table(index="config", columns="impl", values="kink_flips",
+                                   aggfunc="max").reindex(index=grid.index, columns=grid.columns)
     values = grid.to_numpy(dtype=float)
     positive = values[np.isfinite(values) & (values > 0)]
     lo = positive.min() if positive.size else 1e-12
@@ -182,14 +187,56 @@ def gradient_heatmap(df: pd.DataFrame, out: Path) -> Path | None:
                 ax.text(j, i, "n/a", ha="center", va="center", fontsize=8, color="#666666")
                 continue
             ok = bool(passed.iloc[i, j]) if not pd.isna(passed.iloc[i, j]) else False
-            ax.text(j, i, f"{v:.0e}" + ("" if ok else "\nFAIL"), ha="center", va="center",
-                    fontsize=8, color="white" if v < math.sqrt(lo * hi) else "black")
+            k = flips.iloc[i, j] if flips is not None else math.nan
+            kinks = f"\n{int(k)} kinks" if not pd.isna(k) and k > 0 else ""
+            ax.text(j, i, f"{v:.0e}" + ("" if ok else "\nFAIL") + kinks, ha="center",
+                    va="center", fontsize=8,
+                    color="white" if v < math.sqrt(lo * hi) else "black")
     ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=30, ha="right")
     ax.set_yticks(range(len(grid.index)), grid.index)
-    ax.set_title("Gradient agreement: max normwise relative error vs float64 NumPy")
+    ax.set_title("Gradient agreement: max normwise relative error vs float64 NumPy\n"
+                 "(N kinks: ReLU/max-pool masks that differ; agreement judged after alignment)")
     fig.colorbar(image, ax=ax, label="max relative error (log scale)")
     fig.tight_layout()
     return _save(fig, out / "gradient_error.png")
+
+
+def memory(df: pd.DataFrame, out: Path) -> Path | None:
+    """Peak memory of the step phase against batch size, one panel per config;
+    hollow markers: process-wide figures (RSS or an allocator's lifetime bound)."""
+    plt = _plt()
+    step = df[(df["phase"] == "step") & (df["status"] == "ok")]
+    step = step[pd.to_numeric(step["peak_memory_bytes"], errors="coerce").notna()]
+    configs = list(dict.fromkeys(step["config"]))
+    if not configs:
+        return None
+    cols = min(3, len(configs))
+    nrows = math.ceil(len(configs) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4 * nrows), squeeze=False)
+    for ax, config in zip(axes.flat, configs, strict=False):
+        part = step[step["config"] == config]
+        for impl, line in part.groupby("impl"):
+            line = line.sort_values("batch_size")
+            backend = impl.split("/")[0]
+            process = (line["memory_scope"] == "process").all()
+            ax.plot(line["batch_size"], line["peak_memory_bytes"].astype(float) / 1e6,
+                    marker="o", color=BACKEND_COLOURS.get(backend, None),
+                    markerfacecolor="none" if process else None,
+                    label=impl + (" (process-wide)" if process else ""))
+        sizes = sorted(set(part["batch_size"]))
+        if len(sizes) > 1:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(int(b)) for b in sizes])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("peak memory over the cell's window (MB)")
+        ax.set_title(config)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(configs):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, out / "memory.png")
 
 
 def first_call(df: pd.DataFrame, out: Path) -> Path | None:
@@ -284,7 +331,7 @@ def abstraction(df: pd.DataFrame, out: Path) -> Path | None:
 def draw_all(df: pd.DataFrame, out: Path) -> list[str]:
     """Every figure this run supports; returns the written paths."""
     made = [task_bars(df, task, out) for task in dict.fromkeys(df["task"]) if task != "gemm"]
-    made += [throughput(df, out), gradient_heatmap(df, out), first_call(df, out),
-             abstraction(df, out)]
+    made += [throughput(df, out), memory(df, out), gradient_heatmap(df, out),
+             first_call(df, out), abstraction(df, out)]
     made.append(precision_scatter(df, out))
     return [str(p) for p in made if p is not None]

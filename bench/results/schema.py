@@ -135,8 +135,11 @@ class CellRecord:
     error: str = ""
     flops: int | None = None
     flops_per_s: float | None = None
-    peak_memory_bytes: int | None = None
+    peak_memory_bytes: int | None = None  # over the cell's own window (bench/timing/measure.py)
     memory_source: str = ""
+    memory_method: str = ""  # how the window was isolated: allocator-reset, rss-window, ...
+    memory_scope: str = ""  # "allocator" or "process" (a process-wide figure)
+    memory_growth_bytes: int | None = None  # peak minus in use when the window opened
     gradcheck: dict[str, Any] = field(default_factory=dict)
     precision: str = ""  # the program's precision label (impls.base.precision_label)
     threads: int | None = None

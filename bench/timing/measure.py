@@ -7,9 +7,26 @@ changing (and at least `Plan.min_warmup` calls), and the last warm-up call
 sizes the number of rounds to the plan's time budget. Compiles during the timed
 rounds are counted as retraces, the report flags any.
 
-Peak memory comes from the program's own allocator when it has one, else the
-process's resident-set high-water mark, reset before the cell through
-/proc/self/clear_refs where Linux allows it.
+Peak memory is measured over each cell's own window (its warm-up and timed
+calls; the program and the batch already exist when it opens), and every
+record says how (`Memory.method`) and over what (`Memory.scope`):
+
+- "allocator-reset": the framework's device allocator, its peak counter reset
+  when the window opens (torch and TensorFlow on CUDA). Scope "allocator".
+- "allocator-new-peak": JAX's allocator cannot reset its peak, which is the
+  process lifetime's; when the window raises it, that new peak is the
+  window's (exact, by difference of the lifetime peak). Scope "allocator".
+- "allocator-lifetime": JAX's window did not raise the lifetime peak, so the
+  figure is only an upper bound set by some earlier cell. Scope "process".
+- "rss-window": no allocator statistics (every framework on CPU, JAX on CPU
+  included): the process's resident-set high-water mark (VmHWM), reset to
+  the current RSS through /proc/self/clear_refs when the window opens. It
+  counts the whole process (interpreter, framework libraries, the program)
+  at its highest point inside the window, so its scope is "process"; an
+  earlier cell's memory counts only if it is still resident (freed buffers
+  that went back to the OS do not). `growth_bytes` is that peak minus the RSS
+  when the window opened: what the cell's own calls added.
+- "rss-lifetime": clear_refs was refused, so VmHWM is the process lifetime's.
 
 This module imports no framework at import time; it looks at the ones a
 backend has already imported (sys.modules) to count compiles. It writes nothing.
@@ -41,7 +58,19 @@ class WarmUp:
 @dataclass(frozen=True)
 class Memory:
     peak_bytes: int | None
-    source: str
+    source: str  # "torch.cuda", "jax.cuda", "rss", ...
+    method: str = ""  # how the window was isolated (module docstring)
+    scope: str = ""  # "allocator" (the framework's own bytes) or "process" (process-wide)
+    growth_bytes: int | None = None  # peak minus what was in use when the window opened
+
+
+@dataclass(frozen=True)
+class MemoryWindow:
+    """What was in use when a cell's memory window opened."""
+
+    rss_reset: bool  # VmHWM was reset to the current RSS
+    rss_start: int | None
+    native_start: int | None  # the allocator's peak counter after any reset
 
 
 _JAX_COMPILES = [0]
@@ -94,8 +123,20 @@ class CompileCounter:
 TEST_DELAY_ENV = "NNPARITY_TEST_DELAY"
 
 
+# "BACKEND": every timed call of that backend raises. Only for testing that a run
+# with crashing cells keeps its records and exits 1; never set in a real run.
+TEST_CRASH_ENV = "NNPARITY_TEST_CRASH"
+
+
 def with_test_delay(call: Call, backend: str) -> Call:
-    """`call`, slowed by the delay NNPARITY_TEST_DELAY names for `backend` (if any)."""
+    """`call`, slowed by the delay NNPARITY_TEST_DELAY names for `backend` (if any),
+    or made to raise when NNPARITY_TEST_CRASH names `backend`."""
+    if os.environ.get(TEST_CRASH_ENV) == backend:
+
+        def crash() -> None:
+            raise RuntimeError(f"{TEST_CRASH_ENV}={backend}: injected crash")
+
+        return crash
     name, _, seconds = os.environ.get(TEST_DELAY_ENV, "").partition(":")
     if name != backend or not seconds:
         return call
@@ -140,25 +181,49 @@ def rounds_for(last_s: float, plan: Plan) -> int:
     return max(plan.min_rounds, min(plan.max_rounds, math.ceil(plan.budget_s / last_s)))
 
 
-def reset_peak_memory(program: Any) -> None:
+def _proc_status_bytes(field: str) -> int | None:
+    """A "kB" field of /proc/self/status (VmRSS, VmHWM) in bytes; None off Linux."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def start_memory_window(program: Any) -> MemoryWindow:
+    """Open a cell's memory window: reset what can be reset, note what cannot."""
     program.reset_peak_memory()
-    try:  # "5" resets VmHWM, the peak RSS (Linux >= 4.0)
+    try:  # "5" resets VmHWM, the peak RSS, to the current RSS (Linux >= 4.0)
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
-        _RSS_RESET[0] = True
+        reset = True
     except OSError:
-        _RSS_RESET[0] = False
+        reset = False
+    return MemoryWindow(reset, _proc_status_bytes("VmRSS"), program.peak_memory())
 
 
-_RSS_RESET = [False]
-
-
-def peak_memory(program: Any, backend: str, device: str) -> Memory:
+def peak_memory(program: Any, backend: str, device: str, window: MemoryWindow) -> Memory:
+    """The cell's peak over the window `start_memory_window` opened (module docstring)."""
     native = program.peak_memory()
     if native is not None:
-        return Memory(int(native), f"{backend}.{device}")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    return Memory(int(rss), "rss" if _RSS_RESET[0] else "rss_lifetime")
+        source = f"{backend}.{device}"
+        if getattr(program, "peak_memory_scope", "window") == "window":
+            return Memory(int(native), source, "allocator-reset", "allocator")
+        start = window.native_start
+        if start is None or native > start:
+            return Memory(int(native), source, "allocator-new-peak", "allocator")
+        return Memory(int(native), source, "allocator-lifetime", "process")
+    hwm = _proc_status_bytes("VmHWM")
+    if hwm is None:  # not Linux: getrusage's lifetime maximum (KiB on Linux, bytes on macOS)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return Memory(int(rss * (1 if sys.platform == "darwin" else 1024)), "rss",
+                      "rss-lifetime", "process")
+    growth = hwm - window.rss_start if window.rss_start is not None else None
+    method = "rss-window" if window.rss_reset else "rss-lifetime"
+    return Memory(int(hwm), "rss", method, "process", growth if window.rss_reset else None)
 
 
 def bare_loop(call: Call, rounds: int) -> list[float]:

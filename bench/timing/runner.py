@@ -527,6 +527,7 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="nnparity-describe-") as tmp:
         described = describe(sel, Path(tmp), threads,
                              args.timeout if args.timeout else DESCRIBE_TIMEOUT_S)
+    check_devices(sel, described)
     groups = build_groups(sel, described)
     if shard is not None:
         groups = shard_groups(groups, sel, *shard)
@@ -557,9 +558,43 @@ def main(args: argparse.Namespace) -> int:
         return 2
     for line in outcome.failed:
         sys.stderr.write(f"group error: {line}\n")
+    disagree, errors = count_failures(out)
+    verdict = (f"{disagree} cell(s) failed gradient agreement, {errors} cell(s) errored"
+               if disagree or errors else "every cell ran and agreed")
     sys.stderr.write(f"nnparity run: done in {_clock(time.monotonic() - progress.start)}; "
-                     f"results in {out}\n")
-    return 0
+                     f"results in {out}; {verdict}\n")
+    return 1 if disagree or errors else 0
+
+
+def count_failures(out: Path) -> tuple[int, int]:
+    """(cells whose gradient check failed, cells that errored) in a run directory's
+    group files: what makes `run` exit 1 (README: exit 1 means a check failed)."""
+    disagree = errors = 0
+    for path in sorted(out.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            errors += 1  # a group file we cannot read is a failure, never a pass
+            continue
+        for bench in doc.get("benchmarks", []):
+            info = bench.get("extra_info") or {}
+            if info.get("status", "ok") != "ok":
+                errors += 1
+            elif (info.get("gradcheck") or {}).get("passed") is False:
+                disagree += 1
+    return disagree, errors
+
+
+def check_devices(sel: Selection, described: dict[str, dict[str, Any]]) -> None:
+    """A device that no selected (installed) backend has is bad input, not 100 error cells."""
+    installed = [d for d in described.values() if d.get("installed")]
+    if not installed:
+        return  # every group is recorded as "not installed"; the run exits 1
+    for device in sel.devices:
+        if not any(device in d.get("devices", ("cpu",)) for d in installed):
+            have = sorted({x for d in installed for x in d.get("devices", ("cpu",))})
+            raise InputError(f"device {device!r} is not available to any selected backend "
+                             f"here (available: {', '.join(have)})")
 
 
 def _remove_if_empty(directory: Path) -> None:

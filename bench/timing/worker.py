@@ -164,8 +164,8 @@ class Worker:
         }[cell.phase]()
         call = measure.with_test_delay(call, cell.backend)
         counter = measure.CompileCounter(program)
-        measure.reset_peak_memory(program)
-        gc.collect()
+        gc.collect()  # before the window opens: an earlier cell's garbage is not this cell's
+        window = measure.start_memory_window(program)
         if cell.phase == "first_call":
             warm = measure.WarmUp(0, 0.0, True)
             before = None
@@ -176,7 +176,7 @@ class Worker:
             rounds = measure.rounds_for(warm.last_s, self.plan)
             benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
         after = counter.count()
-        memory = measure.peak_memory(program, cell.backend, cell.device)
+        memory = measure.peak_memory(program, cell.backend, cell.device, window)
         flops = _flops(spec, cfg, cell.phase, cell.batch_size)
         median = float(np.median(benchmark.stats.stats.data))
         return dict(
@@ -184,6 +184,9 @@ class Worker:
             flops_per_s=(flops / median if flops and median > 0 else None),
             peak_memory_bytes=memory.peak_bytes,
             memory_source=memory.source,
+            memory_method=memory.method,
+            memory_scope=memory.scope,
+            memory_growth_bytes=memory.growth_bytes,
             gradcheck=self.gradcheck(cell),
             precision=getattr(program, "precision", ""),
             precision_error=self.precision_error(cell),

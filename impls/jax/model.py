@@ -8,9 +8,12 @@ device or imports `bench`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import jax
 
-from impls.jax.layers import conv2d, dense, flatten, maxpool2d
+from impls.base import piecewise_layers
+from impls.jax.layers import activate, conv2d, dense, flatten, maxpool2d
 from impls.jax.losses import LOSSES
 from impls.jax.recurrent import recurrent, recurrent_probed
 from tasks.spec import Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, Recurrent
@@ -43,6 +46,33 @@ def forward(spec: ModelSpec, params: Params, x: Array, unroll: int = 1) -> Array
         else:
             raise TypeError(f"unknown layer {layer!r}")
     return x
+
+
+def piecewise_inputs(
+    spec: ModelSpec, params: Params, x: Array, unroll: int = 1
+) -> dict[str, Array]:
+    """`forward`, keeping each ReLU layer's pre-activation and each max-pool's input
+    by layer name (JAX's layouts are canonical)."""
+    kinds = piecewise_layers(spec)
+    out: dict[str, Array] = {}
+    for layer, shape in zip(spec.layers, spec.shapes(), strict=False):
+        n, kind = layer.name, kinds.get(layer.name)
+        if isinstance(layer, Dense):
+            z = dense(x, params[f"{n}.weight"], params[f"{n}.bias"], "identity")
+        elif isinstance(layer, Conv2D):
+            z = conv2d(x, params[f"{n}.weight"], params[f"{n}.bias"], layer.stride, layer.pad,
+                       "identity")
+        elif isinstance(layer, MaxPool2D):
+            out[n] = x
+            x = maxpool2d(x, layer.size)
+            continue
+        else:  # flatten and recurrent layers have no kinks: the forward's own step
+            x = forward(replace(spec, input_shape=shape, layers=(layer,)), params, x, unroll)
+            continue
+        if kind == "relu":
+            out[n] = z
+        x = activate(layer.activation, z)
+    return out
 
 
 def loss(spec: ModelSpec, params: Params, x: Array, y: Array, unroll: int = 1) -> Array:

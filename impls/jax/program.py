@@ -76,6 +76,10 @@ def _scaled_step(loss, optimizer: OptimizerSpec):
 class JaxProgram(Program):
     """One model, jitted for one variant, dtype and device."""
 
+    #: JAX cannot reset its allocator's peak: `peak_memory` is the process lifetime's
+    #: (the harness then counts a window only when it raises that peak)
+    peak_memory_scope = "lifetime"
+
     def __init__(
         self,
         spec: ModelSpec,
@@ -94,6 +98,7 @@ class JaxProgram(Program):
         self.precision_mode = precision
         self.dtype = np.dtype(dtype)
         self.device = device
+        self._unroll = unroll
         # A private copy: the step donates these buffers, and on CPU device_put may alias.
         self._params = {k: self.put(np.array(v, dtype=self.dtype)) for k, v in params.items()}
         self._flax = flax
@@ -176,6 +181,13 @@ class JaxProgram(Program):
     def loss_scale(self) -> float | None:
         """fp16's current dynamic loss scale (None in other modes)."""
         return None if self._scaler is None else float(self._scaler[0])
+
+    def piecewise_inputs(self, x: jax.Array) -> dict[str, np.ndarray]:
+        # Jitted like the program's own functions (compiled on first use only).
+        if getattr(self, "_piecewise", None) is None:
+            spec, unroll = self.spec, self._unroll
+            self._piecewise = jax.jit(lambda p, x: model.piecewise_inputs(spec, p, x, unroll))
+        return {k: np.array(v) for k, v in self._piecewise(self._params, x).items()}
 
     def sync(self, value: Any = None) -> None:
         # With no value, the newest params and state stand for all queued work.

@@ -72,17 +72,36 @@ def activate_backward(name: str, da: np.ndarray, z: np.ndarray, a: np.ndarray) -
 
 
 # ----------------------------------------------------------------------- Dense
+def _masked_activate(activation: str, z: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The activation, or with a given ReLU `mask` the linear piece it names: z * mask."""
+    if mask is None:
+        return activate(activation, z)
+    if activation != "relu":
+        raise ValueError(f"a mask applies to relu only, not {activation!r}")
+    return z * mask.astype(z.dtype)
+
+
+def _masked_backward(activation: str, da: np.ndarray, z: np.ndarray, a: np.ndarray,
+                     mask: np.ndarray | None) -> np.ndarray:
+    if mask is None:
+        return activate_backward(activation, da, z, a)
+    return da * mask.astype(da.dtype)
+
+
 def dense_forward(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, activation: str
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, activation: str,
+    mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Cache]:
+    """`mask` (ReLU only): evaluate on the linear piece it names instead of `z > 0`
+    (the agreement check's kink alignment; see `Program.piecewise_inputs`)."""
     z = x @ weight + bias
-    a = activate(activation, z)
-    return a, (x, weight, z, a, activation)
+    a = _masked_activate(activation, z, mask)
+    return a, (x, weight, z, a, activation, mask)
 
 
 def dense_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> Backward:
-    x, weight, z, a, activation = cache
-    dz = activate_backward(activation, dout, z, a)
+    x, weight, z, a, activation, mask = cache
+    dz = _masked_backward(activation, dout, z, a, mask)
     grads = {"weight": x.T @ dz, "bias": dz.sum(axis=0)}
     return (dz @ weight.T if need_dx else None), grads
 
@@ -96,21 +115,22 @@ def _im2col(x: np.ndarray, k: int, stride: int) -> np.ndarray:
 
 
 def conv2d_forward(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int, pad: int, activation: str
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int, pad: int, activation: str,
+    mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Cache]:
-    """Cross-correlation (no kernel flip), NCHW input, OIHW weight."""
+    """Cross-correlation (no kernel flip), NCHW input, OIHW weight; `mask` as in `dense_forward`."""
     o, _, k, _ = weight.shape
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
     cols = _im2col(xp, k, stride)
     z = (cols @ weight.reshape(o, -1).T + bias).transpose(0, 3, 1, 2)
-    a = activate(activation, z)
-    return a, (x.shape, xp.shape, cols, weight, stride, pad, z, a, activation)
+    a = _masked_activate(activation, z, mask)
+    return a, (x.shape, xp.shape, cols, weight, stride, pad, z, a, activation, mask)
 
 
 def conv2d_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> Backward:
-    x_shape, xp_shape, cols, weight, stride, pad, z, a, activation = cache
+    x_shape, xp_shape, cols, weight, stride, pad, z, a, activation, mask = cache
     o, c, k, _ = weight.shape
-    dz = activate_backward(activation, dout, z, a).transpose(0, 2, 3, 1)  # (N, Ho, Wo, O)
+    dz = _masked_backward(activation, dout, z, a, mask).transpose(0, 2, 3, 1)  # (N, Ho, Wo, O)
     n, ho, wo, _ = dz.shape
     dz_mat = dz.reshape(-1, o)
     grads = {
@@ -133,15 +153,29 @@ def conv2d_backward(dout: np.ndarray, cache: Cache, need_dx: bool) -> Backward:
 
 
 # ------------------------------------------------------------------- MaxPool2D
-def maxpool2d_forward(x: np.ndarray, size: int) -> tuple[np.ndarray, Cache]:
-    """Window = stride = size; rows/columns that do not fill a window are dropped."""
+def _windows(x: np.ndarray, size: int) -> np.ndarray:
+    """(N, C, H, W) -> (N, C, Ho, Wo, size*size), each window in row-major order."""
     n, c, h, w = x.shape
     ho, wo = h // size, w // size
     win = x[:, :, : ho * size, : wo * size].reshape(n, c, ho, size, wo, size)
-    win = win.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, size * size)
-    # The gradient goes to the first maximum in row-major window order (as in
-    # PyTorch), so ties such as all-zero windows after a ReLU are deterministic.
-    arg = win.argmax(axis=-1)
+    return win.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, size * size)
+
+
+def maxpool2d_argmax(x: np.ndarray, size: int) -> np.ndarray:
+    """Index of each window's first maximum in row-major window order (as in
+    PyTorch), so ties such as all-zero windows after a ReLU are deterministic:
+    the max-pool's mask, (N, C, Ho, Wo)."""
+    return _windows(x, size).argmax(axis=-1)
+
+
+def maxpool2d_forward(
+    x: np.ndarray, size: int, arg: np.ndarray | None = None
+) -> tuple[np.ndarray, Cache]:
+    """Window = stride = size; rows/columns that do not fill a window are dropped.
+    `arg` (as `maxpool2d_argmax` returns) picks the window entries instead of the
+    maxima (the agreement check's kink alignment)."""
+    win = _windows(x, size)
+    arg = win.argmax(axis=-1) if arg is None else arg
     out = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
     return out, (x.shape, arg, size)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from impls.base import piecewise_layers
 from impls.numpy import layers, recurrent
 from impls.numpy.losses import LOSSES
 from tasks.spec import Conv2D, Dense, Flatten, Layer, MaxPool2D, ModelSpec, Recurrent
@@ -19,15 +20,20 @@ from tasks.spec import Conv2D, Dense, Flatten, Layer, MaxPool2D, ModelSpec, Recu
 Params = dict[str, np.ndarray]
 
 
-def _layer_forward(layer: Layer, params: Params, x: np.ndarray) -> tuple[np.ndarray, Any]:
+Masks = dict[str, np.ndarray]  # piecewise layer name -> ReLU mask (bool) or max-pool argmax
+
+
+def _layer_forward(layer: Layer, params: Params, x: np.ndarray,
+                   mask: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
     n = layer.name
     if isinstance(layer, Dense):
-        return layers.dense_forward(x, params[f"{n}.weight"], params[f"{n}.bias"], layer.activation)
+        return layers.dense_forward(x, params[f"{n}.weight"], params[f"{n}.bias"],
+                                    layer.activation, mask)
     if isinstance(layer, Conv2D):
         w, b = params[f"{n}.weight"], params[f"{n}.bias"]
-        return layers.conv2d_forward(x, w, b, layer.stride, layer.pad, layer.activation)
+        return layers.conv2d_forward(x, w, b, layer.stride, layer.pad, layer.activation, mask)
     if isinstance(layer, MaxPool2D):
-        return layers.maxpool2d_forward(x, layer.size)
+        return layers.maxpool2d_forward(x, layer.size, mask)
     if isinstance(layer, Flatten):
         return layers.flatten_forward(x)
     if isinstance(layer, Recurrent):
@@ -58,11 +64,12 @@ def loss(spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray) -> np.nd
     return LOSSES[spec.loss](forward(spec, params, x), y)[0]
 
 
-def _run(spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray, need_dx: bool):
+def _run(spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray, need_dx: bool,
+         masks: Masks | None = None):
     caches = []
     out = x
     for layer in spec.layers:
-        out, cache = _layer_forward(layer, params, out)
+        out, cache = _layer_forward(layer, params, out, (masks or {}).get(layer.name))
         caches.append(cache)
     value, dout = LOSSES[spec.loss](out, y)
     grads: Params = {}
@@ -77,11 +84,52 @@ def _run(spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray, need_dx:
 
 
 def loss_and_grads(
-    spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray
+    spec: ModelSpec, params: Params, x: np.ndarray, y: np.ndarray, masks: Masks | None = None
 ) -> tuple[np.ndarray, Params]:
-    """Scalar loss (in the params' dtype) and the gradient of every parameter."""
-    value, grads, _ = _run(spec, params, x, y, need_dx=False)
+    """Scalar loss (in the params' dtype) and the gradient of every parameter.
+
+    With `masks` (from `masks_from_inputs`), every piecewise-linear layer they
+    name is evaluated, forward and backward, on the linear piece the mask
+    selects instead of the one its own input selects: the reference computed
+    on another program's kinks.
+    """
+    value, grads, _ = _run(spec, params, x, y, need_dx=False, masks=masks)
     return value, grads
+
+
+def forward_masked(spec: ModelSpec, params: Params, x: np.ndarray, masks: Masks) -> np.ndarray:
+    """`forward` on the linear pieces `masks` select (see `loss_and_grads`)."""
+    for layer in spec.layers:
+        x, _ = _layer_forward(layer, params, x, masks.get(layer.name))
+    return x
+
+
+def piecewise_inputs(spec: ModelSpec, params: Params, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The ReLU pre-activations and max-pool inputs of one forward pass, by layer name
+    (what `Program.piecewise_inputs` returns)."""
+    kinds = piecewise_layers(spec)
+    out: dict[str, np.ndarray] = {}
+    for layer in spec.layers:
+        if kinds.get(layer.name) == "maxpool":
+            out[layer.name] = x
+        x, cache = _layer_forward(layer, params, x)
+        if kinds.get(layer.name) == "relu":
+            out[layer.name] = cache[2] if isinstance(layer, Dense) else cache[6]  # z
+    return out
+
+
+def masks_from_inputs(spec: ModelSpec, inputs: dict[str, np.ndarray]) -> Masks:
+    """Each piecewise layer's mask from its input: `z > 0` for a ReLU (the derivative
+    at 0 taken as 0, as everywhere), the first window maximum for a max-pool."""
+    masks: Masks = {}
+    for layer in spec.layers:
+        kind = piecewise_layers(spec).get(layer.name)
+        if kind == "relu":
+            masks[layer.name] = np.asarray(inputs[layer.name]) > 0
+        elif kind == "maxpool":
+            masks[layer.name] = layers.maxpool2d_argmax(np.asarray(inputs[layer.name]),
+                                                        layer.size)
+    return masks
 
 
 def loss_grads_and_dx(

@@ -49,6 +49,9 @@ class NumpyProgram(Program):
         self._optimizer.update(self._params, grads)
         return loss
 
+    def piecewise_inputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return model.piecewise_inputs(self.spec, self._params, x)
+
     def sync(self, value: Any = None) -> None:
         """NumPy computes eagerly: nothing is ever queued."""
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from impls.base import piecewise_layers
 from impls.tensorflow import layers as L
 from impls.tensorflow.losses import LOSSES
 from impls.tensorflow.recurrent import FusedRecurrent, keras_module, recurrent, recurrent_probed
@@ -72,6 +73,9 @@ class Model:
     apply: Apply
     loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
     params: tuple[NativeParam, ...]
+    #: `apply`, keeping each ReLU layer's pre-activation and each max-pool's
+    #: input by layer name, in native (NHWC) layout (`Program.piecewise_inputs`)
+    piecewise: Callable[[tf.Tensor], dict[str, tf.Tensor]] | None = None
 
 
 def _same(name: str) -> ToCanonical:
@@ -276,7 +280,7 @@ def build_model(
     With `compute_dtype`, the model casts its input and reads its variables in that
     dtype and returns its output in `dtype`.
     """
-    applies, natives = [], []
+    applies, natives, pieces = [], [], []
     shapes = spec.shapes()
     row_order = None  # set by an image Flatten whose order the next Dense takes over
     for i, (layer, in_shape) in enumerate(zip(spec.layers, shapes, strict=False)):
@@ -294,6 +298,7 @@ def build_model(
             row_order = None
         applies.append(apply)
         natives.extend(layer_params)
+        pieces.append((layer, apply, [p.variable for p in layer_params]))
     nchw_out = is_image(spec.output_shape)
 
     def model(x: tf.Tensor) -> tf.Tensor:
@@ -305,7 +310,28 @@ def build_model(
             x = tf.cast(x, dtype)  # the loss is taken in the variables' dtype
         return tf.transpose(x, (0, 3, 1, 2)) if nchw_out else x
 
-    return Model(model, LOSSES[spec.loss], tuple(natives))
+    kinds = piecewise_layers(spec)
+
+    def piecewise(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        out: dict[str, tf.Tensor] = {}
+        for layer, apply, variables in pieces:
+            kind = kinds.get(layer.name)
+            if kind == "relu":
+                if isinstance(layer, Dense):
+                    z = L.dense(x, *variables, "identity")
+                else:
+                    z = L.conv2d(x, *variables, layer.stride, layer.pad, "identity")
+                out[layer.name] = z
+                x = L.activate("relu", z)
+                continue
+            if kind == "maxpool":
+                out[layer.name] = x
+            x = apply(x)
+        return out
+
+    # the all-Keras variant's layers hold Keras variables: no piecewise pass
+    return Model(model, LOSSES[spec.loss], tuple(natives),
+                 None if keras_layers else piecewise)
 
 
 # native variables per layer type in a primitive-op model (see `_layer`)

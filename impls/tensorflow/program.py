@@ -141,6 +141,17 @@ class TensorFlowProgram(Program):
         """fp16's current dynamic loss scale (None in other modes)."""
         return None if self._scaler is None else float(self._scaler[0].numpy())
 
+    def piecewise_inputs(self, x: tf.Tensor) -> dict[str, np.ndarray] | None:
+        # Eager (no tf.function): the masks of XLA's fused kernels can only differ
+        # where rounding differs, which the check then reports as a residual.
+        if self.model.piecewise is None:
+            return None
+        with tf.device(self._device):
+            found = self.model.piecewise(x)
+        # images run NHWC inside; canonical is NCHW
+        return {k: (v.numpy().transpose(0, 3, 1, 2) if v.shape.rank == 4 else v.numpy())
+                for k, v in found.items()}
+
     def sync(self, value: Any = None) -> None:
         # Waits for every op queued on every device, `value`'s included, without
         # copying it to the host.

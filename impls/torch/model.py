@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from impls.base import BackendError
+from impls.base import BackendError, piecewise_layers
 from impls.torch import layers as L
 from impls.torch.losses import LOSSES
 from impls.torch.recurrent import FusedRecurrent, recurrent, recurrent_probed
@@ -116,6 +116,30 @@ class TorchModel:
             x = op(x, *params[index : index + count])
             index += count
         return x
+
+    def piecewise_inputs(
+        self, params: Sequence[torch.Tensor], x: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """`forward`, keeping each ReLU layer's pre-activation and each max-pool's input
+        by layer name (NCHW is canonical already). Run eagerly, outside autograd."""
+        kinds = piecewise_layers(self.spec)
+        out: dict[str, torch.Tensor] = {}
+        index = 0
+        for layer, (op, count) in zip(self.spec.layers, self._ops, strict=True):
+            p = params[index : index + count]
+            index += count
+            kind = kinds.get(layer.name)
+            if kind == "relu" and isinstance(layer, Dense):
+                out[layer.name] = z = L.dense(x, *p, "identity")
+                x = L.activate("relu", z)
+            elif kind == "relu" and isinstance(layer, Conv2D):
+                out[layer.name] = z = L.conv2d(x, *p, layer.stride, layer.pad, "identity")
+                x = L.activate("relu", z)
+            else:
+                if kind == "maxpool":
+                    out[layer.name] = x
+                x = op(x, *p)
+        return out
 
     def loss(self, params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor):
         return LOSSES[self.spec.loss](self.forward(params, x), y)

@@ -190,6 +190,14 @@ class TorchProgram(Program):
         """fp16's current dynamic loss scale (None in other modes)."""
         return None if self._scaler is None else float(self._scaler[0])
 
+    def piecewise_inputs(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        # Eager even for "compile": compiling one more function costs 10-20 s, and
+        # the masks of compiled kernels can only differ where rounding differs,
+        # which the agreement check then reports as a residual disagreement.
+        with torch.no_grad():
+            found = self.model.piecewise_inputs(self._params, x)
+        return {k: v.detach().cpu().numpy() for k, v in found.items()}
+
     def sync(self, value: Any = None) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
