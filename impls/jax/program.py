@@ -96,6 +96,7 @@ class JaxProgram(Program):
         image batches put in Flax's NHWC layout; parameters stay canonical."""
         self.spec = spec
         self.precision_mode = precision
+        self._flax = False  # parameters are put in canonical layout, batches in Flax's
         self.dtype = np.dtype(dtype)
         self.device = device
         self._unroll = unroll
