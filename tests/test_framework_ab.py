@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FAKE_RECORD_SOURCE
 
 from bench import cli
 from bench.options import InputError
@@ -17,6 +18,7 @@ from bench.regress import framework_ab
 
 FAKE_CLI = '''
 import json, os, pathlib, random, sys, zlib
+''' + FAKE_RECORD_SOURCE + '''
 args = sys.argv[1:]
 out = pathlib.Path(args[args.index("--out") + 1])
 version = os.environ["FAKE_FRAMEWORK_VERSION"]  # set by the fake venv's python
@@ -27,9 +29,8 @@ rng = random.Random(zlib.crc32(str(out).encode()))
 benches = []
 for cell in ("mlp/numpy/ref/cpu/float64/bs8/step", "rnn/numpy/ref/cpu/float64/bs8/step"):
     data = [0.01 * speed * (1 + 0.03 * rng.gauss(0, 1)) for _ in range(8)]
-    benches.append({"name": cell, "stats": {"data": data},
-                    "extra_info": {"cell": cell, "phase": "step", "status": "ok"}})
-env = {"fingerprint": "fake", "frameworks": {"numpy": version}}
+    benches.append(fake_record(cell, data))
+env = {**FAKE_ENV, "frameworks": {"numpy": version}}
 doc = {"machine_info": {"nnparity": env}, "benchmarks": benches}
 (out / "ts").mkdir(parents=True)
 (out / "ts" / "results.json").write_text(json.dumps(doc))

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FAKE_ENV, FAKE_RECORD_SOURCE, fake_record
 
 import impls
 from bench import cli
@@ -80,8 +81,10 @@ def test_run_devices_cuda_without_a_gpu_is_bad_input(tmp_path) -> None:
     proc = _run("--preset", "tiny", "--backends", "numpy", "--tasks", "mlp_regression",
                 "--devices", "cuda", "--out", str(tmp_path / "run"))
     assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "device 'cuda' is not available" in lines[0]
+    # one error line (after the describe step's progress line), no traceback
+    errors = [line for line in proc.stderr.strip().splitlines() if "error" in line]
+    assert len(errors) == 1 and "device 'cuda' is not available" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -99,11 +102,10 @@ def test_count_failures_reads_errors_and_disagreements(tmp_path) -> None:
 
 
 def _write_results(out: Path, cells: list[str]) -> None:
-    benches = [{"name": c, "stats": {"data": [0.01] * 5},
-                "extra_info": {"cell": c, "phase": "step", "status": "ok"}} for c in cells]
+    benches = [fake_record(c, [0.01] * 5) for c in cells]
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(
-        {"machine_info": {"nnparity": {"fingerprint": "f"}}, "benchmarks": benches}))
+        {"machine_info": {"nnparity": FAKE_ENV}, "benchmarks": benches}))
 
 
 def test_compare_with_a_missing_cell_exits_1(tmp_path, capsys) -> None:
@@ -135,13 +137,13 @@ def test_continuous_compares_a_round_that_exited_1_and_says_why(tmp_path) -> Non
 
 FAKE_RUN = '''
 import json, os, pathlib, sys
+''' + FAKE_RECORD_SOURCE + '''
 args = sys.argv[1:]
 out = pathlib.Path(args[args.index("--out") + 1])
 cells = ["mlp/numpy/ref/cpu/float64/bs8/step"]
-benches = [{"name": c, "stats": {"data": [0.01, 0.0101, 0.0099, 0.01, 0.01]},
-            "extra_info": {"cell": c, "phase": "step", "status": "ok"}} for c in cells]
+benches = [fake_record(c, [0.01, 0.0101, 0.0099, 0.01, 0.01]) for c in cells]
 out.mkdir(parents=True, exist_ok=True)
-(out / "g.json").write_text(json.dumps({"machine_info": {"nnparity": {"fingerprint": "f"}},
+(out / "g.json").write_text(json.dumps({"machine_info": {"nnparity": FAKE_ENV},
                                         "benchmarks": benches}))
 if os.environ.get("FAKE_EXIT1"):
     print("nnparity run: done; 1 cell(s) failed gradient agreement, 0 cell(s) errored")

@@ -280,7 +280,6 @@ def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> i
             tree = tmp / name
             _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), shas[name])
             sides[name] = Side(name, ref, shas[name], tree, head_env if name == "head" else ())
-        run_args = shlex.split(args.run_args)
         failures: dict[str, list[str]] = {}
         dirs = run_ab(sides, results, args.repeat, args.python, args.preset, run_args,
                       keep=bool(args.keep), failures=failures)

@@ -520,8 +520,6 @@ def main(args: argparse.Namespace) -> int:
     shard = parse_shard(getattr(args, "shard", None))
     executor = executors.executor_for(args)
     threads = args.threads or os.cpu_count() or 1
-    run_dir = RunDirectory(args.out)  # held until this process exits
-    out = run_dir.path
     # each precision mode is another program per cell, plus its error measurement
     timeout = args.timeout or PLANS[sel.preset].timeout_s * len(sel.precisions)
     with tempfile.TemporaryDirectory(prefix="nnparity-describe-") as tmp:
@@ -540,6 +538,10 @@ def main(args: argparse.Namespace) -> int:
     for backend, device, dtype, precision in sorted({(b, d, t, p) for _, b, _, d, t, p
                                                      in unoffered}):
         sys.stderr.write(f"n/a: {backend} {dtype} {precision} on {device} (not offered)\n")
+    # the selection is valid: now own the run directory (held until this process exits);
+    # bad input above has written nothing, describing wrote only to a temporary directory
+    run_dir = RunDirectory(args.out)
+    out = run_dir.path
     groups = executor.prepare(groups)
     work = out / ".work"  # worker specs, logs and streams; hidden, so readers skip it
     try:
