@@ -192,7 +192,9 @@ def recurrent_probed(
     """
     step = _CELLS[cell](w_hh, b_hh)
     is_lstm = cell == "lstm"
-    gi = tf.matmul(tf.transpose(x, (1, 0, 2)), w_ih) + b_ih
+    # the same projection as `recurrent`: b_hh folded in for the cells in FOLDED_BIAS
+    gi = tf.matmul(tf.transpose(x, (1, 0, 2)), w_ih) + (
+        b_ih + b_hh if cell in FOLDED_BIAS else b_ih)
     probe_tm = tf.transpose(probe, (1, 0, 2))
 
     hid = w_hh.shape[0]
@@ -201,7 +203,7 @@ def recurrent_probed(
         gi_t, p_t = inputs
         if is_lstm:  # the probe's second half goes on c_t, before h_t reads it
             h, c = state
-            i, f, g, o = tf.split(gi_t + tf.matmul(h, w_hh) + b_hh, 4, axis=-1)
+            i, f, g, o = tf.split(gi_t + tf.matmul(h, w_hh), 4, axis=-1)
             c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g) + p_t[:, hid:]
             return tf.sigmoid(o) * tf.tanh(c) + p_t[:, :hid], c
         return step(state, gi_t) + p_t

@@ -141,14 +141,15 @@ def recurrent_probed(
     every later step), which `Program.hidden_state_grads` returns.
     """
     step = _STEPS[cell]
-    gx = F.linear(x, w_ih, b_ih)
+    # the same projection as `recurrent`: b_hh folded in for the cells in FOLDED_BIAS
+    gx = F.linear(x, w_ih, b_ih + b_hh if cell in FOLDED_BIAS else b_ih)
     h = x.new_zeros(x.shape[0], w_hh.shape[1])
     c = h
     states = []
     hid = h.shape[-1]
     for t in range(x.shape[1]):
         if cell == "lstm":  # the probe's second half goes on c_t, before h_t reads it
-            i, f, g, o = (gx[:, t] + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
+            i, f, g, o = (gx[:, t] + F.linear(h, w_hh)).chunk(4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g) + probe[:, t, hid:]
             h = torch.sigmoid(o) * torch.tanh(c)
         else:
