@@ -160,9 +160,10 @@ def test_float32_program_computes_in_float32():
 
 def test_runtime_threads_follow_the_shared_setting():
     from impls.tensorflow import THREADS
-    from impls.threads import threads
+    from impls.threads import interop_threads, threads
 
-    assert THREADS == (threads(), 1)
+    # intra-op: the shared count; inter-op: TF's default (0) unless the user set one
+    assert THREADS == (threads(), interop_threads() or 0)
 
 
 def test_keras_on_another_backend_is_a_clean_error(monkeypatch):
@@ -180,7 +181,7 @@ def test_backend_metadata_and_errors():
     mlp, rnn = spec_for("mlp_regression", {}), spec_for("rnn_sequence", {})
     params = init_params(mlp, seed=0)
     assert BACKEND.devices()[0] == "cpu"
-    assert BACKEND.variants == ("function", "xla", "keras")
+    assert BACKEND.variants == ("function", "xla", "keras", "keras_layers", "keras_xla")
     assert not BACKEND.supports(mlp, "keras") and BACKEND.supports(rnn, "keras")
     for kwargs, match in [
         (dict(variant="eager", dtype="float64", device="cpu"), "variant"),
