@@ -183,7 +183,11 @@ class JaxProgram(Program):
         """fp16's current dynamic loss scale (None in other modes)."""
         return None if self._scaler is None else float(self._scaler[0])
 
-    def piecewise_inputs(self, x: jax.Array) -> dict[str, np.ndarray]:
+    def piecewise_inputs(self, x: jax.Array) -> dict[str, np.ndarray] | None:
+        if self._flax:
+            # Flax's layers run NHWC inside its own module: not offered (the check then
+            # compares against the plain reference), as for TensorFlow's all-Keras variant
+            return None
         # Jitted like the program's own functions (compiled on first use only).
         if getattr(self, "_piecewise", None) is None:
             spec, unroll = self.spec, self._unroll
