@@ -62,8 +62,9 @@ from bench.timing.matrix import (
     task_configs,
 )
 from bench.timing.shard import parse_shard, shard_groups
-from impls.base import DTYPES, PRECISIONS, STRICT
+from impls.base import DTYPES, PRECISIONS, STRICT, BackendError
 from tasks import PRESETS, TASKS
+from tasks.spec import SpecError
 
 DEVICES = ("cpu", "cuda")
 DESCRIBE_CACHE = RUNS / ".describe-cache"  # git-ignored with raw runs
@@ -454,7 +455,9 @@ class RunDirectory:
     LOCK = ".nnparity.lock"
 
     def __init__(self, requested: str | None) -> None:
+        existed = bool(requested) and Path(requested).is_dir()
         self.path = self._create(requested)
+        self.created = not existed  # removed again if the selection turns out to be bad
         lock = self.path / self.LOCK
         try:
             self._fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -504,6 +507,16 @@ class RunDirectory:
                               f"{exc.strerror or exc}") from None
         raise OutputError(f"cannot create a run directory in {RUNS}: 999 runs this second")
 
+    def discard(self) -> None:
+        """Undo a run that wrote nothing (bad input found after the lock was taken):
+        the lock file goes, and the directory too when this run created it."""
+        (self.path / self.LOCK).unlink(missing_ok=True)
+        if self.created:
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass
+
     def stale(self) -> list[str]:
         """Results files and scratch files an earlier run left here."""
         found = sorted(p.name for p in self.path.glob("*.json"))
@@ -520,6 +533,19 @@ def main(args: argparse.Namespace) -> int:
     shard = parse_shard(getattr(args, "shard", None))
     executor = executors.executor_for(args)
     threads = args.threads or os.cpu_count() or 1
+    # own the run directory first, so a busy --out fails before anything slow runs;
+    # bad input found below removes it again (it has written nothing)
+    run_dir = RunDirectory(args.out)  # held until this process exits
+    try:
+        groups, sel_timeout = _select_groups(sel, args, shard, threads)
+    except (InputError, SpecError, BackendError):
+        run_dir.discard()
+        raise
+    return _execute(run_dir, groups, sel, plan, args, executor, threads, sel_timeout)
+
+
+def _select_groups(sel: Selection, args: argparse.Namespace, shard, threads: int):
+    """The groups to run (validated, sharded), and the group timeout."""
     # each precision mode is another program per cell, plus its error measurement
     timeout = args.timeout or PLANS[sel.preset].timeout_s * len(sel.precisions)
     with tempfile.TemporaryDirectory(prefix="nnparity-describe-") as tmp:
@@ -538,9 +564,11 @@ def main(args: argparse.Namespace) -> int:
     for backend, device, dtype, precision in sorted({(b, d, t, p) for _, b, _, d, t, p
                                                      in unoffered}):
         sys.stderr.write(f"n/a: {backend} {dtype} {precision} on {device} (not offered)\n")
-    # the selection is valid: now own the run directory (held until this process exits);
-    # bad input above has written nothing, describing wrote only to a temporary directory
-    run_dir = RunDirectory(args.out)
+    return groups, timeout
+
+
+def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
+             args: argparse.Namespace, executor, threads: int, timeout: float) -> int:
     out = run_dir.path
     groups = executor.prepare(groups)
     work = out / ".work"  # worker specs, logs and streams; hidden, so readers skip it
