@@ -26,10 +26,7 @@ import json
 import os
 import platform
 import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -39,6 +36,7 @@ from bench.results import write as records
 from bench.results.paths import ROOT
 from bench.timing import environment
 from bench.timing.matrix import Group, Plan, group_to_dict
+from bench.timing.watch import follow
 
 CODE_DIRS = ("tasks", "impls", "bench")
 
@@ -63,14 +61,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def run_group_on_node(group: Group, preset: str, plan: Plan, threads: int | None, seed: int,
@@ -108,32 +98,18 @@ def run_group_on_node(group: Group, preset: str, plan: Plan, threads: int | None
 
 
 def _watch(spec: Path, log: Path, stream: Path, timeout: float) -> Iterator[tuple]:
-    """Start the worker, yield its streamed entries; return "" or the group-level error."""
-    command = [sys.executable, "-m", "bench.timing.worker_main", "run", str(spec)]
-    with log.open("w") as fh:
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=_die_with_parent)
-    start, seen = time.monotonic(), 0
+    """The worker's streamed cells as ("cell", entry); returns "" or the group's error.
+    The worker dies with this Ray worker (`_die_with_parent`) and with this generator."""
+    cells = follow(spec, log, stream, timeout, preexec_fn=_die_with_parent)
     try:
         while True:
-            finished = proc.poll() is not None
-            entries = records.read_stream(stream)
-            for entry in entries[seen:]:
-                yield ("cell", entry)
-            seen = len(entries)
-            if finished:
-                break
-            if time.monotonic() - start > timeout:
-                _kill(proc)
-                return f"group timed out after {timeout:.0f}s (hang?)"
-            time.sleep(0.2)  # polling the worker's stream, not timing anything
-    except BaseException:  # task cancelled (KeyboardInterrupt) or generator closed
-        _kill(proc)
-        raise
-    if proc.returncode != 0:
-        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])[-400:]
-        return f"worker exited with code {proc.returncode}: {tail}"
-    return ""
+            try:
+                entry = next(cells)
+            except StopIteration as done:
+                return done.value
+            yield ("cell", entry)
+    finally:
+        cells.close()  # closed or cancelled out here: follow kills the worker
 
 
 def _ray_node_id() -> str:

@@ -62,6 +62,7 @@ from bench.timing.matrix import (
     task_configs,
 )
 from bench.timing.shard import parse_shard, shard_groups
+from bench.timing.watch import follow, worker_command
 from impls.base import DTYPES, PRECISIONS, STRICT, BackendError
 from tasks import PRESETS, TASKS
 from tasks.spec import SpecError
@@ -254,14 +255,6 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])[-400:]
-
-
 def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
     """The preset's plan with the user's --budget / --min-rounds applied."""
     plan = PLANS[sel.preset]
@@ -332,11 +325,6 @@ def _recorded_precisions(sel: Selection) -> list[str] | None:
     return list(sel.precisions) if sel.precisions != (STRICT,) else None
 
 
-def worker_command(action: str, spec: Path) -> list[str]:
-    """The worker process's command line (`bench.timing.worker_main`)."""
-    return [sys.executable, "-m", "bench.timing.worker_main", action, str(spec)]
-
-
 def _worker_env() -> dict[str, str]:
     """The worker's environment: ours, plus our pid, so a worker whose runner dies
     notices (`bench.timing.worker_main` watches it) and exits instead of running on."""
@@ -346,39 +334,17 @@ def _worker_env() -> dict[str, str]:
 
 
 def _watch(spec_path: Path, log: Path, stream: Path, timeout: float, progress: Progress) -> str:
-    with log.open("w") as fh:
-        proc = subprocess.Popen(worker_command("run", spec_path),
-                                cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=_worker_env())
-    start, seen = time.monotonic(), 0
+    """Run one group's worker, advancing the progress line per streamed cell."""
+    cells = follow(spec_path, log, stream, timeout, env=_worker_env())
     try:
         while True:
-            finished = proc.poll() is not None
-            entries = records.read_stream(stream)
-            for entry in entries[seen:]:
-                progress.advance(entry)
-            seen = len(entries)
-            if finished:
-                break
-            if time.monotonic() - start > timeout:
-                _kill(proc)
-                return f"group timed out after {timeout:g}s (hang?)"
-            time.sleep(0.2)  # polling the worker's stream, not timing anything
-    except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: the worker must not outlive us
-        _kill(proc)
-        raise
-    if proc.returncode != 0:
-        return f"worker exited with code {proc.returncode}: {_tail(log)}"
-    return ""
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    """Stop the worker we started, and its children (its own session)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+            try:
+                entry = next(cells)
+            except StopIteration as done:
+                return done.value
+            progress.advance(entry)
+    finally:
+        cells.close()  # an exception out here still kills the worker (follow's cleanup)
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
