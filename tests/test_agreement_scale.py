@@ -178,3 +178,36 @@ def test_rounding_errors_are_measured_per_tensor() -> None:
     measured = check.rounding_errors(TASK, "tiny", tuple(sorted(KNOBS.items())))
     assert {"loss", "output", "dense0.weight"} <= set(measured)
     assert all(0 < e.normwise < 1e-5 for e in measured.values())  # float32, tiny problem
+
+
+def _piecewise_variants() -> list:
+    """(backend, variant) for every installed backend's variant that runs the CNN,
+    torch's compile left out (a minute of compiling on two cores)."""
+    from conftest import spec_for
+
+    spec = spec_for("cnn_classification", {})
+    out = []
+    for name in ("numpy", "torch", "jax", "tensorflow"):
+        if not impls.is_installed(name):
+            continue
+        be = impls.load(name)
+        out += [pytest.param(name, v, id=f"{name}-{v}") for v in be.variants
+                if be.supports(spec, v) and (name, v) != ("torch", "compile")]
+    return out
+
+
+@pytest.mark.parametrize("backend,variant", _piecewise_variants())
+def test_every_variant_reads_the_masks_of_its_own_forward(backend, variant) -> None:
+    """Each variant offers its piecewise inputs (the idiomatic layers' too: Flax
+    sows them, Keras layers expose their variables), in canonical layout, and in
+    float64 they give exactly the reference's masks."""
+    from conftest import build_case
+
+    _, spec, params, program, x, _ = build_case(impls.load(backend), "cnn_classification", {},
+                                                variant, "float64")
+    inputs = program.piecewise_inputs(program.put(x))
+    assert inputs is not None, f"{backend}/{variant} offers no piecewise inputs"
+    masks = model.masks_from_inputs(spec, inputs)
+    ref = model.masks_from_inputs(spec, model.piecewise_inputs(spec, params, x))
+    assert set(masks) == {"conv0", "pool0", "conv1"}
+    assert check.kink_flips(spec, masks, ref) == {"conv0": 0, "pool0": 0, "conv1": 0}

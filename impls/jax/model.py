@@ -98,30 +98,43 @@ def loss_probed(spec: ModelSpec, params: Params, probes: Params, x: Array, y: Ar
 
 
 # ------------------------------------------------------------- Flax linen ("flax" variant)
-def flax_module(spec: ModelSpec, dtype=None):
+SOWN = "piecewise:"  # sown names: a submodule already owns the bare layer name
+def flax_module(spec: ModelSpec, dtype=None, record: bool = False):
     """The spec as a Flax linen module, each layer the Flax layer users write.
 
     nn.Dense, nn.Conv on NHWC (Flax's layout; `flax_input` converts a canonical
     batch once, in `put`), nn.max_pool, a reshape for Flatten and nn.RNN over
     the cell of `recurrent.flax_cell`. Layers are named as in the spec, so
-    `flax_params` can fill the tree from canonical arrays.
+    `flax_params` can fill the tree from canonical arrays. With `record`, the
+    module also sows each ReLU layer's pre-activation and each max-pool's
+    input into its "intermediates" collection (`flax_piecewise_inputs`); the
+    timed module never records.
     """
     import flax.linen as nn
 
     from impls.jax.layers import ACTIVATIONS
     from impls.jax.recurrent import flax_cell
 
+    kinds = piecewise_layers(spec) if record else {}
+
     class Net(nn.Module):
         @nn.compact
         def __call__(self, h):
             for layer in spec.layers:
-                if isinstance(layer, Dense):
-                    h = ACTIVATIONS[layer.activation](nn.Dense(layer.units, name=layer.name)(h))
-                elif isinstance(layer, Conv2D):
-                    conv = nn.Conv(layer.filters, (layer.kernel,) * 2, strides=layer.stride,
-                                   padding="SAME" if layer.pad else "VALID", name=layer.name)
-                    h = ACTIVATIONS[layer.activation](conv(h))
+                kind = kinds.get(layer.name)
+                if isinstance(layer, Dense | Conv2D):
+                    if isinstance(layer, Dense):
+                        op = nn.Dense(layer.units, name=layer.name)
+                    else:
+                        op = nn.Conv(layer.filters, (layer.kernel,) * 2, strides=layer.stride,
+                                     padding="SAME" if layer.pad else "VALID", name=layer.name)
+                    z = op(h)
+                    if kind == "relu":
+                        self.sow("intermediates", SOWN + layer.name, z)
+                    h = ACTIVATIONS[layer.activation](z)
                 elif isinstance(layer, MaxPool2D):
+                    if kind == "maxpool":
+                        self.sow("intermediates", SOWN + layer.name, h)
                     h = nn.max_pool(h, (layer.size,) * 2, strides=(layer.size,) * 2)
                 elif isinstance(layer, Flatten):
                     h = h.reshape((h.shape[0], -1))  # H, W, C order: see flax_params
@@ -180,6 +193,16 @@ def flax_forward(spec: ModelSpec, params: Params, x: Array, module=None) -> Arra
     """The Flax module's output for a native (NHWC) batch from canonical `params`."""
     out = (module or flax_module(spec)).apply(flax_params(spec, params), x)
     return out.transpose(0, 3, 1, 2) if len(spec.output_shape) == 3 else out
+
+
+def flax_piecewise_inputs(spec: ModelSpec, params: Params, x: Array, module) -> dict[str, Array]:
+    """`piecewise_inputs` for the Flax module: what a `record=True` module sowed,
+    by layer name, images back in canonical NCHW."""
+    _, state = module.apply(flax_params(spec, params), x, mutable=["intermediates"])
+    sown = state["intermediates"]
+    # sow keeps a tuple of every value sown under a name: one call, one value
+    return {k.removeprefix(SOWN): v[0].transpose(0, 3, 1, 2) if v[0].ndim == 4 else v[0]
+            for k, v in sown.items()}
 
 
 def flax_loss(spec: ModelSpec, params: Params, x: Array, y: Array, module=None) -> Array:

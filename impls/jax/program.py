@@ -184,14 +184,18 @@ class JaxProgram(Program):
         return None if self._scaler is None else float(self._scaler[0])
 
     def piecewise_inputs(self, x: jax.Array) -> dict[str, np.ndarray] | None:
-        if self._flax:
-            # Flax's layers run NHWC inside its own module: not offered (the check then
-            # compares against the plain reference), as for TensorFlow's all-Keras variant
-            return None
-        # Jitted like the program's own functions (compiled on first use only).
+        # Jitted like the program's own functions (compiled on first use only); the
+        # flax variant reads them from its own module, sowing, so the masks come
+        # from Flax's NHWC kernels, not the primitive ones.
         if getattr(self, "_piecewise", None) is None:
             spec, unroll = self.spec, self._unroll
-            self._piecewise = jax.jit(lambda p, x: model.piecewise_inputs(spec, p, x, unroll))
+            if self._flax:
+                recorder = model.flax_module(spec, self.dtype, record=True)
+                self._piecewise = jax.jit(
+                    lambda p, x: model.flax_piecewise_inputs(spec, p, x, recorder))
+            else:
+                self._piecewise = jax.jit(
+                    lambda p, x: model.piecewise_inputs(spec, p, x, unroll))
         return {k: np.array(v) for k, v in self._piecewise(self._params, x).items()}
 
     def sync(self, value: Any = None) -> None:

@@ -329,9 +329,10 @@ def build_model(
             x = apply(x)
         return out
 
-    # the all-Keras variant's layers hold Keras variables: no piecewise pass
-    return Model(model, LOSSES[spec.loss], tuple(natives),
-                 None if keras_layers else piecewise)
+    # keras_layers too: a Keras Dense or Conv2D holds its kernel and bias as the
+    # tf.Variables `pieces` lists, so its pre-activation is the same matmul or
+    # convolution plus bias, without the activation Keras fuses into the layer
+    return Model(model, LOSSES[spec.loss], tuple(natives), piecewise)
 
 
 # native variables per layer type in a primitive-op model (see `_layer`)
