@@ -20,6 +20,7 @@ from bench.agreement import check
 from bench.agreement.tolerances import (
     ROUNDING_FACTOR,
     RoundingError,
+    finite_difference_tolerance,
     gradient_tolerance,
     tolerance,
 )
@@ -211,3 +212,28 @@ def test_every_variant_reads_the_masks_of_its_own_forward(backend, variant) -> N
     ref = model.masks_from_inputs(spec, model.piecewise_inputs(spec, params, x))
     assert set(masks) == {"conv0", "pool0", "conv1"}
     assert check.kink_flips(spec, masks, ref) == {"conv0": 0, "pool0": 0, "conv1": 0}
+
+
+def test_finite_difference_tolerance_allows_cancellation_but_not_a_wrong_gradient() -> None:
+    """At a tiny eps the differences' own cancellation error passes the fixed 1e-6
+    floor; the scaled tolerance allows for it, and a 1% gradient error still fails."""
+    from bench.agreement.finite_diff import cancellation, check_model_detailed, compare
+
+    cfg, spec, params, data = check._setup("mlp_regression", "tiny", (("activation", "sigmoid"),))
+    x, y = data.batch(0, cfg.batch_size)
+    found = check_model_detailed(spec, params, x, y, eps=1e-10)
+    floor = tolerance("finite_difference", "float64").normwise
+    assert max(err for err, _ in found.values()) > floor  # cancellation at eps=1e-10
+    for name, (err, noise) in found.items():
+        assert err <= finite_difference_tolerance(noise).normwise, name
+    # the same differences against a gradient 1% off
+    p64 = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    loss, grads = model.loss_and_grads(spec, p64, np.asarray(x, np.float64), y)
+    numerical = {}
+    for name in ("dense0.weight", "dense1.bias"):
+        idx = np.arange(grads[name].size)
+        numerical[name] = (idx, grads[name].reshape(-1).copy())  # exact "differences"
+    wrong = {k: v * 1.01 for k, v in grads.items()}
+    noise = cancellation(float(loss), numerical, eps=1e-6)
+    for name, err in compare(wrong, numerical).items():
+        assert err > finite_difference_tolerance(noise[name]).normwise, name

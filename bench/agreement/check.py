@@ -32,6 +32,7 @@ import impls
 from bench.agreement.tolerances import (
     RoundingError,
     Tolerance,
+    finite_difference_tolerance,
     gradient_tolerance,
     tolerance,
 )
@@ -277,22 +278,23 @@ FD_SAMPLING: dict[str, tuple[int, int | None]] = {
 
 def finite_difference_rows(task_name: str, preset: str, overrides: dict | None) -> list[Row]:
     """The NumPy reference's analytic gradients against central differences (float64),
-    sampled as `FD_SAMPLING[preset]` says."""
-    from bench.agreement.finite_diff import check_model
+    sampled as `FD_SAMPLING[preset]` says, each tensor against a tolerance that
+    allows for the differences' own cancellation error (`finite_difference_tolerance`)."""
+    from bench.agreement.finite_diff import check_model_detailed
 
     knobs = tuple(sorted((overrides or {}).items()))
     cfg, spec, params, data = _setup(task_name, preset, knobs)
     entries, rows = FD_SAMPLING.get(preset, (64, None))
     x, y = data.batch(0, min(cfg.batch_size, rows or cfg.batch_size))
-    errors = check_model(spec, params, x, y, max_entries=entries)
-    tol = tolerance("finite_difference", "float64")
+    found = check_model_detailed(spec, params, x, y, max_entries=entries)
     base = dict(task=task_name, knobs=knobs_label(overrides), backend="numpy",
                 variant="finite-difference", dtype="float64", device="cpu")
-    return [
-        Row("finite_difference", **base, tensor=name, rel_err=float(err),
-            tolerance=tol.normwise, allclose=err <= tol.normwise, passed=err <= tol.normwise)
-        for name, err in errors.items()
-    ]
+    out = []
+    for name, (err, noise) in found.items():
+        tol = finite_difference_tolerance(noise).normwise
+        out.append(Row("finite_difference", **base, tensor=name, rel_err=float(err),
+                       tolerance=tol, allclose=err <= tol, passed=err <= tol))
+    return out
 
 
 def check_cell(task_name: str, preset: str, overrides: dict | None, backend: str,

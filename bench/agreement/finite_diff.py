@@ -69,7 +69,27 @@ def compare(
     }
 
 
-def check_model(
+def cancellation(loss: float, numerical: dict[str, tuple[np.ndarray, np.ndarray]],
+                 eps: float) -> dict[str, float]:
+    """The normwise relative error that rounding alone puts into each tensor's
+    central differences (see `bench.agreement.tolerances.finite_difference_tolerance`).
+
+    Each loss value carries a rounding error of about u|L| (u = 2**-53), and the
+    difference of two of them divided by 2 eps one of about u|L| / eps; over m
+    entries that is sqrt(m) u|L| / eps in norm, relative to the norm of the
+    differences themselves (not of the gradient under test, so a wrong gradient
+    cannot loosen its own check).
+    """
+    unit = float(np.finfo(np.float64).eps) / 2
+    out = {}
+    for name, (_, vals) in numerical.items():
+        scale = float(np.linalg.norm(vals))
+        noise = np.sqrt(len(vals)) * unit * abs(loss) / eps
+        out[name] = noise / scale if scale > 0 else float("inf")
+    return out
+
+
+def check_model_detailed(
     spec: ModelSpec,
     params: Arrays,
     x: np.ndarray,
@@ -78,8 +98,9 @@ def check_model(
     max_entries: int | None = 64,
     seed: int = 0,
     wrt_input: bool = False,
-) -> dict[str, float]:
-    """Normwise relative error of the NumPy reference's gradients, per parameter.
+) -> dict[str, tuple[float, float]]:
+    """Per tensor, (normwise relative error of the NumPy reference's gradient against
+    central differences, that error's expected size from cancellation alone).
 
     With `wrt_input` the gradient w.r.t. `x` is checked too, reported under
     `INPUT`. Everything is evaluated in float64 whatever dtype is passed in.
@@ -88,7 +109,7 @@ def check_model(
 
     p64 = {k: np.asarray(v, np.float64) for k, v in params.items()}
     x64 = np.asarray(x, np.float64)
-    _, grads, dx = model.loss_grads_and_dx(spec, p64, x64, y)
+    loss, grads, dx = model.loss_grads_and_dx(spec, p64, x64, y)
     analytic = dict(grads)
     arrays = dict(p64)
     if wrt_input:
@@ -99,4 +120,22 @@ def check_model(
         ps = {k: v for k, v in a.items() if k != INPUT}
         return float(model.loss(spec, ps, a.get(INPUT, x64), y))
 
-    return compare(analytic, numerical_grads(f, arrays, eps, max_entries, seed))
+    numerical = numerical_grads(f, arrays, eps, max_entries, seed)
+    errors, noise = compare(analytic, numerical), cancellation(float(loss), numerical, eps)
+    return {name: (errors[name], noise[name]) for name in errors}
+
+
+def check_model(
+    spec: ModelSpec,
+    params: Arrays,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float = 1e-6,
+    max_entries: int | None = 64,
+    seed: int = 0,
+    wrt_input: bool = False,
+) -> dict[str, float]:
+    """Normwise relative error of the NumPy reference's gradients, per parameter
+    (`check_model_detailed` without the cancellation estimate)."""
+    found = check_model_detailed(spec, params, x, y, eps, max_entries, seed, wrt_input)
+    return {name: err for name, (err, _) in found.items()}
