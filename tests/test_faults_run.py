@@ -255,8 +255,9 @@ def test_kill_9_of_the_runner_ends_its_worker_which_saves_the_group(tmp_path) ->
     # every other cell is accounted for: finished after the kill while the worker wound
     # down, or recorded as cut off by the runner's death (how many of each depends on
     # when the worker notices; on a busy machine it may finish them all first)
-    assert all(e["status"] == "ok" or "runner died" in e.get("error", "")
-               for e in status.values()), status
+    lost = {c: (e["status"], e.get("error", "")) for c, e in status.items()
+            if not (e["status"] == "ok" or "runner died" in e.get("error", ""))}
+    assert not lost, lost
 
 
 # -- 7. a backend that hangs or raises at import ----------------------------------------------

@@ -105,6 +105,20 @@ def _rescue(spec_path: str, why: str) -> None:
                          why, spec["threads"])
 
 
+def _reparented(parent: int, wait_s: float = 0.5) -> bool:
+    """Whether the runner is gone (this process has another parent now). Asked from
+    a second thread, it waits a little: Linux reparents a dying runner's children
+    thread by thread and sends the death signal from the same loop, so this thread
+    can still see the old parent for a moment after the signal (seen in the test
+    suite: a cut-off cell put down as "worker terminated" although the runner died)."""
+    end = time.monotonic() + wait_s
+    while os.getppid() == parent:
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)  # not a timing: waiting for the kernel to finish reparenting
+    return True
+
+
 def _guard_parent(action: str, spec_path: str) -> None:
     """Exit when the runner dies (kill -9, a lost terminal), instead of running on with
     no parent: Linux signals us at once (PR_SET_PDEATHSIG), and a watcher thread also
@@ -123,7 +137,7 @@ def _guard_parent(action: str, spec_path: str) -> None:
     def watch() -> None:
         while not gone.wait(0.5) and os.getppid() == parent:
             pass
-        why = "runner died" if os.getppid() != parent else "worker terminated"
+        why = "runner died" if _reparented(parent) else "worker terminated"
         if action == "run":
             try:
                 _rescue(spec_path, f"{why} before this cell finished")
