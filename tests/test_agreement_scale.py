@@ -10,6 +10,7 @@ aligning the masks; the same fake with a real gradient bug must still fail.
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 import numpy as np
@@ -226,6 +227,10 @@ def test_finite_difference_tolerance_allows_cancellation_but_not_a_wrong_gradien
     assert max(err for err, _ in found.values()) > floor  # cancellation at eps=1e-10
     for name, (err, noise) in found.items():
         assert err <= finite_difference_tolerance(noise).normwise, name
+    # the gradcheck rows built from it are plain JSON (--json), above the floor too
+    rows = check.finite_difference_rows("mlp_regression", "large", {"activation": "sigmoid"})
+    assert max(r.tolerance for r in rows) > floor and all(r.passed for r in rows)
+    json.dumps([r.to_dict() for r in rows])
     # the same differences against a gradient 1% off
     p64 = {k: np.asarray(v, np.float64) for k, v in params.items()}
     loss, grads = model.loss_and_grads(spec, p64, np.asarray(x, np.float64), y)

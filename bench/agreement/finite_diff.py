@@ -85,7 +85,7 @@ def cancellation(loss: float, numerical: dict[str, tuple[np.ndarray, np.ndarray]
     for name, (_, vals) in numerical.items():
         scale = float(np.linalg.norm(vals))
         noise = np.sqrt(len(vals)) * unit * abs(loss) / eps
-        out[name] = noise / scale if scale > 0 else float("inf")
+        out[name] = float(noise / scale) if scale > 0 else float("inf")
     return out
 
 

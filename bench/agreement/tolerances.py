@@ -123,8 +123,8 @@ def finite_difference_tolerance(cancellation: float | None = None) -> Tolerance:
     floor = tolerance("finite_difference", "float64")
     if cancellation is None:
         return floor
-    return Tolerance(normwise=max(floor.normwise, FD_FACTOR * cancellation), rtol=floor.rtol,
-                     atol_scale=floor.atol_scale)
+    return Tolerance(normwise=max(floor.normwise, FD_FACTOR * float(cancellation)),
+                     rtol=floor.rtol, atol_scale=floor.atol_scale)
 
 
 def tolerance(check: str, dtype: str, device: str = "cpu") -> Tolerance:
