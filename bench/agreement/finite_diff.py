@@ -11,6 +11,7 @@ on float32 arrays: differences at eps=1e-6 need float64.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -125,17 +126,9 @@ def check_model_detailed(
     return {name: (errors[name], noise[name]) for name in errors}
 
 
-def check_model(
-    spec: ModelSpec,
-    params: Arrays,
-    x: np.ndarray,
-    y: np.ndarray,
-    eps: float = 1e-6,
-    max_entries: int | None = 64,
-    seed: int = 0,
-    wrt_input: bool = False,
-) -> dict[str, float]:
+def check_model(spec: ModelSpec, params: Arrays, x: np.ndarray, y: np.ndarray,
+                **options: Any) -> dict[str, float]:
     """Normwise relative error of the NumPy reference's gradients, per parameter
-    (`check_model_detailed` without the cancellation estimate)."""
-    found = check_model_detailed(spec, params, x, y, eps, max_entries, seed, wrt_input)
+    (`check_model_detailed`, with its options, without the cancellation estimate)."""
+    found = check_model_detailed(spec, params, x, y, **options)
     return {name: err for name, (err, _) in found.items()}
