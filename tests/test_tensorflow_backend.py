@@ -209,3 +209,24 @@ def test_cuda_gradients_match_reference(dtype):
     program.sync(program.forward(x))
     assert program.peak_memory() > 0
     assert program.precision == ("fp64" if dtype == "float64" else "fp32 (tf32 off)")
+
+
+def test_cpu_sync_waits_only_when_execution_is_asynchronous(monkeypatch):
+    # Synchronous eager execution (TF's default) has finished a CPU call when it
+    # returns; an asynchronous context, or a GPU, leaves work queued to wait for.
+    import tensorflow as tf
+
+    spec = spec_for("mlp_regression", {})
+    program = BACKEND.build(spec, init_params(spec, 0), variant="function", dtype="float32",
+                            device="cpu", optimizer=OptimizerSpec())
+    waits = []
+    monkeypatch.setattr(tf.test.experimental, "sync_devices", lambda: waits.append(1))
+    program.sync(program.forward(program.put(np.ones((4, 10)))))
+    assert waits == []
+    monkeypatch.setattr(tf.config.experimental, "get_synchronous_execution", lambda: False)
+    program.sync()
+    assert waits == [1]
+    program.device = "cuda"  # only the branch is under test: nothing runs on it
+    monkeypatch.setattr(tf.config.experimental, "get_synchronous_execution", lambda: True)
+    program.sync()
+    assert waits == [1, 1]
