@@ -334,6 +334,8 @@ def test_continuous_interleaves_and_flags_a_real_slowdown(fake_repo: Path,
     calls = (tmp_path / "calls.log").read_text().splitlines()
     assert [c.split()[0] for c in calls] == ["base", "head"] * 3
     assert all("run --preset quick --out" in c and c.endswith("--tasks mlp") for c in calls)
+    # only the head's agreement is the gate's question: the base side skips the check
+    assert all(("--no-gradcheck" in c.split()) == c.startswith("base") for c in calls)
     worktrees = subprocess.run(["git", "-C", str(fake_repo), "worktree", "list"],
                                capture_output=True, text=True, check=True).stdout
     assert len(worktrees.strip().splitlines()) == 1  # temporary worktrees removed
@@ -359,6 +361,7 @@ def test_continuous_confirms_a_flag_in_fresh_rounds(fake_repo: Path, tmp_path: P
     assert [c.split()[0] for c in calls] == ["base", "head"] * 6
     retimed = calls[6:]
     assert all(c.endswith("--no-gradcheck") and "--tasks mlp -k (" in c for c in retimed)
+    assert all(c.split().count("--no-gradcheck") == 1 for c in retimed)
 
 
 def test_continuous_a_slow_process_in_the_screen_is_not_confirmed(
