@@ -110,3 +110,33 @@ def test_abstraction_table_pairs_primitives_with_idiomatic():
     assert np.allclose(got["ratio"], 1.5)
     assert "1.50" in abstraction_table(pd.DataFrame(rows))
     assert "No run" in abstraction_table(pd.DataFrame(rows[:3]))
+
+
+def test_abstraction_figure_has_a_panel_per_pair_and_a_row_per_config(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from bench.report import plots
+
+    rows = [dict(config=config, backend=backend, dtype="float32", device="cpu", phase=phase,
+                 status="ok", batch_size=64, variant=variant,
+                 median=0.002 * (3.0 if variant == "flax" else 1.0))
+            for config in ("mlp", "cnn")
+            for backend, variant in (("torch", "eager"), ("torch", "nn"), ("jax", "jit"),
+                                     ("jax", "flax"))
+            for phase in ("forward", "backward", "step")]
+    figures = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(
+        [(ax.get_title(), [t.get_text() for t in ax.get_yticklabels()],
+          sorted(round(b.get_width(), 6) for b in ax.patches)) for ax in fig.axes])
+        or real_save(fig, path))
+    path = plots.abstraction(pd.DataFrame(rows), tmp_path)
+    assert path is not None and path.is_file()
+    (panels,) = figures
+    assert [title for title, _, _ in panels] == ["torch: eager vs nn", "jax: jit vs flax"]
+    assert panels[0][1] == ["cnn", "mlp"]  # one row of bars per config, shared axis
+    assert panels[0][2] == [1.0] * 6 and panels[1][2] == [3.0] * 6  # 2 configs x 3 phases
+    assert plots.abstraction(pd.DataFrame(rows[:3]), tmp_path / "none") is None

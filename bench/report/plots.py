@@ -301,29 +301,48 @@ def precision_scatter(df: pd.DataFrame, out: Path) -> Path | None:
 
 
 def abstraction(df: pd.DataFrame, out: Path) -> Path | None:
-    """Idiomatic / primitives median ratio per config and framework pair, by phase."""
+    """Idiomatic / primitives median ratio: one panel per framework pair, a row of
+    bars (one per phase) per config, on a log axis so 2x slower and 2x faster
+    stand equally far from the line at 1."""
     from bench.report.markdown import abstraction_rows
 
     rows = abstraction_rows(df)
     if rows.empty:
         return None
     plt = _plt()
-    rows = rows.assign(label=rows["config"] + "\n" + rows["backend"] + ": " + rows["pair"])
-    labels = list(dict.fromkeys(rows["label"]))
+    several = rows[["dtype", "device"]].drop_duplicates().shape[0] > 1
+    rows = rows.assign(
+        panel=rows["backend"] + ": " + rows["pair"],
+        label=rows["config"] + ((" " + rows["device"] + " " + rows["dtype"]) if several else ""))
+    panels = list(dict.fromkeys(rows["panel"]))
+    labels = sorted(dict.fromkeys(rows["label"]))
     phases = [p for p in PHASE_COLOURS if p in set(rows["phase"])]
-    width = 0.8 / max(len(phases), 1)
-    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(labels)), 4.5))
-    x = np.arange(len(labels))
-    for i, phase in enumerate(phases):
-        sel = rows[rows["phase"] == phase].set_index("label").reindex(labels)
-        ax.bar(x + (i - (len(phases) - 1) / 2) * width, sel["ratio"].to_numpy(), width,
-               label=phase, color=PHASE_COLOURS[phase])
-    ax.axhline(1.0, color="black", lw=0.8)
-    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("idiomatic / primitives median (above 1: the layer library is slower)")
-    ax.set_title("The cost of abstraction, per framework and task")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(title="phase", fontsize=9)
+    height = 0.8 / max(len(phases), 1)
+    lo = min(rows["ratio"].min(), 0.5) / 1.2
+    hi = max(rows["ratio"].max(), 2.0) * 1.2
+    fig, axes = plt.subplots(1, len(panels), sharey=True, squeeze=False,
+                             figsize=(3.6 * len(panels) + 2.5, 0.3 * len(labels) * len(phases) + 1.6))
+    y = np.arange(len(labels))
+    for ax, panel in zip(axes[0], panels, strict=True):
+        part = rows[rows["panel"] == panel]
+        for i, phase in enumerate(phases):
+            sel = part[part["phase"] == phase].set_index("label").reindex(labels)
+            ax.barh(y - (i - (len(phases) - 1) / 2) * height, sel["ratio"].to_numpy(), height,
+                    label=phase, color=PHASE_COLOURS[phase])
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10) if lo <= t <= hi]
+        ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+        ax.minorticks_off()
+        ax.set_title(panel, fontsize=10)
+        ax.grid(axis="x", alpha=0.3, which="both")
+        ax.set_xlabel("idiomatic / primitives (log)")
+    axes[0][0].set_yticks(y, labels, fontsize=8)
+    axes[0][0].invert_yaxis()
+    axes[0][-1].legend(title="phase", fontsize=8, loc="lower right")
+    fig.suptitle("The cost of abstraction: the framework's layer library against nnparity's "
+                 "primitive ops (right of 1: the layer library is slower)", fontsize=11)
     fig.tight_layout()
     return _save(fig, out / "abstraction.png")
 
