@@ -79,3 +79,11 @@ def test_a_hung_group_is_killed_and_recorded_and_the_run_goes_on(tmp_path):
         assert doc["benchmarks"], name
         assert all(b["extra_info"]["status"] == "error" and "timed out" in
                    b["extra_info"]["error"] for b in doc["benchmarks"])
+
+
+def test_a_run_without_agreement_checks_does_not_claim_agreement(tmp_path):
+    proc = _run("--preset", "tiny", "--backends", "numpy", "--tasks", "mlp_regression",
+                "--phases", "step", "--out", str(tmp_path / "run"), "--no-gradcheck")
+    assert proc.returncode == 0, proc.stderr
+    assert "every cell ran (agreement not checked: --no-gradcheck)" in proc.stderr
+    assert "agreed" not in proc.stderr

@@ -556,7 +556,8 @@ def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
         sys.stderr.write(f"group error: {line}\n")
     disagree, errors = count_failures(out)
     verdict = (f"{disagree} cell(s) failed gradient agreement, {errors} cell(s) errored"
-               if disagree or errors else "every cell ran and agreed")
+               if disagree or errors else "every cell ran and agreed" if not args.no_gradcheck
+               else "every cell ran (agreement not checked: --no-gradcheck)")
     sys.stderr.write(f"nnparity run: done in {_clock(time.monotonic() - progress.start)}; "
                      f"results in {out}; {verdict}\n")
     return 1 if disagree or errors else 0
