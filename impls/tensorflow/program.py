@@ -149,8 +149,12 @@ class TensorFlowProgram(Program):
         if self.model.piecewise is None:
             return None
         if self._piecewise is None:
-            self._piecewise = (tf.function(self.model.piecewise, jit_compile=True)
-                               if self._jit_compile else self.model.piecewise)
+            if self._jit_compile:
+                self._piecewise = tf.function(self.model.piecewise, jit_compile=True)
+                # one trace per Program, like the three timed functions: not retracing
+                self._piecewise._omit_frequent_tracing_warning = True
+            else:
+                self._piecewise = self.model.piecewise
         with tf.device(self._device):
             found = self._piecewise(x)
         # images run NHWC inside; canonical is NCHW
