@@ -336,7 +336,7 @@ def test_continuous_interleaves_and_flags_a_real_slowdown(fake_repo: Path,
     assert all("run --preset quick --out" in c and c.endswith("--tasks mlp") for c in calls)
     # only the head's agreement is the gate's question: the base side skips the check,
     # and the head checks it in its first round only
-    checked = [not ("--no-gradcheck" in c.split()) for c in calls]
+    checked = ["--no-gradcheck" not in c.split() for c in calls]
     assert checked == [False, True] + [False, False] * 2
     worktrees = subprocess.run(["git", "-C", str(fake_repo), "worktree", "list"],
                                capture_output=True, text=True, check=True).stdout

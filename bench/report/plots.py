@@ -320,8 +320,8 @@ def abstraction(df: pd.DataFrame, out: Path) -> Path | None:
     height = 0.8 / max(len(phases), 1)
     lo = min(rows["ratio"].min(), 0.5) / 1.2
     hi = max(rows["ratio"].max(), 2.0) * 1.2
-    fig, axes = plt.subplots(1, len(panels), sharey=True, squeeze=False,
-                             figsize=(3.6 * len(panels) + 2.5, 0.3 * len(labels) * len(phases) + 1.6))
+    size = (3.6 * len(panels) + 2.5, 0.3 * len(labels) * len(phases) + 1.6)
+    fig, axes = plt.subplots(1, len(panels), sharey=True, squeeze=False, figsize=size)
     y = np.arange(len(labels))
     for ax, panel in zip(axes[0], panels, strict=True):
         part = rows[rows["panel"] == panel]
