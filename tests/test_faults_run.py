@@ -34,11 +34,24 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
 
 
-def start_run(out: Path, *args: str, delay: float = 0.0, **env: str) -> subprocess.Popen:
-    """A runner whose numpy cells each take `delay` more seconds per call."""
+#: runs `bench.cli` with SIGINT, SIGTERM and SIGHUP set to argv[1] ("DFL" or "IGN") and
+#: kept across exec, so a runner's signal dispositions do not depend on how the test
+#: suite itself was started (under `nohup` or as a background job, both arrive ignored)
+_WITH_SIGNALS = ("import os, signal, sys\n"
+                 "how = getattr(signal, 'SIG_' + sys.argv[1])\n"
+                 "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):\n"
+                 "    signal.signal(s, how)\n"
+                 "os.execv(sys.executable, [sys.executable, '-m', 'bench.cli', *sys.argv[2:]])\n")
+
+
+def start_run(out: Path, *args: str, delay: float = 0.0, signals: str = "DFL",
+              **env: str) -> subprocess.Popen:
+    """A runner whose numpy cells each take `delay` more seconds per call, started with
+    the stop signals at their defaults (as from a terminal) or, with signals="IGN",
+    ignored (as under nohup)."""
     if delay:
         env["NNPARITY_TEST_DELAY"] = f"numpy:{delay}"
-    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *TINY, *args,
+    return subprocess.Popen([sys.executable, "-c", _WITH_SIGNALS, signals, "run", *TINY, *args,
                              "--out", str(out)], cwd=ROOT, env=_env(**env),
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
 
@@ -235,6 +248,21 @@ def test_a_signal_to_the_runner_keeps_every_finished_cell(tmp_path, signals) -> 
     assert "interrupted" in err and "Traceback" not in err
     finished = progress_cells(seen)
     assert len(finished) >= 2 and finished <= ok_cells(out), err
+    assert_clean(out)
+
+
+def test_a_hangup_that_nohup_ignores_stays_ignored(tmp_path) -> None:
+    # `nohup nnparity run &`: the user asked for the run to outlive the terminal
+    out = tmp_path / "run"
+    proc = start_run(out, "--tasks", "mlp_regression", "--phases", "forward,backward",
+                     "--min-rounds", "20", delay=0.02, signals="IGN")
+    seen = wait_for_line(proc, "[2/")
+    proc.send_signal(signal.SIGHUP)
+    code, err = finish(proc)
+    assert code == 0, "".join(seen) + err
+    assert "interrupted" not in err and "every cell ran" in err
+    finished = progress_cells(seen + err.splitlines())
+    assert len(finished) == 4 and finished == ok_cells(out)  # calibration and three cells
     assert_clean(out)
 
 
