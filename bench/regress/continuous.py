@@ -81,15 +81,13 @@ class Side:
     worktree: Path
     env: tuple[tuple[str, str], ...] = ()  # extra environment for this side's runs only
     python: str = ""  # this side's interpreter (a framework version's venv); "" = --python
-    args: tuple[str, ...] = ()  # extra `nnparity run` arguments for this side's runs only
 
 
-NO_CHECK = "--no-gradcheck"
 #: the base side only times: its agreement is not the gate's question (the head's
 #: is, and a head run's failed check fails the gate), so its runs skip the per-cell
 #: agreement check (about 70 s of a 390 s quick run on two cores). The head checks
 #: it in its first round only: the same code gives the same verdicts in every round.
-BASE_ARGS = (NO_CHECK,)
+NO_CHECK = "--no-gradcheck"
 
 
 def _git(repo: Path, *argv: str) -> str:
@@ -160,10 +158,9 @@ def run_ab(sides: dict[str, Side], results: Path, repeat: int, python: str, pres
         side = sides[name]
         out = results / name / f"round{rnd + 1}"
         log = results / name / f"round{rnd + 1}.log"
-        own = [a for a in side.args if a not in run_args]
-        if rnd > 0 and NO_CHECK not in own + run_args:
-            own.append(NO_CHECK)  # one revision's agreement does not change between rounds
-        cmd = run_command(side.python or python, preset, out, [*own, *run_args])
+        unchecked = (name == "base" or rnd > 0) and NO_CHECK not in run_args
+        cmd = run_command(side.python or python, preset, out,
+                          [NO_CHECK, *run_args] if unchecked else run_args)
         print(f"{stage}[{i}/{len(plan)}] {name} {side.ref} ({side.sha[:10]}) round {rnd + 1}: "
               f"{shlex.join(cmd[1:])}", file=sys.stderr, flush=True)
         try:
@@ -252,8 +249,7 @@ def _framework_sides(args: argparse.Namespace, repo: Path, tmp: Path) -> dict[st
         py = ensure_venv(req, tree, cache, args.python,
                          log=lambda m: print(m, file=sys.stderr, flush=True))
         sides[name] = Side(name, f"{req.spec} at {ref}", sha, tree,
-                           head_env if name == "head" else (), python=py,
-                           args=BASE_ARGS if name == "base" else ())
+                           head_env if name == "head" else (), python=py)
     return sides
 
 
@@ -292,8 +288,7 @@ def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> i
         for name, ref in (("base", args.base), ("head", args.head)) if not args.framework else ():
             tree = tmp / name
             _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), shas[name])
-            sides[name] = Side(name, ref, shas[name], tree, head_env if name == "head" else (),
-                               args=BASE_ARGS if name == "base" else ())
+            sides[name] = Side(name, ref, shas[name], tree, head_env if name == "head" else ())
         failures: dict[str, list[str]] = {}
         dirs = run_ab(sides, results, args.repeat, args.python, args.preset, run_args,
                       keep=bool(args.keep), failures=failures)

@@ -87,15 +87,9 @@ class TensorFlowProgram(Program):
         self._jit_compile = jit_compile
         self._piecewise = None  # built on first use: only agreement checks need it
         forward, loss_and_grads, step = _graph_bodies(model, self._optimizer, self._scaler)
-        # No input_signature and no reduce_retracing: one trace per input shape (see above).
-        self._forward = tf.function(forward, jit_compile=jit_compile)
-        self._loss_and_grads = tf.function(loss_and_grads, jit_compile=jit_compile)
-        self._step = tf.function(step, jit_compile=jit_compile)
-        for fn in (self._forward, self._loss_and_grads, self._step):
-            # TF counts traces per code object, so a process that builds many Programs
-            # (each tracing its own closures once per shape) gets "excessive retracing"
-            # warnings that are false; real retracing is caught by `tracing_counts`.
-            fn._omit_frequent_tracing_warning = True
+        self._forward = _traced(forward, jit_compile)
+        self._loss_and_grads = _traced(loss_and_grads, jit_compile)
+        self._step = _traced(step, jit_compile)
 
     # -- Program interface --------------------------------------------------------
     def tracing_counts(self) -> dict[str, int]:
@@ -149,12 +143,8 @@ class TensorFlowProgram(Program):
         if self.model.piecewise is None:
             return None
         if self._piecewise is None:
-            if self._jit_compile:
-                self._piecewise = tf.function(self.model.piecewise, jit_compile=True)
-                # one trace per Program, like the three timed functions: not retracing
-                self._piecewise._omit_frequent_tracing_warning = True
-            else:
-                self._piecewise = self.model.piecewise
+            self._piecewise = (_traced(self.model.piecewise, True)
+                               if self._jit_compile else self.model.piecewise)
         with tf.device(self._device):
             found = self._piecewise(x)
         # images run NHWC inside; canonical is NCHW
@@ -221,6 +211,17 @@ class TensorFlowProgram(Program):
         if self.device == "cuda":
             return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
         return None
+
+
+def _traced(body, jit_compile: bool):
+    """`body` as a `tf.function` traced once per input shape: no input_signature and no
+    reduce_retracing (see the module docstring)."""
+    fn = tf.function(body, jit_compile=jit_compile)
+    # TF counts traces per code object, so a process that builds many Programs (each
+    # tracing its own closures once per shape) gets "excessive retracing" warnings
+    # that are false; real retracing is caught by `tracing_counts`.
+    fn._omit_frequent_tracing_warning = True
+    return fn
 
 
 def _graph_bodies(model: Model, optimizer, scaler=None):
