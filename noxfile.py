@@ -1,4 +1,5 @@
-"""Nox sessions: tests, lint, bench (run + report + compare), report, compare, gradcheck, study.
+"""Nox sessions: tests, lint, bench (run + report + compare), report, compare, gradcheck,
+perfgate, study.
 
 Every session installs the project with all four frameworks into its own
 virtualenv, so a fresh clone needs only Python 3.11+ and `pip install nox`.
@@ -112,11 +113,23 @@ def _install(session: nox.Session) -> None:
     session.install("-e", f".[{','.join((*builds.extras, 'dev'))}]")
 
 
+def pytest_args(posargs: list[str], cores: int | None = None) -> list[str]:
+    """pytest's arguments: one xdist worker per core (tests are independent and
+    each worker runs its frameworks on one thread, tests/conftest.py), unless the
+    caller chose workers (`-n N`, `-n0`) or turned xdist off (`-p no:xdist`)."""
+    chose = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in posargs) or \
+        "no:xdist" in posargs
+    cores = cores or os.cpu_count() or 1
+    if chose or cores < 2:
+        return ["-q", *posargs]
+    return ["-q", "-n", str(cores), "--dist", "worksteal", *posargs]
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (unit tests need no framework; backend tests skip when one is missing)."""
     _install(session)
-    session.run("pytest", "-q", *session.posargs, env=QUIET_ENV)
+    session.run("pytest", *pytest_args(session.posargs), env=QUIET_ENV)
 
 
 @nox.session
@@ -156,6 +169,18 @@ def bench(session: nox.Session) -> None:
                 f"bad, err = count_failures(Path({run_dir!r})); "
                 "sys.exit(f'{bad} cell(s) failed agreement, {err} errored' if bad or err "
                 "else 0)", env=QUIET_ENV)
+
+
+@nox.session
+def perfgate(session: nox.Session) -> None:
+    """The whole quick matrix (every phase and batch size) as a performance gate:
+    `continuous` of BASE (default HEAD~1) against HEAD, the check .ci/run makes on
+    the step phase only (nox -s perfgate -- main to compare with a branch point)."""
+    _install(session)
+    base = session.posargs[0] if session.posargs else "HEAD~1"
+    session.run("nnparity", "continuous", base, "HEAD", "--preset", "quick", "--repeat", "2",
+                "--confirm", "5", "--factor", "1.5", "--alpha", "0.01", *session.posargs[1:],
+                env=QUIET_ENV)
 
 
 @nox.session

@@ -9,13 +9,23 @@ framework: a backend is loaded only by the test module that skips without it.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
+from impls.threads import configure
 from tasks import TASKS, get_task
 from tasks.optim import OptimizerSpec
 from tasks.params import init_params
+
+# Under pytest-xdist (`nox -s tests` runs one worker per core) every worker runs its
+# frameworks on one intra-op thread, set before any framework is imported: two
+# workers of two threads each on two cores oversubscribe them, and torch's spinning
+# OpenMP pool then ran the training tests 2-3x slower. Tests of the thread policy
+# start their own processes with explicit counts; the harness's runs set their own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    configure(1)
 
 PRESET = "tiny"
 DTYPES = ("float32", "float64")

@@ -476,3 +476,19 @@ def test_confirm_keeps_a_flag_it_could_not_retime_and_drops_one_that_did_not_rep
     assert _screen_ratio(rows.loc[CELLS[2], "note"], "confirmed") < 0.5
     assert merged.regressed and merged.confirm_rounds == 3
     assert "re-timed in 3 more interleaved rounds" in compare.format_text(merged)
+
+
+def test_confirm_only_regressions_sets_unconfirmed_improvements_back(tmp_path: Path) -> None:
+    """`--confirm-only regressions`: the screen's improvement is not re-timed, so it
+    does not stand (a verdict stands only when confirmed); its regression is kept for
+    the confirmation to judge."""
+    slow = {c: noisy(0.01 * (4 if i == 2 else 1), seed=i) for i, c in enumerate(CELLS)}
+    fast = {c: noisy(0.01 * (1 if i == 2 else 2), seed=10 + i) for i, c in enumerate(CELLS)}
+    screen = compare.compare_runs(compare.load_run(write_run(tmp_path / "b", slow)),
+                                  compare.load_run(write_run(tmp_path / "h", fast)))
+    kept = continuous._unconfirmed(screen, "improvement")
+    rows = kept.table.set_index("cell")
+    assert [rows.loc[c, "verdict"] for c in CELLS] == ["regression", "regression", "unchanged"]
+    assert "not re-timed (--confirm-only regressions)" in rows.loc[CELLS[2], "note"]
+    assert "screen: improvement 0.2" in rows.loc[CELLS[2], "note"]
+    assert kept.regressed

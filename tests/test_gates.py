@@ -60,6 +60,38 @@ def test_gradcheck_fails_when_a_named_device_is_missing(capsys) -> None:
     assert "NOT CHECKED: numpy cuda (no cuda device)" in capsys.readouterr().out
 
 
+def test_gradcheck_jobs_check_the_same_rows_as_one_process(tmp_path, capsys) -> None:
+    args = ["gradcheck", "--backends", "numpy", "--tasks", "mlp_regression,cnn_classification",
+            "--dtypes", "float64,float32", "--steps", "2"]
+    assert cli.main([*args, "--json", str(tmp_path / "one.json")]) == 0
+    assert cli.main([*args, "--jobs", "2", "--json", str(tmp_path / "two.json")]) == 0
+    out = capsys.readouterr().out
+    # (rows of checked configurations; a device this machine lacks has a reason row)
+    one = [r for r in json.loads((tmp_path / "one.json").read_text()) if "check" in r]
+    two = [r for r in json.loads((tmp_path / "two.json").read_text()) if "check" in r]
+    assert one
+    key = ("check", "task", "knobs", "variant", "dtype", "tensor", "status")
+    # the same rows in the same (plan) order, the same verdicts; NumPy is deterministic
+    assert [tuple(r[k] for k in key) for r in two] == [tuple(r[k] for k in key) for r in one]
+    assert [r["rel_err"] for r in two] == pytest.approx([r["rel_err"] for r in one], rel=1e-6)
+    n = len({(r["task"], r["knobs"], r["dtype"]) for r in one})
+    assert out.count(f"{n} of {n} configurations agree") == 2
+    assert f"{n}/{n}" in out  # a progress count per finished configuration
+
+
+def test_gradcheck_jobs_report_an_error_raised_in_a_worker() -> None:
+    from bench.agreement.gradcheck import Config, _run_all
+
+    good = Config("mlp_regression", {"activation": "tanh"}, "numpy", "reference", "float64",
+                  "cpu")
+    bad = Config("mlp_regression", {"activation": "tanh"}, "numpy", "no-such-variant",
+                 "float64", "cpu")
+    done = list(_run_all([good, bad], "tiny", 0, [], jobs=2, threads=1))
+    assert sorted(c.variant for c in done) == ["no-such-variant", "reference"]
+    assert good.status == "ok" and good.rows
+    assert bad.status == "error" and "no-such-variant" in bad.reason
+
+
 def test_run_with_a_crashing_backend_exits_1_and_keeps_its_records(tmp_path) -> None:
     out = tmp_path / "run"
     proc = _run("--preset", "tiny", "--backends", "numpy", "--tasks", "mlp_regression",

@@ -7,6 +7,7 @@ chromedriver on PATH) and selenium; .ci/run installs the browser before the test
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -128,8 +129,22 @@ def test_markdown_report_lists_environment_differences_above_the_numbers(tmp_pat
 
 # -- in a real browser --------------------------------------------------------------------------
 
+#: set (by .ci/run, once it has installed the browser) to make a missing or broken
+#: browser a failure instead of a skip: a CI log must not pass this test by skipping it
+REQUIRE_ENV = "NNPARITY_REQUIRE_BROWSER"
+
+
+def _skip(reason: str):
+    if os.environ.get(REQUIRE_ENV):
+        pytest.fail(f"{reason} ({REQUIRE_ENV} is set: the browser test must run)")
+    pytest.skip(reason)
+
+
 def _browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
+    if os.environ.get(REQUIRE_ENV):
+        import selenium.webdriver as webdriver
+    else:
+        webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
 
@@ -137,8 +152,8 @@ def _browser():
                    if shutil.which(b)), None)
     driver = shutil.which("chromedriver")
     if binary is None or driver is None:
-        pytest.skip("no headless Chromium + chromedriver installed (apt-get install chromium "
-                    "chromium-driver)")
+        _skip("no headless Chromium + chromedriver installed (apt-get install chromium "
+              "chromium-driver)")
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--window-size=1300,1200"):
@@ -148,7 +163,7 @@ def _browser():
     try:
         return webdriver.Chrome(service=Service(driver), options=options)
     except WebDriverException as exc:  # a browser that cannot start here is not a test failure
-        pytest.skip(f"Chromium did not start: {str(exc).splitlines()[0]}")
+        _skip(f"Chromium did not start: {str(exc).splitlines()[0]}")
 
 
 @pytest.fixture(scope="module")

@@ -91,3 +91,15 @@ def test_gpu_detection(noxfile, tmp_path):
     assert noxfile.has_nvidia_gpu(which=lambda _: str(smi), proc=none)
     smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
     assert not noxfile.has_nvidia_gpu(which=lambda _: str(smi), proc=none)
+
+
+@pytest.mark.parametrize(("posargs", "cores", "expected"), [
+    ([], 2, ["-q", "-n", "2", "--dist", "worksteal"]),
+    (["-k", "cli"], 4, ["-q", "-n", "4", "--dist", "worksteal", "-k", "cli"]),
+    (["-n", "0"], 2, ["-q", "-n", "0"]),
+    (["-n3"], 2, ["-q", "-n3"]),
+    (["-p", "no:xdist"], 2, ["-q", "-p", "no:xdist"]),
+    ([], 1, ["-q"]),
+])
+def test_tests_session_runs_a_worker_per_core_unless_told(noxfile, posargs, cores, expected):
+    assert noxfile.pytest_args(posargs, cores) == expected

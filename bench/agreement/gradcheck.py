@@ -11,9 +11,14 @@ any requested backend that cannot run (not installed) or explicitly requested
 device it lacks, unless `--allow-missing`: a gate must not pass by checking
 less than it was asked to. The summary line names what was not checked.
 
-Finite differences of the reference sample `FD_SAMPLES[preset]` entries per
-tensor on the first `FD_BATCH[preset]` rows of the batch (each entry costs
-two forward passes of the whole model in float64).
+Finite differences of the reference sample `FD_SAMPLING[preset]` entries per
+tensor on the first rows of the batch (bench/agreement/check.py; each entry
+costs two forward passes of the whole model in float64).
+
+With `--jobs N` the configurations run in N worker processes (each imports the
+frameworks once and keeps them; every worker gets `threads / N` intra-op threads
+unless `--threads` says otherwise); lines print as configurations finish, and
+the summary, the exit code and `--json` (in plan order) are the same as serially.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="for --steps")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="threads for every framework")
+    parser.add_argument("--jobs", type=positive_int, default=1,
+                        help="worker processes that check configurations in parallel "
+                             "(default 1: this process)")
     parser.add_argument("--json", default=None, metavar="PATH", help="write every row as JSON")
     parser.add_argument("--allow-missing", action="store_true",
                         help="exit 0 even when a requested backend or device cannot run "
@@ -95,6 +106,45 @@ def _run_one(cfg: Config, preset: str, steps: int, optimizers: list[str]) -> Non
         cfg.status = "ok" if all(r.passed for r in cfg.rows) else "FAIL"
     except Exception as exc:  # one broken configuration must not hide the others
         cfg.status, cfg.reason = "error", f"{type(exc).__name__}: {exc}"
+
+
+def _worker_init(threads: int) -> None:
+    from impls.threads import configure
+
+    configure(threads)
+
+
+def _run_in_worker(cfg: Config, preset: str, steps: int, optimizers: list[str]) -> Config:
+    _run_one(cfg, preset, steps, optimizers)
+    return cfg
+
+
+def _run_all(todo: list[Config], preset: str, steps: int, optimizers: list[str],
+             jobs: int, threads: int | None):
+    """Yield each configuration of `todo` once checked: in order with one job, else as
+    the workers finish them (each worker keeps its imported frameworks)."""
+    if jobs <= 1 or len(todo) <= 1:
+        for cfg in todo:
+            _run_one(cfg, preset, steps, optimizers)
+            yield cfg
+        return
+    per_worker = threads or max(1, (os.cpu_count() or 1) // jobs)
+    # spawn, not fork: a forked child would inherit this process's thread settings
+    # and any framework state; each worker sets its threads before importing one
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(per_worker,)) as pool:
+        futures = {pool.submit(_run_in_worker, cfg, preset, steps, optimizers): cfg
+                   for cfg in todo}
+        for fut in as_completed(futures):
+            cfg = futures[fut]
+            try:
+                done = fut.result()
+            except Exception as exc:  # a worker that died: this configuration errored
+                cfg.status, cfg.reason = "error", f"{type(exc).__name__}: {exc}"
+                done = cfg
+            cfg.rows, cfg.status, cfg.reason = done.rows, done.status, done.reason
+            yield cfg
 
 
 def plan(args: argparse.Namespace) -> tuple[list[Config], str]:
@@ -174,11 +224,13 @@ def main(args: argparse.Namespace) -> int:
     print(f"{'':>7} {'configuration':<36} {'backend':<10} {'variant':<11} {'dtype':<8} {'dev':<5} "
           f"{'status':<7} worst tensor (normwise relative error <= tolerance)")
     todo = [c for c in configs if c.status not in ("skipped", "missing")]
-    for cfg in configs:  # each line prints as its check finishes: the progress display
-        if cfg in todo:
-            _run_one(cfg, preset, args.steps, optimizers)
-        count = f"{todo.index(cfg) + 1}/{len(todo)}" if cfg in todo else "-"
-        print(f"{count:>7} {_line(cfg)}", flush=True)
+    for cfg in configs:  # what will not be checked, named first
+        if cfg not in todo:
+            print(f"{'-':>7} {_line(cfg)}", flush=True)
+    # each line prints as its check finishes: the progress display
+    checks = _run_all(todo, preset, args.steps, optimizers, args.jobs, args.threads)
+    for n, cfg in enumerate(checks, 1):
+        print(f"{n:>3}/{len(todo):<3} {_line(cfg)}", flush=True)
     bad = [c for c in configs if c.status in ("FAIL", "error")]
     missing = [c for c in configs if c.status == "missing"]
     skipped = len(configs) - len(todo) - len(missing)

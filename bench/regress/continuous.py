@@ -223,6 +223,20 @@ def confirm(screen: Comparison, check: Comparison, rounds: int) -> Comparison:
                       environment=screen.environment)
 
 
+def _unconfirmed(cmp: Comparison, verdict: str) -> Comparison:
+    """The screen's `verdict` rows set back to unchanged: a verdict stands only when
+    confirmed, and `--confirm-only regressions` does not re-time these (a CI gate
+    asks about slow-downs; re-timing noise that looks faster costs it minutes)."""
+    table = cmp.table.copy()
+    rows = table["verdict"] == verdict
+    for i in table.index[rows]:
+        table.at[i, "note"] = (f"screen: {verdict} {table.at[i, 'ratio']:.3f}x, p "
+                               f"{table.at[i, 'p_value']:.2g}; not re-timed (--confirm-only "
+                               "regressions)")
+    table.loc[rows, "verdict"] = Verdict.UNCHANGED.value
+    return replace(cmp, table=sort_table(table))
+
+
 def _env_pairs(items: list[str]) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in items:
@@ -295,7 +309,11 @@ def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> i
         base = _pooled("base", sides["base"], dirs["base"])
         head = _pooled("head", sides["head"], dirs["head"])
         cmp = compare_runs(base, head, args.factor, args.alpha, args.confidence)
-        flagged = sorted(cmp.table.loc[cmp.table["verdict"].isin(FLAGGED), "cell"])
+        wanted_verdicts = FLAGGED if args.confirm_only == "both" else (
+            Verdict.REGRESSION.value,)
+        if args.confirm and args.confirm_only != "both":
+            cmp = _unconfirmed(cmp, Verdict.IMPROVEMENT.value)
+        flagged = sorted(cmp.table.loc[cmp.table["verdict"].isin(wanted_verdicts), "cell"])
         if flagged and args.confirm:
             print(f"confirming {len(flagged)} flagged cell(s) in {args.confirm} more "
                   f"interleaved rounds per side", file=sys.stderr, flush=True)
@@ -348,6 +366,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-time the cells the first pass flags in N more interleaved "
                              "rounds per side; a verdict stands only if it repeats "
                              "(default 5; 0 turns the confirmation off)")
+    parser.add_argument("--confirm-only", choices=("both", "regressions"), default="both",
+                        help="which screen verdicts the confirmation re-times (default both; "
+                             "with regressions, unconfirmed improvements count as unchanged)")
     parser.add_argument("--preset", default="quick", help="preset for both sides (default quick)")
     parser.add_argument("--run-args", default="", metavar="ARGS",
                         help="extra arguments for `nnparity run`, one quoted string, e.g. "

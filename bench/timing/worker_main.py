@@ -170,10 +170,15 @@ def _run(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     threads = configure(spec["threads"])  # before any framework is imported
     os.environ[SPEC_ENV] = spec_path
+    # a run started from inside a pytest-xdist worker (the test suite) inherits its
+    # marker, and pytest-benchmark then disables itself: every cell would error
+    for var in [v for v in os.environ if v.startswith("PYTEST_XDIST_")]:
+        del os.environ[var]
     import pytest
 
     args = [
         str(Path(__file__).resolve()), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+        "-p", "no:xdist",
         "--rootdir", str(ROOT), "-o", "addopts=", "-o", "python_files=worker_main.py",
         "--benchmark-json", spec["pytest_json"], "--benchmark-disable-gc",
         "-W", "ignore::DeprecationWarning", "--no-header", "-rN", "--tb=line",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,13 +40,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class TrainResult:
-    losses: np.ndarray  # loss before each step
+    losses: np.ndarray  # loss before each step (as many as steps were taken)
     metric: float
     seconds: float
 
 
+def _held_out(task: Task, program, data) -> float:
+    pred = program.to_numpy(program.forward(program.put(data.x_test)))
+    return float(task.metric(pred, data.y_test))
+
+
 def train(task: Task, cfg, backend: str, variant: str | None, dtype: str, device: str,
-          steps: int, progress: bool = True) -> TrainResult:
+          steps: int, progress: bool = True, stop_when: Callable[[float], bool] | None = None,
+          eval_every: int = 100) -> TrainResult:
+    """Train for `steps` optimiser steps; with `stop_when`, the held-out metric is
+    evaluated every `eval_every` steps and training stops at the first evaluation
+    where `stop_when(metric)` holds (the result then holds the steps actually taken)."""
+    if eval_every <= 0:
+        raise ValueError(f"eval_every must be positive, got {eval_every}")
     spec = task.model(cfg)
     data = task.data(cfg)
     be = impls.load(backend)
@@ -60,22 +72,29 @@ def train(task: Task, cfg, backend: str, variant: str | None, dtype: str, device
     pending = []  # device losses, read back in chunks to avoid a sync per step
     start = time.perf_counter()
     done = 0
-    while done < steps:
+    metric = None
+    while done < steps and metric is None:
         for x, y in data.epoch_batches(rng, min(cfg.batch_size, len(data.x_train))):
             pending.append(program.step(program.put(x), program.put(y)))
             done += 1
-            if len(pending) == 50 or done == steps:
+            if len(pending) == 50 or done == steps or (stop_when and done % eval_every == 0):
                 losses[done - len(pending):done] = [float(program.to_numpy(v)) for v in pending]
                 pending.clear()
                 if progress:
                     _bar(done, steps, time.perf_counter() - start, losses[done - 1])
+            if stop_when is not None and done % eval_every == 0 and done < steps:
+                reached = _held_out(task, program, data)
+                if stop_when(reached):
+                    metric = reached
+                    break
             if done == steps:
                 break
     if progress:
         sys.stderr.write("\n")
-    pred = program.to_numpy(program.forward(program.put(data.x_test)))
+    if metric is None:
+        metric = _held_out(task, program, data)
     seconds = time.perf_counter() - start
-    return TrainResult(losses, float(task.metric(pred, data.y_test)), seconds)
+    return TrainResult(losses[:done], metric, seconds)
 
 
 def _bar(done: int, total: int, elapsed: float, loss: float) -> None:
