@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -47,7 +48,7 @@ from bench.results.paths import ROOT, RUNS
 from bench.results.write import write_text_atomic
 from bench.timing import environment
 from bench.timing import executor as executors
-from bench.timing.executor import Outcome, RunContext
+from bench.timing.executor import EXECUTORS, Executor, Outcome, Progress, RunContext, clock
 from bench.timing.matrix import (
     PHASES,
     PLANS,
@@ -227,32 +228,6 @@ def _describe_cache(backend: str, preset: str, configs: list) -> Path:
     digest.update(json.dumps([backend, preset, configs, environment.framework_versions(),
                               environment.gpu_model(), spec and spec.origin]).encode())
     return DESCRIBE_CACHE / f"{backend}-{digest.hexdigest()[:16]}.json"
-
-
-class Progress:
-    """Cells done / total with an ETA from the average cell time so far."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.start = total, 0, time.monotonic()
-
-    def advance(self, entry: dict[str, Any]) -> None:
-        self.done += 1
-        info, stats = entry.get("extra_info", {}), entry.get("stats", {})
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / self.done * max(0, self.total - self.done)
-        if info.get("status") == "ok":
-            median, iqr = stats.get("median"), stats.get("iqr")
-            what = f"{median * 1e3:9.3f} ms  IQR {iqr / median:4.0%}" if median else ""
-        else:
-            what = f"ERROR {info.get('error', '')[:60]}"
-        width = len(str(self.total))
-        sys.stderr.write(f"[{self.done:{width}d}/{self.total}] {_clock(elapsed)} ETA "
-                         f"{_clock(eta)}  {info.get('cell', '?')}  {what}\n")
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
 def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
@@ -492,12 +467,31 @@ class RunDirectory:
         return found
 
 
+def executor_for(args: argparse.Namespace) -> Executor:
+    """The executor the options ask for; bad combinations are one-line InputErrors.
+    Executors are registered by name in `bench.timing.executor.EXECUTORS` and imported
+    only when chosen (Ray's only when asked for), as `bench.cli.COMMANDS` registers
+    commands."""
+    name = getattr(args, "executor", None) or "local"
+    if name not in EXECUTORS:
+        raise InputError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
+    machines = [m.strip() for part in (getattr(args, "machines", None) or [])
+                for m in part.split(",") if m.strip()]
+    if name == "local":
+        if getattr(args, "address", None) or machines:
+            raise InputError("--address and --machines need --executor ray")
+        return LocalExecutor()
+    module, _, cls = EXECUTORS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)(
+        address=getattr(args, "address", None), machines=tuple(machines))
+
+
 def main(args: argparse.Namespace) -> int:
     _install_signal_handlers()
     sel = selection_from_args(args)
     plan = plan_for(sel, args)
     shard = parse_shard(getattr(args, "shard", None))
-    executor = executors.executor_for(args)
+    executor = executor_for(args)
     threads = args.threads or os.cpu_count() or 1
     # own the run directory first, so a busy --out fails before anything slow runs;
     # bad input found below removes it again (it has written nothing)
@@ -558,7 +552,7 @@ def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
     verdict = (f"{disagree} cell(s) failed gradient agreement, {errors} cell(s) errored"
                if disagree or errors else "every cell ran and agreed" if not args.no_gradcheck
                else "every cell ran (agreement not checked: --no-gradcheck)")
-    sys.stderr.write(f"nnparity run: done in {_clock(time.monotonic() - progress.start)}; "
+    sys.stderr.write(f"nnparity run: done in {clock(time.monotonic() - progress.start)}; "
                      f"results in {out}; {verdict}\n")
     return 1 if disagree or errors else 0
 
