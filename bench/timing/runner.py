@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +57,21 @@ from bench.timing.matrix import (
     Plan,
     Selection,
     build_groups,
-    group_to_dict,
     keyword_matcher,
     not_applicable,
     task_configs,
 )
 from bench.timing.shard import parse_shard, shard_groups
-from bench.timing.watch import follow, worker_command
+from bench.timing.watch import (
+    WorkerSpec,
+    WorkFiles,
+    follow,
+    relay,
+    run_through,
+    spec_for,
+    work_files,
+    worker_command,
+)
 from impls.base import DTYPES, PRECISIONS, STRICT, BackendError
 from tasks import PRESETS, TASKS
 from tasks.spec import SpecError
@@ -245,16 +253,10 @@ def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
     return plan
 
 
-def work_files(work: Path, group: Group) -> tuple[Path, Path, Path, Path]:
-    """A group's stream, pytest-benchmark output, spec and log in the run's `.work`."""
-    return (work / f"{group.name}.jsonl", work / f"{group.name}.pytest-out",
-            work / f"{group.name}.spec", work / f"{group.name}.log")
-
-
 def drop_work_files(work: Path, group: Group, keep_log: bool = False) -> None:
     """Remove a group's scratch files once its results file is written (or could not
     be): a full disk must not leave a torn stream or an empty file behind."""
-    stream, pytest_json, spec, log = work_files(work, group)
+    stream, pytest_json, spec, log = work_files(work, group.name)
     for path in (stream, pytest_json, spec):
         path.unlink(missing_ok=True)
     try:
@@ -264,40 +266,34 @@ def drop_work_files(work: Path, group: Group, keep_log: bool = False) -> None:
         pass
 
 
-def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int, seed: int,
-              timeout: float, progress: Progress, gradcheck: bool, plan: Plan) -> str:
+def run_group(spec: WorkerSpec, out: Path, work: Path, timeout: float,
+              progress: Progress) -> str:
     """Run one worker; returns "" or the group-level error. Always writes the group file
     (or raises `OutputError` when it cannot)."""
-    stream, pytest_json, spec_path, log = work_files(work, group)
-    for path in (stream, pytest_json):
+    group = spec.group
+    files = work_files(work, group.name)
+    for path in (files.stream, files.pytest_json):
         path.unlink(missing_ok=True)
-    machine_info = records.default_machine_info(
-        environment.nnparity_info(threads, _recorded_precisions(sel)))
     result = out / f"{group.name}.json"
     error = group.error
     if not error:
-        write_text_atomic(spec_path, json.dumps({
-            "group": group_to_dict(group), "preset": sel.preset, "threads": threads,
-            "seed": seed, "stream": str(stream), "pytest_json": str(pytest_json),
-            "gradcheck": gradcheck, "plan": asdict(plan), "result": str(result),
-            "precisions": _recorded_precisions(sel),
-            # float32 cells measure their error against float64 when reduced modes run,
-            # so the strict cell's error stands beside theirs in the report
-            "precision_errors": any(p != STRICT for p in sel.precisions),
-        }))
-        error = _watch(spec_path, log, stream, timeout, progress)
+        write_text_atomic(files.spec, json.dumps(spec.to_json(files, spec.threads, result)))
+        cells = follow(files.spec, files.log, files.stream, timeout, env=_worker_env())
+        error = run_through(relay(cells, progress.advance))
     else:
         for _ in range(group.size):
             progress.done += 1
-    records.finish_group(group, sel.preset, result, pytest_json, stream, machine_info, error,
-                         threads)
+    _finish(spec, out, files, error)
     drop_work_files(work, group, keep_log=True)
     return error
 
 
-def _recorded_precisions(sel: Selection) -> list[str] | None:
-    """The precision modes the run description records (None: strict only, as before)."""
-    return list(sel.precisions) if sel.precisions != (STRICT,) else None
+def _finish(spec: WorkerSpec, out: Path, files: WorkFiles, error: str) -> None:
+    """Write the group's results file from what its worker left (`finish_group`)."""
+    machine_info = records.default_machine_info(
+        environment.nnparity_info(spec.threads, spec.recorded_precisions))
+    records.finish_group(spec.group, spec.preset, out / f"{spec.group.name}.json",
+                         files.pytest_json, files.stream, machine_info, error, spec.threads)
 
 
 def _worker_env() -> dict[str, str]:
@@ -306,20 +302,6 @@ def _worker_env() -> dict[str, str]:
     from bench.timing.worker_main import PARENT_ENV
 
     return {**os.environ, PARENT_ENV: str(os.getpid())}
-
-
-def _watch(spec_path: Path, log: Path, stream: Path, timeout: float, progress: Progress) -> str:
-    """Run one group's worker, advancing the progress line per streamed cell."""
-    cells = follow(spec_path, log, stream, timeout, env=_worker_env())
-    try:
-        while True:
-            try:
-                entry = next(cells)
-            except StopIteration as done:
-                return done.value
-            progress.advance(entry)
-    finally:
-        cells.close()  # an exception out here still kills the worker (follow's cleanup)
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -344,20 +326,15 @@ class LocalExecutor:
         return groups
 
     def run(self, groups: list[Group], ctx: RunContext, progress: Progress) -> Outcome:
-        sel, out, work, threads = ctx.sel, ctx.out, ctx.work, ctx.threads
+        out, work = ctx.out, ctx.work
         failed = []
         for i, group in enumerate(groups):
+            spec = spec_for(ctx, group, ctx.threads)
             try:
-                error = run_group(group, sel, out, work, threads, ctx.seed, ctx.timeout,
-                                  progress, ctx.gradcheck, ctx.plan)
+                error = run_group(spec, out, work, ctx.timeout, progress)
             except KeyboardInterrupt:
-                stream, pytest_json, _, _ = work_files(work, group)
                 try:
-                    records.finish_group(
-                        group, sel.preset, out / f"{group.name}.json", pytest_json, stream,
-                        records.default_machine_info(environment.nnparity_info(
-                            threads, _recorded_precisions(sel))),
-                        "interrupted", threads)
+                    _finish(spec, out, work_files(work, group.name), "interrupted")
                     drop_work_files(work, group, keep_log=True)
                     kept = i + 1
                 except OutputError as exc:
