@@ -97,10 +97,19 @@ def choice_list(value: str | Sequence[str] | None, choices: Iterable[str], what:
     return list(dict.fromkeys(items))
 
 
+def add_list_option(parser: argparse.ArgumentParser, plural: str, help: str) -> None:
+    """A list option: `--<plural>` takes a comma list and may be repeated, and its
+    singular spelling is an alias (`--tasks a,b`, `--task a --task b`). Parse the
+    value with `choice_list`."""
+    singular = plural.removesuffix("s")
+    parser.add_argument(f"--{plural}", f"--{singular}", dest=plural.replace("-", "_"),
+                        action="append", metavar=singular.upper(), help=help)
+
+
 def add_task_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
     """--task(s), --preset, --cell, --set KEY=VALUE."""
     if many:
-        parser.add_argument("--tasks", action="append", help=f"comma list of {', '.join(TASKS)}")
+        add_list_option(parser, "tasks", f"comma list of {', '.join(TASKS)}")
     else:
         parser.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
     parser.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)}")

@@ -47,6 +47,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench.timing",),
     ("bench.distributed", "bench.regress", "bench.report", "bench.study", "bench.training"),
     ("bench.cli",),
+    ("bench.clidoc",),  # the reference generated from the parser
 )
 
 

@@ -28,6 +28,7 @@ import impls
 from bench.agreement import check as agreement
 from bench.options import (
     DEVICES,
+    add_list_option,
     add_task_options,
     backend_list,
     check_overrides_known,
@@ -45,15 +46,14 @@ from tasks.optim import OPTIMIZERS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_task_options(parser, many=True)
-    parser.add_argument("--backends", action="append", help=", ".join(impls.BACKENDS))
-    parser.add_argument("--variants", action="append", help="only these variants")
-    parser.add_argument("--dtypes", "--dtype", dest="dtypes", action="append",
-                        help="comma list of float32, float64 (default float64)")
-    parser.add_argument("--devices", "--device", dest="devices", action="append",
-                        help="comma list of cpu, cuda (default: every available)")
+    add_list_option(parser, "backends", f"comma list of {', '.join(impls.BACKENDS)}")
+    add_list_option(parser, "variants", "only these variants (comma list)")
+    add_list_option(parser, "dtypes", "comma list of float32, float64 (default float64)")
+    add_list_option(parser, "devices", "comma list of cpu, cuda (default: every available)")
     parser.add_argument("--steps", type=non_negative_int, default=0,
                         help="also compare N-step optimiser trajectories (SGD and Adam)")
-    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="for --steps")
+    add_list_option(parser, "optimizers",
+                    f"for --steps: comma list of {', '.join(OPTIMIZERS)} (default all)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="threads for every framework")
     parser.add_argument("--json", default=None, metavar="PATH", help="write every row as JSON")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench.options import add_list_option
 from bench.timing.matrix import Group, Plan, Selection
 
 # executor name -> "module:class", imported only when chosen (Ray's only for `ray`)
@@ -98,6 +99,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--executor", default="local", help=f"one of {', '.join(EXECUTORS)} (default local)")
     arg("--address", default=None,
         help="Ray cluster address for --executor ray (default: RAY_ADDRESS or a local Ray)")
-    arg("--machines", action="append", default=None,
-        help="comma list of Ray machines (node label nnparity-machine, or a custom "
-             "resource name, or a hostname) to run on; default every node with a slot")
+    add_list_option(parser, "machines",
+                    "comma list of Ray machines (node label nnparity-machine, or a custom "
+                    "resource name, or a hostname) to run on; default every node with a slot")

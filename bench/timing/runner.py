@@ -36,6 +36,7 @@ import impls
 from bench.options import (
     InputError,
     OutputError,
+    add_list_option,
     add_task_options,
     choice_list,
     knob_overrides,
@@ -83,18 +84,16 @@ DESCRIBE_CACHE = RUNS / ".describe-cache"  # git-ignored with raw runs
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_task_options(parser, many=True)
     arg = parser.add_argument
-    arg("--backends", action="append", help=f"comma list of {', '.join(impls.BACKENDS)}")
-    arg("--variants", action="append", help="comma list, e.g. eager,jit,xla")
-    # list options are plural; the singular spelling is a deliberate alias
-    arg("--devices", "--device", dest="devices", action="append",
-        help="comma list of cpu, cuda (default: all present)")
-    arg("--dtypes", "--dtype", dest="dtypes", action="append",
-        help="comma list of float32, float64 (default float32)")
-    arg("--precisions", "--precision", dest="precisions", action="append",
-        help=f"comma list of {', '.join(PRECISIONS)} (default fp32: strict float32, TF32 "
-             "off); reduced modes are timed beside their error against float64, and "
-             "combinations a backend does not offer are n/a")
-    arg("--phases", action="append", help=f"comma list of {', '.join(PHASES)}")
+    # list options are plural; the singular spelling is an alias (add_list_option)
+    add_list_option(parser, "backends", f"comma list of {', '.join(impls.BACKENDS)}")
+    add_list_option(parser, "variants", "comma list, e.g. eager,jit,xla")
+    add_list_option(parser, "devices", "comma list of cpu, cuda (default: all present)")
+    add_list_option(parser, "dtypes", "comma list of float32, float64 (default float32)")
+    add_list_option(parser, "precisions",
+                    f"comma list of {', '.join(PRECISIONS)} (default fp32: strict float32, "
+                    "TF32 off); reduced modes are timed beside their error against float64, "
+                    "and combinations a backend does not offer are n/a")
+    add_list_option(parser, "phases", f"comma list of {', '.join(PHASES)}")
     arg("-k", dest="keyword", default=None, metavar="EXPR",
         help="pytest-style expression over cell ids, e.g. 'lstm and not compile'")
     arg("--out", default=None, help="run directory (default results/runs/<timestamp>)")
