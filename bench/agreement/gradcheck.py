@@ -11,9 +11,9 @@ any requested backend that cannot run (not installed) or explicitly requested
 device it lacks, unless `--allow-missing`: a gate must not pass by checking
 less than it was asked to. The summary line names what was not checked.
 
-Finite differences of the reference sample `FD_SAMPLES[preset]` entries per
-tensor on the first `FD_BATCH[preset]` rows of the batch (each entry costs
-two forward passes of the whole model in float64).
+Finite differences of the reference sample entries per tensor on the first
+rows of the batch, as `bench.agreement.check.FD_SAMPLING[preset]` says (each
+entry costs two forward passes of the whole model in float64).
 """
 
 from __future__ import annotations

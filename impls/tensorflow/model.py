@@ -265,10 +265,6 @@ def to_native_input(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 2, 3, 1) if is_image(spec.input_shape) and x.ndim == 4 else x
 
 
-def native_input_shape(spec: ModelSpec) -> tuple[int, ...]:
-    return native_input_shape_of(tuple(spec.input_shape))
-
-
 def build_model(
     spec: ModelSpec, params: dict[str, np.ndarray], dtype: tf.DType, keras_rnn: bool,
     keras_layers: bool = False,
