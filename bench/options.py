@@ -12,9 +12,9 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 
 from impls import BACKENDS, DTYPES
+from impls.base import DEVICES as DEVICES  # the one definition; commands take it from here
 from tasks import PRESETS, TASKS, TaskError
-
-DEVICES = ("cpu", "cuda")
+from tasks.base import SEED_MAX  # what numpy.random.default_rng and every framework accept
 
 
 class InputError(Exception):
@@ -33,8 +33,6 @@ class OutputError(InputError):
 # argparse calls these on the raw string; a bad value becomes argparse's one-line error
 # (exit 2). NaN and infinities are refused everywhere: NaN compares false with every
 # bound, so a guard like `timeout <= 0` would let it through and switch the guard off.
-
-SEED_MAX = 2**32 - 1  # what numpy.random.default_rng and every framework's seed accept
 
 
 def _number(text: str, kind: type) -> float | int:

@@ -40,6 +40,9 @@ DEVICES = ("cpu", "cuda")
 #: "fp16" float16 compute with dynamic loss scaling (GPU).
 STRICT = "fp32"
 PRECISIONS = (STRICT, "tf32", "bf16", "fp16")
+#: Dynamic loss scaling for "fp16", the same in every backend (torch.amp.GradScaler's
+#: defaults): initial scale, growth and backoff factors, finite steps between growths.
+LOSS_SCALE = (2.0**16, 2.0, 0.5, 2000)
 #: What each mode means, as recorded in `Program.precision` (see `precision_label`).
 PRECISION_LABELS = {
     "tf32": "tf32 (TensorFloat-32 matmuls/convolutions)",

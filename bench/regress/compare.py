@@ -28,6 +28,7 @@ from bench.regress.stats import Verdict, compare_samples
 from bench.results.envdiff import differences
 from bench.results.read import LoadError, RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
+from bench.results.text import number
 from bench.results.write import check_output_file, write_text_atomic
 
 __all__ = ["Comparison", "LoadError", "compare_runs", "load_run", "merge_runs"]
@@ -178,7 +179,7 @@ def sort_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fmt(x: float, spec: str) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+    return number(x, spec, missing="-")
 
 
 def _summary(cmp: Comparison) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from bench.results.schema import CALIBRATION, STRICT_PRECISION, config_label, parse_cell_id
+from bench.results.text import number
 
 IQR_LIMIT = 0.10  # IQR / median above this: too noisy to trust
 PEAK_SLACK = 1.05  # a cell above the measured peak by more than timer noise is impossible
@@ -193,7 +194,7 @@ def flags(df: pd.DataFrame) -> pd.DataFrame:
 # -- formatting -----------------------------------------------------------------------------
 
 def _sci(value: Any) -> str:
-    return "n/a" if value is None or pd.isna(value) else f"{value:.1e}"
+    return number(value, ".1e")
 
 
 def _ms(value: float) -> str:
@@ -222,7 +223,7 @@ MEMORY_LEGEND = ("Peak MB is each cell's peak over its own window (warm-up and t
 
 
 def _num(value: float, fmt: str) -> str:
-    return "n/a" if value is None or pd.isna(value) else format(value, fmt)
+    return number(value, fmt)
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -265,9 +266,17 @@ def timing_tables(df: pd.DataFrame) -> list[str]:
 
 
 def _main_batch(part: pd.DataFrame) -> Any:
-    """The batch size every phase was timed at (the sweep adds others for `step`)."""
+    """The batch size every phase was timed at (the sweep adds others for `step`): the
+    one main-batch rule of every table and figure (`main_rows`)."""
     counts = part.groupby("batch_size")["phase"].nunique()
     return counts.idxmax() if not counts.empty else None
+
+
+def main_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `df` at each config's main batch size (`_main_batch`)."""
+    parts = [part[part["batch_size"] == _main_batch(part)]
+             for _, part in df.groupby("config", sort=False)]
+    return pd.concat(parts) if parts else df.iloc[0:0]
 
 
 def _phase_key(col: pd.Series) -> pd.Series:

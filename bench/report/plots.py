@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.report.markdown import main_rows
 from bench.results.write import write_atomic
 
 PHASE_COLOURS = {"forward": "#4C72B0", "backward": "#DD8452", "step": "#55A868"}
@@ -62,11 +63,7 @@ def _plain_log(ax, axis: str = "y") -> None:
 def _main_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Steady-state cells at each config's main batch size (where every phase ran)."""
     ok = df[(df["status"] == "ok") & df["phase"].isin(PHASE_COLOURS)]
-    parts = []
-    for _, part in ok.groupby("config", sort=False):
-        counts = part.groupby("batch_size")["phase"].nunique()
-        parts.append(part[part["batch_size"] == counts.idxmax()])
-    return pd.concat(parts) if parts else ok
+    return main_rows(ok) if not ok.empty else ok
 
 
 def safe_name(text: str) -> str:

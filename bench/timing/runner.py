@@ -38,6 +38,7 @@ from bench.options import (
     OutputError,
     add_list_option,
     add_task_options,
+    check_overrides_known,
     choice_list,
     knob_overrides,
     positive_float,
@@ -73,11 +74,10 @@ from bench.timing.watch import (
     work_files,
     worker_command,
 )
-from impls.base import DTYPES, PRECISIONS, STRICT, BackendError
+from impls.base import DEVICES, DTYPES, PRECISIONS, STRICT, BackendError
 from tasks import PRESETS, TASKS
 from tasks.spec import SpecError
 
-DEVICES = ("cpu", "cuda")
 DESCRIBE_CACHE = RUNS / ".describe-cache"  # git-ignored with raw runs
 
 
@@ -117,10 +117,7 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
         raise MatrixError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     overrides = knob_overrides(args)
     tasks = choice_list(args.tasks, TASKS, "task")
-    known = {k for name in tasks for k in TASKS[name].knobs()}
-    for key in overrides:
-        if key not in known:
-            raise MatrixError(f"unknown knob {key!r}; choose from {', '.join(sorted(known))}")
+    check_overrides_known(tasks, overrides)
     default_devices = ["cpu", "cuda"] if environment.has_cuda() else ["cpu"]
     if args.threads is not None and args.threads <= 0:
         raise MatrixError(f"--threads must be a positive integer, got {args.threads}")

@@ -31,7 +31,15 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from impls.base import STRICT, BackendError, Program, check_recurrent, label_dtype, state_width
+from impls.base import (
+    LOSS_SCALE,
+    STRICT,
+    BackendError,
+    Program,
+    check_recurrent,
+    label_dtype,
+    state_width,
+)
 from impls.tensorflow.model import Model, probed_loss, to_native_input
 from impls.tensorflow.optim import make_optimizer
 from tasks.optim import OptimizerSpec
@@ -39,9 +47,6 @@ from tasks.spec import ModelSpec, Recurrent
 
 DEVICES = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 LABELS = label_dtype("tensorflow")
-#: dynamic loss scaling for fp16, as torch.amp.GradScaler: initial scale,
-#: growth and backoff factors, finite steps between growths
-LOSS_SCALE = (2.0**16, 2.0, 0.5, 2000)
 
 
 @contextlib.contextmanager
