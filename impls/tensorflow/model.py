@@ -335,7 +335,7 @@ def build_model(
 _VARIABLE_COUNT = {Dense: 2, Conv2D: 2, Recurrent: 4}
 
 
-def probed_loss(spec: ModelSpec, model: Model):
+def loss_probed(spec: ModelSpec, model: Model):
     """`loss(x, y, probes)` of a primitive-op model, with `probes[layer]` (N, T, H)
     added to each recurrent layer's hidden states; its gradient in the probes is
     dL/dh_t (`Program.hidden_state_grads`). Uses the model's own variables, in

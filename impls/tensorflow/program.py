@@ -40,7 +40,7 @@ from impls.base import (
     label_dtype,
     state_width,
 )
-from impls.tensorflow.model import Model, probed_loss, to_native_input
+from impls.tensorflow.model import Model, loss_probed, to_native_input
 from impls.tensorflow.optim import make_optimizer
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec, Recurrent
@@ -189,7 +189,7 @@ class TensorFlowProgram(Program):
             raise BackendError("tensorflow keras: hidden-state gradients are not supported "
                                "(a Keras recurrent layer takes no probe inside its loop)")
         if self._state_grads is None:
-            loss = probed_loss(self.spec, self.model)
+            loss = loss_probed(self.spec, self.model)
 
             def grads(x, y, probes):
                 with tf.GradientTape() as tape:
@@ -224,8 +224,11 @@ def _traced(body, jit_compile: bool):
     fn = tf.function(body, jit_compile=jit_compile)
     # TF counts traces per code object, so a process that builds many Programs (each
     # tracing its own closures once per shape) gets "excessive retracing" warnings
-    # that are false; real retracing is caught by `tracing_counts`.
-    fn._omit_frequent_tracing_warning = True
+    # that are false; real retracing is caught by `tracing_counts`. A private flag of
+    # tf.function (TF 2.x): set only where it exists, so a TF without it still runs
+    # (with the warnings) instead of carrying a flag nothing reads.
+    if hasattr(fn, "_omit_frequent_tracing_warning"):
+        fn._omit_frequent_tracing_warning = True
     return fn
 
 

@@ -42,6 +42,10 @@ _RECOMPILE_LIMIT = 64
 
 LABELS = label_dtype("torch")
 
+#: torch's private loss-scaling kernels (what torch.amp.GradScaler calls); without them
+#: the backend offers no fp16 mode (n/a, see `TorchBackend.supports_precision`)
+AMP_KERNELS = ("_amp_foreach_non_finite_check_and_unscale_", "_amp_update_scale_")
+HAS_AMP_KERNELS = all(hasattr(torch, name) for name in AMP_KERNELS)
 #: autocast's compute dtype per reduced mode
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
