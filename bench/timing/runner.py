@@ -119,10 +119,6 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
     tasks = choice_list(args.tasks, TASKS, "task")
     check_overrides_known(tasks, overrides)
     default_devices = ["cpu", "cuda"] if environment.has_cuda() else ["cpu"]
-    if args.threads is not None and args.threads <= 0:
-        raise MatrixError(f"--threads must be a positive integer, got {args.threads}")
-    if args.timeout is not None and args.timeout <= 0:
-        raise MatrixError(f"--timeout must be positive, got {args.timeout}")
     variants = None
     if args.variants:
         variants = tuple(v.strip() for part in args.variants for v in part.split(",") if v.strip())
@@ -237,13 +233,10 @@ def _describe_cache(backend: str, preset: str, configs: list) -> Path:
 def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
     """The preset's plan with the user's --budget / --min-rounds applied."""
     plan = PLANS[sel.preset]
+    # --budget and --min-rounds are positive by their argparse types
     if getattr(args, "budget", None) is not None:
-        if args.budget <= 0:
-            raise MatrixError(f"--budget must be positive, got {args.budget}")
         plan = replace(plan, budget_s=args.budget)
     if getattr(args, "min_rounds", None) is not None:
-        if args.min_rounds <= 0:
-            raise MatrixError(f"--min-rounds must be a positive integer, got {args.min_rounds}")
         plan = replace(plan, min_rounds=args.min_rounds,
                        max_rounds=max(plan.max_rounds, args.min_rounds))
     return plan
