@@ -98,6 +98,8 @@ def _ray_node_id() -> str:
     try:
         import ray  # present: this function runs inside a Ray task
 
+        if not ray.is_initialized():  # called outside Ray (tests): asking would start one
+            return ""
         return str(ray.get_runtime_context().get_node_id())
     except Exception:  # noqa: BLE001 - called outside Ray (tests): unknown
         return ""
