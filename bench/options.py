@@ -12,9 +12,9 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 
 from impls import BACKENDS, DTYPES
+from impls.base import DEVICES as DEVICES  # the one definition; commands take it from here
 from tasks import PRESETS, TASKS, TaskError
-
-DEVICES = ("cpu", "cuda")
+from tasks.base import SEED_MAX  # what numpy.random.default_rng and every framework accept
 
 
 class InputError(Exception):
@@ -33,8 +33,6 @@ class OutputError(InputError):
 # argparse calls these on the raw string; a bad value becomes argparse's one-line error
 # (exit 2). NaN and infinities are refused everywhere: NaN compares false with every
 # bound, so a guard like `timeout <= 0` would let it through and switch the guard off.
-
-SEED_MAX = 2**32 - 1  # what numpy.random.default_rng and every framework's seed accept
 
 
 def _number(text: str, kind: type) -> float | int:
@@ -97,10 +95,19 @@ def choice_list(value: str | Sequence[str] | None, choices: Iterable[str], what:
     return list(dict.fromkeys(items))
 
 
+def add_list_option(parser: argparse.ArgumentParser, plural: str, help: str) -> None:
+    """A list option: `--<plural>` takes a comma list and may be repeated, and its
+    singular spelling is an alias (`--tasks a,b`, `--task a --task b`). Parse the
+    value with `choice_list`."""
+    singular = plural.removesuffix("s")
+    parser.add_argument(f"--{plural}", f"--{singular}", dest=plural.replace("-", "_"),
+                        action="append", metavar=singular.upper(), help=help)
+
+
 def add_task_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
     """--task(s), --preset, --cell, --set KEY=VALUE."""
     if many:
-        parser.add_argument("--tasks", action="append", help=f"comma list of {', '.join(TASKS)}")
+        add_list_option(parser, "tasks", f"comma list of {', '.join(TASKS)}")
     else:
         parser.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
     parser.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)}")

@@ -21,8 +21,9 @@ Keras 3's `keras/src/backend/<framework>/` does):
 - `losses.py`    `mse`, `softmax_cross_entropy` and `LOSSES` (name -> function).
 - `optim.py`     the rules of `tasks.optim`, written out.
 
-Same role, same name and argument order. Layer functions take the input
-first, then parameters in canonical order, then the spec's settings:
+Same role, same name and argument order (`CONTRACT` below lists the names).
+Layer functions take the input first, then parameters in canonical order, then
+the spec's settings:
 
     dense(x, weight, bias, activation)
     conv2d(x, weight, bias, stride, pad, activation)
@@ -54,8 +55,56 @@ BACKENDS: dict[str, str] = {
     "tensorflow": "tensorflow",
 }
 
-__all__ = ["BACKENDS", "DTYPES", "PRECISIONS", "Backend", "BackendError", "Program",
-           "is_installed", "load"]
+#: The contract beyond file names: the public names each module of every backend
+#: defines (tests/test_backend_contract.py parses the modules, importing no framework,
+#: and checks them). "Backend"/"Program": a subclass of that class; "Cls.name": a
+#: method of a public class of the module, where the backend's model is an object.
+CONTRACT: dict[str, tuple[str, ...]] = {
+    "__init__": ("BACKEND",),
+    "backend": ("Backend", "version", "devices"),
+    "program": ("Program", "LABELS"),
+    "model": ("loss_probed",),  # the loss with probes added to the hidden states
+    "layers": ("ACTIVATIONS", "activate"),
+    "recurrent": (),
+    "losses": ("mse", "softmax_cross_entropy", "LOSSES"),
+    "optim": (),
+}
+#: What a backend's kind adds. The NumPy reference writes its backward by hand, so its
+#: layers are forward/backward pairs; the frameworks' layers are plain functions that
+#: their autodiff differentiates.
+CONTRACT_BY_KIND: dict[str, dict[str, tuple[str, ...]]] = {
+    "reference": {
+        "layers": ("dense_forward", "dense_backward", "conv2d_forward", "conv2d_backward",
+                   "maxpool2d_forward", "maxpool2d_backward", "flatten_forward",
+                   "flatten_backward", "activate_backward"),
+        "recurrent": ("recurrent_forward", "recurrent_backward", "recurrent_forward_probed"),
+    },
+    "framework": {
+        "layers": ("dense", "conv2d", "maxpool2d", "flatten"),
+        "recurrent": ("recurrent", "recurrent_probed"),
+    },
+}
+KINDS: dict[str, str] = {"numpy": "reference", "torch": "framework", "jax": "framework",
+                         "tensorflow": "framework"}
+#: The optimiser rules of tasks.optim, in one of two shapes: objects that update the
+#: parameters in place where the backend steps eagerly (NumPy, TensorFlow variables),
+#: a state plus an update function where the step is traced or compiled (torch, JAX).
+OPTIMIZER_API: dict[str, tuple[str, ...]] = {
+    "numpy": ("SGD", "Adam", "make_optimizer"),
+    "tensorflow": ("SGD", "Adam", "make_optimizer"),
+    "torch": ("init_state", "make_update"),
+    "jax": ("init_state", "update"),
+}
+
+
+def contract(backend: str, module: str) -> tuple[str, ...]:
+    """The names `impls/<backend>/<module>.py` must define."""
+    extra = OPTIMIZER_API[backend] if module == "optim" else ()
+    return CONTRACT[module] + CONTRACT_BY_KIND[KINDS[backend]].get(module, ()) + extra
+
+
+__all__ = ["BACKENDS", "CONTRACT", "DTYPES", "PRECISIONS", "Backend", "BackendError",
+           "Program", "contract", "is_installed", "load"]
 
 
 def is_installed(name: str) -> bool:

@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from impls.errors import BackendError
+from impls.threads import threads as intra_op_threads
 from tasks.optim import OptimizerSpec
 from tasks.spec import Conv2D, Dense, MaxPool2D, ModelSpec, Recurrent
 
@@ -38,6 +40,9 @@ DEVICES = ("cpu", "cuda")
 #: "fp16" float16 compute with dynamic loss scaling (GPU).
 STRICT = "fp32"
 PRECISIONS = (STRICT, "tf32", "bf16", "fp16")
+#: Dynamic loss scaling for "fp16", the same in every backend (torch.amp.GradScaler's
+#: defaults): initial scale, growth and backoff factors, finite steps between growths.
+LOSS_SCALE = (2.0**16, 2.0, 0.5, 2000)
 #: What each mode means, as recorded in `Program.precision` (see `precision_label`).
 PRECISION_LABELS = {
     "tf32": "tf32 (TensorFloat-32 matmuls/convolutions)",
@@ -75,10 +80,6 @@ def precision_label(dtype: str, device: str, precision: str = STRICT) -> str:
     if dtype == "float64":
         return "fp64"
     return "fp32 (tf32 off)" if device == "cuda" else "fp32"
-
-
-class BackendError(RuntimeError):
-    """A backend cannot do what was asked (not installed, no such device, ...)."""
 
 
 class Program(ABC):
@@ -207,9 +208,7 @@ class Backend(ABC):
         (the framework's own choice), "user" (`impls.threads.interop_threads`) or
         the environment variable that set it. See `impls.threads`.
         """
-        from impls.threads import threads
-
-        return {"intra_op": threads(), "inter_op": None, "inter_op_source": "none"}
+        return {"intra_op": intra_op_threads(), "inter_op": None, "inter_op_source": "none"}
 
     def supports(self, spec: ModelSpec, variant: str) -> bool:
         """Whether `variant` is meaningful for `spec`."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+from impls.errors import BackendError
+
 ENV_VAR = "NNPARITY_THREADS"
 INTEROP_ENV_VAR = "NNPARITY_INTEROP_THREADS"
 _POOL_VARS = (
@@ -62,7 +64,5 @@ def interop_threads() -> int | None:
     except ValueError:
         count = 0
     if count <= 0:
-        from impls.base import BackendError
-
         raise BackendError(f"{INTEROP_ENV_VAR} must be a positive integer, got {value!r}")
     return count

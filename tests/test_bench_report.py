@@ -9,7 +9,9 @@ import pytest
 
 from bench import cli
 from bench.report import markdown as report
+from bench.report import report_command
 from bench.results import write as records
+from bench.results.read import load_run
 from bench.timing import environment
 from bench.timing.matrix import Selection, build_groups, task_configs
 
@@ -54,7 +56,7 @@ def _write_run(path, *, speed: dict[str, float], retraces: int = 0, noisy: str =
 
 def test_report_names_every_backend_and_writes_four_figures(tmp_path):
     _write_run(tmp_path, speed={"numpy": 1.0, "torch": 2.0, "jax": 4.0, "tensorflow": 0.5})
-    rc = report.main(argparse.Namespace(run_dir=str(tmp_path), no_plots=False))
+    rc = report_command.main(argparse.Namespace(run_dir=str(tmp_path), no_plots=False))
     assert rc == 0
     text = (tmp_path / "REPORT.md").read_text()
     for backend in BACKENDS:
@@ -68,7 +70,7 @@ def test_report_names_every_backend_and_writes_four_figures(tmp_path):
 
 def test_tidy_computes_speedup_and_percent_of_peak(tmp_path):
     _write_run(tmp_path, speed={"numpy": 1.0, "torch": 2.0, "jax": 4.0, "tensorflow": 0.5})
-    df = report.tidy(report.load_run(tmp_path))
+    df = report.tidy(load_run(tmp_path))
     step = df[(df["phase"] == "step") & (df["batch_size"] == 256)].set_index("backend")
     assert step.loc["jax", "speedup"] == pytest.approx(4.0, rel=0.02)
     assert step.loc["tensorflow", "speedup"] == pytest.approx(0.5, rel=0.02)
@@ -79,7 +81,7 @@ def test_tidy_computes_speedup_and_percent_of_peak(tmp_path):
 def test_flags_impossible_speed_noise_and_retraces(tmp_path):
     _write_run(tmp_path, speed={"numpy": 1.0, "torch": 1.0, "jax": 1.0, "tensorflow": 1.0},
                retraces=2, noisy="torch", gflops=1e-3)
-    flags = report.flags(report.tidy(report.load_run(tmp_path)))
+    flags = report.flags(report.tidy(load_run(tmp_path)))
     text = " ".join(flags["flag"])
     assert "exceeds the measured peak" in text
     assert any("torch/" in c for c in flags[flags["flag"].str.startswith("noisy")]["cell"])

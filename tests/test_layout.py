@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import bench.cli
 from bench.results import paths
 
@@ -29,7 +31,7 @@ def test_readme_lists_exactly_the_commands_of_nnparity_help():
 def test_bench_top_level_holds_only_the_cli_options_and_subpackages():
     top = {p.name for p in (ROOT / "bench").iterdir() if p.name != "__pycache__"}
     modules = {n for n in top if n.endswith(".py")}
-    assert modules == {"__init__.py", "cli.py", "options.py"}
+    assert modules == {"__init__.py", "cli.py", "options.py", "clidoc.py"}
     for package in top - modules:
         assert (ROOT / "bench" / package / "__init__.py").is_file(), package
 
@@ -40,6 +42,64 @@ def test_every_backend_folder_has_the_same_modules():
     for folder in folders:
         names = {p.name for p in folder.glob("*.py")}
         assert names == BACKEND_MODULES, folder.name
+
+
+# -- the module maps of README.md (Layout) and docs/design.md (§1) against the tree ---------------
+
+BACKEND_DIRS = ("impls/numpy/", "impls/torch/", "impls/jax/", "impls/tensorflow/")
+
+
+def _packages() -> dict[str, set[str]]:
+    """Every package directory of tasks/impls/bench -> its modules (file stems, no __init__)."""
+    found = {}
+    for top in ("tasks", "impls", "bench"):
+        for init in sorted((ROOT / top).rglob("__init__.py")):
+            folder = init.parent
+            found[f"{folder.relative_to(ROOT)}/"] = {
+                f.stem for f in folder.glob("*.py") if f.name != "__init__.py"}
+    return found
+
+
+def _expand(key: str) -> list[str]:
+    return list(BACKEND_DIRS) if key == "impls/<framework>/" else [key]
+
+
+def _design_map() -> dict[str, str]:
+    text = (ROOT / "docs/design.md").read_text()
+    return {m.group(1): m.group(2)
+            for m in re.finditer(r"^\| `((?:tasks|impls|bench)/[^`]*)` \|(.*)\|$", text, re.M)}
+
+
+def _readme_map() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    entries: dict[str, str] = {}
+    parent = key = ""
+    for line in block.splitlines():
+        m = re.match(r"^( *)(\S+/) +(.*)$", line)
+        if m and m.group(2).endswith("/"):
+            key = m.group(2) if not m.group(1) else parent + m.group(2)
+            parent = key if not m.group(1) else parent
+            entries[key] = m.group(3)
+        elif key:
+            entries[key] += " " + line.strip()
+    return {k: v for k, v in entries.items() if k.startswith(("tasks/", "impls/", "bench/"))}
+
+
+@pytest.mark.parametrize("where", ["README.md", "docs/design.md"])
+def test_the_module_map_names_every_module_and_none_that_does_not_exist(where):
+    entries = _readme_map() if where == "README.md" else _design_map()
+    packages = _packages()
+    mapped = {}
+    for key, text in entries.items():
+        for folder in _expand(key):
+            assert folder in packages, f"{where} maps {key}, which is not a package"
+            mapped[folder] = set(re.findall(r"\b(\w+)\.py\b", text))
+    problems = [f"{folder}: missing {sorted(modules - mapped.get(folder, set()))}, "
+                f"not in the tree {sorted(mapped.get(folder, set()) - modules)}"
+                for folder, modules in sorted(packages.items())
+                if mapped.get(folder) != modules]
+    assert not problems, f"{where}'s module map differs from the tree:\n" + "\n".join(problems)
 
 
 def test_no_source_cites_a_file_that_is_not_in_the_repository():

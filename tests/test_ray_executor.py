@@ -25,7 +25,6 @@ from bench import cli  # noqa: E402
 from bench.distributed.ray_executor import EXCLUDES, LABEL, SLOT  # noqa: E402
 from bench.results.paths import ROOT  # noqa: E402
 from bench.results.read import load_run  # noqa: E402
-from bench.timing import executor as executors  # noqa: E402
 from bench.timing import runner  # noqa: E402
 
 NODE = {"num_cpus": 1, "object_store_memory": 100 * 1024**2, "include_dashboard": False}
@@ -79,16 +78,16 @@ def _run(monkeypatch, out: Path, on_event=None, *extra: str) -> tuple[int, list]
         if on_event:
             on_event(kind, group, data)
 
-    real = executors.executor_for
+    real = runner.executor_for
 
     def with_hook(args):
         ex = real(args)
         ex.on_event = hook
         return ex
 
-    monkeypatch.setattr(executors, "executor_for", with_hook)
+    monkeypatch.setattr(runner, "executor_for", with_hook)
     rc = runner.main(_args(out, "--executor", "ray", *extra))
-    monkeypatch.setattr(executors, "executor_for", real)
+    monkeypatch.setattr(runner, "executor_for", real)
     return rc, events
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench import cli
-from bench.report import markdown
+from bench.report import report_command
 from bench.results import write as records
 from bench.results.schema import CALIBRATION
 from bench.timing.matrix import Selection, build_groups, task_configs
@@ -144,7 +144,7 @@ def test_a_one_machine_report_is_unchanged(tmp_path):
     _write_run(tmp_path / "a", "aaaaaaaaaaaa")
     shutil.copytree(tmp_path / "a", tmp_path / "same")
     assert cli.main(["report", str(tmp_path / "a"), "--no-plots"]) == 0
-    expected = markdown.write_report(tmp_path / "same", plots=False).read_text()
+    expected = report_command.write_report(tmp_path / "same", plots=False).read_text()
     assert (tmp_path / "a" / "REPORT.md").read_text() == expected
     assert "several machines" not in expected
 

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 import impls
+from bench.agreement.finite_diff import check_model_detailed
+from bench.agreement.metrics import normwise
 from bench.agreement.tolerances import (
     RoundingError,
     Tolerance,
@@ -74,16 +76,6 @@ class Row:
 
 def knobs_label(overrides: dict[str, Any] | None) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted((overrides or {}).items()))
-
-
-def normwise(value: np.ndarray, ref: np.ndarray) -> float:
-    """||value - ref|| / ||ref||, with an absolute fallback when ref is all zeros."""
-    value, ref = np.asarray(value, np.float64), np.asarray(ref, np.float64)
-    if value.shape != ref.shape:
-        return float("inf")
-    diff = float(np.linalg.norm((value - ref).ravel()))
-    scale = float(np.linalg.norm(ref.ravel()))
-    return diff / scale if scale > 0 else diff
 
 
 def _agrees(value, ref, tol: Tolerance) -> tuple[float, bool, bool]:
@@ -280,8 +272,6 @@ def finite_difference_rows(task_name: str, preset: str, overrides: dict | None) 
     """The NumPy reference's analytic gradients against central differences (float64),
     sampled as `FD_SAMPLING[preset]` says, each tensor against a tolerance that
     allows for the differences' own cancellation error (`finite_difference_tolerance`)."""
-    from bench.agreement.finite_diff import check_model_detailed
-
     knobs = tuple(sorted((overrides or {}).items()))
     cfg, spec, params, data = _setup(task_name, preset, knobs)
     entries, rows = FD_SAMPLING.get(preset, (64, None))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.agreement.check import normwise
+from bench.agreement.metrics import normwise
 from tasks.spec import ModelSpec
 
 Arrays = dict[str, np.ndarray]

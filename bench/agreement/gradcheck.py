@@ -11,9 +11,9 @@ any requested backend that cannot run (not installed) or explicitly requested
 device it lacks, unless `--allow-missing`: a gate must not pass by checking
 less than it was asked to. The summary line names what was not checked.
 
-Finite differences of the reference sample `FD_SAMPLING[preset]` entries per
-tensor on the first rows of the batch (bench/agreement/check.py; each entry
-costs two forward passes of the whole model in float64).
+Finite differences of the reference sample entries per tensor on the first
+rows of the batch, as `bench.agreement.check.FD_SAMPLING[preset]` says (each
+entry costs two forward passes of the whole model in float64).
 
 With `--jobs N` the configurations run in N worker processes (each imports the
 frameworks once and keeps them; every worker gets `threads / N` intra-op threads
@@ -36,6 +36,7 @@ import impls
 from bench.agreement import check as agreement
 from bench.options import (
     DEVICES,
+    add_list_option,
     add_task_options,
     backend_list,
     check_overrides_known,
@@ -53,15 +54,14 @@ from tasks.optim import OPTIMIZERS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_task_options(parser, many=True)
-    parser.add_argument("--backends", action="append", help=", ".join(impls.BACKENDS))
-    parser.add_argument("--variants", action="append", help="only these variants")
-    parser.add_argument("--dtypes", "--dtype", dest="dtypes", action="append",
-                        help="comma list of float32, float64 (default float64)")
-    parser.add_argument("--devices", "--device", dest="devices", action="append",
-                        help="comma list of cpu, cuda (default: every available)")
+    add_list_option(parser, "backends", f"comma list of {', '.join(impls.BACKENDS)}")
+    add_list_option(parser, "variants", "only these variants (comma list)")
+    add_list_option(parser, "dtypes", "comma list of float32, float64 (default float64)")
+    add_list_option(parser, "devices", "comma list of cpu, cuda (default: every available)")
     parser.add_argument("--steps", type=non_negative_int, default=0,
                         help="also compare N-step optimiser trajectories (SGD and Adam)")
-    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="for --steps")
+    add_list_option(parser, "optimizers",
+                    f"for --steps: comma list of {', '.join(OPTIMIZERS)} (default all)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="threads for every framework")
     parser.add_argument("--jobs", type=positive_int, default=1,

@@ -84,8 +84,6 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     ("finite_difference", "float64", "*"): Tolerance(normwise=1e-6, rtol=1e-3, atol_scale=1e-6),
 }
 
-CHECKS = ("gradient", "trajectory", "finite_difference")
-
 #: A backend's rounding error may be this many times the float32 NumPy reference's
 #: own on the same problem (derivation in the module docstring).
 ROUNDING_FACTOR = 10.0

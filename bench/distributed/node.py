@@ -10,7 +10,7 @@ ray_executor.py sends it). It is a generator of messages for the driver:
 
 It starts the same worker process a local run starts (`bench.timing.worker_main`,
 in its own session, tied to this Ray worker so it dies with it) and watches
-its stream exactly like `bench.timing.runner.run_group`: group timeout, the
+its stream with the runner's own spec and loop (`bench.timing.watch`): group timeout, the
 worker's exit code, error entries for cells never reached. Cancelling the Ray
 task (Ctrl-C on the driver) kills the worker. The machine block is this
 node's; its commit is the driver's, since the code was shipped from there.
@@ -28,15 +28,13 @@ import platform
 import signal
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bench.results import write as records
 from bench.results.paths import ROOT
 from bench.timing import environment
-from bench.timing.matrix import Group, Plan, group_to_dict
-from bench.timing.watch import follow
+from bench.timing.watch import WorkerSpec, follow, relay, work_files
 
 CODE_DIRS = ("tasks", "impls", "bench")
 
@@ -63,11 +61,11 @@ def _die_with_parent() -> None:
         pass
 
 
-def run_group_on_node(group: Group, preset: str, plan: Plan, threads: int | None, seed: int,
-                      timeout: float, gradcheck: bool, driver_digest: str, commit: str,
+def run_group_on_node(spec: WorkerSpec, timeout: float, driver_digest: str, commit: str,
                       node: Mapping[str, Any]) -> Iterator[tuple]:
-    """Run `group` here and yield the driver's messages (see the module docstring).
-    `threads` None: every core of this machine."""
+    """Run `spec`'s group here and yield the driver's messages (see the module docstring).
+    `spec.threads` None: every core of this machine."""
+    group = spec.group
     node = {**node, **describe_node(), "ran_on": _ray_node_id()}
     yield ("start", node)
     mine = code_digest()
@@ -75,41 +73,24 @@ def run_group_on_node(group: Group, preset: str, plan: Plan, threads: int | None
         yield ("refused", f"node {node.get('name', '?')} runs other code (digest {mine}, "
                           f"driver {driver_digest}); ship it or check out the same commit")
         return
-    threads = threads or os.cpu_count() or 1
+    threads = spec.threads or os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="nnparity-node-") as tmp:
         work = Path(tmp)
-        stream, pytest_json = work / f"{group.name}.jsonl", work / f"{group.name}.pytest-out"
-        spec, log = work / f"{group.name}.spec", work / f"{group.name}.log"
-        spec.write_text(json.dumps({
-            "group": group_to_dict(group), "preset": preset, "threads": threads, "seed": seed,
-            "stream": str(stream), "pytest_json": str(pytest_json), "gradcheck": gradcheck,
-            "plan": asdict(plan),
-        }))
-        machine_info = records.default_machine_info(environment.nnparity_info(threads))
+        files = work_files(work, group.name)
+        files.spec.write_text(json.dumps(spec.to_json(files, threads)))
+        machine_info = records.default_machine_info(
+            environment.nnparity_info(threads, spec.recorded_precisions))
         error = group.error
         if not error:
-            error = yield from _watch(spec, log, stream, timeout)
-        doc = records.finish_group(group, preset, work / f"{group.name}.json", pytest_json,
-                                   stream, machine_info, error, threads)
+            cells = follow(files.spec, files.log, files.stream, timeout,
+                           preexec_fn=_die_with_parent)
+            error = yield from relay(cells, lambda entry: ("cell", entry))
+        doc = records.finish_group(group, spec.preset, work / f"{group.name}.json",
+                                   files.pytest_json, files.stream, machine_info, error, threads)
         ours = doc.setdefault("machine_info", {}).setdefault("nnparity", {})
         ours.update(git_commit=commit, code_digest=mine, ray_node=dict(node),
                     code_source="shipped from the driver (Ray runtime_env working_dir)")
         yield ("done", doc, error)
-
-
-def _watch(spec: Path, log: Path, stream: Path, timeout: float) -> Iterator[tuple]:
-    """The worker's streamed cells as ("cell", entry); returns "" or the group's error.
-    The worker dies with this Ray worker (`_die_with_parent`) and with this generator."""
-    cells = follow(spec, log, stream, timeout, preexec_fn=_die_with_parent)
-    try:
-        while True:
-            try:
-                entry = next(cells)
-            except StopIteration as done:
-                return done.value
-            yield ("cell", entry)
-    finally:
-        cells.close()  # closed or cancelled out here: follow kills the worker
 
 
 def _ray_node_id() -> str:
@@ -117,6 +98,8 @@ def _ray_node_id() -> str:
     try:
         import ray  # present: this function runs inside a Ray task
 
+        if not ray.is_initialized():  # called outside Ray (tests): asking would start one
+            return ""
         return str(ray.get_runtime_context().get_node_id())
     except Exception:  # noqa: BLE001 - called outside Ray (tests): unknown
         return ""

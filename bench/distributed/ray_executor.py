@@ -43,6 +43,7 @@ from bench.results.paths import ROOT
 from bench.timing import environment
 from bench.timing.executor import Outcome, RunContext
 from bench.timing.matrix import Group
+from bench.timing.watch import WorkerSpec, recorded_precisions, spec_for, work_files
 
 SLOT = "nnparity_slot"  # the custom resource every benchmark node declares, 1 per node
 LABEL = "nnparity-machine"  # node label naming a machine for --machines
@@ -50,6 +51,12 @@ LABEL = "nnparity-machine"  # node label naming a machine for --machines
 EXCLUDES = [".git", ".nox", ".venv", "results/runs", "**/__pycache__", "*.egg-info",
             ".pytest_cache", ".ruff_cache", ".benchmarks", "build", "dist"]
 EventHook = Callable[[str, Group, dict[str, Any]], None]
+
+
+def worker_spec(ctx: RunContext, group: Group) -> WorkerSpec:
+    """What a node's worker is told: the local runner's spec (`spec_for`), with the
+    threads left to the node (all its cores) unless --threads fixed them."""
+    return spec_for(ctx, group, ctx.threads if ctx.threads_set else None)
 
 
 def import_ray() -> Any:
@@ -194,8 +201,7 @@ class RayExecutor:
                 num_cpus=0, num_gpus=1 if cuda else 0, resources={SLOT: 1}, max_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False),
                 name=f"nnparity:{group.name}",
-            ).remote(group, ctx.sel.preset, ctx.plan, ctx.threads if ctx.threads_set else None,
-                     ctx.seed, ctx.timeout, ctx.gradcheck, digest, commit,
+            ).remote(worker_spec(ctx, group), ctx.timeout, digest, commit,
                      {"id": node.id, "name": node.name, "labels": node.labels})
             running[gen] = _Task(group, node)
 
@@ -205,11 +211,10 @@ class RayExecutor:
             if doc is not None:
                 records.write_group_file(out, doc)
             else:
-                records.finish_group(task.group, ctx.sel.preset, out,
-                                     ctx.work / f"{task.group.name}.pytest-out",
-                                     ctx.work / f"{task.group.name}.jsonl",
-                                     self._machine_info(task, ctx, commit), error,
-                                     ctx.threads)
+                files = work_files(ctx.work, task.group.name)
+                records.finish_group(task.group, ctx.sel.preset, out, files.pytest_json,
+                                     files.stream, self._machine_info(task, ctx, commit),
+                                     error, ctx.threads)
             finished += 1
             if error:
                 failed.append(f"{task.group.name} on {task.node.name}: {error}")
@@ -275,7 +280,7 @@ class RayExecutor:
             self._emit("start", task.group, {**task.info, "resources": task.node.resources})
         elif kind == "cell":
             entry = message[1]
-            records.append_stream(ctx.work / f"{task.group.name}.jsonl", entry)
+            records.append_stream(work_files(ctx.work, task.group.name).stream, entry)
             progress.advance(entry)
             self._emit("cell", task.group, {"node": task.node.id, "name": task.node.name,
                                              "entry": entry})
@@ -293,7 +298,7 @@ class RayExecutor:
     def _machine_info(task: _Task, ctx: RunContext, commit: str) -> dict[str, Any]:
         """The machine block for a group the node could not finish: the node's identity
         when it said who it is, else this machine's (the group ran nowhere)."""
-        ours = environment.nnparity_info(ctx.threads)
+        ours = environment.nnparity_info(ctx.threads, recorded_precisions(ctx.sel.precisions))
         if task.info:
             ours.update({k: task.info[k] for k in ("fingerprint", "cpu", "cores", "gpu")
                          if k in task.info})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.regress.compare import Comparison, compare_runs
+from bench.regress.compare import Comparison, compare_runs, sort_table
 from bench.results.machines import fingerprints, load_machines, split_machines
 from bench.results.read import RunInfo
 
@@ -39,8 +39,6 @@ def compare_by_machine(base: str, current: str, factor: float, alpha: float,
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
         columns=["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "base_median_s",
                  "current_median_s", "base_rounds", "current_rounds", "note"])
-    from bench.regress.compare import sort_table
-
     return Comparison(sort_table(table), RunInfo(base, "several", commit=b_all.attrs["runs"][base]),
                       RunInfo(current, "several", commit=c_all.attrs["runs"][current]),
                       factor, alpha, confidence, False, tuple(warnings))

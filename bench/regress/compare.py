@@ -1,4 +1,5 @@
-"""`nnparity compare`: flag real regressions and improvements between two runs.
+"""Flag real regressions and improvements between two runs (the library behind
+`nnparity compare`, whose command is bench/regress/compare_command.py).
 
 Runs are read by bench/results/read.py (`load_run`). `compare_runs` matches cells by
 their canonical id and applies the rule in bench/regress/stats.py; when the two runs
@@ -27,9 +28,10 @@ from bench.regress.stats import Verdict, compare_samples
 from bench.results.envdiff import differences
 from bench.results.read import LoadError, RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
+from bench.results.text import number
 from bench.results.write import check_output_file, write_text_atomic
 
-__all__ = ["Comparison", "LoadError", "compare_runs", "load_run", "main", "merge_runs"]
+__all__ = ["Comparison", "LoadError", "compare_runs", "load_run", "merge_runs"]
 
 #: order of verdicts in reports: what needs attention first
 _VERDICT_ORDER = [v.value for v in Verdict]
@@ -177,7 +179,7 @@ def sort_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fmt(x: float, spec: str) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+    return number(x, spec, missing="-")
 
 
 def _summary(cmp: Comparison) -> str:
@@ -300,28 +302,3 @@ def emit(cmp: Comparison, args: argparse.Namespace) -> int:
         if not allowed:
             return 1
     return 1 if cmp.regressed else 0
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("baseline", help="baseline run directory or results JSON")
-    parser.add_argument("current", help="current run directory or results JSON")
-    add_rule_arguments(parser)
-
-
-def main(args: argparse.Namespace) -> int:
-    """`nnparity compare`: 0 no regression, 1 regression (or cells the baseline timed
-    missing or errored, unless --allow-missing), 2 bad input."""
-    check_rule_arguments(args)
-    from bench.regress.by_machine import compare_by_machine, spans_machines
-
-    if spans_machines(args.baseline, args.current):  # cells matched within each machine
-        return emit(compare_by_machine(args.baseline, args.current, args.factor, args.alpha,
-                                       args.confidence), args)
-    base, current = load_run(args.baseline), load_run(args.current)
-    return emit(compare_runs(base, current, args.factor, args.alpha, args.confidence), args)
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="nnparity compare", description=__doc__)
-    add_arguments(_parser)
-    sys.exit(main(_parser.parse_args()))

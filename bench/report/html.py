@@ -28,11 +28,11 @@ import pandas as pd
 
 from bench.options import InputError
 from bench.report.markdown import STEADY_PHASES, render, tidy
+from bench.report.plots import BACKEND_COLOURS
 from bench.results.read import load_run
+from bench.results.text import number
 from bench.results.write import write_text_atomic
 
-BACKEND_COLOURS = {"numpy": "#555555", "torch": "#EE4C2C", "jax": "#2A6FDB",
-                   "tensorflow": "#FF9F00"}
 DASHES = ("solid", "dash", "dot", "dashdot")
 HOVER = ("%{customdata[0]}<br>median %{customdata[1]}<br>IQR %{customdata[2]}"
          "<br>samples %{customdata[3]}<br>FLOP/s %{customdata[4]}<br>% of peak %{customdata[5]}"
@@ -51,9 +51,7 @@ def _plotly():
 # -- hover text -------------------------------------------------------------------------------
 
 def _fmt(value: Any, spec: str, suffix: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return format(value, spec) + suffix
+    return number(value, spec, suffix)
 
 
 def _bytes(value: Any) -> str:

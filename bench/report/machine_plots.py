@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.report.markdown import main_rows
 from bench.report.plots import LINESTYLES, WIDE, _plain_log, _plt, _save
 
 
@@ -26,11 +27,8 @@ def _step_main(df: pd.DataFrame) -> pd.DataFrame:
     """Step cells timed ok at each config's main batch size (where every phase ran)."""
     ok = df[(df["status"] == "ok") & (df["phase"] != "calibration")
             & (df["phase"] != "first_call")]
-    parts = []
-    for _, part in ok.groupby("config", sort=False):
-        bs = part.groupby("batch_size")["phase"].nunique().idxmax()
-        parts.append(part[(part["batch_size"] == bs) & (part["phase"] == "step")])
-    return pd.concat(parts) if parts else ok.iloc[0:0]
+    main = main_rows(ok)
+    return main[main["phase"] == "step"]
 
 
 def machine_bars(df: pd.DataFrame, task: str, out: Path) -> Path | None:

@@ -1,19 +1,21 @@
-"""`nnparity report RUN_DIR`: REPORT.md and PNG figures from a run's raw JSON.
+"""REPORT.md of one run: the tables, as the library behind `nnparity report`.
 
-Reads the run with `bench.results.read.load_run`, turns it into one tidy table (one
-row per cell, extra_info flattened), and writes Markdown tables per task
+The command itself (options, figures, writing the files, the merged and HTML
+reports) is bench/report/report_command.py; this module, which `plots`, `html`
+and `machines` import, imports none of them. Reads the run with
+`bench.results.read.load_run`, turns it into one tidy table (one row per cell,
+extra_info flattened), and writes Markdown tables per task
 (backend/variant x phase: median, IQR, samples/s, % of the measured GEMM peak,
 speed-up against the NumPy reference), the batch-size sweep, gradient
 agreement, first-call cost, calibration, validity flags, errors and the
 environment; with precision modes, each mode's speed-up over strict fp32
 beside its error against float64 (`precision_table`, n/a where a backend does
-not offer the mode). Figures are drawn by `bench.report.plots`. It never runs or times
-anything, and never imports a framework.
+not offer the mode). It never runs or times anything, and never imports a
+framework.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 from pathlib import Path
@@ -21,27 +23,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench.options import InputError
-from bench.results.read import load_run
 from bench.results.schema import CALIBRATION, STRICT_PRECISION, config_label, parse_cell_id
-from bench.results.write import write_text_atomic
+from bench.results.text import number
 
 IQR_LIMIT = 0.10  # IQR / median above this: too noisy to trust
 PEAK_SLACK = 1.05  # a cell above the measured peak by more than timer noise is impossible
 STEADY_PHASES = ("forward", "backward", "step")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", nargs="+",
-                        help="a run directory written by `nnparity run`; several (e.g. one "
-                             "per machine or CI shard) are merged into one report")
-    parser.add_argument("--no-plots", action="store_true", help="tables only")
-    parser.add_argument("--out", default=None,
-                        help="where a merged report goes (default: the run itself for one "
-                             "run, else results/runs/merged-<time>)")
-    parser.add_argument("--html", action="store_true",
-                        help="write the interactive, self-contained REPORT.html of one run "
-                             "instead (needs plotly: the `html` extra)")
 
 
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
@@ -207,7 +194,7 @@ def flags(df: pd.DataFrame) -> pd.DataFrame:
 # -- formatting -----------------------------------------------------------------------------
 
 def _sci(value: Any) -> str:
-    return "n/a" if value is None or pd.isna(value) else f"{value:.1e}"
+    return number(value, ".1e")
 
 
 def _ms(value: float) -> str:
@@ -236,7 +223,7 @@ MEMORY_LEGEND = ("Peak MB is each cell's peak over its own window (warm-up and t
 
 
 def _num(value: float, fmt: str) -> str:
-    return "n/a" if value is None or pd.isna(value) else format(value, fmt)
+    return number(value, fmt)
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -279,9 +266,17 @@ def timing_tables(df: pd.DataFrame) -> list[str]:
 
 
 def _main_batch(part: pd.DataFrame) -> Any:
-    """The batch size every phase was timed at (the sweep adds others for `step`)."""
+    """The batch size every phase was timed at (the sweep adds others for `step`): the
+    one main-batch rule of every table and figure (`main_rows`)."""
     counts = part.groupby("batch_size")["phase"].nunique()
     return counts.idxmax() if not counts.empty else None
+
+
+def main_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `df` at each config's main batch size (`_main_batch`)."""
+    parts = [part[part["batch_size"] == _main_batch(part)]
+             for _, part in df.groupby("config", sort=False)]
+    return pd.concat(parts) if parts else df.iloc[0:0]
 
 
 def _phase_key(col: pd.Series) -> pd.Series:
@@ -526,41 +521,3 @@ PRECISION_INTRO = (
     "range stated in `bench/agreement/tolerances.py`, and flagged (never failed) outside it. "
     "n/a: the backend does not offer the mode on that device (e.g. NumPy has no bfloat16, "
     "TF32 and fp16 are GPU modes).")
-
-
-def write_report(run_dir: str | Path, plots: bool = True) -> Path:
-    run = Path(run_dir)
-    df = tidy(load_run(run))
-    figures: list[str] = []
-    if plots:
-        from bench.report.plots import draw_all
-
-        figures = draw_all(df, run)
-    out = run / "REPORT.md"
-    write_text_atomic(out, render(df, figures))
-    return out
-
-
-def main(args: argparse.Namespace) -> int:
-    dirs = [args.run_dir] if isinstance(args.run_dir, str) else list(args.run_dir)
-    for run in map(Path, dirs):
-        if not run.is_dir():
-            raise InputError(f"{run} is not a run directory")
-    out_dir = getattr(args, "out", None)
-    if getattr(args, "html", False):  # callers building a Namespace by hand may omit it
-        if len(dirs) != 1:
-            raise InputError("--html takes one run directory")
-        from bench.report.html import write_html
-
-        print(write_html(Path(dirs[0])))
-        return 0
-    from bench.results.machines import fingerprints
-
-    if len(dirs) == 1 and len(fingerprints(dirs[0])) == 1 and not out_dir:
-        out = write_report(Path(dirs[0]), plots=not args.no_plots)  # one machine: unchanged
-    else:  # several runs, or one run over several machines (e.g. a Ray run)
-        from bench.report.machines import write_merged_report
-
-        out = write_merged_report(dirs, out_dir, plots=not args.no_plots)
-    print(out)
-    return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.report.markdown import abstraction_rows, main_rows, precision_speedups
 from bench.results.write import write_atomic
 
 PHASE_COLOURS = {"forward": "#4C72B0", "backward": "#DD8452", "step": "#55A868"}
@@ -62,11 +63,7 @@ def _plain_log(ax, axis: str = "y") -> None:
 def _main_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Steady-state cells at each config's main batch size (where every phase ran)."""
     ok = df[(df["status"] == "ok") & df["phase"].isin(PHASE_COLOURS)]
-    parts = []
-    for _, part in ok.groupby("config", sort=False):
-        counts = part.groupby("batch_size")["phase"].nunique()
-        parts.append(part[part["batch_size"] == counts.idxmax()])
-    return pd.concat(parts) if parts else ok
+    return main_rows(ok) if not ok.empty else ok
 
 
 def safe_name(text: str) -> str:
@@ -273,8 +270,6 @@ PRECISION_MARKERS = {"fp32": "o", "tf32": "s", "bf16": "^", "fp16": "D"}
 def precision_scatter(df: pd.DataFrame, out: Path) -> Path | None:
     """Speed-up over strict fp32 against gradient error vs float64: one point per
     timed float32 cell (every phase and batch size), strict cells included at 1x."""
-    from bench.report.markdown import precision_speedups
-
     if "precision_mode" not in df or set(df["precision_mode"]) <= {"fp32"}:
         return None
     cells = precision_speedups(df)
@@ -304,8 +299,6 @@ def abstraction(df: pd.DataFrame, out: Path) -> Path | None:
     """Idiomatic / primitives median ratio: one panel per framework pair, a row of
     bars (one per phase) per config, on a log axis so 2x slower and 2x faster
     stand equally far from the line at 1."""
-    from bench.report.markdown import abstraction_rows
-
     rows = abstraction_rows(df)
     if rows.empty:
         return None

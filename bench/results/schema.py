@@ -24,6 +24,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
+from impls.base import STRICT
+
 #: the raw results format's version (docs/results-format.md), written into every file's
 #: machine_info["nnparity"]["format_version"]; files without it are version 1
 FORMAT_VERSION = 2
@@ -34,8 +36,8 @@ STAT_FIELDS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ld1
                "hd15iqr", "ops", "total")
 
 
-#: the strict precision mode, which cell ids leave implicit (impls.base.STRICT)
-STRICT_PRECISION = "fp32"
+#: the strict precision mode, which cell ids leave implicit: defined once, in impls.base
+STRICT_PRECISION = STRICT
 PRECISION_SEP = "+"
 
 

@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from bench.options import OutputError
 from bench.results.schema import (
@@ -27,9 +27,33 @@ from bench.results.schema import (
     calibration_id,
     stats_block,
 )
-from bench.timing.matrix import Cell, Group
 
 TEST_FUNCTION = "bench/timing/worker_main.py::test_cell"
+
+
+# The cell and group as this module reads them (`bench.timing.matrix.Cell` and
+# `Group` fit): the results format sits below timing and does not import it.
+class _Config(Protocol):
+    task: str
+    knobs: Any
+
+
+class Cell(Protocol):
+    id: str
+    config: _Config
+    backend: str
+    variant: str
+    device: str
+    dtype: str
+    batch_size: int
+    phase: str
+    precision: str
+
+
+class Group(Protocol):
+    backend: str
+    calibrate_devices: tuple[str, ...]
+    cells: Any  # a sequence of Cell
 
 
 

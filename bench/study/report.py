@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.results.text import number
 from bench.results.write import write_text_atomic
 from bench.study.config import BASELINE_MSE, HORIZON_FRACTION, SATURATION, SUCCESS_MSE
 from bench.study.summary import summarize
@@ -117,7 +118,7 @@ def plot_learn(data: dict, summary: list[dict], path: Path) -> None:
 
 
 def _fmt(x: float | None, spec: str = ".3g") -> str:
-    return "-" if x is None else format(x, spec)
+    return number(x, spec, missing="-")
 
 
 def markdown(data: dict, s: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import impls
-from bench.options import InputError, backend_list
+from bench.options import InputError, add_list_option, backend_list
 from bench.results.paths import RUNS
 from bench.results.write import write_text_atomic
 from bench.study import jobs
@@ -41,8 +41,8 @@ Job = tuple[float, Callable[..., dict], tuple]  # (estimated cost, function, arg
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
     parser.add_argument("--out", default=None, help=f"output directory (default {DEFAULT_OUT})")
-    parser.add_argument("--backends", action="append",
-                        help="comma list (default: every installed backend; numpy always runs)")
+    add_list_option(parser, "backends",
+                    "comma list (default: every installed backend; numpy always runs)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...)")
     parser.add_argument("--steps", type=int, default=None, help="the adding-problem budget")
     parser.add_argument("--train-backend", default=None,

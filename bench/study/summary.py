@@ -32,10 +32,6 @@ def horizon(curve: np.ndarray) -> int | None:
     return int(below[0]) if len(below) else None
 
 
-def _last_layer(curves: dict[str, list[float]]) -> np.ndarray:
-    return np.asarray(curves[sorted(curves)[-1]])
-
-
 def time_summary(data: dict) -> list[dict[str, Any]]:
     """Per (cell, length, state, layer): median curve, slope, horizon, log10 first/last."""
     out = []

@@ -1,11 +1,13 @@
-"""How `nnparity run` executes its groups: the executor interface and the choice of one.
+"""How `nnparity run` executes its groups: the executor interface, the executors by
+name, the `--executor` options and the `Progress` line every executor feeds.
 
 The runner builds the matrix and hands the groups to an executor, which runs
 each group (one worker process at a time per machine), feeds every finished
 cell to the shared `Progress` line and writes each group's results file into
 the run directory. `local` (bench/timing/runner.py, the default) runs the
 groups one after another on this machine; `ray` (bench/distributed/ray_executor.py)
-sends each group to a node of a Ray cluster. Ray is imported only when asked for.
+sends each group to a node of a Ray cluster. Ray is imported only when asked for:
+`bench.timing.runner.executor_for` imports the chosen one by its name here.
 
 This module holds no execution itself and must not import a framework or Ray.
 """
@@ -13,17 +15,20 @@ This module holds no execution itself and must not import a framework or Ray.
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
-from bench.options import InputError
+from bench.options import add_list_option
 from bench.timing.matrix import Group, Plan, Selection
 
-if TYPE_CHECKING:
-    from bench.timing.runner import Progress
-
-EXECUTORS = ("local", "ray")
+# executor name -> "module:class", imported only when chosen (Ray's only for `ray`)
+EXECUTORS: dict[str, str] = {
+    "local": "bench.timing.runner:LocalExecutor",
+    "ray": "bench.distributed.ray_executor:RayExecutor",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,32 @@ class Outcome:
     output_error: bool = False  # a results file could not be written (disk full, ...)
 
 
+class Progress:
+    """Cells done / total with an ETA from the average cell time so far."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.start = total, 0, time.monotonic()
+
+    def advance(self, entry: dict[str, Any]) -> None:
+        self.done += 1
+        info, stats = entry.get("extra_info", {}), entry.get("stats", {})
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / self.done * max(0, self.total - self.done)
+        if info.get("status") == "ok":
+            median, iqr = stats.get("median"), stats.get("iqr")
+            what = f"{median * 1e3:9.3f} ms  IQR {iqr / median:4.0%}" if median else ""
+        else:
+            what = f"ERROR {info.get('error', '')[:60]}"
+        width = len(str(self.total))
+        sys.stderr.write(f"[{self.done:{width}d}/{self.total}] {clock(elapsed)} ETA "
+                         f"{clock(eta)}  {info.get('cell', '?')}  {what}\n")
+
+
+def clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
 class Executor(Protocol):
     def prepare(self, groups: list[Group]) -> list[Group]:
         """The groups as this executor will run them (e.g. split by device), before the
@@ -68,24 +99,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--executor", default="local", help=f"one of {', '.join(EXECUTORS)} (default local)")
     arg("--address", default=None,
         help="Ray cluster address for --executor ray (default: RAY_ADDRESS or a local Ray)")
-    arg("--machines", action="append", default=None,
-        help="comma list of Ray machines (node label nnparity-machine, or a custom "
-             "resource name, or a hostname) to run on; default every node with a slot")
-
-
-def executor_for(args: argparse.Namespace) -> Executor:
-    """The executor the options ask for; bad combinations are one-line InputErrors."""
-    name = getattr(args, "executor", None) or "local"
-    if name not in EXECUTORS:
-        raise InputError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
-    machines = [m.strip() for part in (getattr(args, "machines", None) or [])
-                for m in part.split(",") if m.strip()]
-    if name == "local":
-        if getattr(args, "address", None) or machines:
-            raise InputError("--address and --machines need --executor ray")
-        from bench.timing.runner import LocalExecutor
-
-        return LocalExecutor()
-    from bench.distributed.ray_executor import RayExecutor  # imports Ray lazily, when run
-
-    return RayExecutor(address=getattr(args, "address", None), machines=tuple(machines))
+    add_list_option(parser, "machines",
+                    "comma list of Ray machines (node label nnparity-machine, or a custom "
+                    "resource name, or a hostname) to run on; default every node with a slot")

@@ -14,6 +14,7 @@ import importlib.metadata
 import math
 
 import impls
+from impls.base import DEVICES
 from tasks import PRESETS, TASKS
 
 
@@ -62,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
                 line += (f"  variants: {', '.join(backend.variants)}"
                          f"  devices: {', '.join(backend.devices())}")
                 modes = "; ".join(f"{d} {', '.join(backend.precisions(d))}"
-                                  for d in ("cpu", "cuda"))
+                                  for d in DEVICES)
                 line += f"  precisions: {modes}"
             except Exception as exc:  # a broken install is reported, not raised
                 line += f"  (import failed: {type(exc).__name__}: {exc})"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -27,7 +28,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ import impls
 from bench.options import (
     InputError,
     OutputError,
+    add_list_option,
     add_task_options,
+    check_overrides_known,
     choice_list,
     knob_overrides,
     positive_float,
@@ -47,7 +50,7 @@ from bench.results.paths import ROOT, RUNS
 from bench.results.write import write_text_atomic
 from bench.timing import environment
 from bench.timing import executor as executors
-from bench.timing.executor import Outcome, RunContext
+from bench.timing.executor import EXECUTORS, Executor, Outcome, Progress, RunContext, clock
 from bench.timing.matrix import (
     PHASES,
     PLANS,
@@ -56,36 +59,41 @@ from bench.timing.matrix import (
     Plan,
     Selection,
     build_groups,
-    group_to_dict,
     keyword_matcher,
     not_applicable,
     task_configs,
 )
 from bench.timing.shard import parse_shard, shard_groups
-from bench.timing.watch import follow, worker_command
-from impls.base import DTYPES, PRECISIONS, STRICT, BackendError
+from bench.timing.watch import (
+    WorkerSpec,
+    WorkFiles,
+    follow,
+    relay,
+    run_through,
+    spec_for,
+    work_files,
+    worker_command,
+)
+from impls.base import DEVICES, DTYPES, PRECISIONS, STRICT, BackendError
 from tasks import PRESETS, TASKS
 from tasks.spec import SpecError
 
-DEVICES = ("cpu", "cuda")
 DESCRIBE_CACHE = RUNS / ".describe-cache"  # git-ignored with raw runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_task_options(parser, many=True)
     arg = parser.add_argument
-    arg("--backends", action="append", help=f"comma list of {', '.join(impls.BACKENDS)}")
-    arg("--variants", action="append", help="comma list, e.g. eager,jit,xla")
-    # list options are plural; the singular spelling is a deliberate alias
-    arg("--devices", "--device", dest="devices", action="append",
-        help="comma list of cpu, cuda (default: all present)")
-    arg("--dtypes", "--dtype", dest="dtypes", action="append",
-        help="comma list of float32, float64 (default float32)")
-    arg("--precisions", "--precision", dest="precisions", action="append",
-        help=f"comma list of {', '.join(PRECISIONS)} (default fp32: strict float32, TF32 "
-             "off); reduced modes are timed beside their error against float64, and "
-             "combinations a backend does not offer are n/a")
-    arg("--phases", action="append", help=f"comma list of {', '.join(PHASES)}")
+    # list options are plural; the singular spelling is an alias (add_list_option)
+    add_list_option(parser, "backends", f"comma list of {', '.join(impls.BACKENDS)}")
+    add_list_option(parser, "variants", "comma list, e.g. eager,jit,xla")
+    add_list_option(parser, "devices", "comma list of cpu, cuda (default: all present)")
+    add_list_option(parser, "dtypes", "comma list of float32, float64 (default float32)")
+    add_list_option(parser, "precisions",
+                    f"comma list of {', '.join(PRECISIONS)} (default fp32: strict float32, "
+                    "TF32 off); reduced modes are timed beside their error against float64, "
+                    "and combinations a backend does not offer are n/a")
+    add_list_option(parser, "phases", f"comma list of {', '.join(PHASES)}")
     arg("-k", dest="keyword", default=None, metavar="EXPR",
         help="pytest-style expression over cell ids, e.g. 'lstm and not compile'")
     arg("--out", default=None, help="run directory (default results/runs/<timestamp>)")
@@ -109,15 +117,8 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
         raise MatrixError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     overrides = knob_overrides(args)
     tasks = choice_list(args.tasks, TASKS, "task")
-    known = {k for name in tasks for k in TASKS[name].knobs()}
-    for key in overrides:
-        if key not in known:
-            raise MatrixError(f"unknown knob {key!r}; choose from {', '.join(sorted(known))}")
+    check_overrides_known(tasks, overrides)
     default_devices = ["cpu", "cuda"] if environment.has_cuda() else ["cpu"]
-    if args.threads is not None and args.threads <= 0:
-        raise MatrixError(f"--threads must be a positive integer, got {args.threads}")
-    if args.timeout is not None and args.timeout <= 0:
-        raise MatrixError(f"--timeout must be positive, got {args.timeout}")
     variants = None
     if args.variants:
         variants = tuple(v.strip() for part in args.variants for v in part.split(",") if v.strip())
@@ -229,57 +230,22 @@ def _describe_cache(backend: str, preset: str, configs: list) -> Path:
     return DESCRIBE_CACHE / f"{backend}-{digest.hexdigest()[:16]}.json"
 
 
-class Progress:
-    """Cells done / total with an ETA from the average cell time so far."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.start = total, 0, time.monotonic()
-
-    def advance(self, entry: dict[str, Any]) -> None:
-        self.done += 1
-        info, stats = entry.get("extra_info", {}), entry.get("stats", {})
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / self.done * max(0, self.total - self.done)
-        if info.get("status") == "ok":
-            median, iqr = stats.get("median"), stats.get("iqr")
-            what = f"{median * 1e3:9.3f} ms  IQR {iqr / median:4.0%}" if median else ""
-        else:
-            what = f"ERROR {info.get('error', '')[:60]}"
-        width = len(str(self.total))
-        sys.stderr.write(f"[{self.done:{width}d}/{self.total}] {_clock(elapsed)} ETA "
-                         f"{_clock(eta)}  {info.get('cell', '?')}  {what}\n")
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60:02d}:{seconds % 60:02d}"
-
-
 def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
     """The preset's plan with the user's --budget / --min-rounds applied."""
     plan = PLANS[sel.preset]
+    # --budget and --min-rounds are positive by their argparse types
     if getattr(args, "budget", None) is not None:
-        if args.budget <= 0:
-            raise MatrixError(f"--budget must be positive, got {args.budget}")
         plan = replace(plan, budget_s=args.budget)
     if getattr(args, "min_rounds", None) is not None:
-        if args.min_rounds <= 0:
-            raise MatrixError(f"--min-rounds must be a positive integer, got {args.min_rounds}")
         plan = replace(plan, min_rounds=args.min_rounds,
                        max_rounds=max(plan.max_rounds, args.min_rounds))
     return plan
 
 
-def work_files(work: Path, group: Group) -> tuple[Path, Path, Path, Path]:
-    """A group's stream, pytest-benchmark output, spec and log in the run's `.work`."""
-    return (work / f"{group.name}.jsonl", work / f"{group.name}.pytest-out",
-            work / f"{group.name}.spec", work / f"{group.name}.log")
-
-
 def drop_work_files(work: Path, group: Group, keep_log: bool = False) -> None:
     """Remove a group's scratch files once its results file is written (or could not
     be): a full disk must not leave a torn stream or an empty file behind."""
-    stream, pytest_json, spec, log = work_files(work, group)
+    stream, pytest_json, spec, log = work_files(work, group.name)
     for path in (stream, pytest_json, spec):
         path.unlink(missing_ok=True)
     try:
@@ -289,40 +255,34 @@ def drop_work_files(work: Path, group: Group, keep_log: bool = False) -> None:
         pass
 
 
-def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int, seed: int,
-              timeout: float, progress: Progress, gradcheck: bool, plan: Plan) -> str:
+def run_group(spec: WorkerSpec, out: Path, work: Path, timeout: float,
+              progress: Progress) -> str:
     """Run one worker; returns "" or the group-level error. Always writes the group file
     (or raises `OutputError` when it cannot)."""
-    stream, pytest_json, spec_path, log = work_files(work, group)
-    for path in (stream, pytest_json):
+    group = spec.group
+    files = work_files(work, group.name)
+    for path in (files.stream, files.pytest_json):
         path.unlink(missing_ok=True)
-    machine_info = records.default_machine_info(
-        environment.nnparity_info(threads, _recorded_precisions(sel)))
     result = out / f"{group.name}.json"
     error = group.error
     if not error:
-        write_text_atomic(spec_path, json.dumps({
-            "group": group_to_dict(group), "preset": sel.preset, "threads": threads,
-            "seed": seed, "stream": str(stream), "pytest_json": str(pytest_json),
-            "gradcheck": gradcheck, "plan": asdict(plan), "result": str(result),
-            "precisions": _recorded_precisions(sel),
-            # float32 cells measure their error against float64 when reduced modes run,
-            # so the strict cell's error stands beside theirs in the report
-            "precision_errors": any(p != STRICT for p in sel.precisions),
-        }))
-        error = _watch(spec_path, log, stream, timeout, progress)
+        write_text_atomic(files.spec, json.dumps(spec.to_json(files, spec.threads, result)))
+        cells = follow(files.spec, files.log, files.stream, timeout, env=_worker_env())
+        error = run_through(relay(cells, progress.advance))
     else:
         for _ in range(group.size):
             progress.done += 1
-    records.finish_group(group, sel.preset, result, pytest_json, stream, machine_info, error,
-                         threads)
+    _finish(spec, out, files, error)
     drop_work_files(work, group, keep_log=True)
     return error
 
 
-def _recorded_precisions(sel: Selection) -> list[str] | None:
-    """The precision modes the run description records (None: strict only, as before)."""
-    return list(sel.precisions) if sel.precisions != (STRICT,) else None
+def _finish(spec: WorkerSpec, out: Path, files: WorkFiles, error: str) -> None:
+    """Write the group's results file from what its worker left (`finish_group`)."""
+    machine_info = records.default_machine_info(
+        environment.nnparity_info(spec.threads, spec.recorded_precisions))
+    records.finish_group(spec.group, spec.preset, out / f"{spec.group.name}.json",
+                         files.pytest_json, files.stream, machine_info, error, spec.threads)
 
 
 def _worker_env() -> dict[str, str]:
@@ -331,20 +291,6 @@ def _worker_env() -> dict[str, str]:
     from bench.timing.worker_main import PARENT_ENV
 
     return {**os.environ, PARENT_ENV: str(os.getpid())}
-
-
-def _watch(spec_path: Path, log: Path, stream: Path, timeout: float, progress: Progress) -> str:
-    """Run one group's worker, advancing the progress line per streamed cell."""
-    cells = follow(spec_path, log, stream, timeout, env=_worker_env())
-    try:
-        while True:
-            try:
-                entry = next(cells)
-            except StopIteration as done:
-                return done.value
-            progress.advance(entry)
-    finally:
-        cells.close()  # an exception out here still kills the worker (follow's cleanup)
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -369,20 +315,15 @@ class LocalExecutor:
         return groups
 
     def run(self, groups: list[Group], ctx: RunContext, progress: Progress) -> Outcome:
-        sel, out, work, threads = ctx.sel, ctx.out, ctx.work, ctx.threads
+        out, work = ctx.out, ctx.work
         failed = []
         for i, group in enumerate(groups):
+            spec = spec_for(ctx, group, ctx.threads)
             try:
-                error = run_group(group, sel, out, work, threads, ctx.seed, ctx.timeout,
-                                  progress, ctx.gradcheck, ctx.plan)
+                error = run_group(spec, out, work, ctx.timeout, progress)
             except KeyboardInterrupt:
-                stream, pytest_json, _, _ = work_files(work, group)
                 try:
-                    records.finish_group(
-                        group, sel.preset, out / f"{group.name}.json", pytest_json, stream,
-                        records.default_machine_info(environment.nnparity_info(
-                            threads, _recorded_precisions(sel))),
-                        "interrupted", threads)
+                    _finish(spec, out, work_files(work, group.name), "interrupted")
                     drop_work_files(work, group, keep_log=True)
                     kept = i + 1
                 except OutputError as exc:
@@ -492,12 +433,31 @@ class RunDirectory:
         return found
 
 
+def executor_for(args: argparse.Namespace) -> Executor:
+    """The executor the options ask for; bad combinations are one-line InputErrors.
+    Executors are registered by name in `bench.timing.executor.EXECUTORS` and imported
+    only when chosen (Ray's only when asked for), as `bench.cli.COMMANDS` registers
+    commands."""
+    name = getattr(args, "executor", None) or "local"
+    if name not in EXECUTORS:
+        raise InputError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
+    machines = [m.strip() for part in (getattr(args, "machines", None) or [])
+                for m in part.split(",") if m.strip()]
+    if name == "local":
+        if getattr(args, "address", None) or machines:
+            raise InputError("--address and --machines need --executor ray")
+        return LocalExecutor()
+    module, _, cls = EXECUTORS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)(
+        address=getattr(args, "address", None), machines=tuple(machines))
+
+
 def main(args: argparse.Namespace) -> int:
     _install_signal_handlers()
     sel = selection_from_args(args)
     plan = plan_for(sel, args)
     shard = parse_shard(getattr(args, "shard", None))
-    executor = executors.executor_for(args)
+    executor = executor_for(args)
     threads = args.threads or os.cpu_count() or 1
     # own the run directory first, so a busy --out fails before anything slow runs;
     # bad input found below removes it again (it has written nothing)
@@ -558,7 +518,7 @@ def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
     verdict = (f"{disagree} cell(s) failed gradient agreement, {errors} cell(s) errored"
                if disagree or errors else "every cell ran and agreed" if not args.no_gradcheck
                else "every cell ran (agreement not checked: --no-gradcheck)")
-    sys.stderr.write(f"nnparity run: done in {_clock(time.monotonic() - progress.start)}; "
+    sys.stderr.write(f"nnparity run: done in {clock(time.monotonic() - progress.start)}; "
                      f"results in {out}; {verdict}\n")
     return 1 if disagree or errors else 0
 

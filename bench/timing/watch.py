@@ -1,5 +1,9 @@
-"""Start one benchmark worker and follow it: the loop the local runner and a Ray
-node share.
+"""Start one benchmark worker and follow it: what the local runner and a Ray node
+share, so the two cannot drift apart.
+
+`WorkerSpec` is what a worker is told (the same for both: built once from the
+run's context, `spec_for`), `work_files` names a group's scratch files, and
+`relay` is the one loop that drains the worker's stream.
 
 `follow` starts `bench.timing.worker_main` in its own session, polls the JSON
 lines it streams (one per finished cell) and yields each new entry as it
@@ -18,14 +22,104 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from bench.results import write as records
 from bench.results.paths import ROOT
+from bench.results.schema import STRICT_PRECISION
+from bench.timing.executor import RunContext
+from bench.timing.matrix import Group, Plan, group_to_dict
 
 POLL_S = 0.2  # how often the worker's stream is read (not a timing: nothing is timed here)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class WorkFiles(NamedTuple):
+    """A group's scratch files in a work directory (the run's `.work`, or a node's)."""
+
+    stream: Path  # the worker's finished cells, one JSON line each
+    pytest_json: Path  # pytest-benchmark's own output
+    spec: Path  # the worker's spec (`WorkerSpec.to_json`)
+    log: Path  # the worker's stdout and stderr
+
+
+def work_files(work: Path, name: str) -> WorkFiles:
+    """The scratch files of the group called `name` (`Group.name`) in `work`."""
+    return WorkFiles(work / f"{name}.jsonl", work / f"{name}.pytest-out",
+                     work / f"{name}.spec", work / f"{name}.log")
+
+
+def recorded_precisions(precisions: Sequence[str]) -> list[str] | None:
+    """The precision modes a run records in its machine block (None: strict only)."""
+    return list(precisions) if tuple(precisions) != (STRICT_PRECISION,) else None
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker is told about its group, whoever starts it (`bench.timing.
+    worker_main` reads it). `threads` None: every core of the machine it runs on."""
+
+    group: Group
+    preset: str
+    plan: Plan
+    threads: int | None
+    seed: int
+    gradcheck: bool
+    precisions: tuple[str, ...]  # the run's precision modes (the group's cells use them)
+
+    @property
+    def recorded_precisions(self) -> list[str] | None:
+        return recorded_precisions(self.precisions)
+
+    def to_json(self, files: WorkFiles, threads: int, result: Path | None = None
+                ) -> dict[str, Any]:
+        """The spec file's content on the machine that runs it. `result`: where the
+        worker writes the group's file itself should its runner die (local runs)."""
+        return {
+            "group": group_to_dict(self.group), "preset": self.preset, "threads": threads,
+            "seed": self.seed, "stream": str(files.stream),
+            "pytest_json": str(files.pytest_json), "gradcheck": self.gradcheck,
+            "plan": asdict(self.plan), "precisions": self.recorded_precisions,
+            # float32 cells measure their error against float64 when reduced modes run,
+            # so the strict cell's error stands beside theirs in the report
+            "precision_errors": any(p != STRICT_PRECISION for p in self.precisions),
+            **({"result": str(result)} if result is not None else {}),
+        }
+
+
+def spec_for(ctx: RunContext, group: Group, threads: int | None) -> WorkerSpec:
+    """The spec of `group` in a run (`bench.timing.executor.RunContext`)."""
+    return WorkerSpec(group, ctx.sel.preset, ctx.plan, threads, ctx.seed, ctx.gradcheck,
+                      tuple(ctx.sel.precisions))
+
+
+def relay(cells: Generator[T, None, R], each: Callable[[T], Any]) -> Generator[Any, None, R]:
+    """The one loop that drains a worker's stream: yield `each(entry)` for every entry
+    `cells` (a `follow`) yields, return its return value (the group's error), and close
+    it however this ends, which kills the worker (Ctrl-C, a cancelled Ray task)."""
+    try:
+        while True:
+            try:
+                entry = next(cells)
+            except StopIteration as done:
+                return done.value
+            yield each(entry)
+    finally:
+        cells.close()
+
+
+def run_through(gen: Generator[Any, None, R]) -> R:
+    """Run a generator to its end and return its return value (its items are dropped)."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            return done.value
 
 
 def worker_command(action: str, spec: Path) -> list[str]:

@@ -101,7 +101,8 @@ def _rescue(spec_path: str, why: str) -> None:
 
     records.finish_group(group_from_dict(spec["group"]), spec["preset"], Path(spec["result"]),
                          Path(spec["pytest_json"]), Path(spec["stream"]),
-                         records.default_machine_info(nnparity_info(spec["threads"])),
+                         records.default_machine_info(
+                             nnparity_info(spec["threads"], spec.get("precisions"))),
                          why, spec["threads"])
 
 

@@ -48,7 +48,7 @@ def _load() -> JaxBackend:
 
     from impls.jax.backend import JaxBackend
 
-    return JaxBackend()
+    return JaxBackend(intra_op=THREADS)
 
 
 THREADS = threads()

@@ -45,15 +45,17 @@ class JaxBackend(Backend):
     # scaling are GPU modes (XLA:CPU has no TF32 and emulates float16)
     precision_support = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
 
+    def __init__(self, intra_op: int) -> None:
+        # the thread count `impls.jax` wrote into XLA_FLAGS before importing JAX
+        self._intra_op = intra_op
+
     def version(self) -> str:
         return jax.__version__
 
     def threads(self) -> dict[str, int | str | None]:
-        from impls.jax import THREADS
-
         # XLA:CPU runs one executable's thunks on its intra-op pool; it has no
         # separate inter-op pool to set.
-        return {"intra_op": THREADS, "inter_op": None, "inter_op_source": "none"}
+        return {"intra_op": self._intra_op, "inter_op": None, "inter_op_source": "none"}
 
     def devices(self) -> tuple[str, ...]:
         try:

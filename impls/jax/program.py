@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls.base import STRICT, Program, check_recurrent, label_dtype, state_width
+from impls.base import LOSS_SCALE, STRICT, Program, check_recurrent, label_dtype, state_width
 from impls.jax import model, optim
 from impls.jax.losses import LOSSES
 from tasks.optim import OptimizerSpec
@@ -35,9 +35,6 @@ LABELS = label_dtype("jax")  # int64, as every backend (impls.base.LABEL_DTYPES)
 
 #: compute dtype per reduced mode (parameters stay in the program's dtype)
 COMPUTE = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
-#: dynamic loss scaling for fp16, as torch.amp.GradScaler: initial scale,
-#: growth and backoff factors, finite steps between growths
-LOSS_SCALE = (2.0**16, 2.0, 0.5, 2000)
 
 
 def _tf32():

@@ -265,10 +265,6 @@ def to_native_input(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 2, 3, 1) if is_image(spec.input_shape) and x.ndim == 4 else x
 
 
-def native_input_shape(spec: ModelSpec) -> tuple[int, ...]:
-    return native_input_shape_of(tuple(spec.input_shape))
-
-
 def build_model(
     spec: ModelSpec, params: dict[str, np.ndarray], dtype: tf.DType, keras_rnn: bool,
     keras_layers: bool = False,
@@ -339,7 +335,7 @@ def build_model(
 _VARIABLE_COUNT = {Dense: 2, Conv2D: 2, Recurrent: 4}
 
 
-def probed_loss(spec: ModelSpec, model: Model):
+def loss_probed(spec: ModelSpec, model: Model):
     """`loss(x, y, probes)` of a primitive-op model, with `probes[layer]` (N, T, H)
     added to each recurrent layer's hidden states; its gradient in the probes is
     dL/dh_t (`Program.hidden_state_grads`). Uses the model's own variables, in

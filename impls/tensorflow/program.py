@@ -31,17 +31,22 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from impls.base import STRICT, BackendError, Program, check_recurrent, label_dtype, state_width
-from impls.tensorflow.model import Model, probed_loss, to_native_input
+from impls.base import (
+    LOSS_SCALE,
+    STRICT,
+    BackendError,
+    Program,
+    check_recurrent,
+    label_dtype,
+    state_width,
+)
+from impls.tensorflow.model import Model, loss_probed, to_native_input
 from impls.tensorflow.optim import make_optimizer
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec, Recurrent
 
 DEVICES = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 LABELS = label_dtype("tensorflow")
-#: dynamic loss scaling for fp16, as torch.amp.GradScaler: initial scale,
-#: growth and backoff factors, finite steps between growths
-LOSS_SCALE = (2.0**16, 2.0, 0.5, 2000)
 
 
 @contextlib.contextmanager
@@ -184,7 +189,7 @@ class TensorFlowProgram(Program):
             raise BackendError("tensorflow keras: hidden-state gradients are not supported "
                                "(a Keras recurrent layer takes no probe inside its loop)")
         if self._state_grads is None:
-            loss = probed_loss(self.spec, self.model)
+            loss = loss_probed(self.spec, self.model)
 
             def grads(x, y, probes):
                 with tf.GradientTape() as tape:
@@ -219,8 +224,11 @@ def _traced(body, jit_compile: bool):
     fn = tf.function(body, jit_compile=jit_compile)
     # TF counts traces per code object, so a process that builds many Programs (each
     # tracing its own closures once per shape) gets "excessive retracing" warnings
-    # that are false; real retracing is caught by `tracing_counts`.
-    fn._omit_frequent_tracing_warning = True
+    # that are false; real retracing is caught by `tracing_counts`. A private flag of
+    # tf.function (TF 2.x): set only where it exists, so a TF without it still runs
+    # (with the warnings) instead of carrying a flag nothing reads.
+    if hasattr(fn, "_omit_frequent_tracing_warning"):
+        fn._omit_frequent_tracing_warning = True
     return fn
 
 

@@ -16,9 +16,19 @@ from dataclasses import dataclass
 
 import torch
 
+from impls.errors import BackendError
 from tasks.optim import OptimizerSpec
 
 Tensors = list[torch.Tensor]
+
+# torch's private multi-tensor kernels (what torch.optim's foreach path calls): checked
+# once here, so a torch without them fails to load with one line, not mid-step
+FOREACH = ("_foreach_mul_", "_foreach_add_", "_foreach_addcmul_", "_foreach_div",
+           "_foreach_div_", "_foreach_sqrt_")
+_missing = [name for name in FOREACH if not hasattr(torch, name)]
+if _missing:
+    raise BackendError(f"torch {torch.__version__} lacks torch.{', torch.'.join(_missing)}, "
+                       "which the optimiser updates use (torch 2.x has them)")
 
 
 @dataclass

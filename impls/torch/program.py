@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from impls.base import STRICT, Program, check_recurrent, label_dtype, state_width
+from impls.base import LOSS_SCALE, STRICT, Program, check_recurrent, label_dtype, state_width
 from impls.torch.losses import LOSSES
 from impls.torch.model import TorchModel
 from impls.torch.optim import init_state, make_update
@@ -42,10 +42,12 @@ _RECOMPILE_LIMIT = 64
 
 LABELS = label_dtype("torch")
 
+#: torch's private loss-scaling kernels (what torch.amp.GradScaler calls); without them
+#: the backend offers no fp16 mode (n/a, see `TorchBackend.supports_precision`)
+AMP_KERNELS = ("_amp_foreach_non_finite_check_and_unscale_", "_amp_update_scale_")
+HAS_AMP_KERNELS = all(hasattr(torch, name) for name in AMP_KERNELS)
 #: autocast's compute dtype per reduced mode
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-#: torch.amp.GradScaler's defaults: initial scale, growth/backoff, growth interval
-LOSS_SCALE = (2.0**16, 2.0, 0.5, 2000)
 
 
 def _fp32_flags() -> list[tuple[Any, str]]:
