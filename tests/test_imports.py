@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasks",),
     ("impls",),  # the interface and shared rules: impls, impls.base/errors/threads
     ("impls.numpy", "impls.torch", "impls.jax", "impls.tensorflow"),
-    ("bench", "bench.options"),
+    ("bench", "bench.options", "bench.progress"),
     ("bench.results",),
     ("bench.agreement",),
     ("bench.timing",),

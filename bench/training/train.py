@@ -9,7 +9,6 @@ It does not time anything for the benchmark (see `bench.timing.runner`).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy as np
 
 import impls
 from bench.options import add_task_options, dtype_choice, knob_overrides, positive_int
+from bench.progress import ProgressLine
 from tasks import get_task
 from tasks.base import Task
 from tasks.optim import OptimizerSpec
@@ -68,6 +68,7 @@ def train(task: Task, cfg, backend: str, variant: str | None, dtype: str, device
     program = be.build(spec, init_params(spec, cfg.seed), variant=variant, dtype=dtype,
                        device=device, optimizer=OptimizerSpec(cfg.optimizer, cfg.lr))
     rng = np.random.default_rng(cfg.seed + 1)
+    bar = ProgressLine(steps, f"training {backend}/{variant}", enabled=progress)
     losses = np.empty(steps)
     pending = []  # device losses, read back in chunks to avoid a sync per step
     start = time.perf_counter()
@@ -80,8 +81,7 @@ def train(task: Task, cfg, backend: str, variant: str | None, dtype: str, device
             if len(pending) == 50 or done == steps or (stop_when and done % eval_every == 0):
                 losses[done - len(pending):done] = [float(program.to_numpy(v)) for v in pending]
                 pending.clear()
-                if progress:
-                    _bar(done, steps, time.perf_counter() - start, losses[done - 1])
+                bar.advance(weight=done - bar.done)
             if stop_when is not None and done % eval_every == 0 and done < steps:
                 reached = _held_out(task, program, data)
                 if stop_when(reached):
@@ -89,21 +89,11 @@ def train(task: Task, cfg, backend: str, variant: str | None, dtype: str, device
                     break
             if done == steps:
                 break
-    if progress:
-        sys.stderr.write("\n")
+    bar.close()
     if metric is None:
         metric = _held_out(task, program, data)
     seconds = time.perf_counter() - start
     return TrainResult(losses[:done], metric, seconds)
-
-
-def _bar(done: int, total: int, elapsed: float, loss: float) -> None:
-    width = 30
-    filled = int(width * done / total)
-    eta = elapsed / done * (total - done)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                     f"loss {loss:.4g}  {elapsed:.0f}s elapsed, ETA {eta:.0f}s ")
-    sys.stderr.flush()
 
 
 def curve_summary(losses: np.ndarray, points: int = 6) -> str:
