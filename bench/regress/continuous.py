@@ -220,7 +220,7 @@ def confirm(screen: Comparison, check: Comparison, rounds: int) -> Comparison:
     return Comparison(sort_table(table), screen.base, screen.current, screen.factor,
                       screen.alpha, screen.confidence, screen.normalised,
                       screen.warnings + check.warnings, confirm_rounds=rounds,
-                      environment=screen.environment)
+                      environment=screen.environment, noise=screen.noise)
 
 
 def _env_pairs(items: list[str]) -> tuple[tuple[str, str], ...]:
@@ -294,7 +294,7 @@ def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> i
                       keep=bool(args.keep), failures=failures)
         base = _pooled("base", sides["base"], dirs["base"])
         head = _pooled("head", sides["head"], dirs["head"])
-        cmp = compare_runs(base, head, args.factor, args.alpha, args.confidence)
+        cmp = compare_runs(base, head, args.factor, args.alpha, args.confidence, args.noise)
         flagged = sorted(cmp.table.loc[cmp.table["verdict"].isin(FLAGGED), "cell"])
         if flagged and args.confirm:
             print(f"confirming {len(flagged)} flagged cell(s) in {args.confirm} more "
@@ -306,7 +306,7 @@ def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> i
             wanted = set(flagged)
             check = compare_runs(_pooled("base", sides["base"], again["base"], wanted),
                                  _pooled("head", sides["head"], again["head"], wanted),
-                                 args.factor, args.alpha, args.confidence)
+                                 args.factor, args.alpha, args.confidence, args.noise)
             cmp = confirm(cmp, check, args.confirm)
     finally:
         trees = {side.worktree for side in sides.values()} | {tmp / "tree"}

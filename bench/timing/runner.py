@@ -59,6 +59,8 @@ from bench.timing.matrix import (
     group_to_dict,
     keyword_matcher,
     not_applicable,
+    round_order,
+    round_plan,
     task_configs,
 )
 from bench.timing.shard import parse_shard, shard_groups
@@ -96,7 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--seed", type=seed_int, default=0, help="parameter initialisation seed")
     arg("--budget", type=positive_float, default=None,
         help="timed seconds per cell (default: the preset's plan, e.g. 0.05 for quick)")
-    arg("--min-rounds", type=positive_int, default=None, help="timed rounds per cell, at least")
+    arg("--min-rounds", type=positive_int, default=None,
+        help="timed samples per cell, at least (pytest-benchmark's rounds)")
+    arg("--rounds", type=positive_int, default=None,
+        help="independent worker processes per group, each timing every cell in its own "
+             "seeded random order with its share of the budget (default: the preset's, "
+             "2 for quick, 3 for standard); a cell's confidence interval then includes "
+             "how much it moves from one process to the next")
     arg("--no-gradcheck", action="store_true", help="skip the per-cell agreement check")
     arg("--shard", default=None, metavar="K/N",
         help="run only shard K of N (a deterministic share of the groups, e.g. 2/4)")
@@ -267,57 +275,168 @@ def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
             raise MatrixError(f"--min-rounds must be a positive integer, got {args.min_rounds}")
         plan = replace(plan, min_rounds=args.min_rounds,
                        max_rounds=max(plan.max_rounds, args.min_rounds))
+    if getattr(args, "rounds", None) is not None:
+        if args.rounds <= 0:
+            raise MatrixError(f"--rounds must be a positive integer, got {args.rounds}")
+        plan = replace(plan, rounds=args.rounds)
     return plan
 
 
-def work_files(work: Path, group: Group) -> tuple[Path, Path, Path, Path]:
-    """A group's stream, pytest-benchmark output, spec and log in the run's `.work`."""
-    return (work / f"{group.name}.jsonl", work / f"{group.name}.pytest-out",
-            work / f"{group.name}.spec", work / f"{group.name}.log")
+def work_files(work: Path, group: Group, round_index: int = 0) -> tuple[Path, Path, Path, Path]:
+    """A group's stream, pytest-benchmark output, spec and log in the run's `.work`
+    (one set per round; round 0 keeps the names a single-process run always had)."""
+    tag = group.name + (f".r{round_index + 1}" if round_index else "")
+    return (work / f"{tag}.jsonl", work / f"{tag}.pytest-out",
+            work / f"{tag}.spec", work / f"{tag}.log")
 
 
-def drop_work_files(work: Path, group: Group, keep_log: bool = False) -> None:
+def drop_work_files(work: Path, group: Group, keep_log: bool = False,
+                    rounds: int = 1) -> None:
     """Remove a group's scratch files once its results file is written (or could not
     be): a full disk must not leave a torn stream or an empty file behind."""
-    stream, pytest_json, spec, log = work_files(work, group)
-    for path in (stream, pytest_json, spec):
-        path.unlink(missing_ok=True)
+    for r in range(max(1, rounds)):
+        stream, pytest_json, spec, log = work_files(work, group, r)
+        for path in (stream, pytest_json, spec):
+            path.unlink(missing_ok=True)
+        try:
+            if not keep_log or log.stat().st_size == 0:
+                log.unlink()
+        except OSError:
+            pass
+
+
+#: the 1-, 5- and 15-minute load averages when this run started (before describing)
+RUN_START_LOAD: list[tuple[float, float, float]] = []
+
+
+def _loadavg() -> list[float]:
     try:
-        if not keep_log or log.stat().st_size == 0:
-            log.unlink()
+        return [round(x, 2) for x in os.getloadavg()]
     except OSError:
-        pass
+        return []
+
+
+class LoadMonitor:
+    """The machine's state around one group: load averages before and after, and the
+    share of the machine's CPU time that other processes used meanwhile (all busy
+    CPU time in /proc/stat minus this runner's and its reaped workers' own)."""
+
+    def __init__(self) -> None:
+        self.before = _loadavg()
+        self.start = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, float] | None:
+        import resource
+
+        try:
+            with open("/proc/stat", encoding="ascii") as fh:
+                fields = [int(v) for v in fh.readline().split()[1:]]
+            tick = os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+        # user nice system idle iowait irq softirq steal (guest is counted in user)
+        busy = (sum(fields[:3]) + sum(fields[5:8])) / tick
+        own = sum(getattr(resource.getrusage(who), f) for who in
+                  (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                  for f in ("ru_utime", "ru_stime"))
+        return busy, own, time.monotonic()
+
+    def block(self) -> dict[str, Any]:
+        end = self._snapshot()
+        share = None
+        cores = os.cpu_count() or 1
+        if self.start and end and end[2] > self.start[2]:
+            others = (end[0] - self.start[0]) - (end[1] - self.start[1])
+            share = round(max(0.0, others) / ((end[2] - self.start[2]) * cores), 4)
+        return {"loadavg_run_start": list(RUN_START_LOAD[0]) if RUN_START_LOAD else [],
+                "loadavg_before": self.before, "loadavg_after": _loadavg(),
+                "others_cpu_share": share, "cores": cores}
+
+
+def round_cells(group: Group, rounds: int) -> int:
+    """Cells a group's rounds time: every cell each round, calibration in the first."""
+    return len(group.cells) * max(1, rounds) + len(group.calibrate_devices)
 
 
 def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int, seed: int,
               timeout: float, progress: Progress, gradcheck: bool, plan: Plan) -> str:
-    """Run one worker; returns "" or the group-level error. Always writes the group file
-    (or raises `OutputError` when it cannot)."""
-    stream, pytest_json, spec_path, log = work_files(work, group)
+    """Run the group's worker once per round (`plan.rounds` processes, each timing
+    every cell in its own recorded random order with its share of the budget);
+    returns "" or the group-level error. Always writes the group file (or raises
+    `OutputError` when it cannot); an interrupted run writes what its rounds timed."""
+    rounds = max(1, plan.rounds)
+    monitor = LoadMonitor()
+    orders: list[list[str]] = []
+    error = group.error
+    try:
+        if group.error:
+            progress.done += round_cells(group, rounds)
+        for r in range(rounds if not group.error else 0):
+            cells = round_order(group.cells, seed, group.name, r) if rounds > 1 else group.cells
+            # calibration and the agreement check are per program, not per process: round 1
+            part = replace(group, cells=tuple(cells),
+                           calibrate_devices=group.calibrate_devices if r == 0 else ())
+            orders.append([c.id for c in part.cells])
+            error = _run_round(part, r, sel, out, work, threads, seed, timeout, progress,
+                               gradcheck and r == 0, round_plan(plan), orders)
+            if error:
+                error = f"round {r + 1} of {rounds}: {error}" if rounds > 1 else error
+                # a hang or crash would repeat: no further rounds
+                progress.done += len(group.cells) * (rounds - r - 1)
+                break
+    except KeyboardInterrupt:
+        try:
+            _write_rounds(group, sel, out, work, threads, orders, "interrupted", rounds, seed,
+                          monitor)
+        except OutputError as exc:  # say why this group's records are lost, stay interrupted
+            drop_work_files(work, group, rounds=rounds)
+            sys.stderr.write(f"nnparity run: error: {exc}\n")
+        raise
+    _write_rounds(group, sel, out, work, threads, orders, error, rounds, seed, monitor)
+    return error
+
+
+def _run_round(part: Group, r: int, sel: Selection, out: Path, work: Path, threads: int,
+               seed: int, timeout: float, progress: Progress, gradcheck: bool, plan: Plan,
+               orders: list[list[str]]) -> str:
+    stream, pytest_json, spec_path, log = work_files(work, part, r)
     for path in (stream, pytest_json):
         path.unlink(missing_ok=True)
+    write_text_atomic(spec_path, json.dumps({
+        "group": group_to_dict(part), "preset": sel.preset, "threads": threads,
+        "seed": seed, "stream": str(stream), "pytest_json": str(pytest_json),
+        "gradcheck": gradcheck, "plan": asdict(plan), "result": str(out / f"{part.name}.json"),
+        "precisions": _recorded_precisions(sel),
+        # float32 cells measure their error against float64 when reduced modes run,
+        # so the strict cell's error stands beside theirs in the report
+        "precision_errors": any(p != STRICT for p in sel.precisions),
+        # a worker whose runner dies writes the group file from every round so far
+        "round": r, "orders": orders,
+        "previous_rounds": [[str(p) for p in work_files(work, part, k)[:2]] for k in range(r)],
+    }))
+    return _watch(spec_path, log, stream, timeout, progress)
+
+
+def _write_rounds(group: Group, sel: Selection, out: Path, work: Path, threads: int,
+                  orders: list[list[str]], error: str, rounds: int, seed: int,
+                  monitor: LoadMonitor) -> None:
+    """Merge the rounds that ran (their streams and pytest-benchmark files) into the
+    group's results file, with error entries for what never ran."""
     machine_info = records.default_machine_info(
         environment.nnparity_info(threads, _recorded_precisions(sel)))
-    result = out / f"{group.name}.json"
-    error = group.error
-    if not error:
-        write_text_atomic(spec_path, json.dumps({
-            "group": group_to_dict(group), "preset": sel.preset, "threads": threads,
-            "seed": seed, "stream": str(stream), "pytest_json": str(pytest_json),
-            "gradcheck": gradcheck, "plan": asdict(plan), "result": str(result),
-            "precisions": _recorded_precisions(sel),
-            # float32 cells measure their error against float64 when reduced modes run,
-            # so the strict cell's error stands beside theirs in the report
-            "precision_errors": any(p != STRICT for p in sel.precisions),
-        }))
-        error = _watch(spec_path, log, stream, timeout, progress)
-    else:
-        for _ in range(group.size):
-            progress.done += 1
-    records.finish_group(group, sel.preset, result, pytest_json, stream, machine_info, error,
-                         threads)
-    drop_work_files(work, group, keep_log=True)
-    return error
+    docs = []
+    for r in range(max(1, len(orders))):
+        stream, pytest_json, _, _ = work_files(work, group, r)
+        part = replace(group, calibrate_devices=group.calibrate_devices if r == 0 else ())
+        last = r == len(orders) - 1 or not orders
+        docs.append(records.group_document(part, sel.preset, pytest_json, stream, machine_info,
+                                           (error if last else "") or "", threads))
+    run_block = {"rounds": rounds, "rounds_run": len(orders), "order_seed": seed,
+                 "machine_load": monitor.block()}
+    doc = records.merge_rounds(docs, orders or [[c.id for c in group.cells]], run_block)
+    records.write_group_file(out / f"{group.name}.json", doc)
+    drop_work_files(work, group, keep_log=True, rounds=max(1, len(orders)))
 
 
 def _recorded_precisions(sel: Selection) -> list[str] | None:
@@ -376,24 +495,14 @@ class LocalExecutor:
                 error = run_group(group, sel, out, work, threads, ctx.seed, ctx.timeout,
                                   progress, ctx.gradcheck, ctx.plan)
             except KeyboardInterrupt:
-                stream, pytest_json, _, _ = work_files(work, group)
-                try:
-                    records.finish_group(
-                        group, sel.preset, out / f"{group.name}.json", pytest_json, stream,
-                        records.default_machine_info(environment.nnparity_info(
-                            threads, _recorded_precisions(sel))),
-                        "interrupted", threads)
-                    drop_work_files(work, group, keep_log=True)
-                    kept = i + 1
-                except OutputError as exc:
-                    drop_work_files(work, group)
-                    sys.stderr.write(f"nnparity run: error: {exc}\n")
+                kept = i + 1  # run_group wrote what its rounds timed, or said why not
+                if not (out / f"{group.name}.json").exists():
                     kept = i
                 sys.stderr.write(f"interrupted: {i} of {len(groups)} groups finished; "
                                  f"records of {kept} groups kept in {out}\n")
                 return Outcome(tuple(failed), interrupted=True)
             except OutputError as exc:  # a full or failing disk: keep what is written, stop
-                drop_work_files(work, group)
+                drop_work_files(work, group, rounds=ctx.plan.rounds)
                 _remove_if_empty(work)
                 sys.stderr.write(f"nnparity run: error: {exc}; stopped, {i} of {len(groups)} "
                                  f"groups kept in {out}\n")
@@ -494,6 +603,7 @@ class RunDirectory:
 
 def main(args: argparse.Namespace) -> int:
     _install_signal_handlers()
+    RUN_START_LOAD[:] = [tuple(_loadavg())] if _loadavg() else []
     sel = selection_from_args(args)
     plan = plan_for(sel, args)
     shard = parse_shard(getattr(args, "shard", None))
@@ -537,14 +647,21 @@ def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
              args: argparse.Namespace, executor, threads: int, timeout: float) -> int:
     out = run_dir.path
     groups = executor.prepare(groups)
+    if not isinstance(executor, LocalExecutor) and plan.rounds > 1:
+        plan = replace(plan, rounds=1)  # a cluster node runs one process per group
+        sys.stderr.write("nnparity run: one round per group on this executor (--rounds is "
+                         "for the local executor)\n")
     work = out / ".work"  # worker specs, logs and streams; hidden, so readers skip it
     try:
         work.mkdir(exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {work}: {exc.strerror or exc}") from None
-    progress = Progress(sum(g.size for g in groups))
-    sys.stderr.write(f"nnparity run: {progress.total} cells in {len(groups)} groups, "
-                     f"preset {sel.preset}, {threads} threads -> {out}\n")
+    cells = sum(g.size for g in groups)
+    progress = Progress(sum(round_cells(g, plan.rounds) for g in groups))
+    sys.stderr.write(f"nnparity run: {cells} cells in {len(groups)} groups x {plan.rounds} "
+                     f"round(s) ({len(groups) * plan.rounds} worker processes, each cell's "
+                     f"order randomised per round), preset {sel.preset}, {threads} threads "
+                     f"-> {out}\n")
     ctx = RunContext(sel, plan, out, work, threads, args.threads is not None, args.seed,
                      timeout, not args.no_gradcheck)
     outcome = executor.run(groups, ctx, progress)

@@ -1,0 +1,279 @@
+"""Noise measured: rounds (worker processes) in randomised, recorded order; a cell's
+interval from its raw samples, rounds first; compare judging with that interval;
+warm-up that waits for the timing to settle. docs/design.md §5."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.regress.stats import (
+    Verdict,
+    cell_interval,
+    compare_samples,
+    median_draws,
+    percentile_interval,
+    within_noise,
+)
+from bench.results import write as records
+from bench.results.read import load_run
+from bench.timing import measure
+from bench.timing.matrix import PLANS, Cell, TaskConfig, round_order, round_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cells() -> list[Cell]:
+    out = []
+    for act in ("relu", "tanh", "sigmoid"):
+        cfg = TaskConfig("mlp_regression", (("activation", act),), (("activation", act),), 4,
+                         (4,), "tiny")
+        for variant in ("eager", "nn"):
+            for phase in ("first_call", "forward", "backward", "step"):
+                out.append(Cell(cfg, "torch", variant, "cpu", "float32", 4, phase))
+    return out
+
+
+# -- the order of a round ------------------------------------------------------------------
+
+def test_round_order_is_random_per_round_reproducible_and_keeps_programs_together():
+    cells = _cells()
+    orders = [round_order(cells, 0, "torch_mlp_regression", r) for r in range(4)]
+    for order in orders:
+        assert sorted(c.id for c in order) == sorted(c.id for c in cells)  # a permutation
+        blocks = [(c.config, c.variant) for c in order]
+        # each program's cells are contiguous (built once per round), first_call first
+        seen = []
+        for i, key in enumerate(blocks):
+            if not seen or seen[-1] != key:
+                assert key not in seen, "a program's cells were split"
+                seen.append(key)
+                assert order[i].phase == "first_call"
+    ids = [[c.id for c in o] for o in orders]
+    assert len({tuple(i) for i in ids}) == 4  # every round its own order
+    assert ids[1] == [c.id for c in round_order(cells, 0, "torch_mlp_regression", 1)]
+    assert ids[1] != [c.id for c in round_order(cells, 1, "torch_mlp_regression", 1)]  # seeded
+    # steady-state phases are shuffled inside a program too, not only the programs
+    phase_orders = {tuple(c.phase for c in o if (c.config, c.variant) == (cells[0].config,
+                                                                          "eager"))
+                    for o in [round_order(cells, s, "g", 0) for s in range(20)]}
+    assert len(phase_orders) > 1
+
+
+def test_round_plan_splits_the_budget_and_sample_counts():
+    plan = PLANS["standard"]
+    assert plan.rounds == 3 and PLANS["quick"].rounds == 2
+    one = round_plan(plan)
+    assert one.budget_s == pytest.approx(plan.budget_s / 3)
+    assert one.min_rounds * 3 >= plan.min_rounds and one.max_rounds * 3 >= plan.max_rounds
+
+
+def test_a_run_with_rounds_records_each_rounds_order_and_samples(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "--preset", "tiny", "--backends", "numpy",
+         "--tasks", "mlp_regression", "--no-gradcheck", "--rounds", "3", "--seed", "5",
+         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 worker processes" in proc.stderr
+    doc = json.loads((out / "numpy_mlp_regression.json").read_text())
+    assert doc["nnparity_run"]["rounds"] == 3 and doc["nnparity_run"]["order_seed"] == 5
+    load = doc["nnparity_run"]["machine_load"]
+    assert len(load["loadavg_before"]) == 3 and 0.0 <= load["others_cpu_share"] <= 1.0
+    timed = [b for b in doc["benchmarks"] if b["extra_info"]["phase"] != "calibration"]
+    positions = []
+    for bench in timed:
+        info = bench["extra_info"]
+        assert len(info["round_sizes"]) == 3 and sum(info["round_sizes"]) == len(
+            bench["stats"]["data"])
+        positions.append(info["round_positions"])
+    # the recorded positions are each round's order: a permutation of the cells per round
+    by_round = list(zip(*positions, strict=True))
+    assert all(sorted(p) == list(range(len(timed))) for p in by_round)
+    assert len(set(by_round)) > 1  # the rounds did not all run one order
+    # the reader keeps the rounds apart
+    run = load_run(out)
+    assert all(len(s) == 3 for s in run.loc[run["phase"] != "calibration", "round_sizes"])
+
+
+# -- merging rounds ------------------------------------------------------------------------
+
+def _entry(cell: str, data: list[float], status: str = "ok", **info) -> dict:
+    return {"name": cell, "extra_info": {"cell": cell, "phase": "step", "status": status,
+                                         "error": "", **info},
+            "stats": records.stats_block(data)}
+
+
+def test_merge_rounds_pools_samples_and_an_error_in_any_round_is_an_error():
+    a, b = "quick/t/numpy/reference/cpu/float32/bs4/step", "quick/t/numpy/x/cpu/float32/bs4/step"
+    docs = [{"machine_info": {}, "benchmarks": [_entry(a, [1.0, 2.0], retraces=0),
+                                                _entry(b, [3.0])]},
+            {"machine_info": {}, "benchmarks": [_entry(a, [4.0], retraces=1),
+                                                _entry(b, [], "error", )]}]
+    docs[1]["benchmarks"][1]["extra_info"]["error"] = "boom"
+    merged = records.merge_rounds(docs, [[a, b], [b, a]], {"rounds": 2})
+    got = {e["extra_info"]["cell"]: e for e in merged["benchmarks"]}
+    assert got[a]["stats"]["data"] == [1.0, 2.0, 4.0]
+    assert got[a]["extra_info"]["round_sizes"] == [2, 1]
+    assert got[a]["extra_info"]["round_positions"] == [0, 1]
+    assert got[a]["extra_info"]["retraces"] == 1
+    assert got[a]["stats"]["median"] == 2.0
+    assert got[b]["extra_info"]["status"] == "error"
+    assert got[b]["extra_info"]["error"] == "round 2 of 2: boom"
+    assert merged["nnparity_run"] == {"rounds": 2}
+
+
+# -- a cell's interval ---------------------------------------------------------------------
+
+def _order_statistic_ci(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free interval for the median from the binomial order statistics:
+    an independent computation (no resampling)."""
+    from scipy.stats import binom
+
+    n, xs = len(x), np.sort(x)
+    lo = int(binom.ppf((1 - confidence) / 2, n, 0.5))
+    hi = int(binom.isf((1 - confidence) / 2, n, 0.5))
+    return float(xs[max(lo - 1, 0)]), float(xs[min(hi, n - 1)])
+
+
+def test_one_round_interval_matches_the_order_statistic_interval():
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(0.0, 0.2, 201)
+    ci = cell_interval(x)
+    assert ci.median == statistics.median(x.tolist())
+    low, high = _order_statistic_ci(x)
+    width = high - low
+    # bootstrap percentiles land on neighbouring order statistics: within a fifth of the width
+    assert abs(ci.low - low) < 0.2 * width and abs(ci.high - high) < 0.2 * width
+    assert ci.rounds == 1 and ci.samples == 201
+
+
+def _rounds_data(rng, k: int, n: int, between: float, within: float):
+    shifts = rng.normal(0.0, between, k)
+    parts = [1.0 + s + rng.normal(0.0, within, n) for s in shifts]
+    return np.concatenate(parts), [n] * k
+
+
+def test_interval_covers_the_truth_when_processes_shift_and_the_pooled_one_does_not():
+    """Simulated cells whose rounds shift by a process-level offset (sd 5%) with little
+    noise inside each (sd 1%): the hierarchical interval covers the true median (1.0)
+    far more often than the interval that treats every sample as independent."""
+    rng = np.random.default_rng(11)
+    hit_h = hit_flat = 0
+    trials = 120
+    for t in range(trials):
+        x, sizes = _rounds_data(rng, 5, 30, 0.05, 0.01)
+        h = cell_interval(x, sizes, resamples=800, seed=t)
+        f = percentile_interval(median_draws(x, (), 800, seed=t))
+        hit_h += h.low <= 1.0 <= h.high
+        hit_flat += f[0] <= 1.0 <= f[1]
+    # with 5 rounds the bootstrap of round offsets undercovers a little (n/(n-1))
+    assert hit_h / trials >= 0.75
+    assert hit_flat / trials <= 0.45
+    assert hit_h > hit_flat + 0.3 * trials
+
+
+def test_unstable_by_iqr_or_disagreeing_rounds():
+    steady = np.r_[np.full(20, 1.0), np.full(20, 1.01)]
+    assert cell_interval(steady, [20, 20]).unstable == ""
+    apart = np.r_[np.full(20, 1.0), np.full(20, 1.3)]
+    assert "rounds disagree" in cell_interval(apart, [20, 20]).unstable
+    wide = np.linspace(0.8, 1.2, 41)
+    assert "IQR" in cell_interval(wide).unstable
+
+
+def test_sizes_that_do_not_add_up_are_one_round():
+    x = np.arange(1.0, 11.0)
+    assert cell_interval(x, [3, 3]).rounds == 1
+    assert cell_interval(x, [5, 5]).rounds == 2
+
+
+# -- the "~" rule and compare --------------------------------------------------------------
+
+def test_within_noise_rule():
+    assert within_noise(0.99, 1.05)  # reaches into the band
+    assert within_noise(1.01, 1.3)  # significant (excludes 1) but reaches into +-2%
+    assert not within_noise(1.03, 1.3)
+    assert not within_noise(0.5, 0.97)
+    assert within_noise(0.5, 0.985)  # 1/1.02 = 0.980...
+    assert within_noise(math.nan, math.nan)
+
+
+def test_compare_does_not_call_slow_processes_a_regression():
+    rng = np.random.default_rng(0)
+
+    def rounds(*levels):
+        return np.concatenate([lv * (1 + rng.normal(0, 0.01, 25)) for lv in levels]), [25] * len(
+            levels)
+
+    base, bs = rounds(1.0, 1.0, 1.0)
+    two_slow, cs = rounds(1.0, 1.5, 1.5)  # two of three processes landed slow
+    change = compare_samples(base, two_slow, base_sizes=bs, current_sizes=cs)
+    assert change.verdict is Verdict.UNCHANGED and change.ci_low < 1.05
+    # pooled as if independent, the same samples look like a certain 1.5x regression
+    flat = compare_samples(base, two_slow)
+    assert flat.verdict is Verdict.REGRESSION and flat.p_value < 1e-6
+    all_slow, cs = rounds(1.5, 1.5, 1.5)
+    change = compare_samples(base, all_slow, base_sizes=bs, current_sizes=cs)
+    assert change.verdict is Verdict.REGRESSION and change.ci_low > 1.4
+
+
+def test_compare_needs_the_interval_outside_the_noise_band():
+    base = np.r_[np.full(10, 1.0), np.full(10, 1.001)]
+    cur = base * 1.3
+    assert compare_samples(base, cur, factor=1.01, base_sizes=[10, 10],
+                           current_sizes=[10, 10]).verdict is Verdict.REGRESSION
+    # the same change judged against a band wider than it is no regression
+    assert compare_samples(base, cur, factor=1.01, base_sizes=[10, 10],
+                           current_sizes=[10, 10], noise=0.5).verdict is Verdict.UNCHANGED
+
+
+# -- warm-up -------------------------------------------------------------------------------
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _NoCompiles:
+    def count(self) -> None:
+        return None
+
+
+def test_warm_up_waits_until_the_timing_settles(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(measure, "time", clock)
+    # a cell seen at 9 ms drifting down for 9 calls, then steady at 3.7 ms
+    durations = iter([0.009 - 0.0005 * i for i in range(9)] + [0.0037] * 100)
+
+    def call() -> None:
+        clock.now += next(durations)
+
+    warm = measure.warm_up(call, _NoCompiles(), PLANS["standard"])
+    assert warm.settled is True and warm.calls > 9 + measure.SETTLE_WINDOW
+    assert warm.last_s == pytest.approx(0.0037)
+
+
+def test_warm_up_gives_up_settling_at_its_cap(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(measure, "time", clock)
+    step = [0]
+
+    def call() -> None:  # alternates 1 ms and 2 ms medians: never settles
+        step[0] += 1
+        clock.now += 0.001 * (1 + (step[0] // 3) % 2)
+
+    plan = PLANS["quick"]
+    warm = measure.warm_up(call, _NoCompiles(), plan)
+    assert warm.settled is False
+    assert warm.calls <= plan.max_warmup + measure.SETTLE_MAX_CALLS
