@@ -277,3 +277,97 @@ def test_warm_up_gives_up_settling_at_its_cap(monkeypatch):
     warm = measure.warm_up(call, _NoCompiles(), plan)
     assert warm.settled is False
     assert warm.calls <= plan.max_warmup + measure.SETTLE_MAX_CALLS
+
+
+# -- the report: summary, "~" rule, provenance, old files -----------------------------------
+
+def _report_run(path: Path, medians: dict[str, float], *, commit: str = "abc123",
+                rounds: int = 2, spread: float = 0.002, load: dict | None = None) -> None:
+    """A run of one config and phase: one cell per backend, `rounds` rounds each."""
+    from bench.timing import environment
+
+    rng = np.random.default_rng(1)
+    env = {**environment.nnparity_info(2), "git_commit": commit}
+    for backend, median in medians.items():
+        cell = f"quick/mlp_regression/{backend}/v/cpu/float32/bs64/step"
+        data = list(median * (1 + rng.normal(0, spread, 12 * rounds)))
+        info = {"cell": cell, "task": "mlp_regression", "preset": "quick", "backend": backend,
+                "variant": "v", "device": "cpu", "dtype": "float32", "batch_size": 64,
+                "phase": "step", "status": "ok", "error": "", "flops": 10**6,
+                "round_sizes": [12] * rounds if rounds > 1 else []}
+        doc = {"machine_info": records.default_machine_info(env),
+               "benchmarks": [{"name": cell, "extra_info": info,
+                               "stats": records.stats_block(data)}]}
+        if load is not None:
+            doc["nnparity_run"] = {"rounds": rounds, "order_seed": 0, "machine_load": load}
+        records.write_group_file(path / f"{backend}_mlp_regression.json", doc)
+
+
+def test_summary_ranks_frameworks_and_ties_what_is_within_noise(tmp_path):
+    from bench.report import markdown as report
+
+    _report_run(tmp_path, {"numpy": 1.000e-3, "torch": 1.005e-3, "jax": 1.5e-3})
+    df = report.tidy(load_run(tmp_path))
+    table = report.summary_table(df)
+    row = next(line for line in table.splitlines() if "| step |" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3].startswith("1. numpy/v")
+    assert cells[4].startswith("=1. torch/v") and " ~1.00x [" in cells[4]  # a tie
+    assert cells[5].startswith("3. jax/v") and "~" not in cells[5]  # 1.5x: a difference
+    # every ratio in the timing table carries its interval, "~" when within noise
+    timing = "\n".join(report.timing_tables(df))
+    assert "~1.00x [" in timing and "0.67x [" in timing
+    text = report.render(df, [])
+    assert "0 of 3 timed cells unstable" in text and "from 2 round(s)" in text
+    assert "Measured from a modified tree" not in text
+
+
+def test_a_run_from_a_modified_tree_is_marked_in_the_report_and_by_validate(tmp_path, capsys):
+    import argparse
+
+    from bench.report import markdown as report
+    from bench.results import check
+
+    _report_run(tmp_path, {"numpy": 1e-3, "torch": 2e-3}, commit="abc123+dirty")
+    text = report.render(report.tidy(load_run(tmp_path)), [])
+    head = text.split("## Summary")[0]
+    assert "**Measured from a modified tree** (commit abc123+dirty)" in head
+    assert check.main(argparse.Namespace(run_dir=str(tmp_path))) == 0  # a warning, not a fail
+    assert "modified tree" in capsys.readouterr().err
+
+
+def test_a_busy_machine_is_warned_about(tmp_path):
+    from bench.report import markdown as report
+
+    busy = {"loadavg_run_start": [0.1, 0.1, 0.1], "loadavg_before": [0.1] * 3,
+            "loadavg_after": [1.0] * 3, "others_cpu_share": 0.4, "cores": 2}
+    _report_run(tmp_path, {"numpy": 1e-3, "torch": 2e-3}, load=busy)
+    assert "machine was busy" in report.render(report.tidy(load_run(tmp_path)), [])
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    _report_run(quiet, {"numpy": 1e-3, "torch": 2e-3},
+                load={**busy, "others_cpu_share": 0.01})
+    text = report.render(report.tidy(load_run(quiet)), [])
+    assert "machine was busy" not in text and "(quiet)" in text
+
+
+def test_old_single_round_files_still_read_report_and_compare(tmp_path):
+    """Files written before rounds (no round_sizes, no nnparity_run): one round per cell."""
+    from bench.regress.compare import compare_runs
+    from bench.report import markdown as report
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _report_run(a, {"numpy": 1e-3, "torch": 2e-3}, rounds=1)
+    _report_run(b, {"numpy": 1e-3, "torch": 3e-3}, rounds=1)
+    run = load_run(a)
+    assert all(len(s) == 1 for s in run["round_sizes"])
+    text = report.render(report.tidy(run), [])
+    assert "from 1 round(s)" in text
+    cmp = compare_runs(run, load_run(b))
+    verdicts = dict(zip(cmp.table["backend"], cmp.table["verdict"], strict=True))
+    assert verdicts == {"numpy": "unchanged", "torch": "regression"}
+    # the committed latest run (format 1, one round) reads and renders
+    latest = load_run(ROOT / "results" / "latest")
+    assert "unstable" in report.headline(report.tidy(latest))

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -135,6 +135,8 @@ class CellInterval:
     round_medians: tuple[float, ...]
     iqr_rel: float  # pytest-benchmark's IQR over the pooled samples, / median
     unstable: str  # "" or why: "IQR 14% of the median", "rounds disagree by 23%"
+    #: the bootstrap replicates of the median: ratios of two cells take theirs
+    draws: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
 
     @property
     def half_width(self) -> float:
@@ -158,8 +160,8 @@ def cell_interval(samples: Sequence[float] | np.ndarray, round_sizes: Sequence[i
         return CellInterval(nan, nan, nan, 0, 0, (), nan, "no samples")
     block = stats_block(pooled)
     median, iqr_rel = float(block["median"]), float(block["iqr"]) / float(block["median"])
-    low, high = percentile_interval(median_draws(pooled, [r.size for r in rounds],
-                                                 resamples, seed), confidence)
+    draws = median_draws(pooled, [r.size for r in rounds], resamples, seed)
+    low, high = percentile_interval(draws, confidence)
     medians = tuple(float(np.median(r)) for r in rounds)
     spread = max(medians) / min(medians) - 1.0 if len(medians) > 1 else 0.0
     why = []
@@ -168,7 +170,17 @@ def cell_interval(samples: Sequence[float] | np.ndarray, round_sizes: Sequence[i
     if spread > ROUNDS_DISAGREE:
         why.append(f"rounds disagree by {spread:.0%}")
     return CellInterval(median, low, high, int(pooled.size), len(rounds), medians, iqr_rel,
-                        "; ".join(why))
+                        "; ".join(why), draws)
+
+
+def ratio_interval(numerator: CellInterval, denominator: CellInterval,
+                   confidence: float = 0.95) -> tuple[float, float, float]:
+    """(ratio of medians, low, high) of two cells' intervals, from their replicates."""
+    if not (numerator.median > 0 and denominator.median > 0):
+        return math.nan, math.nan, math.nan
+    low, high = percentile_interval(ratio_draws(numerator.draws, denominator.draws),
+                                    confidence)
+    return numerator.median / denominator.median, low, high
 
 
 def ratio_draws(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -226,10 +226,9 @@ def load_run(path: str | os.PathLike[str]) -> pd.DataFrame:
     df.attrs["commits"] = sorted({d[0].commit for d in docs if d[0].commit})
     # each group's machine state (runner: load average, other processes' CPU share)
     df.attrs["machine_load"] = {
-        Path(f).stem: ((d.get("machine_info") or {}).get("nnparity") or {}).get("machine_load")
-        for f, (_, d) in zip(loaded, docs, strict=True)
-        if isinstance(((d.get("machine_info") or {}).get("nnparity") or {}).get("machine_load"),
-                      dict)}
+        f.stem: d["nnparity_run"]["machine_load"] for f, (_, d) in zip(loaded, docs, strict=True)
+        if isinstance(d.get("nnparity_run"), dict)
+        and isinstance(d["nnparity_run"].get("machine_load"), dict)}
     # each group's process records the threads of the framework it ran (impls.threads)
     threads: dict[str, Any] = {}
     for _, d in docs:
