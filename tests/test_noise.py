@@ -371,3 +371,46 @@ def test_old_single_round_files_still_read_report_and_compare(tmp_path):
     # the committed latest run (format 1, one round) reads and renders
     latest = load_run(ROOT / "results" / "latest")
     assert "unstable" in report.headline(report.tidy(latest))
+
+
+# -- the A/A measure -----------------------------------------------------------------------
+
+def test_aa_counts_significant_orderings_that_flip(tmp_path):
+    from bench.regress import aa
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for d in (a, b, c):
+        d.mkdir()
+    _report_run(a, {"numpy": 1.0e-3, "torch": 1.5e-3, "jax": 1.001e-3})
+    _report_run(b, {"numpy": 1.0e-3, "torch": 1.5e-3, "jax": 0.999e-3})
+    _report_run(c, {"numpy": 1.0e-3, "torch": 0.6e-3, "jax": 1.001e-3})
+    # same orderings: numpy<torch and jax<torch significant in each run (2 + 2); the
+    # numpy/jax pair is within noise, so its reversal is no flip
+    assert aa.flips(load_run(a), load_run(b)) == (4, 0)
+    # torch became the fastest: both of its orderings reverse, in both directions
+    assert aa.flips(load_run(a), load_run(c)) == (4, 4)
+    code, reg, imp, cells = aa.compare_pair(a, b)
+    assert (code, reg, imp, cells) == (0, 0, 0, 3)
+    code, reg, imp, _ = aa.compare_pair(a, c)
+    assert (code, reg, imp) == (0, 0, 1)
+    ok, text = aa.verdict([aa.PairResult(1, 0, 0, 0, 3, 40, 2, (1.0, 1.0))])
+    assert ok and "2 of 40" in text
+    ok, _ = aa.verdict([aa.PairResult(1, 0, 0, 0, 3, 40, 3, (1.0, 1.0))])  # 7.5% > 5%
+    assert not ok
+    ok, _ = aa.verdict([aa.PairResult(1, 1, 1, 0, 3, 40, 0, (1.0, 1.0))])  # compare failed
+    assert not ok
+
+
+def test_baseline_check_says_which_commit_and_how_old(tmp_path):
+    import datetime as dt
+
+    from bench.regress.baseline import baseline_age
+
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"nnparity_baseline": {"commit": "1fab5b0aaaaaaaaa",
+                                                      "updated": "2026-11-01T00:00:00+00:00"},
+                                "machine_info": {}, "benchmarks": []}))
+    line = baseline_age(path, now=dt.datetime(2026, 12, 6, tzinfo=dt.UTC))
+    assert "1fab5b0aaa" in line and "35 days old" in line and "2026-11-01" in line
+    path.write_text("{}")
+    assert "unknown date" in baseline_age(path)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from bench.options import InputError, finite_float
-from bench.regress.stats import NOISE_BAND, Verdict, compare_samples, seed_for
+from bench.regress.stats import NOISE_BAND, Verdict, compare_samples, seed_for, within_noise
 from bench.results.envdiff import differences
 from bench.results.read import LoadError, RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
@@ -219,7 +219,10 @@ def _cells(cmp: Comparison) -> list[list[str]]:
     out = []
     for r in cmp.table.itertuples():
         ci = f"[{_fmt(r.ci_low, '.3f')}, {_fmt(r.ci_high, '.3f')}]"
-        out.append([r.verdict, _fmt(r.ratio, ".3f"), ci, _fmt(r.p_value, ".2g"),
+        # "~": within noise, the report's rule (the interval reaches into the band)
+        noise = "~" if not math.isnan(r.ratio) and within_noise(r.ci_low, r.ci_high,
+                                                                cmp.noise) else ""
+        out.append([r.verdict, noise + _fmt(r.ratio, ".3f"), ci, _fmt(r.p_value, ".2g"),
                     _fmt(r.base_median_s * 1e3, ".4g"), _fmt(r.current_median_s * 1e3, ".4g"),
                     r.cell + (f"  ({r.note})" if r.note else "")])
     return out
