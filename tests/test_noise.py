@@ -20,6 +20,7 @@ from bench.regress.stats import (
     compare_samples,
     median_draws,
     percentile_interval,
+    seed_for,
     within_noise,
 )
 from bench.results import write as records
@@ -94,6 +95,11 @@ def test_a_run_with_rounds_records_each_rounds_order_and_samples(tmp_path):
         assert len(info["round_sizes"]) == 3 and sum(info["round_sizes"]) == len(
             bench["stats"]["data"])
         positions.append(info["round_positions"])
+        # the recorded interval is the one function's, from these raw samples
+        ci = cell_interval(bench["stats"]["data"], info["round_sizes"],
+                           seed=seed_for(info["cell"]))
+        assert info["median_ci"] == [ci.low, ci.high] and info["unstable"] == ci.unstable
+        assert ci.low <= bench["stats"]["median"] <= ci.high
     # the recorded positions are each round's order: a permutation of the cells per round
     by_round = list(zip(*positions, strict=True))
     assert all(sorted(p) == list(range(len(timed))) for p in by_round)

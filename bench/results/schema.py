@@ -161,6 +161,11 @@ class CellRecord:
     round_sizes: list[int] = field(default_factory=list)
     #: the cell's 0-based position in each round's randomised order, same order as above
     round_positions: list[int] = field(default_factory=list)
+    #: the median's 95% interval [low, high] in seconds (bench.regress.stats.cell_interval,
+    #: rounds then samples resampled); empty when not computed (errors, old files)
+    median_ci: list[float] = field(default_factory=list)
+    #: "" or why the cell is unstable (IQR >= 10% of the median, rounds > 10% apart)
+    unstable: str = ""
 
     def to_extra_info(self) -> dict[str, Any]:
         info = asdict(self)

@@ -131,6 +131,9 @@ EXTRA_INFO: dict[str, tuple[Check, str]] = {
                     "a list of positive integers"),
     "round_positions": (lambda v: isinstance(v, list) and all(_nonneg_int(n) for n in v),
                         "a list of non-negative integers"),
+    "median_ci": (lambda v: isinstance(v, list) and len(v) in (0, 2)
+                  and all(_nonneg_num(x) for x in v), "[] or [low, high] in seconds"),
+    "unstable": (_is_str, "a string"),
     "build_s": (_opt(_nonneg_num), "a non-negative finite number or null"),
     "gflops": (_opt(_pos_num), "a positive finite number or null"),
     "gemm_size": (_opt(_pos_int), "a positive integer or null"),

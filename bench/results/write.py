@@ -173,6 +173,18 @@ def group_document(group: Group, preset: str, pytest_json: Path, stream: Path,
     return doc
 
 
+def _record_interval(bench: dict[str, Any]) -> None:
+    """The cell's interval and stability verdict, in its extra_info (derived from the
+    raw samples by the one function that computes them; readers may recompute)."""
+    from bench.regress.stats import cell_interval, seed_for
+
+    info = bench["extra_info"]
+    ci = cell_interval(bench["stats"]["data"], info.get("round_sizes") or (),
+                       seed=seed_for(info.get("cell", "")))
+    info["median_ci"] = [ci.low, ci.high]
+    info["unstable"] = ci.unstable
+
+
 def merge_rounds(docs: list[dict[str, Any]], orders: list[list[str]],
                  run_block: dict[str, Any] | None = None) -> dict[str, Any]:
     """One group document from the documents of its rounds (worker processes), in
@@ -205,7 +217,12 @@ def merge_rounds(docs: list[dict[str, Any]], orders: list[list[str]],
             merged.append(bench)
             continue
         if len(found) == 1 and len(docs) == 1:
-            merged.append(found[0][1])
+            bench = dict(found[0][1])
+            bench["extra_info"] = dict(bench.get("extra_info") or {})
+            if bench["extra_info"].get("phase") != CALIBRATION and (
+                    bench.get("stats") or {}).get("data"):
+                _record_interval(bench)
+            merged.append(bench)
             continue
         first = dict(found[0][1])
         info = dict(first.get("extra_info") or {})
@@ -227,6 +244,8 @@ def merge_rounds(docs: list[dict[str, Any]], orders: list[list[str]],
                 info["flops_per_s"] = info["flops"] / stats["median"]
         first["extra_info"] = info
         first["stats"] = stats_block(data)
+        if info.get("phase") != CALIBRATION and data:
+            _record_interval(first)
         merged.append(first)
     base["benchmarks"] = merged
     if run_block is not None:
