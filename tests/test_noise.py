@@ -78,35 +78,40 @@ def test_round_plan_splits_the_budget_and_sample_counts():
 
 def test_a_run_with_rounds_records_each_rounds_order_and_samples(tmp_path):
     out = tmp_path / "run"
+    # a target no interval can meet: every steady cell gets the extra round
     proc = subprocess.run(
         [sys.executable, "-m", "bench.cli", "run", "--preset", "tiny", "--backends", "numpy",
-         "--tasks", "mlp_regression", "--no-gradcheck", "--rounds", "3", "--seed", "5",
-         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+         "--tasks", "mlp_regression", "--no-gradcheck", "--rounds", "2", "--seed", "5",
+         "--extra-rounds", "1", "--target-ci", "1e-9", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "3 worker processes" in proc.stderr
+    assert "2 worker processes" in proc.stderr
     doc = json.loads((out / "numpy_mlp_regression.json").read_text())
-    assert doc["nnparity_run"]["rounds"] == 3 and doc["nnparity_run"]["order_seed"] == 5
-    load = doc["nnparity_run"]["machine_load"]
+    run_block = doc["nnparity_run"]
+    assert run_block["rounds"] == 2 and run_block["order_seed"] == 5
+    assert run_block["rounds_run"] == 3 and run_block["extra_rounds"] == [3]
+    load = run_block["machine_load"]
     assert len(load["loadavg_before"]) == 3 and 0.0 <= load["others_cpu_share"] <= 1.0
     timed = [b for b in doc["benchmarks"] if b["extra_info"]["phase"] != "calibration"]
-    positions = []
+    steady = [b for b in timed if b["extra_info"]["phase"] != "first_call"]
+    assert len(timed) == 4 and len(steady) == 3
     for bench in timed:
         info = bench["extra_info"]
-        assert len(info["round_sizes"]) == 3 and sum(info["round_sizes"]) == len(
-            bench["stats"]["data"])
-        positions.append(info["round_positions"])
+        assert len(info["round_sizes"]) == (3 if bench in steady else 2)
+        assert sum(info["round_sizes"]) == len(bench["stats"]["data"])
         # the recorded interval is the one function's, from these raw samples
         ci = cell_interval(bench["stats"]["data"], info["round_sizes"],
                            seed=seed_for(info["cell"]))
         assert info["median_ci"] == [ci.low, ci.high] and info["unstable"] == ci.unstable
         assert ci.low <= bench["stats"]["median"] <= ci.high
-    # the recorded positions are each round's order: a permutation of the cells per round
-    by_round = list(zip(*positions, strict=True))
+    # the recorded positions are each round's order: a permutation of its cells
+    by_round = list(zip(*[b["extra_info"]["round_positions"][:2] for b in timed], strict=True))
     assert all(sorted(p) == list(range(len(timed))) for p in by_round)
-    assert len(set(by_round)) > 1  # the rounds did not all run one order
+    assert sorted(b["extra_info"]["round_positions"][2] for b in steady) == [0, 1, 2]
     # the reader keeps the rounds apart
     run = load_run(out)
-    assert all(len(s) == 3 for s in run.loc[run["phase"] != "calibration", "round_sizes"])
+    assert sorted(len(s) for s in run.loc[run["phase"] != "calibration", "round_sizes"]) == [
+        2, 3, 3, 3]
 
 
 # -- merging rounds ------------------------------------------------------------------------

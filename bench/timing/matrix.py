@@ -58,6 +58,10 @@ class Plan:
     # group in its own seeded random order with 1/rounds of the budget: a cell's
     # interval then sees how much it moves from one process to the next
     rounds: int = 1
+    # then up to this many more rounds, each of only the steady cells whose 95% interval
+    # is still wider than +-target_ci of their median (adaptive sampling)
+    extra_rounds: int = 0
+    target_ci: float = 0.03
 
 
 # torch.compile costs 10-20 s per function and shape for an MLP on two cores and
@@ -73,11 +77,11 @@ PLANS: dict[str, Plan] = {
                  timeout_s=120),
     # quick covers all three recurrent cells (docs/design.md §2) but one MLP activation
     "quick": Plan(0.05, 5, 50, 2, 10, sweep_knobs=("cell",), skip=_SLOW_COMPILE,
-                  timeout_s=300, rounds=2),
+                  timeout_s=300, rounds=2, extra_rounds=1),
     "standard": Plan(0.3, 10, 300, 3, 20, skip=(("compile", "rnn_sequence"),),
-                     gemm_sizes=(512, 1024, 2048), timeout_s=900, rounds=3),
+                     gemm_sizes=(512, 1024, 2048), timeout_s=900, rounds=3, extra_rounds=2),
     "large": Plan(1.0, 10, 1000, 3, 20, gemm_sizes=(1024, 2048, 4096), timeout_s=3600,
-                  rounds=3),
+                  rounds=3, extra_rounds=2),
 }
 CUDA_GEMM_SIZES = (2048, 4096, 8192)
 

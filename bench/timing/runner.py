@@ -105,6 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "seeded random order with its share of the budget (default: the preset's, "
              "2 for quick, 3 for standard); a cell's confidence interval then includes "
              "how much it moves from one process to the next")
+    arg("--extra-rounds", type=int, default=None, metavar="N",
+        help="after the rounds, up to N more rounds of only the cells whose 95%% interval "
+             "is wider than --target-ci (default: the preset's, 1 for quick, 2 for standard)")
+    arg("--target-ci", type=positive_float, default=None, metavar="F",
+        help="the interval half-width, relative to the median, that a cell needs no extra "
+             "round for (default 0.03: +-3%%)")
     arg("--no-gradcheck", action="store_true", help="skip the per-cell agreement check")
     arg("--shard", default=None, metavar="K/N",
         help="run only shard K of N (a deterministic share of the groups, e.g. 2/4)")
@@ -279,6 +285,14 @@ def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
         if args.rounds <= 0:
             raise MatrixError(f"--rounds must be a positive integer, got {args.rounds}")
         plan = replace(plan, rounds=args.rounds)
+    if getattr(args, "extra_rounds", None) is not None:
+        if args.extra_rounds < 0:
+            raise MatrixError(f"--extra-rounds must be 0 or more, got {args.extra_rounds}")
+        plan = replace(plan, extra_rounds=args.extra_rounds)
+    if getattr(args, "target_ci", None) is not None:
+        if not 0 < args.target_ci < 1:
+            raise MatrixError(f"--target-ci must be between 0 and 1, got {args.target_ci:g}")
+        plan = replace(plan, target_ci=args.target_ci)
     return plan
 
 
@@ -362,12 +376,15 @@ def round_cells(group: Group, rounds: int) -> int:
 def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int, seed: int,
               timeout: float, progress: Progress, gradcheck: bool, plan: Plan) -> str:
     """Run the group's worker once per round (`plan.rounds` processes, each timing
-    every cell in its own recorded random order with its share of the budget);
-    returns "" or the group-level error. Always writes the group file (or raises
-    `OutputError` when it cannot); an interrupted run writes what its rounds timed."""
+    every cell in its own recorded random order with its share of the budget), then
+    up to `plan.extra_rounds` more rounds of only the steady cells whose interval is
+    still wider than +-`plan.target_ci` (adaptive sampling: more processes where
+    the noise is); returns "" or the group-level error. Always writes the group
+    file (or raises `OutputError` when it cannot); an interrupted run writes what
+    its rounds timed."""
     rounds = max(1, plan.rounds)
     monitor = LoadMonitor()
-    orders: list[list[str]] = []
+    parts: list[Group] = []
     error = group.error
     try:
         if group.error:
@@ -375,31 +392,60 @@ def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int,
         for r in range(rounds if not group.error else 0):
             cells = round_order(group.cells, seed, group.name, r) if rounds > 1 else group.cells
             # calibration and the agreement check are per program, not per process: round 1
-            part = replace(group, cells=tuple(cells),
-                           calibrate_devices=group.calibrate_devices if r == 0 else ())
-            orders.append([c.id for c in part.cells])
-            error = _run_round(part, r, sel, out, work, threads, seed, timeout, progress,
-                               gradcheck and r == 0, round_plan(plan), orders)
+            parts.append(replace(group, cells=tuple(cells),
+                                 calibrate_devices=group.calibrate_devices if r == 0 else ()))
+            error = _run_round(parts, sel, out, work, threads, seed, timeout, progress,
+                               gradcheck and r == 0, round_plan(plan))
             if error:
                 error = f"round {r + 1} of {rounds}: {error}" if rounds > 1 else error
                 # a hang or crash would repeat: no further rounds
                 progress.done += len(group.cells) * (rounds - r - 1)
                 break
+        for _ in range(plan.extra_rounds if not error and rounds > 1 else 0):
+            wide = wide_cells(_merged(group, sel, work, threads, parts, "", plan, seed,
+                                      monitor), plan.target_ci)
+            if not wide:
+                break
+            r = len(parts)
+            cells = round_order([c for c in group.cells if c.id in wide], seed, group.name, r)
+            parts.append(replace(group, cells=tuple(cells), calibrate_devices=()))
+            progress.total += len(cells)
+            error = _run_round(parts, sel, out, work, threads, seed, timeout, progress, False,
+                               round_plan(plan))
+            if error:
+                error = f"round {r + 1} (extra, {len(cells)} cells): {error}"
+                break
     except KeyboardInterrupt:
         try:
-            _write_rounds(group, sel, out, work, threads, orders, "interrupted", rounds, seed,
+            _write_rounds(group, sel, out, work, threads, parts, "interrupted", plan, seed,
                           monitor)
         except OutputError as exc:  # say why this group's records are lost, stay interrupted
-            drop_work_files(work, group, rounds=rounds)
+            drop_work_files(work, group, rounds=len(parts))
             sys.stderr.write(f"nnparity run: error: {exc}\n")
         raise
-    _write_rounds(group, sel, out, work, threads, orders, error, rounds, seed, monitor)
+    _write_rounds(group, sel, out, work, threads, parts, error, plan, seed, monitor)
     return error
 
 
-def _run_round(part: Group, r: int, sel: Selection, out: Path, work: Path, threads: int,
-               seed: int, timeout: float, progress: Progress, gradcheck: bool, plan: Plan,
-               orders: list[list[str]]) -> str:
+def wide_cells(doc: dict[str, Any], target: float) -> set[str]:
+    """Steady-state cells of a merged group document whose recorded 95% interval is
+    wider than +-`target` of their median."""
+    out = set()
+    for bench in doc.get("benchmarks", []):
+        info, stats = bench.get("extra_info") or {}, bench.get("stats") or {}
+        ci, median = info.get("median_ci") or [], stats.get("median")
+        if info.get("status") != "ok" or info.get("phase") not in PHASES[:3] or len(ci) != 2:
+            continue
+        if median and (ci[1] - ci[0]) / 2.0 / median > target:
+            out.add(info["cell"])
+    return out
+
+
+def _run_round(parts: list[Group], sel: Selection, out: Path, work: Path, threads: int,
+               seed: int, timeout: float, progress: Progress, gradcheck: bool,
+               plan: Plan) -> str:
+    """Run the last of `parts` (round len(parts) - 1) in a fresh worker process."""
+    r, part = len(parts) - 1, parts[-1]
     stream, pytest_json, spec_path, log = work_files(work, part, r)
     for path in (stream, pytest_json):
         path.unlink(missing_ok=True)
@@ -412,31 +458,39 @@ def _run_round(part: Group, r: int, sel: Selection, out: Path, work: Path, threa
         # so the strict cell's error stands beside theirs in the report
         "precision_errors": any(p != STRICT for p in sel.precisions),
         # a worker whose runner dies writes the group file from every round so far
-        "round": r, "orders": orders,
+        "round": r, "orders": [[c.id for c in p.cells] for p in parts],
         "previous_rounds": [[str(p) for p in work_files(work, part, k)[:2]] for k in range(r)],
     }))
     return _watch(spec_path, log, stream, timeout, progress)
 
 
-def _write_rounds(group: Group, sel: Selection, out: Path, work: Path, threads: int,
-                  orders: list[list[str]], error: str, rounds: int, seed: int,
-                  monitor: LoadMonitor) -> None:
-    """Merge the rounds that ran (their streams and pytest-benchmark files) into the
-    group's results file, with error entries for what never ran."""
+def _merged(group: Group, sel: Selection, work: Path, threads: int, parts: list[Group],
+            error: str, plan: Plan, seed: int, monitor: LoadMonitor) -> dict[str, Any]:
+    """The group's document from the rounds that ran (their streams and pytest-benchmark
+    files), with error entries for what never ran."""
     machine_info = records.default_machine_info(
         environment.nnparity_info(threads, _recorded_precisions(sel)))
     docs = []
-    for r in range(max(1, len(orders))):
+    for r, part in enumerate(parts or [group]):
         stream, pytest_json, _, _ = work_files(work, group, r)
-        part = replace(group, calibrate_devices=group.calibrate_devices if r == 0 else ())
-        last = r == len(orders) - 1 or not orders
+        last = r == len(parts) - 1 or not parts
         docs.append(records.group_document(part, sel.preset, pytest_json, stream, machine_info,
                                            (error if last else "") or "", threads))
-    run_block = {"rounds": rounds, "rounds_run": len(orders), "order_seed": seed,
-                 "machine_load": monitor.block()}
-    doc = records.merge_rounds(docs, orders or [[c.id for c in group.cells]], run_block)
+    planned = max(1, plan.rounds)
+    run_block = {"rounds": planned, "rounds_run": len(parts), "order_seed": seed,
+                 "extra_rounds": [len(p.cells) for p in parts[planned:]],
+                 "target_ci": plan.target_ci, "machine_load": monitor.block()}
+    return records.merge_rounds(docs, [[c.id for c in p.cells] for p in parts or [group]],
+                                run_block)
+
+
+def _write_rounds(group: Group, sel: Selection, out: Path, work: Path, threads: int,
+                  parts: list[Group], error: str, plan: Plan, seed: int,
+                  monitor: LoadMonitor) -> None:
+    """Write the group's results file from its rounds (`_merged`)."""
+    doc = _merged(group, sel, work, threads, parts, error, plan, seed, monitor)
     records.write_group_file(out / f"{group.name}.json", doc)
-    drop_work_files(work, group, keep_log=True, rounds=max(1, len(orders)))
+    drop_work_files(work, group, keep_log=True, rounds=max(1, len(parts)))
 
 
 def _recorded_precisions(sel: Selection) -> list[str] | None:
