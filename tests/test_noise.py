@@ -425,3 +425,23 @@ def test_baseline_check_says_which_commit_and_how_old(tmp_path):
     assert "1fab5b0aaa" in line and "35 days old" in line and "2026-11-01" in line
     path.write_text("{}")
     assert "unknown date" in baseline_age(path)
+
+
+def test_a_round_cut_short_keeps_earlier_samples_but_not_for_the_cell_that_hung():
+    from bench.timing.matrix import Group
+    from bench.timing.runner import _unreached_keep_earlier
+
+    cells = _cells()[1:4]  # forward, backward, step of one program
+    a, b, c = (x.id for x in cells)
+    hang = "group timed out after 9s (hang?)"
+    docs = [{"benchmarks": [_entry(x, [1.0]) for x in (a, b, c)]},
+            {"benchmarks": [_entry(a, [1.1]), _entry(b, [], "error", ),
+                            _entry(c, [], "error")]}]
+    for e in docs[1]["benchmarks"][1:]:
+        e["extra_info"]["error"] = hang
+    _unreached_keep_earlier(docs, Group("torch", "mlp_regression", tuple(cells)), hang)
+    merged = records.merge_rounds(docs, [[a, b, c], [a, b, c]])
+    got = {e["extra_info"]["cell"]: e["extra_info"] for e in merged["benchmarks"]}
+    assert got[a]["round_sizes"] == [1, 1]
+    assert got[b]["status"] == "error" and hang in got[b]["error"]  # it was running: it hung
+    assert got[c]["status"] == "ok" and got[c]["round_sizes"] == [1]  # never reached again

@@ -79,7 +79,7 @@ PLANS: dict[str, Plan] = {
     "quick": Plan(0.05, 5, 50, 2, 10, sweep_knobs=("cell",), skip=_SLOW_COMPILE,
                   timeout_s=300, rounds=2, extra_rounds=1),
     "standard": Plan(0.3, 10, 300, 3, 20, skip=(("compile", "rnn_sequence"),),
-                     gemm_sizes=(512, 1024, 2048), timeout_s=900, rounds=3, extra_rounds=2),
+                     gemm_sizes=(512, 1024, 2048), timeout_s=900, rounds=3, extra_rounds=1),
     "large": Plan(1.0, 10, 1000, 3, 20, gemm_sizes=(1024, 2048, 4096), timeout_s=3600,
                   rounds=3, extra_rounds=2),
 }

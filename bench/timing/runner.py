@@ -107,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "how much it moves from one process to the next")
     arg("--extra-rounds", type=int, default=None, metavar="N",
         help="after the rounds, up to N more rounds of only the cells whose 95%% interval "
-             "is wider than --target-ci (default: the preset's, 1 for quick, 2 for standard)")
+             "is wider than --target-ci (default: the preset's, 1)")
     arg("--target-ci", type=positive_float, default=None, metavar="F",
         help="the interval half-width, relative to the median, that a cell needs no extra "
              "round for (default 0.03: +-3%%)")
@@ -476,12 +476,33 @@ def _merged(group: Group, sel: Selection, work: Path, threads: int, parts: list[
         last = r == len(parts) - 1 or not parts
         docs.append(records.group_document(part, sel.preset, pytest_json, stream, machine_info,
                                            (error if last else "") or "", threads))
+    if error and len(docs) > 1:
+        _unreached_keep_earlier(docs, parts[-1], error)
     planned = max(1, plan.rounds)
     run_block = {"rounds": planned, "rounds_run": len(parts), "order_seed": seed,
                  "extra_rounds": [len(p.cells) for p in parts[planned:]],
                  "target_ci": plan.target_ci, "machine_load": monitor.block()}
     return records.merge_rounds(docs, [[c.id for c in p.cells] for p in parts or [group]],
                                 run_block)
+
+
+def _unreached_keep_earlier(docs: list[dict[str, Any]], last: Group, error: str) -> None:
+    """A round cut short (a hang, a crash, Ctrl-C) leaves error entries for the cells it
+    never reached; a cell that an earlier round timed keeps those samples instead (it
+    did not fail: it did not run again). The cell that was running when a hang or crash
+    ended the round (the first one not reached) stays an error; after Ctrl-C none is."""
+    entries = docs[-1]["benchmarks"]
+    unreached = {(b.get("extra_info") or {}).get("cell") for b in entries
+                 if (b.get("extra_info") or {}).get("status") != "ok"
+                 and (b.get("extra_info") or {}).get("error") == error}
+    culprit = next((c.id for c in last.cells if c.id in unreached), None)
+    if error == "interrupted":
+        culprit = None
+    earlier = {(b.get("extra_info") or {}).get("cell") for d in docs[:-1]
+               for b in d["benchmarks"] if (b.get("extra_info") or {}).get("status") == "ok"}
+    drop = (unreached & earlier) - {culprit}
+    docs[-1]["benchmarks"] = [b for b in entries
+                              if (b.get("extra_info") or {}).get("cell") not in drop]
 
 
 def _write_rounds(group: Group, sel: Selection, out: Path, work: Path, threads: int,
