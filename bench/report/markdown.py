@@ -376,7 +376,7 @@ def summary_table(df: pd.DataFrame) -> str:
     fastest first; each entry's ratio to the one before it, with its interval, and
     entries whose ratio is within noise (the "~" rule) share a rank: a tie."""
     ok = df[(df["status"] == "ok") & df["phase"].isin(STEADY_PHASES)
-            & df["interval"].notna()]
+            & df["interval"].notna() & (df["precision_mode"] == STRICT_PRECISION)]
     rows = []
     width = 0
     for config, part in ok.groupby("config", sort=False):
@@ -586,8 +586,9 @@ def errors_table(df: pd.DataFrame) -> str:
 def flags_table(df: pd.DataFrame) -> str:
     found = flags(df)
     if found.empty:
-        return "_No validity flags: every timed cell is below the measured peak, has IQR <= " \
-               f"{IQR_LIMIT:.0%} of its median, and did not recompile after warm-up._"
+        return "_No validity flags: every timed cell is below the measured peak, is stable " \
+               f"(IQR below {IQR_LIMIT:.0%} of its median, rounds within " \
+               f"{ROUNDS_DISAGREE:.0%} of each other), and did not recompile after warm-up._"
     return markdown_table(["cell", "flag"], [[r.cell, r.flag] for r in found.itertuples()])
 
 
@@ -667,7 +668,8 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
         *busy_warning(df),
         *_environment_warning(df),
         "## Summary: frameworks ranked per task and phase",
-        "Each framework's fastest variant, fastest first, at each config's main batch size; "
+        "Each framework's fastest variant (strict fp32), fastest first, at each config's main "
+        "batch size; "
         "after each entry its median ratio to the entry before it with the 95% interval. "
         "Entries within noise of the one before them (\"~\") share its rank (\"=\"): a "
         "tie.",

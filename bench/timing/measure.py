@@ -69,11 +69,11 @@ SETTLE_WINDOW = 3
 SETTLE_TOLERANCE = 0.05
 #: settling stops at this many calls past the compile warm-up, or at settle_cap_s
 SETTLE_MAX_CALLS = 60
-SETTLE_MIN_S = 0.2
+SETTLE_MIN_S = 0.05
 
 
 def settle_cap_s(plan: Plan) -> float:
-    """Seconds of settling calls a cell may spend: twice its timed budget, at least 0.2 s."""
+    """Seconds of settling calls a cell may spend: twice its timed budget, at least 0.05 s."""
     return max(2.0 * plan.budget_s, SETTLE_MIN_S)
 
 
