@@ -445,3 +445,15 @@ def test_a_round_cut_short_keeps_earlier_samples_but_not_for_the_cell_that_hung(
     assert got[a]["round_sizes"] == [1, 1]
     assert got[b]["status"] == "error" and hang in got[b]["error"]  # it was running: it hung
     assert got[c]["status"] == "ok" and got[c]["round_sizes"] == [1]  # never reached again
+
+
+def test_continuous_runs_one_round_per_run_where_the_revision_knows_rounds(tmp_path):
+    from bench.regress.continuous import ONE_ROUND, Side, _one_round
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    for tree, text in ((new, 'arg("--extra-rounds", type=int)'), (old, 'arg("--budget")')):
+        (tree / "bench" / "timing").mkdir(parents=True)
+        (tree / "bench" / "timing" / "runner.py").write_text(text)
+    assert _one_round(Side("head", "HEAD", "0" * 40, new), []) == ONE_ROUND
+    assert _one_round(Side("base", "v1", "1" * 40, old), []) == []  # an older runner
+    assert _one_round(Side("head", "HEAD", "0" * 40, new), ["--rounds", "3"]) == []
