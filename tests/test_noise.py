@@ -457,3 +457,24 @@ def test_continuous_runs_one_round_per_run_where_the_revision_knows_rounds(tmp_p
     assert _one_round(Side("head", "HEAD", "0" * 40, new), []) == ONE_ROUND
     assert _one_round(Side("base", "v1", "1" * 40, old), []) == []  # an older runner
     assert _one_round(Side("head", "HEAD", "0" * 40, new), ["--rounds", "3"]) == []
+
+
+def test_rounds_interleave_across_groups(tmp_path):
+    """Round 1 of every group, then round 2 of every group (asv's interleaving): a
+    disturbance of a minute lands in one round of several groups, not in all of one."""
+    import itertools
+    import re
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "--preset", "tiny", "--backends", "numpy",
+         "--tasks", "mlp_regression,rnn_sequence", "--phases", "step", "--no-gradcheck",
+         "--rounds", "2", "--extra-rounds", "0", "--out", str(tmp_path / "run")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    tasks = [m.group(1) for m in re.finditer(r"ETA \d+:\d+\s+tiny/(\w+)", proc.stderr)]
+    blocks = [task for task, _ in itertools.groupby(tasks)]
+    assert blocks == ["mlp_regression", "rnn_sequence", "mlp_regression", "rnn_sequence"]
+    run = load_run(tmp_path / "run")
+    timed = run[run["phase"] != "calibration"]
+    assert all(len(s) == 2 for s in timed["round_sizes"])
+    assert all(len(x) for x in timed["samples"])

@@ -186,7 +186,8 @@ def _record_interval(bench: dict[str, Any]) -> None:
 
 
 def merge_rounds(docs: list[dict[str, Any]], orders: list[list[str]],
-                 run_block: dict[str, Any] | None = None) -> dict[str, Any]:
+                 run_block: dict[str, Any] | None = None,
+                 intervals: bool = True) -> dict[str, Any]:
     """One group document from the documents of its rounds (worker processes), in
     round order; `orders[r]` is the cell ids in the order round r timed them.
 
@@ -196,7 +197,8 @@ def merge_rounds(docs: list[dict[str, Any]], orders: list[list[str]],
     fields come from its first round (the one that checked agreement), except
     `retraces` (summed), `peak_memory_bytes` (the highest) and `warmup_settled`
     (every round settled). A cell that errored in any round is an error entry
-    saying which round: a cell that fails now and then has failed."""
+    saying which round: a cell that fails now and then has failed. With
+    `intervals`, each timed cell also records its interval (`median_ci`, `unstable`)."""
     base = dict(docs[0])
     entries: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for r, doc in enumerate(docs):
@@ -219,7 +221,7 @@ def merge_rounds(docs: list[dict[str, Any]], orders: list[list[str]],
         if len(found) == 1 and len(docs) == 1:
             bench = dict(found[0][1])
             bench["extra_info"] = dict(bench.get("extra_info") or {})
-            if bench["extra_info"].get("phase") != CALIBRATION and (
+            if intervals and bench["extra_info"].get("phase") != CALIBRATION and (
                     bench.get("stats") or {}).get("data"):
                 _record_interval(bench)
             merged.append(bench)
@@ -244,7 +246,7 @@ def merge_rounds(docs: list[dict[str, Any]], orders: list[list[str]],
                 info["flops_per_s"] = info["flops"] / stats["median"]
         first["extra_info"] = info
         first["stats"] = stats_block(data)
-        if info.get("phase") != CALIBRATION and data:
+        if intervals and info.get("phase") != CALIBRATION and data:
             _record_interval(first)
         merged.append(first)
     base["benchmarks"] = merged

@@ -3,7 +3,10 @@
 The runner validates the selection (exit 2 with one line on a bad value),
 asks each backend's worker to describe itself (variants, devices, which
 variants fit which model), builds the matrix, then runs the groups one after
-another so no two ever share the cores. It watches each worker's stream of
+another so no two ever share the cores: each group in `--rounds` worker
+processes with its cells in a seeded random order per round, the rounds
+interleaved across groups (round 1 of every group, then round 2, ...), then
+extra rounds for the cells whose interval is still too wide. It watches each worker's stream of
 finished cells to print progress (cells done / total, ETA), kills a worker
 that exceeds the group timeout, and always writes the group's pytest-benchmark
 JSON, with error entries for what failed, hung or could not run. Ctrl-C stops
@@ -14,6 +17,7 @@ a framework and never times anything itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import importlib.util
@@ -331,13 +335,16 @@ def _loadavg() -> list[float]:
 
 
 class LoadMonitor:
-    """The machine's state around one group: load averages before and after, and the
-    share of the machine's CPU time that other processes used meanwhile (all busy
-    CPU time in /proc/stat minus this runner's and its reaped workers' own)."""
+    """The machine's state while one group's rounds ran: load averages before its first
+    and after its last round, and the share of the machine's CPU time that other
+    processes used during its rounds (all busy CPU time in /proc/stat minus this
+    runner's and its reaped workers' own), summed over its rounds."""
 
     def __init__(self) -> None:
-        self.before = _loadavg()
-        self.start = self._snapshot()
+        self.before: list[float] = []
+        self.after: list[float] = []
+        self.others_s = self.wall_s = 0.0
+        self.known = True
 
     @staticmethod
     def _snapshot() -> tuple[float, float, float] | None:
@@ -356,15 +363,28 @@ class LoadMonitor:
                   for f in ("ru_utime", "ru_stime"))
         return busy, own, time.monotonic()
 
+    @contextlib.contextmanager
+    def measuring(self) -> Any:
+        if not self.before:
+            self.before = _loadavg()
+        start = self._snapshot()
+        try:
+            yield
+        finally:
+            end = self._snapshot()
+            self.after = _loadavg()
+            if start and end and end[2] > start[2]:
+                self.others_s += max(0.0, (end[0] - start[0]) - (end[1] - start[1]))
+                self.wall_s += end[2] - start[2]
+            else:
+                self.known = False
+
     def block(self) -> dict[str, Any]:
-        end = self._snapshot()
-        share = None
         cores = os.cpu_count() or 1
-        if self.start and end and end[2] > self.start[2]:
-            others = (end[0] - self.start[0]) - (end[1] - self.start[1])
-            share = round(max(0.0, others) / ((end[2] - self.start[2]) * cores), 4)
+        share = (round(self.others_s / (self.wall_s * cores), 4)
+                 if self.known and self.wall_s > 0 else None)
         return {"loadavg_run_start": list(RUN_START_LOAD[0]) if RUN_START_LOAD else [],
-                "loadavg_before": self.before, "loadavg_after": _loadavg(),
+                "loadavg_before": self.before, "loadavg_after": self.after,
                 "others_cpu_share": share, "cores": cores}
 
 
@@ -373,58 +393,108 @@ def round_cells(group: Group, rounds: int) -> int:
     return len(group.cells) * max(1, rounds) + len(group.calibrate_devices)
 
 
-def run_group(group: Group, sel: Selection, out: Path, work: Path, threads: int, seed: int,
-              timeout: float, progress: Progress, gradcheck: bool, plan: Plan) -> str:
-    """Run the group's worker once per round (`plan.rounds` processes, each timing
-    every cell in its own recorded random order with its share of the budget), then
-    up to `plan.extra_rounds` more rounds of only the steady cells whose interval is
-    still wider than +-`plan.target_ci` (adaptive sampling: more processes where
-    the noise is); returns "" or the group-level error. Always writes the group
-    file (or raises `OutputError` when it cannot); an interrupted run writes what
-    its rounds timed."""
-    rounds = max(1, plan.rounds)
-    monitor = LoadMonitor()
-    parts: list[Group] = []
-    error = group.error
+class GroupRun:
+    """One group's rounds as the run goes: the parts (cells in order) each round timed,
+    the group-level error that stopped it, and the machine's load while it ran."""
+
+    def __init__(self, group: Group, plan: Plan) -> None:
+        self.group, self.plan = group, plan
+        self.parts: list[Group] = []
+        self.error = group.error
+        self.load = LoadMonitor()
+        self.settled = False  # no cell needs an extra round any more
+        self.written = False  # its results file exists
+        self.final = False  # ... in its final form (intervals added, scratch files gone)
+
+    def next_part(self, seed: int) -> Group | None:
+        """The next round's cells in their order; None when the group is done."""
+        group, planned, r = self.group, max(1, self.plan.rounds), len(self.parts)
+        if self.error or self.settled:
+            return None
+        if r >= planned:
+            return None  # extra rounds are chosen by `extra_part`
+        cells = round_order(group.cells, seed, group.name, r) if planned > 1 \
+            else list(group.cells)
+        # calibration and the agreement check are per program, not per process: round 1
+        return replace(group, cells=tuple(cells),
+                       calibrate_devices=group.calibrate_devices if r == 0 else ())
+
+    def extra_part(self, doc: dict[str, Any], seed: int) -> Group | None:
+        """An extra round of the steady cells whose interval is still too wide."""
+        wide = wide_cells(doc, self.plan.target_ci)
+        if not wide:
+            self.settled = True
+            return None
+        cells = round_order([c for c in self.group.cells if c.id in wide], seed,
+                            self.group.name, len(self.parts))
+        return replace(self.group, cells=tuple(cells), calibrate_devices=())
+
+
+def run_rounds(runs: list[GroupRun], sel: Selection, out: Path, work: Path, threads: int,
+               seed: int, timeout: float, progress: Progress, gradcheck: bool,
+               plan: Plan) -> None:
+    """Every group's rounds, interleaved the way asv interleaves them: round 1 of every
+    group, then round 2 of every group, ... so a disturbance that lasts a minute or
+    two lands in one round of many groups rather than in every round of one; then up
+    to `plan.extra_rounds` more passes over the groups, each timing only the steady
+    cells whose interval is still wider than +-`plan.target_ci` (adaptive sampling).
+    A group's file is (re)written after each of its rounds, so an interruption keeps
+    every finished round; the last write adds each cell's interval."""
+    planned = max(1, plan.rounds)
+    for run in runs:
+        if run.group.error:
+            progress.done += round_cells(run.group, planned)
+            _write_rounds(run, sel, out, work, threads, run.error, seed)
+    for r in range(planned):
+        for run in runs:
+            part = run.next_part(seed)
+            if part is not None:
+                _one_round(run, part, sel, out, work, threads, seed, timeout, progress,
+                           gradcheck and r == 0, plan, final=planned == 1)
+    for _ in range(plan.extra_rounds if planned > 1 else 0):
+        for run in runs:
+            if run.error or run.settled:
+                continue
+            part = run.extra_part(_merged(run, sel, work, threads, "", seed), seed)
+            if part is None:
+                continue
+            progress.total += len(part.cells)
+            _one_round(run, part, sel, out, work, threads, seed, timeout, progress, False,
+                       plan, final=False)
+    for run in runs:
+        if run.parts and not run.final:
+            _write_rounds(run, sel, out, work, threads, "", seed, final=True)
+
+
+def _one_round(run: GroupRun, part: Group, sel: Selection, out: Path, work: Path,
+               threads: int, seed: int, timeout: float, progress: Progress, gradcheck: bool,
+               plan: Plan, final: bool) -> None:
+    """Time one round of one group, then write the group's file from its rounds so far
+    (with "interrupted" for the cells this round had not reached on Ctrl-C)."""
+    planned = max(1, plan.rounds)
+    run.parts.append(part)
+    r = len(run.parts) - 1
     try:
-        if group.error:
-            progress.done += round_cells(group, rounds)
-        for r in range(rounds if not group.error else 0):
-            cells = round_order(group.cells, seed, group.name, r) if rounds > 1 else group.cells
-            # calibration and the agreement check are per program, not per process: round 1
-            parts.append(replace(group, cells=tuple(cells),
-                                 calibrate_devices=group.calibrate_devices if r == 0 else ()))
-            error = _run_round(parts, sel, out, work, threads, seed, timeout, progress,
-                               gradcheck and r == 0, round_plan(plan))
-            if error:
-                error = f"round {r + 1} of {rounds}: {error}" if rounds > 1 else error
-                # a hang or crash would repeat: no further rounds
-                progress.done += len(group.cells) * (rounds - r - 1)
-                break
-        for _ in range(plan.extra_rounds if not error and rounds > 1 else 0):
-            wide = wide_cells(_merged(group, sel, work, threads, parts, "", plan, seed,
-                                      monitor), plan.target_ci)
-            if not wide:
-                break
-            r = len(parts)
-            cells = round_order([c for c in group.cells if c.id in wide], seed, group.name, r)
-            parts.append(replace(group, cells=tuple(cells), calibrate_devices=()))
-            progress.total += len(cells)
-            error = _run_round(parts, sel, out, work, threads, seed, timeout, progress, False,
-                               round_plan(plan))
-            if error:
-                error = f"round {r + 1} (extra, {len(cells)} cells): {error}"
-                break
+        with run.load.measuring():
+            error = _run_round(run.parts, sel, out, work, threads, seed, timeout, progress,
+                               gradcheck, round_plan(plan))
     except KeyboardInterrupt:
         try:
-            _write_rounds(group, sel, out, work, threads, parts, "interrupted", plan, seed,
-                          monitor)
+            _write_rounds(run, sel, out, work, threads, "interrupted", seed, final=True)
         except OutputError as exc:  # say why this group's records are lost, stay interrupted
-            drop_work_files(work, group, rounds=len(parts))
+            drop_work_files(work, run.group, rounds=len(run.parts))
             sys.stderr.write(f"nnparity run: error: {exc}\n")
         raise
-    _write_rounds(group, sel, out, work, threads, parts, error, plan, seed, monitor)
-    return error
+    if error:
+        if planned == 1:
+            run.error = error
+        elif r < planned:
+            run.error = f"round {r + 1} of {planned}: {error}"
+            # a hang or crash would repeat: no further rounds
+            progress.done += len(run.group.cells) * (planned - r - 1)
+        else:
+            run.error = f"round {r + 1} (extra, {len(part.cells)} cells): {error}"
+    _write_rounds(run, sel, out, work, threads, error, seed, final=final or bool(error))
 
 
 def wide_cells(doc: dict[str, Any], target: float) -> set[str]:
@@ -464,10 +534,11 @@ def _run_round(parts: list[Group], sel: Selection, out: Path, work: Path, thread
     return _watch(spec_path, log, stream, timeout, progress)
 
 
-def _merged(group: Group, sel: Selection, work: Path, threads: int, parts: list[Group],
-            error: str, plan: Plan, seed: int, monitor: LoadMonitor) -> dict[str, Any]:
+def _merged(run: GroupRun, sel: Selection, work: Path, threads: int, error: str, seed: int,
+            intervals: bool = True) -> dict[str, Any]:
     """The group's document from the rounds that ran (their streams and pytest-benchmark
-    files), with error entries for what never ran."""
+    files), with error entries for what the last round never reached (`error`)."""
+    group, parts, plan = run.group, run.parts, run.plan
     machine_info = records.default_machine_info(
         environment.nnparity_info(threads, _recorded_precisions(sel)))
     docs = []
@@ -481,9 +552,9 @@ def _merged(group: Group, sel: Selection, work: Path, threads: int, parts: list[
     planned = max(1, plan.rounds)
     run_block = {"rounds": planned, "rounds_run": len(parts), "order_seed": seed,
                  "extra_rounds": [len(p.cells) for p in parts[planned:]],
-                 "target_ci": plan.target_ci, "machine_load": monitor.block()}
+                 "target_ci": plan.target_ci, "machine_load": run.load.block()}
     return records.merge_rounds(docs, [[c.id for c in p.cells] for p in parts or [group]],
-                                run_block)
+                                run_block, intervals=intervals)
 
 
 def _unreached_keep_earlier(docs: list[dict[str, Any]], last: Group, error: str) -> None:
@@ -505,13 +576,16 @@ def _unreached_keep_earlier(docs: list[dict[str, Any]], last: Group, error: str)
                               if (b.get("extra_info") or {}).get("cell") not in drop]
 
 
-def _write_rounds(group: Group, sel: Selection, out: Path, work: Path, threads: int,
-                  parts: list[Group], error: str, plan: Plan, seed: int,
-                  monitor: LoadMonitor) -> None:
-    """Write the group's results file from its rounds (`_merged`)."""
-    doc = _merged(group, sel, work, threads, parts, error, plan, seed, monitor)
-    records.write_group_file(out / f"{group.name}.json", doc)
-    drop_work_files(work, group, keep_log=True, rounds=max(1, len(parts)))
+def _write_rounds(run: GroupRun, sel: Selection, out: Path, work: Path, threads: int,
+                  error: str, seed: int, final: bool = True) -> None:
+    """Write the group's results file from its rounds so far (`_merged`); the final
+    write adds each cell's interval and removes the group's scratch files."""
+    doc = _merged(run, sel, work, threads, error, seed, intervals=final)
+    records.write_group_file(out / f"{run.group.name}.json", doc)
+    run.written = True
+    if final:
+        run.final = True
+        drop_work_files(work, run.group, keep_log=True, rounds=max(1, len(run.parts)))
 
 
 def _recorded_precisions(sel: Selection) -> list[str] | None:
@@ -564,28 +638,28 @@ class LocalExecutor:
 
     def run(self, groups: list[Group], ctx: RunContext, progress: Progress) -> Outcome:
         sel, out, work, threads = ctx.sel, ctx.out, ctx.work, ctx.threads
-        failed = []
-        for i, group in enumerate(groups):
-            try:
-                error = run_group(group, sel, out, work, threads, ctx.seed, ctx.timeout,
-                                  progress, ctx.gradcheck, ctx.plan)
-            except KeyboardInterrupt:
-                kept = i + 1  # run_group wrote what its rounds timed, or said why not
-                if not (out / f"{group.name}.json").exists():
-                    kept = i
-                sys.stderr.write(f"interrupted: {i} of {len(groups)} groups finished; "
-                                 f"records of {kept} groups kept in {out}\n")
-                return Outcome(tuple(failed), interrupted=True)
-            except OutputError as exc:  # a full or failing disk: keep what is written, stop
-                drop_work_files(work, group, rounds=ctx.plan.rounds)
-                _remove_if_empty(work)
-                sys.stderr.write(f"nnparity run: error: {exc}; stopped, {i} of {len(groups)} "
-                                 f"groups kept in {out}\n")
-                return Outcome(tuple(failed), output_error=True)
-            if error:
-                failed.append(f"{group.name}: {error}")
+        runs = [GroupRun(g, ctx.plan) for g in groups]
+        try:
+            run_rounds(runs, sel, out, work, threads, ctx.seed, ctx.timeout, progress,
+                       ctx.gradcheck, ctx.plan)
+        except KeyboardInterrupt:
+            kept = sum(r.written for r in runs)
+            done = sum(bool(r.parts) and r.written and not r.error for r in runs)
+            for r in runs:  # an earlier round's scratch files of groups written already
+                drop_work_files(work, r.group, keep_log=True, rounds=max(1, len(r.parts)))
+            sys.stderr.write(f"interrupted: {done} of {len(groups)} groups finished; "
+                             f"records of {kept} groups kept in {out}\n")
+            return Outcome((), interrupted=True)
+        except OutputError as exc:  # a full or failing disk: keep what is written, stop
+            for r in runs:
+                drop_work_files(work, r.group, rounds=max(1, len(r.parts)))
+            _remove_if_empty(work)
+            kept = sum(r.written for r in runs)
+            sys.stderr.write(f"nnparity run: error: {exc}; stopped, {kept} of {len(groups)} "
+                             f"groups kept in {out}\n")
+            return Outcome((), output_error=True)
         _remove_if_empty(work)
-        return Outcome(tuple(failed))
+        return Outcome(tuple(f"{r.group.name}: {r.error}" for r in runs if r.error))
 
 
 def _install_signal_handlers() -> None:
