@@ -322,8 +322,8 @@ def test_summary_ranks_frameworks_and_ties_what_is_within_noise(tmp_path):
     table = report.summary_table(df)
     row = next(line for line in table.splitlines() if "| step |" in line)
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[3].startswith("1. numpy/v")
-    assert cells[4].startswith("=1. torch/v") and " ~1.00x [" in cells[4]  # a tie
+    assert cells[3].startswith("**1. numpy/v")  # the fastest in bold
+    assert cells[4].startswith("**=1. torch/v") and " ~1.00x [" in cells[4]  # a tie
     assert cells[5].startswith("3. jax/v") and "~" not in cells[5]  # 1.5x: a difference
     # every ratio in the timing table carries its interval, "~" when within noise
     timing = "\n".join(report.timing_tables(df))

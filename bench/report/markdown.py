@@ -397,7 +397,9 @@ def summary_table(df: pd.DataFrame) -> str:
                             rank = i + 1
                         text = " " + ratio_text(ratio, low, high)
                     mark = "=" if prev is not None and rank != i + 1 else ""
-                    entries.append(f"{mark}{rank}. {r.impl} {_ms(r.median)} ms{text}"
+                    entry = f"{mark}{rank}. {r.impl} {_ms(r.median)} ms{text}"
+                    # the fastest, and whatever ties with it, in bold
+                    entries.append((f"**{entry}**" if rank == 1 else entry)
                                    + (" (unstable)" if r.unstable else ""))
                     prev = r
                 width = max(width, len(entries))
@@ -672,7 +674,7 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
         "batch size; "
         "after each entry its median ratio to the entry before it with the 95% interval. "
         "Entries within noise of the one before them (\"~\") share its rank (\"=\"): a "
-        "tie.",
+        "tie. The fastest, and any tied with it, in bold.",
         summary_table(df),
         "## How to read the numbers",
         "Times are the median of all timed samples of a cell (warm-up excluded, each call "
