@@ -478,3 +478,25 @@ def test_rounds_interleave_across_groups(tmp_path):
     timed = run[run["phase"] != "calibration"]
     assert all(len(s) == 2 for s in timed["round_sizes"])
     assert all(len(x) for x in timed["samples"])
+
+
+def test_a_single_round_baseline_borrows_the_other_sides_process_spread():
+    """An old single-process baseline against a run with rounds: the baseline's one
+    process could have been a fast one; it gets the current side's process spread."""
+    rng = np.random.default_rng(4)
+    base = 1.0 * (1 + rng.normal(0, 0.005, 60))  # one process, tight
+
+    def rounds(*levels):
+        return np.concatenate([lv * (1 + rng.normal(0, 0.005, 20)) for lv in levels])
+
+    wide = rounds(1.15, 1.3, 1.45)  # the current run's processes spread +-12%
+    change = compare_samples(base, wide, base_sizes=[60], current_sizes=[20, 20, 20])
+    # the current side's own spread alone puts every replicate above 1.15 (and the
+    # baseline's tight process would make that the ratio's interval); the borrowed
+    # spread widens the ratio's interval by the baseline's possible process offset too
+    assert percentile_interval(median_draws(wide, [20, 20, 20], seed=1))[0] > 1.15
+    assert change.ci_low < 1.06 and change.ci_high > 1.55
+    # a slow-down every process shows, with processes that agree, is still found
+    tight = rounds(1.28, 1.3, 1.32)
+    assert compare_samples(base, tight, base_sizes=[60],
+                           current_sizes=[20, 20, 20]).verdict is Verdict.REGRESSION

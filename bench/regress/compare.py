@@ -205,8 +205,9 @@ def _header(cmp: Comparison) -> list[str]:
         (f"rule: ratio of medians > {cmp.factor:g} (or < 1/{cmp.factor:g}), p < {cmp.alpha:g}, "
          f"its {cmp.confidence:.0%} CI wholly outside the +-{cmp.noise:.0%} noise band, and in "
          f"every round when both sides have several; CI and p from a bootstrap that resamples "
-         f"rounds (worker processes) then samples, or, for two single-round sides, the "
-         f"sample bootstrap and a two-sided Mann-Whitney U test"),
+         f"rounds (worker processes) then samples (a single-round side, e.g. an old "
+         f"baseline, borrows the other side's process spread), or, for two single-round "
+         f"sides, the sample bootstrap and a two-sided Mann-Whitney U test"),
         *([f"confirmation: flagged cells re-timed in {cmp.confirm_rounds} more interleaved "
            f"rounds per side; a verdict stands only if the re-timing repeats it"]
           if cmp.confirm_rounds else []),

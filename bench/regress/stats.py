@@ -173,6 +173,12 @@ def cell_interval(samples: Sequence[float] | np.ndarray, round_sizes: Sequence[i
                         "; ".join(why), draws)
 
 
+def _borrowed_spread(draws: np.ndarray, median: float, seed: int) -> np.ndarray:
+    """The other side's replicates relative to its median, in a fresh random order."""
+    rel = np.asarray(draws, dtype=float) / median if median > 0 else np.ones(len(draws))
+    return np.random.default_rng(seed).permutation(rel)
+
+
 def ratio_interval(numerator: CellInterval, denominator: CellInterval,
                    confidence: float = 0.95) -> tuple[float, float, float]:
     """(ratio of medians, low, high) of two cells' intervals, from their replicates."""
@@ -280,8 +286,11 @@ def compare_samples(
     their medians) the interval and p come from the hierarchical bootstrap
     (rounds, then samples), which sees how much a cell moves from one process to
     the next; two single-round sides keep the sample bootstrap and the U test.
-    When both sides hold several rounds a change must also show in every round:
-    every current round's median beyond every baseline round's.
+    A single-round side facing a several-round one borrows that side's relative
+    spread (`_borrowed_spread`): an old single-process baseline is not taken as
+    knowing its cell to within its one process's noise. When both sides hold
+    several rounds a change must also show in every round: every current round's
+    median beyond every baseline round's.
     """
     base = np.asarray(baseline, dtype=float)
     cur = np.asarray(current, dtype=float)
@@ -291,8 +300,16 @@ def compare_samples(
     ratio = float(np.median(cur) / np.median(base))
     b_parts, c_parts = split_rounds(base, base_sizes), split_rounds(cur, current_sizes)
     if len(b_parts) > 1 or len(c_parts) > 1:
-        draws = ratio_draws(median_draws(cur, [len(x) for x in c_parts], seed=seed + 1),
-                            median_draws(base, [len(x) for x in b_parts], seed=seed))
+        c_draws = median_draws(cur, [len(x) for x in c_parts], seed=seed + 1)
+        b_draws = median_draws(base, [len(x) for x in b_parts], seed=seed)
+        # a single-round side (a file written before rounds, e.g. an old baseline) cannot
+        # show how much a cell moves between processes: it is given the other side's
+        # relative spread (its replicates over its median), resampled independently
+        if len(b_parts) == 1:
+            b_draws = b_draws * _borrowed_spread(c_draws, float(np.median(cur)), seed + 2)
+        elif len(c_parts) == 1:
+            c_draws = c_draws * _borrowed_spread(b_draws, float(np.median(base)), seed + 3)
+        draws = ratio_draws(c_draws, b_draws)
         low, high = percentile_interval(draws, confidence)
         p = bootstrap_p(draws)
     else:
