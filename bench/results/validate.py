@@ -127,6 +127,7 @@ EXTRA_INFO: dict[str, tuple[Check, str]] = {
     "warmup_calls": (_opt(_nonneg_int), "a non-negative integer or null"),
     "warmup_stable": (_opt(_is_bool), "true, false or null"),
     "build_s": (_opt(_nonneg_num), "a non-negative finite number or null"),
+    "compiler_startup_s": (_opt(_nonneg_num), "a non-negative finite number or null"),
     "gflops": (_opt(_pos_num), "a positive finite number or null"),
     "gemm_size": (_opt(_pos_int), "a positive integer or null"),
 }
