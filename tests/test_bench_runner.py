@@ -56,6 +56,9 @@ def test_numpy_tiny_run_writes_raw_json_per_group(tmp_path):
     assert step["extra_info"]["gradcheck"]["passed"] is True
     first = cells["tiny/mlp_regression[activation=tanh]/numpy/reference/cpu/float32/bs4/first_call"]
     assert first["stats"]["rounds"] == 1
+    # the first first_call of a variant in a process pays the compiler's start-up apart
+    assert first["extra_info"]["compiler_startup_s"] > 0
+    assert step["extra_info"]["compiler_startup_s"] is None
     assert cells["gemm/numpy/cpu/float32/calibration"]["extra_info"]["gflops"] > 0
     # every reader prints pytest-benchmark's own statistics for the raw file
     run = load_run(out)
@@ -87,3 +90,18 @@ def test_a_run_without_agreement_checks_does_not_claim_agreement(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "every cell ran (agreement not checked: --no-gradcheck)" in proc.stderr
     assert "agreed" not in proc.stderr
+
+
+def test_the_compiler_start_up_is_paid_once_per_variant_and_device(tmp_path):
+    from bench.timing.matrix import Cell, TaskConfig
+    from bench.timing.worker import Worker
+
+    worker = Worker({"preset": "tiny", "threads": 1, "stream": str(tmp_path / "s.jsonl"),
+                     "group": {"backend": "numpy"}})
+    config = TaskConfig("mlp_regression", (), (), 4, (4,), "tiny")
+    cell = Cell(config, "numpy", "reference", "cpu", "float32", 4, "first_call")
+    first = worker.warm_compiler(cell)
+    assert first is not None and first > 0
+    assert worker.warm_compiler(cell) is None  # paid: later configurations carry none
+    assert worker.warm_compiler(Cell(config, "numpy", "reference", "cpu", "float64", 4,
+                                     "first_call")) is None

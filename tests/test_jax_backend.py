@@ -103,9 +103,9 @@ def test_jax_check_grads_oracle(task_name, overrides):
     from impls.jax import model
 
     spec, params, program, x, y = _setup(task_name, overrides, "float64")
-    xd, yd = program.put(x), program.put(y)
-    loss = jax.jit(lambda p: model.loss(spec, p, xd, yd))
-    p64 = {k: program.put(v) for k, v in params.items()}
+    xd, yd = program.put(x), program.put(y)  # in the program's layout (NHWC images on CPU)
+    loss = jax.jit(lambda p: model.loss(spec, p, xd, yd, nhwc=program.nhwc))
+    p64 = dict(program._params)  # native layout, as the program holds them
     check_grads(loss, (p64,), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
 
 
@@ -140,6 +140,40 @@ def test_step_compiles_once_donates_and_updates_params():
     for k, v in params.items():  # the caller's canonical arrays are untouched
         np.testing.assert_array_equal(v, init_params(spec, seed=0)[k])
     assert program.precision == "fp64"
+
+
+def test_cnn_on_cpu_convolves_channels_last_behind_a_canonical_boundary():
+    """XLA:CPU's fast convolutions want NHWC/HWIO: the jit program runs images that
+    way, while what goes in and comes out (parameters, gradients, masks) stays
+    canonical and equals the NCHW computation of the same model."""
+    import jax
+
+    from impls.jax import model
+
+    spec, params, program, x, y = _setup("cnn_classification", {}, "float64")
+    assert program.nhwc
+    xd, yd = program.put(x), program.put(y)
+    assert xd.shape == x.transpose(0, 2, 3, 1).shape
+    hlo = program._forward.lower(program._params, xd).as_text()
+    convs = [line for line in hlo.splitlines() if "stablehlo.convolution" in line]
+    assert convs and all("[b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f]" in c for c in convs)
+    for k, v in program.params().items():  # converted once each way, exactly
+        np.testing.assert_array_equal(v, params[k])
+    # the same model in canonical NCHW/OIHW, on canonical parameters
+    nchw_loss, nchw_grads = jax.jit(jax.value_and_grad(
+        lambda p: model.loss(spec, p, x, y)))(params)
+    loss, grads = program.loss_and_grads(xd, yd)
+    assert abs(float(loss) - float(nchw_loss)) <= 1e-13 * abs(float(nchw_loss))
+    got = program.grads_to_canonical(grads)
+    assert set(got) == set(params)
+    for k, ref in nchw_grads.items():
+        assert got[k].shape == params[k].shape
+        assert np.linalg.norm(got[k] - ref) <= 1e-12 * np.linalg.norm(ref), k
+    masks = program.piecewise_inputs(xd)
+    ref_masks = jax.jit(lambda p: model.piecewise_inputs(spec, p, x))(params)
+    assert set(masks) == set(ref_masks) and masks
+    for k, ref in ref_masks.items():
+        np.testing.assert_allclose(masks[k], ref, rtol=1e-12, atol=1e-12)
 
 
 def test_backend_metadata_and_errors():

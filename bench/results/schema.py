@@ -151,6 +151,9 @@ class CellRecord:
     #: the timing settled during warm-up (bench/timing/measure.py); None: not asked
     warmup_settled: bool | None = None
     build_s: float | None = None
+    #: first_call cells only: the one-time compiler start-up this process paid just
+    #: before the cell, timed apart from it (bench/timing/worker.py); None otherwise
+    compiler_startup_s: float | None = None
     gflops: float | None = None  # calibration cells only
     gemm_size: int | None = None  # calibration cells only
     #: the precision mode (impls.base.PRECISIONS); "fp32" is strict

@@ -135,6 +135,7 @@ EXTRA_INFO: dict[str, tuple[Check, str]] = {
                   and all(_nonneg_num(x) for x in v), "[] or [low, high] in seconds"),
     "unstable": (_is_str, "a string"),
     "build_s": (_opt(_nonneg_num), "a non-negative finite number or null"),
+    "compiler_startup_s": (_opt(_nonneg_num), "a non-negative finite number or null"),
     "gflops": (_opt(_pos_num), "a positive finite number or null"),
     "gemm_size": (_opt(_pos_int), "a positive integer or null"),
 }

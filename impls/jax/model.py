@@ -1,9 +1,16 @@
 """A `ModelSpec` as pure JAX functions of (params, x): forward and loss.
 
-`params` is a dict keyed by canonical names in canonical layout (JAX needs no
-native layout), so gradients from `jax.grad` are canonical already. The spec
-is static Python data closed over at trace time. Nothing here leaves the
-device or imports `bench`.
+`params` is a dict keyed by canonical names. JAX's natural layouts are the
+canonical ones, except for images on CPU: there the primitive-op program runs
+channels-last (`nhwc_layout`), the layout XLA's CPU convolutions are fast in
+(in NCHW/OIHW XLA:CPU measured 1.3-3x slower on the standard CNN forward). Its
+parameters are then held in native layout, converted once at build
+(`to_native`: Conv2D OIHW -> HWIO, and a Dense after an image Flatten takes
+its weight rows in H, W, C order so the flatten is a free reshape) and back
+for gradients and values (`to_canonical`); its batches are put NHWC
+(`nhwc_input`). Otherwise params and gradients are canonical as they are.
+The spec is static Python data closed over at trace time. Nothing here leaves
+the device or imports `bench`.
 """
 
 from __future__ import annotations
@@ -11,9 +18,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import jax
+import numpy as np
 
 from impls.base import piecewise_layers
-from impls.jax.layers import activate, conv2d, dense, flatten, maxpool2d
+from impls.jax.layers import activate, conv2d, dense, flatten, flatten_native, maxpool2d
 from impls.jax.losses import LOSSES
 from impls.jax.recurrent import recurrent, recurrent_probed
 from tasks.spec import Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, Recurrent
@@ -22,8 +30,72 @@ Array = jax.Array
 Params = dict[str, Array]
 
 
-def forward(spec: ModelSpec, params: Params, x: Array, unroll: int = 1) -> Array:
-    """Network output (logits or predictions) for a batch `x`."""
+# ------------------------------------------------------- channels-last images on CPU
+def nhwc_layout(spec: ModelSpec, platform: str) -> bool:
+    """Whether the primitive-op program for `spec` runs its images NHWC: on CPU, for
+    image models (without recurrent layers). XLA:CPU's fast convolution path wants
+    NHWC/HWIO and otherwise transposes around it or runs a slower loop (jax#12868,
+    jax#23783). Other platforms keep the canonical NCHW (XLA:GPU chooses its own
+    convolution layouts)."""
+    return (platform == "cpu" and len(spec.input_shape) == 3
+            and not any(isinstance(layer, Recurrent) for layer in spec.layers))
+
+
+def _native_flattens(spec: ModelSpec) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Image Flattens followed by a Dense: flatten name -> (dense name, its (C, H, W))."""
+    found = {}
+    layers, shapes = spec.layers, spec.shapes()
+    for i, (layer, shape) in enumerate(zip(layers, shapes, strict=False)):
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, Flatten) and len(shape) == 3 and isinstance(nxt, Dense):
+            found[layer.name] = (nxt.name, tuple(shape))
+    return found
+
+
+def _relayouts(spec: ModelSpec) -> dict[str, tuple]:
+    """Parameter name -> (to native, to canonical) NumPy functions, for those that differ."""
+    out: dict[str, tuple] = {}
+    for layer in spec.layers:
+        if isinstance(layer, Conv2D):
+            out[f"{layer.name}.weight"] = (lambda a: a.transpose(2, 3, 1, 0),  # OIHW -> HWIO
+                                           lambda a: a.transpose(3, 2, 0, 1))
+    for dense_name, (c, h, w) in _native_flattens(spec).values():
+        out[f"{dense_name}.weight"] = (
+            lambda a, c=c, h=h, w=w: a.reshape(c, h, w, -1).transpose(1, 2, 0, 3)
+            .reshape(c * h * w, -1),
+            lambda a, c=c, h=h, w=w: a.reshape(h, w, c, -1).transpose(2, 0, 1, 3)
+            .reshape(c * h * w, -1))
+    return out
+
+
+def to_native(spec: ModelSpec, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Canonical arrays -> the NHWC program's layout (once, at build)."""
+    moves = _relayouts(spec)
+    return {k: np.ascontiguousarray(moves[k][0](np.asarray(v))) if k in moves else v
+            for k, v in params.items()}
+
+
+def to_canonical(spec: ModelSpec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The NHWC program's arrays (values or gradients) -> canonical layout."""
+    moves = _relayouts(spec)
+    return {k: np.ascontiguousarray(moves[k][1](v)) if k in moves else v
+            for k, v in arrays.items()}
+
+
+def nhwc_input(spec: ModelSpec, x):
+    """A canonical NCHW image batch as NHWC; anything else unchanged."""
+    return x.transpose(0, 2, 3, 1) if len(spec.input_shape) == 3 and x.ndim == 4 else x
+
+
+def _to_nchw(x: Array) -> Array:
+    return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+
+
+def forward(spec: ModelSpec, params: Params, x: Array, unroll: int = 1,
+            nhwc: bool = False) -> Array:
+    """Network output (logits or predictions) for a batch `x`. With `nhwc`, images
+    are NHWC and `params` in `to_native` layout; an image output comes back NCHW."""
+    native_flattens = _native_flattens(spec) if nhwc else {}
     for layer in spec.layers:
         n = layer.name
         if isinstance(layer, Dense):
@@ -31,12 +103,12 @@ def forward(spec: ModelSpec, params: Params, x: Array, unroll: int = 1) -> Array
         elif isinstance(layer, Conv2D):
             x = conv2d(
                 x, params[f"{n}.weight"], params[f"{n}.bias"],
-                layer.stride, layer.pad, layer.activation,
+                layer.stride, layer.pad, layer.activation, nhwc,
             )
         elif isinstance(layer, MaxPool2D):
-            x = maxpool2d(x, layer.size)
+            x = maxpool2d(x, layer.size, nhwc)
         elif isinstance(layer, Flatten):
-            x = flatten(x)
+            x = flatten_native(x) if n in native_flattens else flatten(x, nhwc)
         elif isinstance(layer, Recurrent):
             x = recurrent(
                 x,
@@ -45,15 +117,16 @@ def forward(spec: ModelSpec, params: Params, x: Array, unroll: int = 1) -> Array
             )
         else:
             raise TypeError(f"unknown layer {layer!r}")
-    return x
+    return _to_nchw(x) if nhwc else x
 
 
 def piecewise_inputs(
-    spec: ModelSpec, params: Params, x: Array, unroll: int = 1
+    spec: ModelSpec, params: Params, x: Array, unroll: int = 1, nhwc: bool = False
 ) -> dict[str, Array]:
     """`forward`, keeping each ReLU layer's pre-activation and each max-pool's input
-    by layer name (JAX's layouts are canonical)."""
+    by layer name, images in canonical NCHW (computed in the program's own layout)."""
     kinds = piecewise_layers(spec)
+    native_flattens = _native_flattens(spec) if nhwc else {}
     out: dict[str, Array] = {}
     for layer, shape in zip(spec.layers, spec.shapes(), strict=False):
         n, kind = layer.name, kinds.get(layer.name)
@@ -61,23 +134,27 @@ def piecewise_inputs(
             z = dense(x, params[f"{n}.weight"], params[f"{n}.bias"], "identity")
         elif isinstance(layer, Conv2D):
             z = conv2d(x, params[f"{n}.weight"], params[f"{n}.bias"], layer.stride, layer.pad,
-                       "identity")
+                       "identity", nhwc)
         elif isinstance(layer, MaxPool2D):
-            out[n] = x
-            x = maxpool2d(x, layer.size)
+            out[n] = _to_nchw(x) if nhwc else x
+            x = maxpool2d(x, layer.size, nhwc)
             continue
-        else:  # flatten and recurrent layers have no kinks: the forward's own step
+        elif isinstance(layer, Flatten):
+            x = flatten_native(x) if n in native_flattens else flatten(x, nhwc)
+            continue
+        else:  # recurrent layers have no kinks: the forward's own step
             x = forward(replace(spec, input_shape=shape, layers=(layer,)), params, x, unroll)
             continue
         if kind == "relu":
-            out[n] = z
+            out[n] = _to_nchw(z) if nhwc else z
         x = activate(layer.activation, z)
     return out
 
 
-def loss(spec: ModelSpec, params: Params, x: Array, y: Array, unroll: int = 1) -> Array:
+def loss(spec: ModelSpec, params: Params, x: Array, y: Array, unroll: int = 1,
+         nhwc: bool = False) -> Array:
     """The spec's scalar loss of the network output on a batch (x, y)."""
-    return LOSSES[spec.loss](forward(spec, params, x, unroll), y)
+    return LOSSES[spec.loss](forward(spec, params, x, unroll, nhwc), y)
 
 
 def loss_probed(spec: ModelSpec, params: Params, probes: Params, x: Array, y: Array,
@@ -184,9 +261,7 @@ def flax_params(spec: ModelSpec, params: Params) -> dict:
     return {"params": tree}
 
 
-def flax_input(spec: ModelSpec, x):
-    """A canonical NCHW image batch as Flax's NHWC; anything else unchanged."""
-    return x.transpose(0, 2, 3, 1) if len(spec.input_shape) == 3 and x.ndim == 4 else x
+flax_input = nhwc_input  # Flax's layout is NHWC too
 
 
 def flax_forward(spec: ModelSpec, params: Params, x: Array, module=None) -> Array:

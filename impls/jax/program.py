@@ -3,7 +3,10 @@
 Every function is compiled at its first call and never retraced for the same
 shapes. The step donates the parameter and optimiser-state buffers; the
 Program holds the returned ones. Canonical layouts are JAX's natural layouts,
-so conversion is only a dtype cast.
+so conversion is only a dtype cast, except for image models on CPU: the
+primitive-op program runs them NHWC (`model.nhwc_layout`), with parameters
+converted to that layout once here and back in `params` and
+`grads_to_canonical`, and batches put NHWC, as the flax variant's are.
 
 Precision modes (`impls.base.PRECISIONS`) are applied inside or around the
 program's own calls, never left set: "bf16"/"fp16" cast the float32
@@ -93,13 +96,18 @@ class JaxProgram(Program):
         image batches put in Flax's NHWC layout; parameters stay canonical."""
         self.spec = spec
         self.precision_mode = precision
-        self._flax = False  # parameters are put in canonical layout, batches in Flax's
+        self._nhwc_input = False  # parameters are put as they are, batches maybe NHWC
         self.dtype = np.dtype(dtype)
         self.device = device
         self._unroll = unroll
+        #: the primitive-op program runs images NHWC, its parameters in that layout
+        self.nhwc = nhwc = not flax and model.nhwc_layout(spec, device.platform)
+        if nhwc:
+            params = model.to_native(spec, params)
         # A private copy: the step donates these buffers, and on CPU device_put may alias.
         self._params = {k: self.put(np.array(v, dtype=self.dtype)) for k, v in params.items()}
         self._flax = flax
+        self._nhwc_input = flax or nhwc
         # Committed to the device like the params, so the step's second call (fed
         # the committed outputs of the first) hits the same compiled executable.
         self._state = jax.device_put(optim.init_state(optimizer, self._params), device)
@@ -109,12 +117,12 @@ class JaxProgram(Program):
         def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
             if module is not None:
                 return model.flax_loss(spec, p, x, y, module)
-            return model.loss(spec, p, x, y, unroll)
+            return model.loss(spec, p, x, y, unroll, nhwc)
 
         def forward(p: model.Params, x: jax.Array) -> jax.Array:
             if module is not None:
                 return model.flax_forward(spec, p, x, module)
-            return model.forward(spec, p, x, unroll)
+            return model.forward(spec, p, x, unroll, nhwc)
 
         if precision in COMPUTE:
             half, full = COMPUTE[precision], self.dtype
@@ -146,8 +154,8 @@ class JaxProgram(Program):
 
     def put(self, array: np.ndarray) -> jax.Array:
         array = np.asarray(array)
-        if self._flax and not np.issubdtype(array.dtype, np.integer):
-            array = np.ascontiguousarray(model.flax_input(self.spec, array))
+        if self._nhwc_input and not np.issubdtype(array.dtype, np.integer):
+            array = np.ascontiguousarray(model.nhwc_input(self.spec, array))
         dtype = LABELS if np.issubdtype(array.dtype, np.integer) else self.dtype
         return jax.device_put(array.astype(dtype, copy=False), self.device)
 
@@ -185,14 +193,14 @@ class JaxProgram(Program):
         # flax variant reads them from its own module, sowing, so the masks come
         # from Flax's NHWC kernels, not the primitive ones.
         if getattr(self, "_piecewise", None) is None:
-            spec, unroll = self.spec, self._unroll
+            spec, unroll, nhwc = self.spec, self._unroll, self.nhwc
             if self._flax:
                 recorder = model.flax_module(spec, self.dtype, record=True)
                 self._piecewise = jax.jit(
                     lambda p, x: model.flax_piecewise_inputs(spec, p, x, recorder))
             else:
                 self._piecewise = jax.jit(
-                    lambda p, x: model.piecewise_inputs(spec, p, x, unroll))
+                    lambda p, x: model.piecewise_inputs(spec, p, x, unroll, nhwc))
         return {k: np.array(v) for k, v in self._piecewise(self._params, x).items()}
 
     def sync(self, value: Any = None) -> None:
@@ -203,10 +211,14 @@ class JaxProgram(Program):
         return np.array(value)  # a copy: a view could outlive a donated buffer
 
     def grads_to_canonical(self, grads: dict[str, jax.Array]) -> dict[str, np.ndarray]:
-        return {k: np.array(grads[k]) for k in self.spec.param_shapes()}
+        return self._canonical(grads)
 
     def params(self) -> dict[str, np.ndarray]:
-        return {k: np.array(self._params[k]) for k in self.spec.param_shapes()}
+        return self._canonical(self._params)
+
+    def _canonical(self, arrays: dict[str, jax.Array]) -> dict[str, np.ndarray]:
+        found = {k: np.array(arrays[k]) for k in self.spec.param_shapes()}
+        return model.to_canonical(self.spec, found) if self.nhwc else found
 
     def hidden_state_grads(self, x: jax.Array, y: jax.Array) -> dict[str, np.ndarray]:
         check_recurrent(self.spec)

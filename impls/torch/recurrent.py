@@ -73,8 +73,11 @@ def recurrent(
     h = x.new_zeros(x.shape[0], w_hh.shape[1])  # w_hh is (G*H, H)
     c = h  # LSTM cell state; the other cells carry it through untouched
     states = []
-    for t in range(x.shape[1]):
-        h, c = step(gx[:, t], h, w_hh, b_hh, c)
+    # unbind, not gx[:, t]: autograd's backward of a slice writes the step's gradient
+    # into a zero tensor the size of all of gx, so T slices cost O(T^2) memory traffic
+    # in the backward; unbind's backward stacks the T step gradients once
+    for gx_t in gx.unbind(1):
+        h, c = step(gx_t, h, w_hh, b_hh, c)
         states.append(h)
     return torch.stack(states, dim=1) if return_sequences else h
 
@@ -147,13 +150,14 @@ def recurrent_probed(
     c = h
     states = []
     hid = h.shape[-1]
-    for t in range(x.shape[1]):
+    # unbind for the same reason as in `recurrent`
+    for gx_t, probe_t in zip(gx.unbind(1), probe.unbind(1), strict=True):
         if cell == "lstm":  # the probe's second half goes on c_t, before h_t reads it
-            i, f, g, o = (gx[:, t] + F.linear(h, w_hh)).chunk(4, dim=-1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g) + probe[:, t, hid:]
+            i, f, g, o = (gx_t + F.linear(h, w_hh)).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g) + probe_t[:, hid:]
             h = torch.sigmoid(o) * torch.tanh(c)
         else:
-            h, c = step(gx[:, t], h, w_hh, b_hh, c)
-        h = h + probe[:, t, :hid]
+            h, c = step(gx_t, h, w_hh, b_hh, c)
+        h = h + probe_t[:, :hid]
         states.append(h)
     return torch.stack(states, dim=1) if return_sequences else h
