@@ -13,7 +13,6 @@ rewritten only through a temp file + rename, and not at all when an input is bad
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from bench.regress.compare import compare_runs
 from bench.results.paths import BASELINES, HISTORY_FILE, HISTORY_PLOTS
 from bench.results.read import LoadError, RunInfo, load_run
 from bench.results.schema import parse_cell_id
-from bench.results.write import write_atomic, write_text_atomic
+from bench.results.write import safe_name, write_atomic, write_text_atomic
 
 COLUMNS = ("commit", "date", "machine", "cell", "task", "backend", "variant", "device",
            "dtype", "phase", "median_s", "iqr_s", "rounds", "flag")
@@ -109,11 +108,6 @@ def append_history(run: pd.DataFrame, path: Path = HISTORY_FILE,
     return len(new)
 
 
-def _slug(text: str) -> str:
-    """A file name from a cell group: no "/" and no "..", whatever the history holds."""
-    return re.sub(r"[^A-Za-z0-9_=-]+", "_", text).strip("_") or "unnamed"
-
-
 def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
                  machine: str | None = None) -> list[Path]:
     """One PNG per (task with knobs, phase): median ms over commits, IQR bars,
@@ -166,9 +160,10 @@ def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
-        path = out_dir / f"{_slug(str(group))}.png"
+        path = out_dir / f"{safe_name(str(group))}.png"
         try:  # temp file + rename: never through a link planted at `path`
-            write_atomic(path, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=110))
+            write_atomic(path, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=110),
+                         root=out_dir)
         finally:
             plt.close(fig)
         written.append(path)
