@@ -82,3 +82,96 @@ def test_the_atomic_writer_refuses_a_path_outside_its_root(tmp_path) -> None:
     records.write_atomic(root / "sub" / "ok.png", lambda fh: fh.write(b"x"), root=root)
     assert (root / "sub" / "ok.png").read_bytes() == b"x"
     assert records.safe_name("../../a\x00b/..") == "a_b"
+
+
+# -- 5. Markdown injection: every cell and line of untrusted text is escaped ------------------
+
+HOSTILE = ("x|y\n# injected heading\n![t](http://evil.example/i.png) [l](http://e.example) "
+           "<script>alert(1)</script><img src=x onerror=alert(1)> \\| `code|` end")
+
+
+def hostile_doc(fingerprint: str, seed: int = 0) -> dict:
+    """Hostile text in every field a report prints that the format lets be free text."""
+    doc = machine_doc("numpy", fingerprint, seed=seed, gpu=HOSTILE,
+                      frameworks={"numpy": HOSTILE, HOSTILE: "1"})
+    doc["machine_info"]["nnparity"]["cpu"] = HOSTILE
+    tag = HOSTILE.replace("/", "")  # a cell id has no "/": the rest of the text is kept
+    for bench in doc["benchmarks"]:
+        extra = bench["extra_info"]
+        parts = extra["cell"].split("/")
+        if extra["phase"] != "calibration":
+            parts[3] = extra["variant"] = f"eager{tag}"
+            extra["cell"] = "/".join(parts)
+        if extra["status"] == "error":
+            extra["error"] = HOSTILE
+    return doc
+
+
+def _cells(line: str) -> list[str]:
+    """A Markdown table row split the way a GFM renderer splits it."""
+    cells, cur, i = [], "", 0
+    body = line.strip()[1:-1] if line.strip().endswith("|") else line.strip()[1:]
+    while i < len(body):
+        if body[i] == "\\" and i + 1 < len(body):
+            cur += body[i:i + 2]
+            i += 2
+            continue
+        if body[i] == "|":
+            cells.append(cur)
+            cur = ""
+        else:
+            cur += body[i]
+        i += 1
+    return [*cells, cur]
+
+
+def assert_inert(text: str, error_rows: int) -> None:
+    lower = text.lower()
+    for raw in ("<script", "<img", "![t]", "\n# injected", "\n#injected"):
+        assert raw not in lower, raw
+    assert not re.search(r"(?<!\\)\]\(http", text)  # no link or image can form
+    tables, current = [], []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    if current:
+        tables.append(current)
+    assert tables
+    for table in tables:
+        width = len(_cells(table[0]))
+        assert all(len(_cells(row)) == width for row in table), table
+    errors = text.split("## Errors", 1)[1].split("\n## ", 1)[0]
+    assert sum(line.startswith("|") for line in errors.splitlines()) == 2 + error_rows
+    assert "x\\|y" in text  # the hostile text is shown, escaped, not dropped
+
+
+def test_hostile_text_cannot_break_a_single_run_report(tmp_path, capsys) -> None:
+    run = write_doc(tmp_path / "run" / "numpy_x.json", hostile_doc("machineA")).parent
+    assert cli_exit(["report", str(run), "--no-plots"]) == 0, capsys.readouterr()
+    assert_inert((run / "REPORT.md").read_text(), error_rows=1)
+
+
+def test_hostile_text_cannot_break_a_merged_report(tmp_path, capsys) -> None:
+    runs = [write_doc(tmp_path / f"run{i}" / "numpy_x.json", hostile_doc(fp, i)).parent
+            for i, fp in enumerate(("machineA", "machineB"))]
+    out = tmp_path / "out"
+    assert cli_exit(["report", *map(str, runs), "--out", str(out), "--no-plots"]) == 0, \
+        capsys.readouterr()
+    text = (out / "REPORT.md").read_text()
+    assert_inert(text, error_rows=2)
+    machines = text.split("## Machines", 1)[1].split("\n## ", 1)[0]
+    assert sum(line.startswith("|") for line in machines.splitlines()) == 2 + 2
+
+
+def test_compare_markdown_escapes_hostile_cells(tmp_path, capsys) -> None:
+    base = write_doc(tmp_path / "a" / "numpy_x.json", hostile_doc("machineA")).parent
+    assert cli_exit(["compare", str(base), str(base), "--markdown"]) == 0
+    text = capsys.readouterr().out
+    for raw in ("<script", "<img", "![t]"):
+        assert raw not in text.lower(), raw
+    assert not re.search(r"(?<!\\)\]\(http", text)
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 4 and all(len(_cells(r)) == 7 for r in rows), rows

@@ -24,6 +24,7 @@ import pandas as pd
 
 from bench.options import InputError, finite_float
 from bench.regress.stats import Verdict, compare_samples
+from bench.report.escape import md_text
 from bench.results.envdiff import differences
 from bench.results.read import LoadError, RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
@@ -229,11 +230,11 @@ def format_text(cmp: Comparison) -> str:
 
 def format_markdown(cmp: Comparison) -> str:
     """A GitHub-flavoured Markdown report (e.g. for a PR comment or job summary)."""
-    lines = ["## nnparity compare", ""] + [f"- {h}" for h in _header(cmp)] + [""]
+    lines = ["## nnparity compare", ""] + [f"- {md_text(h)}" for h in _header(cmp)] + [""]
     lines += ["| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
     for r in _cells(cmp):
         r[0] = f"**{r[0]}**" if r[0] in ("regression", "improvement") else r[0]
-        lines.append("| " + " | ".join(v.replace("|", "\\|") for v in r) + " |")
+        lines.append("| " + " | ".join(md_text(v) if i else v for i, v in enumerate(r)) + " |")
     return "\n".join(lines + ["", f"**{_summary(cmp)}**"]) + "\n"
 
 

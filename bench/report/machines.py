@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.report.escape import md_text
 from bench.report.markdown import (
     STEADY_PHASES,
     _main_batch,
@@ -94,7 +95,7 @@ def timing_by_machine(df: pd.DataFrame) -> list[str]:
             by = {r.label: r for r in here.itertuples()}
             rows.append([k.phase, f"{k.impl} ({k.device}, {k.dtype})",
                          *[_cell_ms(by.get(c)) for c in labels]])
-        out.append(f"### {config} (batch {int(bs)}): median ms per machine\n\n"
+        out.append(f"### {md_text(config)} (batch {int(bs)}): median ms per machine\n\n"
                    + markdown_table(["phase", "backend/variant", *labels], rows))
     return out
 
@@ -123,7 +124,7 @@ def errors_by_machine(df: pd.DataFrame) -> str:
     bad = df[df["status"] != "ok"]
     if bad.empty:
         return "_No errors._"
-    rows = [[r.label, r.cell, r.error[:160].replace("|", "/")] for r in bad.itertuples()]
+    rows = [[r.label, r.cell, r.error[:160]] for r in bad.itertuples()]
     return markdown_table(["machine", "cell", "error"], rows)
 
 
@@ -131,7 +132,7 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
     runs = df.attrs["runs"]
     commit = ", ".join(sorted(set(runs.values())))
     ok = int((df["status"] == "ok").sum())
-    preset = ", ".join(sorted({p for p in df["preset"] if p}))
+    preset = md_text(", ".join(sorted({p for p in df["preset"] if p})))
     parts = [
         "# nnparity benchmark report: several machines",
         f"Preset **{preset}**; {len(df.attrs['machines'])} machines; commit {commit}; "

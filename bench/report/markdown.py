@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from bench.options import InputError
+from bench.report.escape import md_text
 from bench.results.read import load_run
 from bench.results.schema import CALIBRATION, STRICT_PRECISION, config_label, parse_cell_id
 from bench.results.write import write_text_atomic
@@ -164,7 +165,7 @@ def precision_table(df: pd.DataFrame) -> str:
                     _sci(first["prec_loss_err"]), _sci(first["prec_grad_err"]),
                     _sci(first["prec_traj_err"]),
                     f"{expected[0]:.0e}..{expected[1]:.0e}" if expected else "gated",
-                    (first["prec_flags"] or "")[:120].replace("|", "/"),
+                    (first["prec_flags"] or "")[:120],
                 ])
     if not rows:
         return "_No float32 cells timed ok in this run._"
@@ -243,8 +244,10 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     """Numbers right-aligned, text left-aligned (judged by the first row)."""
     first = rows[0] if rows else [""] * len(headers)
     align = ["--:" if _numeric(str(c)) else "---" for c in first]
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(md_text(h) for h in headers) + " |",
+             "| " + " | ".join(align) + " |"]
+    # every cell may hold a results file's text: escaped, it stays one cell of one row
+    lines += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -272,7 +275,7 @@ def timing_tables(df: pd.DataFrame) -> list[str]:
                          _num(r.speedup, ".2f") + "x" if not pd.isna(r.speedup) else "n/a",
                          memory_text(r)])
         bs = int(_main_batch(part))
-        out.append(f"### {config} (batch {bs})\n\n" + markdown_table(
+        out.append(f"### {md_text(config)} (batch {bs})\n\n" + markdown_table(
             ["phase", "backend/variant", "median ms", "IQR", "samples/s", "% of peak",
              "vs NumPy", "peak MB"], rows))
     return out
@@ -419,21 +422,22 @@ def environment_section(df: pd.DataFrame) -> str:
     machine = df.attrs.get("machine_info", {})
     ours = machine.get("nnparity", {})
     frameworks = ", ".join(f"{k} {v}" for k, v in sorted(ours.get("frameworks", {}).items()))
+    v = {k: md_text(ours.get(k, "?")) for k in ("cpu", "cores", "threads", "git_commit",
+                                                  "date", "fingerprint")}
     lines = [
-        f"- CPU: {ours.get('cpu', '?')} ({ours.get('cores', '?')} cores), "
-        f"threads per framework: {ours.get('threads', '?')}",
-        f"- GPU: {ours.get('gpu') or 'none'}",
-        f"- Frameworks: {frameworks}",
-        f"- Python {ours.get('python', machine.get('python_version', '?'))}, "
-        f"git commit {ours.get('git_commit', '?')}, date {ours.get('date', '?')}",
-        f"- Machine fingerprint: {ours.get('fingerprint', '?')}",
+        f"- CPU: {v['cpu']} ({v['cores']} cores), threads per framework: {v['threads']}",
+        f"- GPU: {md_text(ours.get('gpu') or 'none')}",
+        f"- Frameworks: {md_text(frameworks)}",
+        f"- Python {md_text(ours.get('python', machine.get('python_version', '?')))}, "
+        f"git commit {v['git_commit']}, date {v['date']}",
+        f"- Machine fingerprint: {v['fingerprint']}",
     ]
     threads = df.attrs.get("framework_threads") or {}
     if threads:
         parts = [f"{name} {t.get('intra_op', '?')} intra-op / "
                  f"{'-' if t.get('inter_op') is None else t['inter_op']} inter-op"
                  f" ({t.get('inter_op_source', '?')})" for name, t in sorted(threads.items())]
-        lines.append("- Threads as run: " + "; ".join(parts))
+        lines.append("- Threads as run: " + md_text("; ".join(parts)))
     return "\n".join(lines)
 
 
@@ -441,7 +445,7 @@ def errors_table(df: pd.DataFrame) -> str:
     bad = df[df["status"] != "ok"]
     if bad.empty:
         return "_No errors._"
-    rows = [[r.cell, r.error[:160].replace("|", "/")] for r in bad.itertuples()]
+    rows = [[r.cell, r.error[:160]] for r in bad.itertuples()]
     return markdown_table(["cell", "error"], rows)
 
 
@@ -454,9 +458,9 @@ def flags_table(df: pd.DataFrame) -> str:
 
 
 def render(df: pd.DataFrame, figures: list[str]) -> str:
-    backends = ", ".join(sorted(b for b in df["backend"].unique() if b))
+    backends = md_text(", ".join(sorted(b for b in df["backend"].unique() if b)))
     ok = int((df["status"] == "ok").sum())
-    preset = ", ".join(sorted({p for p in df["preset"] if p}))
+    preset = md_text(", ".join(sorted({p for p in df["preset"] if p})))
     parts = [
         "# nnparity benchmark report",
         f"Preset **{preset}**; backends: {backends}. {ok} of {len(df)} cells timed ok. "
@@ -513,7 +517,7 @@ def _environment_warning(df: pd.DataFrame) -> list[str]:
     if not lines:
         return []
     return ["**These results come from different environments.** What differs:\n\n"
-            + "\n".join(f"- {line}" for line in lines)]
+            + "\n".join(f"- {md_text(line)}" for line in lines)]
 
 
 PRECISION_INTRO = (
