@@ -9,7 +9,6 @@ is nothing to check. It changes no file and imports no framework.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from bench.options import InputError
@@ -33,19 +32,17 @@ def files_of(path: Path) -> list[Path]:
     raise InputError(f"{path}: no such file or directory")
 
 
-def check_file(file: Path) -> list[str]:
-    """The problems of one file, reading included."""
+def check_file(file: Path) -> tuple[list[str], int | None]:
+    """The problems of one file, reading included (through the one reader,
+    `bench.results.read.read_document`), and its format version when valid."""
+    from bench.results.read import LoadError, read_document
+
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        return [f"{file}: cannot read ({exc.strerror or exc})"]
-    except UnicodeDecodeError:
-        return [f"{file}: not UTF-8 text (corrupt?)"]
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return [f"{file}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"]
-    return problems(doc, str(file))
+        doc = read_document(file)
+    except LoadError as exc:
+        return [str(exc)], None
+    found = problems(doc, str(file))
+    return found, None if found else format_version(doc)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -54,10 +51,10 @@ def main(args: argparse.Namespace) -> int:
     found: list[str] = []
     versions: set[int] = set()
     for file in files:
-        lines = check_file(file)
+        lines, version = check_file(file)
         found += lines
         if not lines:
-            versions.add(format_version(json.loads(file.read_text(encoding="utf-8"))) or 0)
+            versions.add(version or 0)
     for line in found:
         print(line)
     if found:
