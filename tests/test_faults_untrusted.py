@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import re
 from pathlib import Path
@@ -367,3 +368,129 @@ def test_fuzzed_files_never_crash_a_reader(seed, tmp_path) -> None:
             else:
                 assert code == 2, (argv, err)
                 assert len(err.strip().splitlines()) == 1 and str(bad) in err, err
+
+
+# -- 6. a gate that compared nothing fails ------------------------------------------------------
+
+def _ray_like_run(path: Path, machines=("machineA", "machineB"), commit="c0ffee") -> Path:
+    """One run directory holding two machines' files, as a Ray run over two nodes writes."""
+    for i, fp in enumerate(machines):
+        backend = ("numpy", "torch")[i]
+        doc = machine_doc(backend, fp, seed=i)
+        doc["machine_info"]["nnparity"]["git_commit"] = commit
+        write_doc(path / f"{backend}_mlp_regression.json", doc)
+    return path
+
+
+def test_compare_with_no_common_machine_fails_closed(tmp_path, capsys) -> None:
+    base = _ray_like_run(tmp_path / "base", ("m1", "m2"))
+    current = _ray_like_run(tmp_path / "current", ("m3", "m4"))
+    assert cli_exit(["compare", str(base), str(current)]) == 1
+    err = capsys.readouterr().err
+    assert "only in the baseline" in err and "missing" in err
+    assert cli_exit(["compare", str(base), str(current), "--allow-missing"]) == 0
+
+
+def test_a_baseline_machine_missing_from_the_current_run_fails_the_gate(tmp_path,
+                                                                        capsys) -> None:
+    base = _ray_like_run(tmp_path / "base", ("m1", "m2"))
+    current = tmp_path / "current"
+    doc = machine_doc("numpy", "m1", seed=5)
+    write_doc(current / "numpy_mlp_regression.json", doc)
+    assert cli_exit(["compare", str(base), str(current), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["counts"]["missing"] == 4 and all(c.startswith("[m2] ") for c in out["lost"])
+    assert cli_exit(["compare", str(base), str(current), "--allow-missing"]) == 0
+
+
+# -- 7. one run directory, two machines: each machine's cells stay its own ------------------------
+
+def test_baseline_update_and_history_split_a_two_machine_run(tmp_path, capsys) -> None:
+    run = _ray_like_run(tmp_path / "ray")
+    baselines = tmp_path / "baselines"
+    assert cli_exit(["baseline", "update", str(run), "--dir", str(baselines)]) == 0
+    files = sorted(p.name for p in baselines.glob("*.json"))
+    assert files == ["machineA.json", "machineB.json"]
+    for name, backend in (("machineA.json", "numpy"), ("machineB.json", "torch")):
+        doc = json.loads((baselines / name).read_text())
+        assert doc["machine_info"]["nnparity"]["fingerprint"] == name[:-5]
+        assert {b["extra_info"]["backend"] for b in doc["benchmarks"]} == {backend}
+        cal = [b for b in doc["benchmarks"] if b["extra_info"]["phase"] == "calibration"]
+        assert len(cal) == 1 and len(cal[0]["stats"]["data"]) == 6  # not pooled with the other
+    csv = tmp_path / "history.csv"
+    assert cli_exit(["history", "--add", str(run), "--file", str(csv), "--no-plot"]) == 0
+    from bench.regress.history import read_history
+
+    rows = read_history(csv)
+    by = {m: set(part["backend"]) for m, part in rows.groupby("machine")}
+    assert by == {"machineA": {"numpy"}, "machineB": {"torch"}}
+    # checked per machine against each machine's own baseline
+    assert cli_exit(["baseline", "check", str(run), "--dir", str(baselines)]) == 0
+    assert capsys.readouterr().err.count("comparing with the baseline") == 2
+
+
+# -- 8. concurrent writers of the shared files lose nothing --------------------------------------
+
+def _together(argvs: list[list[str]]) -> list[int]:
+    """Run `nnparity` commands in forked processes released at the same instant."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(len(argvs))
+
+    def work(argv):
+        import contextlib
+        import io
+
+        barrier.wait()
+        with contextlib.redirect_stdout(io.StringIO()):
+            os._exit(cli_exit(argv))
+
+    procs = [ctx.Process(target=work, args=(argv,)) for argv in argvs]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    return [p.exitcode for p in procs]
+
+
+BACKENDS = ("numpy", "torch", "jax", "tensorflow")
+
+
+def test_concurrent_history_and_baseline_writers_lose_nothing(tmp_path) -> None:
+    runs = []
+    for i, backend in enumerate(BACKENDS):
+        doc = machine_doc(backend, "machineA", seed=i)
+        doc["machine_info"]["nnparity"]["git_commit"] = f"c{i}"
+        doc["machine_info"]["nnparity"]["date"] = f"2025-01-0{i + 1}T00:00:00+00:00"
+        runs.append(write_doc(tmp_path / f"run{i}" / f"{backend}_mlp.json", doc).parent)
+    from bench.regress.history import read_history
+
+    for trial in range(3):
+        csv, baselines = tmp_path / f"h{trial}.csv", tmp_path / f"b{trial}"
+        codes = _together([["history", "--add", str(r), "--file", str(csv), "--no-plot"]
+                           for r in runs]
+                          + [["baseline", "update", str(r), "--dir", str(baselines)]
+                             for r in runs])
+        assert codes == [0] * 8
+        rows = read_history(csv)
+        assert len(rows) == 4 * len(runs) and set(rows["commit"]) == {"c0", "c1", "c2", "c3"}
+        doc = json.loads((baselines / "machineA.json").read_text())
+        assert len(doc["benchmarks"]) == 4 * len(runs)
+        assert {b["extra_info"]["backend"] for b in doc["benchmarks"]} == set(BACKENDS)
+
+
+# -- 9. history judges with compare's rule, checked the same way ----------------------------
+
+@pytest.mark.parametrize("option", [["--factor", "0.5"], ["--factor", "-1"], ["--alpha", "5"],
+                                    ["--confidence", "2"]])
+def test_history_refuses_the_rule_values_compare_refuses(option, run_dir, tmp_path,
+                                                         capsys) -> None:
+    csv = tmp_path / "h.csv"
+    argv = ["history", "--add", str(run_dir), "--against", str(run_dir), "--file", str(csv),
+            "--no-plot", *option]
+    assert cli_exit(argv) == 2
+    assert option[0] in one_line_error(capsys)
+    assert not csv.exists()
+    assert cli_exit(["compare", str(run_dir), str(run_dir), *option]) == 2
+    assert option[0] in one_line_error(capsys)

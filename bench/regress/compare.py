@@ -251,14 +251,20 @@ def format_json(cmp: Comparison) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def add_rule_arguments(parser: argparse.ArgumentParser, factor: float = 1.2) -> None:
-    """--factor/--alpha/--confidence and the output format, shared with `continuous`."""
+def add_rule_options(parser: argparse.ArgumentParser, factor: float = 1.2) -> None:
+    """--factor/--alpha/--confidence: the rule, shared by every command that judges
+    (compare, continuous, baseline check, history); `check_rule_arguments` checks them."""
     parser.add_argument("--factor", type=finite_float, default=factor,
                         help=f"flag only changes beyond this ratio of medians (default {factor})")
     parser.add_argument("--alpha", type=finite_float, default=0.01,
                         help="Mann-Whitney U significance level (default 0.01)")
     parser.add_argument("--confidence", type=finite_float, default=0.95,
                         help="bootstrap confidence level of the ratio interval (default 0.95)")
+
+
+def add_rule_arguments(parser: argparse.ArgumentParser, factor: float = 1.2) -> None:
+    """The rule (`add_rule_options`) and the output format, shared with `continuous`."""
+    add_rule_options(parser, factor)
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fmt.add_argument("--markdown", action="store_true", help="print Markdown instead")
@@ -291,6 +297,16 @@ def emit(cmp: Comparison, args: argparse.Namespace) -> int:
     if not args.json:
         for w in cmp.warnings:
             print(f"warning: {w}", file=sys.stderr)
+    compared = int(cmp.table["verdict"].isin([Verdict.REGRESSION.value,
+                                              Verdict.IMPROVEMENT.value,
+                                              Verdict.UNCHANGED.value]).sum())
+    if not compared:  # a gate that checked nothing must not pass
+        allowed = getattr(args, "allow_missing", False)
+        print("no cell was compared: the runs share no timed cell"
+              + (" (allowed by --allow-missing)" if allowed else
+                 " (exit 1; --allow-missing to accept)"), file=sys.stderr)
+        if not allowed:
+            return 1
     lost = cmp.lost
     if lost:
         allowed = getattr(args, "allow_missing", False)

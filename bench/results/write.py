@@ -12,11 +12,14 @@ Files are written atomically. This module times nothing and imports no framework
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -218,6 +221,37 @@ def write_atomic(path: str | os.PathLike[str], dump: Callable[[IO[bytes]], None]
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike[str], timeout: float = 300.0) -> Iterator[None]:
+    """Hold an exclusive lock for a read-modify-write of the shared file `path` (the
+    history CSV, a machine's baseline): `flock` on the sibling `.<name>.lock`, waited
+    for up to `timeout` seconds and released by the kernel however the process ends.
+    Concurrent writers then take turns instead of each overwriting the others' rows."""
+    target = Path(path)
+    lock = target.parent / f".{target.name}.lock"
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise OutputError(f"cannot write {path!r}: {exc}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OutputError(f"cannot write {target}: another writer has held "
+                                      f"{lock} for over {timeout:.0f} s") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_output_file(path: str | os.PathLike[str]) -> None:
