@@ -18,10 +18,11 @@ import math
 import os
 import random
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
-from test_faults import cli_exit, harness_doc, one_line_error, write_doc
+from test_faults import ROOT, cli_exit, harness_doc, one_line_error, write_doc
 
 from bench.options import OutputError
 from bench.results import validate
@@ -494,3 +495,54 @@ def test_history_refuses_the_rule_values_compare_refuses(option, run_dir, tmp_pa
     assert not csv.exists()
     assert cli_exit(["compare", str(run_dir), str(run_dir), *option]) == 2
     assert option[0] in one_line_error(capsys)
+
+
+# -- 10. bad paths and arguments: one line, exit 2, never a traceback ---------------------------
+
+def test_report_out_that_is_a_file_or_under_one_or_empty(tmp_path, capsys) -> None:
+    runs = two_machines(tmp_path)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub", ""):
+        assert cli_exit(["report", *map(str, runs), "--out", str(out), "--no-plots"]) == 2
+        assert "--out" in one_line_error(capsys)
+    assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--run-args", '"unbalanced'], "--run-args"),
+    (["--keep", "@FILE@"], "--keep"),
+    (["--python", "/nonexistent/python"], "--python"),
+    (["--python", "@FILE@"], "--python"),  # exists, not executable
+])
+def test_continuous_checks_its_paths_before_any_work(extra, words, tmp_path, capsys,
+                                                     monkeypatch) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    extra = [str(afile) if e == "@FILE@" else e for e in extra]
+    monkeypatch.chdir(ROOT)
+    assert cli_exit(["continuous", "HEAD", "HEAD", *extra]) == 2
+    assert words in one_line_error(capsys)
+    assert not list(Path(tempfile.gettempdir()).glob("nnparity-continuous-*/base"))
+
+
+@pytest.mark.parametrize("text", ['{"config": {', "[1, 2]", "{}", '{"config": 1, "backends": [],'
+                                  ' "train_backend": {}, "learn": 5, "time": [], "depth": []}'])
+def test_study_report_of_a_bad_record_is_one_line(text, tmp_path, capsys) -> None:
+    (tmp_path / "study.json").write_text(text)
+    assert cli_exit(["study", "--report", str(tmp_path)]) == 2
+    assert "study.json" in one_line_error(capsys)
+    assert not (tmp_path / "REPORT.md").exists()
+
+
+def test_history_with_a_cell_that_is_not_an_id_is_one_line(run_dir, tmp_path, capsys) -> None:
+    csv = tmp_path / "history.csv"
+    assert cli_exit(["history", "--add", str(run_dir), "--file", str(csv), "--no-plot"]) == 0
+    lines = csv.read_text().splitlines()
+    header = lines[0].split(",")
+    fields = lines[1].split(",")
+    fields[header.index("cell")] = "not-a-cell-id"
+    csv.write_text("\n".join([lines[0], ",".join(fields), *lines[2:]]) + "\n")
+    assert cli_exit(["history", "--file", str(csv), "--plots", str(tmp_path / "p")]) == 2
+    err = one_line_error(capsys)
+    assert "line 2" in err and "cell" in err

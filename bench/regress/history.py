@@ -68,6 +68,12 @@ def read_history(path: Path = HISTORY_FILE) -> pd.DataFrame:
         if column != "commit" and empty.any():
             row = int(empty.to_numpy().argmax())
             raise LoadError(f"{path}: line {row + 2}: {column} is empty")
+    for row, cell in enumerate(df["cell"]):
+        try:  # the plots group rows by the cell id's parts
+            parse_cell_id(str(cell))
+        except ValueError:
+            raise LoadError(f"{path}: line {row + 2}: cell {str(cell)[:80]!r} is not a "
+                            "cell id") from None
     return df.reset_index(drop=True)
 
 

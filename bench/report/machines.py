@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.options import OutputError
 from bench.report.escape import md_text
 from bench.report.markdown import (
     STEADY_PHASES,
@@ -163,7 +164,10 @@ def write_merged_report(paths: list[str | Path], out: str | Path | None = None,
     df = tidy_machines(load_machines(paths))
     target = Path(out) if out else (Path(paths[0]) if len(paths) == 1
                                     else RUNS / time.strftime("merged-%Y%m%d-%H%M%S"))
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # --out names a file, or a path under one
+        raise OutputError(f"--out {target}: cannot create ({exc.strerror or exc})") from None
     figures: list[str] = []
     if plots:
         from bench.report.machine_plots import draw_machines
