@@ -546,3 +546,21 @@ def test_history_with_a_cell_that_is_not_an_id_is_one_line(run_dir, tmp_path, ca
     assert cli_exit(["history", "--file", str(csv), "--plots", str(tmp_path / "p")]) == 2
     err = one_line_error(capsys)
     assert "line 2" in err and "cell" in err
+
+
+# -- 13. environment variables are checked before any worker starts -----------------------------
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2"])
+def test_a_bad_interop_threads_variable_is_bad_input(value, tmp_path, capsys,
+                                                     monkeypatch) -> None:
+    monkeypatch.setenv("NNPARITY_INTEROP_THREADS", value)
+    out = tmp_path / "run"
+    assert cli_exit(["run", "--tasks", "mlp_regression", "--backends", "numpy", "--preset",
+                     "quick", "--out", str(out)]) == 2
+    assert "NNPARITY_INTEROP_THREADS" in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_threads_beyond_any_machine_are_refused(tmp_path, capsys) -> None:
+    assert cli_exit(["run", "--threads", "100000", "--out", str(tmp_path / "r")]) == 2
+    assert "--threads" in one_line_error(capsys)

@@ -37,6 +37,7 @@ from bench.options import (
     OutputError,
     add_task_options,
     choice_list,
+    int_range,
     knob_overrides,
     positive_float,
     positive_int,
@@ -89,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("-k", dest="keyword", default=None, metavar="EXPR",
         help="pytest-style expression over cell ids, e.g. 'lstm and not compile'")
     arg("--out", default=None, help="run directory (default results/runs/<timestamp>)")
-    arg("--threads", type=positive_int, default=None,
+    arg("--threads", type=int_range(1, MAX_THREADS), default=None,
         help="threads for every framework (default: all)")
     arg("--timeout", type=positive_float, default=None,
         help="seconds per group (and per backend description) before it is killed")
@@ -101,6 +102,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--shard", default=None, metavar="K/N",
         help="run only shard K of N (a deterministic share of the groups, e.g. 2/4)")
     executors.add_arguments(parser)
+
+
+#: more threads than any machine has cores is a typo, not a setting
+MAX_THREADS = 4096
 
 
 def selection_from_args(args: argparse.Namespace) -> Selection:
@@ -492,8 +497,17 @@ class RunDirectory:
         return found
 
 
+def check_environment() -> None:
+    """Environment variables the workers read, checked before any worker starts: a bad
+    one is bad input (exit 2, one line), not an error in every cell."""
+    from impls.threads import interop_threads
+
+    interop_threads()  # NNPARITY_INTEROP_THREADS: a positive integer or unset
+
+
 def main(args: argparse.Namespace) -> int:
     _install_signal_handlers()
+    check_environment()
     sel = selection_from_args(args)
     plan = plan_for(sel, args)
     shard = parse_shard(getattr(args, "shard", None))
