@@ -18,6 +18,7 @@ import math
 import os
 import random
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -564,3 +565,50 @@ def test_a_bad_interop_threads_variable_is_bad_input(value, tmp_path, capsys,
 def test_threads_beyond_any_machine_are_refused(tmp_path, capsys) -> None:
     assert cli_exit(["run", "--threads", "100000", "--out", str(tmp_path / "r")]) == 2
     assert "--threads" in one_line_error(capsys)
+
+
+# -- 11. connecting to a Ray cluster has a deadline ---------------------------------------------
+# Ray is not needed: a stand-in module whose ray.init never returns, as the real one
+# does against an address that does not answer ("Failed to get cluster ID" retries)
+
+@pytest.fixture
+def hanging_ray(monkeypatch):
+    import threading
+    import types
+
+    release = threading.Event()
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: False
+    fake.init = lambda **kw: release.wait(60)
+    fake.shutdown = lambda: None
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    yield fake
+    release.set()
+
+
+@pytest.mark.parametrize("listening", [False, True])
+def test_an_unreachable_ray_cluster_is_one_line_within_the_deadline(listening, hanging_ray,
+                                                                    tmp_path, capsys,
+                                                                    monkeypatch) -> None:
+    import socket
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    if listening:  # something answers TCP, but it is not a Ray cluster
+        server.listen()
+    port = server.getsockname()[1]
+    monkeypatch.setenv("NNPARITY_RAY_CONNECT_TIMEOUT", "0.5")
+    out = tmp_path / "run"
+    start = time.monotonic()
+    try:
+        code = cli_exit(["run", "--executor", "ray", "--address", f"127.0.0.1:{port}",
+                         "--tasks", "mlp_regression", "--backends", "numpy", "--preset",
+                         "tiny", "--out", str(out)])
+    finally:
+        server.close()
+    assert code == 2 and time.monotonic() - start < 60
+    err = capsys.readouterr().err.strip()  # progress lines, then the error: one line
+    assert "Traceback" not in err
+    assert "cannot connect to Ray" in err.splitlines()[-1] and str(port) in err.splitlines()[-1]
+    assert not out.exists()  # neither the lock nor .work is left behind

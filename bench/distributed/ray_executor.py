@@ -30,8 +30,11 @@ imports this module unless `--executor ray` is given.
 
 from __future__ import annotations
 
+import math
 import os
+import socket
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -58,6 +61,43 @@ def import_ray() -> Any:
     except ImportError:
         raise InputError("--executor ray needs Ray: pip install 'nnparity[ray]'") from None
     return ray
+
+
+#: seconds `ray.init` may take before the run gives up (exit 2, one line)
+CONNECT_TIMEOUT_ENV = "NNPARITY_RAY_CONNECT_TIMEOUT"
+CONNECT_TIMEOUT_S = 60.0
+
+
+def connect_timeout() -> float:
+    text = os.environ.get(CONNECT_TIMEOUT_ENV, "").strip()
+    try:
+        value = float(text) if text else CONNECT_TIMEOUT_S
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{CONNECT_TIMEOUT_ENV} must be a positive number of seconds, "
+                         f"got {text!r}")
+    return value
+
+
+def _catch(fn: Callable[[], None], failed: list[BaseException]) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # handed to the caller's thread
+        failed.append(exc)
+
+
+def _probe(address: str, where: str) -> None:
+    """A host:port address where nothing listens fails at once, not after Ray's retries."""
+    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto" and the like: Ray resolves them
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, OverflowError) as exc:
+        raise InputError(f"cannot connect to Ray at {where}: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
 @dataclass(frozen=True)
@@ -136,15 +176,33 @@ class RayExecutor:
         # Ray uploads a local working_dir only for a whole job, i.e. at ray.init
         options = {"runtime_env": {"working_dir": str(ROOT), "excludes": EXCLUDES},
                    "log_to_driver": False, "logging_level": logging.WARNING}
-        try:
+        where = address or "a new local instance"
+        if address:
+            _probe(address, where)
+
+        def init() -> None:
             if address:
                 ray.init(address=address, **options)
             else:  # a one-machine Ray: this machine is the only node and has the slot
                 ray.init(resources={SLOT: 1}, include_dashboard=False, **options)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+
+        # ray.init retries an unreachable cluster ("Failed to get cluster ID") without end:
+        # it runs under a deadline, and a cluster that does not answer is bad input
+        failed: list[BaseException] = []
+        thread = threading.Thread(target=lambda: _catch(init, failed), daemon=True,
+                                  name="nnparity-ray-connect")
+        thread.start()
+        thread.join(connect_timeout())
+        if thread.is_alive():
+            raise InputError(f"cannot connect to Ray at {where}: no answer within "
+                             f"{connect_timeout():g} s ({CONNECT_TIMEOUT_ENV} sets the "
+                             "deadline)")
+        if failed:
+            exc = failed[0]
+            if not isinstance(exc, ConnectionError | RuntimeError | ValueError):
+                raise exc
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"cannot connect to Ray at {address or 'a new local instance'}: "
-                             f"{first}") from None
+            raise InputError(f"cannot connect to Ray at {where}: {first}")
         return True
 
     def _eligible(self, ray: Any, check: bool = False) -> list[Node]:

@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -561,7 +562,13 @@ def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
                      f"preset {sel.preset}, {threads} threads -> {out}\n")
     ctx = RunContext(sel, plan, out, work, threads, args.threads is not None, args.seed,
                      timeout, not args.no_gradcheck)
-    outcome = executor.run(groups, ctx, progress)
+    try:
+        outcome = executor.run(groups, ctx, progress)
+    except InputError:  # e.g. a Ray cluster that cannot be reached: nothing ran
+        if not any(out.glob("*.json")):
+            shutil.rmtree(work, ignore_errors=True)
+            run_dir.discard()
+        raise
     if outcome.interrupted:
         return 130
     if outcome.output_error:
