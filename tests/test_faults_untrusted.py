@@ -612,3 +612,48 @@ def test_an_unreachable_ray_cluster_is_one_line_within_the_deadline(listening, h
     assert "Traceback" not in err
     assert "cannot connect to Ray" in err.splitlines()[-1] and str(port) in err.splitlines()[-1]
     assert not out.exists()  # neither the lock nor .work is left behind
+
+
+# -- 12. size limits: refused before parsing, and each file parsed once --------------------------
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(run_dir, capsys) -> None:
+    import time
+
+    big = run_dir / "torch_mlp_regression.json"
+    with big.open("r+b") as fh:  # sparse: 1 MiB past the limit, no time spent writing it
+        fh.truncate(validate.MAX_FILE_BYTES + 2**20)
+    for argv in (["validate", str(run_dir)], ["report", str(run_dir), "--no-plots"],
+                 ["compare", str(run_dir), str(run_dir)]):
+        start = time.monotonic()
+        code = cli_exit(argv)
+        captured = capsys.readouterr()
+        line = (captured.out if argv[0] == "validate" else captured.err).strip()
+        assert code == (1 if argv[0] == "validate" else 2) and time.monotonic() - start < 20
+        assert "MiB" in line and str(big) in line and len(line.splitlines()) == 1, line
+
+
+def test_too_many_samples_in_one_cell_is_one_line(run_dir, capsys) -> None:
+    bad = run_dir / "numpy_mlp_regression.json"
+    doc = json.loads(bad.read_text())
+    doc["benchmarks"][0]["stats"]["data"] = [1e-3] * (validate.MAX_SAMPLES + 1)
+    doc["benchmarks"][0]["stats"]["rounds"] = validate.MAX_SAMPLES + 1
+    bad.write_text(json.dumps(doc))
+    assert cli_exit(["report", str(run_dir), "--no-plots"]) == 2
+    err = one_line_error(capsys)
+    assert "samples" in err and str(validate.MAX_SAMPLES) in err.replace(",", "")
+
+
+def test_each_results_file_is_parsed_once_per_command(tmp_path, monkeypatch, capsys) -> None:
+    from bench.results import read
+
+    runs = two_machines(tmp_path)
+    parsed: list[str] = []
+    real = read.read_document
+    monkeypatch.setattr(read, "read_document", lambda f: parsed.append(str(f)) or real(f))
+    for argv in (["report", *map(str, runs), "--out", str(tmp_path / "m"), "--no-plots"],
+                 ["compare", str(runs[0]), str(runs[1]), "--allow-missing"],
+                 ["report", str(runs[0]), "--no-plots"]):
+        parsed.clear()
+        read._PARSED.clear()
+        assert cli_exit(argv) in (0, 1), capsys.readouterr()
+        assert parsed and len(parsed) == len(set(parsed)), (argv, parsed)
