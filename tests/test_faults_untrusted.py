@@ -13,6 +13,7 @@ directory."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -657,3 +658,53 @@ def test_each_results_file_is_parsed_once_per_command(tmp_path, monkeypatch, cap
         read._PARSED.clear()
         assert cli_exit(argv) in (0, 1), capsys.readouterr()
         assert parsed and len(parsed) == len(set(parsed)), (argv, parsed)
+
+
+# -- 14. a study keeps what it finished, and resumes or refuses on a rerun ----------------------
+
+def test_an_interrupted_study_keeps_its_finished_jobs_and_resumes(tmp_path, monkeypatch,
+                                                                  capsys) -> None:
+    from bench.study import jobs as study_jobs
+
+    real = study_jobs.learn
+    calls: list[tuple] = []
+
+    @functools.wraps(real)  # jobs are keyed by their function's name
+    def interrupted(*args):
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(args[1:4])
+        return real(*args)
+
+    out = tmp_path / "study"
+    argv = ["study", "--preset", "quick", "--backends", "numpy", "--jobs", "1", "--quiet",
+            "--out", str(out)]
+    monkeypatch.setattr(study_jobs, "learn", interrupted)
+    assert cli_exit(argv) == 130
+    journal = out / ".study-jobs.jsonl"
+    assert len(journal.read_text().splitlines()) == 1 + 5  # the header and 5 finished jobs
+    first = list(calls)
+
+    @functools.wraps(real)
+    def counting(*args):
+        calls.append(args[1:4])
+        return real(*args)
+
+    calls.clear()
+    monkeypatch.setattr(study_jobs, "learn", counting)
+    assert cli_exit(argv) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert not set(first) & set(calls)  # the finished jobs were not run again
+    data = json.loads((out / "study.json").read_text())
+    cfg = data["config"]
+    assert len(data["learn"]) == 3 * len(cfg["lengths"]) * len(cfg["seeds"])
+    assert not journal.exists()
+    # a rerun into a finished study is refused, saying what to do instead
+    assert cli_exit(argv) == 2
+    assert "--report" in one_line_error(capsys)
+    # and an interrupted study of another configuration is not mixed in
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".study-jobs.jsonl").write_text('{"config": {}}\n')
+    assert cli_exit([*argv[:-1], str(other)]) == 2
+    assert "another configuration" in one_line_error(capsys)
