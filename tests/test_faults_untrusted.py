@@ -708,3 +708,32 @@ def test_an_interrupted_study_keeps_its_finished_jobs_and_resumes(tmp_path, monk
     (other / ".study-jobs.jsonl").write_text('{"config": {}}\n')
     assert cli_exit([*argv[:-1], str(other)]) == 2
     assert "another configuration" in one_line_error(capsys)
+
+
+# -- smaller notes ------------------------------------------------------------------------------
+
+def test_an_empty_shard_is_not_an_error(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert cli_exit(["run", "--tasks", "mlp_regression", "--backends", "numpy", "--preset",
+                     "tiny", "--shard", "2/2", "--out", str(out)]) == 0
+    assert "has no group" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli_exit(["run", "--out", ""]) == 2
+    assert "--out" in one_line_error(capsys)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_html_report_of_hostile_text_holds_no_markup(tmp_path, capsys) -> None:
+    pytest.importorskip("plotly")
+    run = write_doc(tmp_path / "run" / "numpy_x.json", hostile_doc("machineA")).parent
+    assert cli_exit(["report", str(run), "--html"]) == 0, capsys.readouterr()
+    page = (run / "REPORT.html").read_text()
+    body = page.split("<body", 1)[1]
+    scripts = re.findall(r"<script\b", body)
+    assert "alert(1)</script>" not in body and "<img src=x" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body  # shown, as text
+    assert len(scripts) == len(re.findall(r"</script>", body))  # only the page's own

@@ -509,6 +509,8 @@ def check_environment() -> None:
 def main(args: argparse.Namespace) -> int:
     _install_signal_handlers()
     check_environment()
+    if getattr(args, "out", None) is not None and not args.out.strip():
+        raise InputError("--out '': an empty path (leave --out out for the default)")
     sel = selection_from_args(args)
     plan = plan_for(sel, args)
     shard = parse_shard(getattr(args, "shard", None))
@@ -519,10 +521,18 @@ def main(args: argparse.Namespace) -> int:
     run_dir = RunDirectory(args.out)  # held until this process exits
     try:
         groups, sel_timeout = _select_groups(sel, args, shard, threads)
+    except EmptyShard as note:  # not an error: a CI matrix may have more shards than groups
+        run_dir.discard()
+        sys.stderr.write(f"{note}\n")
+        return 0
     except (InputError, SpecError, BackendError):
         run_dir.discard()
         raise
     return _execute(run_dir, groups, sel, plan, args, executor, threads, sel_timeout)
+
+
+class EmptyShard(Exception):
+    """This shard of a valid selection holds no group."""
 
 
 def _select_groups(sel: Selection, args: argparse.Namespace, shard, threads: int):
@@ -535,7 +545,11 @@ def _select_groups(sel: Selection, args: argparse.Namespace, shard, threads: int
     check_devices(sel, described)
     groups = build_groups(sel, described)
     if shard is not None:
+        everything = len(groups)
         groups = shard_groups(groups, sel, *shard)
+        if everything and not groups:  # more CI shards than groups: this one has none
+            raise EmptyShard(f"nnparity run: shard {shard[0]}/{shard[1]} has no group (the "
+                             f"selection has {everything}); nothing to run")
     unoffered = not_applicable(sel, described)
     if not groups:
         extra = (f" ({len(unoffered)} combinations are n/a: no backend offers that precision "
