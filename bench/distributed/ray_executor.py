@@ -65,7 +65,7 @@ def import_ray() -> Any:
 
 #: seconds `ray.init` may take before the run gives up (exit 2, one line)
 CONNECT_TIMEOUT_ENV = "NNPARITY_RAY_CONNECT_TIMEOUT"
-CONNECT_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 120.0
 
 
 def connect_timeout() -> float:
@@ -78,13 +78,6 @@ def connect_timeout() -> float:
         raise InputError(f"{CONNECT_TIMEOUT_ENV} must be a positive number of seconds, "
                          f"got {text!r}")
     return value
-
-
-def _catch(fn: Callable[[], None], failed: list[BaseException]) -> None:
-    try:
-        fn()
-    except BaseException as exc:  # handed to the caller's thread
-        failed.append(exc)
 
 
 def _probe(address: str, where: str) -> None:
@@ -157,6 +150,8 @@ class RayExecutor:
         self.address, self.machines = address, machines
         self.on_event = on_event  # tests watch the run through it
         self.poll_s = poll_s
+        #: undoes the run directory if the connection deadline passes (set by the runner)
+        self.abandon: Callable[[], None] | None = None
 
     def prepare(self, groups: list[Group]) -> list[Group]:
         import_ray()
@@ -186,23 +181,32 @@ class RayExecutor:
             else:  # a one-machine Ray: this machine is the only node and has the slot
                 ray.init(resources={SLOT: 1}, include_dashboard=False, **options)
 
-        # ray.init retries an unreachable cluster ("Failed to get cluster ID") without end:
-        # it runs under a deadline, and a cluster that does not answer is bad input
-        failed: list[BaseException] = []
-        thread = threading.Thread(target=lambda: _catch(init, failed), daemon=True,
-                                  name="nnparity-ray-connect")
-        thread.start()
-        thread.join(connect_timeout())
-        if thread.is_alive():
-            raise InputError(f"cannot connect to Ray at {where}: no answer within "
-                             f"{connect_timeout():g} s ({CONNECT_TIMEOUT_ENV} sets the "
-                             "deadline)")
-        if failed:
-            exc = failed[0]
-            if not isinstance(exc, ConnectionError | RuntimeError | ValueError):
-                raise exc
+        # ray.init retries an unreachable cluster ("Failed to get cluster ID") without end,
+        # inside Ray's C++ client where no Python exception can reach it: a watchdog thread
+        # gives up at the deadline, undoes the run directory (`abandon`) and exits 2
+        timeout = connect_timeout()
+
+        def give_up() -> None:
+            try:
+                if self.abandon is not None:
+                    self.abandon()
+            finally:
+                sys.stderr.write(f"nnparity run: error: cannot connect to Ray at {where}: no "
+                                 f"answer within {timeout:g} s ({CONNECT_TIMEOUT_ENV} sets "
+                                 "the deadline)\n")
+                sys.stderr.flush()
+                os._exit(2)
+
+        watchdog = threading.Timer(timeout, give_up)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            init()
+        except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"cannot connect to Ray at {where}: {first}")
+            raise InputError(f"cannot connect to Ray at {where}: {first}") from None
+        finally:
+            watchdog.cancel()
         return True
 
     def _eligible(self, ray: Any, check: bool = False) -> list[Node]:

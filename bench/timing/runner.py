@@ -576,6 +576,9 @@ def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
                      f"preset {sel.preset}, {threads} threads -> {out}\n")
     ctx = RunContext(sel, plan, out, work, threads, args.threads is not None, args.seed,
                      timeout, not args.no_gradcheck)
+    if hasattr(executor, "abandon"):  # a connection that never answers ends the process
+        executor.abandon = lambda: (shutil.rmtree(work, ignore_errors=True),
+                                    run_dir.discard())
     try:
         outcome = executor.run(groups, ctx, progress)
     except InputError:  # e.g. a Ray cluster that cannot be reached: nothing ran
