@@ -80,17 +80,28 @@ def connect_timeout() -> float:
     return value
 
 
-def _probe(address: str, where: str) -> None:
-    """A host:port address where nothing listens fails at once, not after Ray's retries."""
+def _probe(address: str, where: str, ray: Any = None) -> None:
+    """A host:port address where nothing listens fails at once, not after Ray's retries.
+    Ray connects to a loopback address through the node's own IP, so that is tried too."""
     hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit() or not host:
         return  # "auto" and the like: Ray resolves them
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
-    except (OSError, OverflowError) as exc:
-        raise InputError(f"cannot connect to Ray at {where}: "
-                         f"{getattr(exc, 'strerror', None) or exc}") from None
+    hosts = [host.strip("[]")]
+    if hosts[0] in ("127.0.0.1", "localhost", "::1") and ray is not None:
+        try:
+            hosts.append(ray.util.get_node_ip_address())
+        except Exception:  # an older Ray, or no network: the loopback answer stands
+            pass
+    error: BaseException | None = None
+    for name in hosts:
+        try:
+            socket.create_connection((name, int(port)), timeout=5).close()
+            return
+        except (OSError, OverflowError) as exc:
+            error = exc
+    raise InputError(f"cannot connect to Ray at {where}: "
+                     f"{getattr(error, 'strerror', None) or error}")
 
 
 @dataclass(frozen=True)
@@ -173,7 +184,7 @@ class RayExecutor:
                    "log_to_driver": False, "logging_level": logging.WARNING}
         where = address or "a new local instance"
         if address:
-            _probe(address, where)
+            _probe(address, where, ray)
 
         def init() -> None:
             if address:
