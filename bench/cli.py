@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._main(args) or 0)
     except (InputError, SpecError, BackendError) as exc:
-        sys.stderr.write(f"nnparity {args.command}: error: {exc}\n")
+        # one line whatever the message quotes (a results file's text may hold newlines)
+        message = " ".join(str(exc).splitlines())
+        sys.stderr.write(f"nnparity {args.command}: error: {message}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

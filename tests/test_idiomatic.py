@@ -129,10 +129,10 @@ def test_abstraction_figure_has_a_panel_per_pair_and_a_row_per_config(tmp_path, 
             for phase in ("forward", "backward", "step")]
     figures = []
     real_save = plots._save
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(
+    monkeypatch.setattr(plots, "_save", lambda fig, out, stem: figures.append(
         [(ax.get_title(), [t.get_text() for t in ax.get_yticklabels()],
           sorted(round(b.get_width(), 6) for b in ax.patches)) for ax in fig.axes])
-        or real_save(fig, path))
+        or real_save(fig, out, stem))
     path = plots.abstraction(pd.DataFrame(rows), tmp_path)
     assert path is not None and path.is_file()
     (panels,) = figures

@@ -13,7 +13,7 @@ import pytest
 from bench.cli import main as cli_main
 from bench.results import write as records
 from bench.results.schema import FORMAT_VERSION, CellRecord
-from bench.results.validate import ENVIRONMENT, EXTRA_INFO, problems
+from bench.results.validate import ENVIRONMENT, EXTRA_INFO, OPTIONAL_ENVIRONMENT, problems
 from bench.timing.environment import nnparity_info
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,7 +134,8 @@ def test_json_schema_agrees_with_the_checker():
     schema = json.loads(SCHEMA.read_text())
     assert schema["x-format-version"] == FORMAT_VERSION
     env = schema["$defs"]["environment"]
-    assert set(env["properties"]) == {k for v in ENVIRONMENT.values() for k in v}
+    assert set(env["properties"]) == {k for v in ENVIRONMENT.values() for k in v} | set(
+        OPTIONAL_ENVIRONMENT)
     assert set(schema["$defs"]["extra_info"]["properties"]) == set(EXTRA_INFO)
     validator = jsonschema.Draft202012Validator(schema)
     assert not list(validator.iter_errors(_roundtrip(_doc())))

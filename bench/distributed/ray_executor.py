@@ -30,8 +30,11 @@ imports this module unless `--executor ray` is given.
 
 from __future__ import annotations
 
+import math
 import os
+import socket
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -65,6 +68,47 @@ def import_ray() -> Any:
     except ImportError:
         raise InputError("--executor ray needs Ray: pip install 'nnparity[ray]'") from None
     return ray
+
+
+#: seconds `ray.init` may take before the run gives up (exit 2, one line)
+CONNECT_TIMEOUT_ENV = "NNPARITY_RAY_CONNECT_TIMEOUT"
+CONNECT_TIMEOUT_S = 120.0
+
+
+def connect_timeout() -> float:
+    text = os.environ.get(CONNECT_TIMEOUT_ENV, "").strip()
+    try:
+        value = float(text) if text else CONNECT_TIMEOUT_S
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{CONNECT_TIMEOUT_ENV} must be a positive number of seconds, "
+                         f"got {text!r}")
+    return value
+
+
+def _probe(address: str, where: str, ray: Any = None) -> None:
+    """A host:port address where nothing listens fails at once, not after Ray's retries.
+    Ray connects to a loopback address through the node's own IP, so that is tried too."""
+    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto" and the like: Ray resolves them
+    hosts = [host.strip("[]")]
+    if hosts[0] in ("127.0.0.1", "localhost", "::1") and ray is not None:
+        try:
+            hosts.append(ray.util.get_node_ip_address())
+        except Exception:  # an older Ray, or no network: the loopback answer stands
+            pass
+    error: BaseException | None = None
+    for name in hosts:
+        try:
+            socket.create_connection((name, int(port)), timeout=5).close()
+            return
+        except (OSError, OverflowError) as exc:
+            error = exc
+    raise InputError(f"cannot connect to Ray at {where}: "
+                     f"{getattr(error, 'strerror', None) or error}")
 
 
 @dataclass(frozen=True)
@@ -124,6 +168,8 @@ class RayExecutor:
         self.address, self.machines = address, machines
         self.on_event = on_event  # tests watch the run through it
         self.poll_s = poll_s
+        #: undoes the run directory if the connection deadline passes (set by the runner)
+        self.abandon: Callable[[], None] | None = None
 
     def prepare(self, groups: list[Group]) -> list[Group]:
         import_ray()
@@ -143,15 +189,42 @@ class RayExecutor:
         # Ray uploads a local working_dir only for a whole job, i.e. at ray.init
         options = {"runtime_env": {"working_dir": str(ROOT), "excludes": EXCLUDES},
                    "log_to_driver": False, "logging_level": logging.WARNING}
-        try:
+        where = address or "a new local instance"
+        if address:
+            _probe(address, where, ray)
+
+        def init() -> None:
             if address:
                 ray.init(address=address, **options)
             else:  # a one-machine Ray: this machine is the only node and has the slot
                 ray.init(resources={SLOT: 1}, include_dashboard=False, **options)
+
+        # ray.init retries an unreachable cluster ("Failed to get cluster ID") without end,
+        # inside Ray's C++ client where no Python exception can reach it: a watchdog thread
+        # gives up at the deadline, undoes the run directory (`abandon`) and exits 2
+        timeout = connect_timeout()
+
+        def give_up() -> None:
+            try:
+                if self.abandon is not None:
+                    self.abandon()
+            finally:
+                sys.stderr.write(f"nnparity run: error: cannot connect to Ray at {where}: no "
+                                 f"answer within {timeout:g} s ({CONNECT_TIMEOUT_ENV} sets "
+                                 "the deadline)\n")
+                sys.stderr.flush()
+                os._exit(2)
+
+        watchdog = threading.Timer(timeout, give_up)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            init()
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"cannot connect to Ray at {address or 'a new local instance'}: "
-                             f"{first}") from None
+            raise InputError(f"cannot connect to Ray at {where}: {first}") from None
+        finally:
+            watchdog.cancel()
         return True
 
     def _eligible(self, ray: Any, check: bool = False) -> list[Node]:

@@ -25,10 +25,11 @@ from typing import Any
 import pandas as pd
 
 from bench.regress.compare import add_rule_arguments, check_rule_arguments, compare_runs, emit
+from bench.results.machines import runs_by_machine
 from bench.results.paths import BASELINES
 from bench.results.read import LoadError, RunInfo, load_run
 from bench.results.schema import stats_block
-from bench.results.write import check_output_file, write_text_atomic
+from bench.results.write import check_output_file, file_lock, write_text_atomic
 
 
 def baseline_path(fingerprint: str, root: Path = BASELINES) -> Path:
@@ -72,17 +73,18 @@ def update_baseline(run: pd.DataFrame, root: Path = BASELINES) -> tuple[Path, in
     path = baseline_path(info.fingerprint, root)
     ok = run[(run["status"] == "ok") & (run["rounds"] > 0)]
     kept = pd.DataFrame()
-    if path.is_file():
-        old = load_run(path)  # a corrupt baseline raises before anything is written
-        kept = old[~old["cell"].isin(set(ok["cell"])) & (old["status"] == "ok")]
-    merged = pd.concat([kept, ok], ignore_index=True) if len(kept) else ok.copy()
-    merged.attrs = dict(run.attrs)
-    doc = benchmark_document(merged.sort_values("cell"))
-    doc["nnparity_baseline"] = {
-        "fingerprint": info.fingerprint, "source": info.path, "commit": info.commit,
-        "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
+    with file_lock(path):  # concurrent updates take turns: none loses another's cells
+        if path.is_file():
+            old = load_run(path)  # a corrupt baseline raises before anything is written
+            kept = old[~old["cell"].isin(set(ok["cell"])) & (old["status"] == "ok")]
+        merged = pd.concat([kept, ok], ignore_index=True) if len(kept) else ok.copy()
+        merged.attrs = dict(run.attrs)
+        doc = benchmark_document(merged.sort_values("cell"))
+        doc["nnparity_baseline"] = {
+            "fingerprint": info.fingerprint, "source": info.path, "commit": info.commit,
+            "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
     return path, len(ok), len(kept)
 
 
@@ -129,27 +131,38 @@ def main(args: argparse.Namespace) -> int:
     if args.baseline_action == "github":
         check_output_file(args.out)
     try:
-        run = load_run(args.run)
         if args.baseline_action == "update":
-            path, updated, kept = update_baseline(run, args.dir)
-            print(f"{path}: {updated} cells from {args.run}, {kept} kept from before")
+            # each machine's cells into its own baseline (a Ray run may span several)
+            for run in runs_by_machine(args.run).values():
+                path, updated, kept = update_baseline(run, args.dir)
+                print(f"{path}: {updated} cells from {args.run}, {kept} kept from before")
             return 0
+        if args.baseline_action == "check":
+            runs = runs_by_machine(args.run)
+            if len(runs) > 1:
+                return max(_check(run, args) for run in runs.values())
+        run = load_run(args.run)
         if args.baseline_action == "github":
             n = write_github_benchmark(run, args.out)
             print(f"{args.out}: {n} benchmarks (customSmallerIsBetter)")
             return 0
-        path = find_baseline(run, args.dir)
-        if path is None:
-            fp = run.attrs["run"].fingerprint
-            print(f"no baseline for machine {fp} in {args.dir}: not compared "
-                  f"(create one with `nnparity baseline update {args.run}`)")
-            return 0
-        print(f"comparing with the baseline of this machine: {path}", file=sys.stderr)
-        base = load_run(path)
-        print(baseline_age(path), file=sys.stderr)
+        return _check(run, args)
     except LoadError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _check(run: pd.DataFrame, args: argparse.Namespace) -> int:
+    """Compare one machine's cells with that machine's baseline, if one exists."""
+    path = find_baseline(run, args.dir)
+    if path is None:
+        fp = run.attrs["run"].fingerprint
+        print(f"no baseline for machine {fp} in {args.dir}: not compared "
+              f"(create one with `nnparity baseline update {args.run}`)")
+        return 0
+    print(f"comparing with the baseline of this machine: {path}", file=sys.stderr)
+    base = load_run(path)
+    print(baseline_age(path), file=sys.stderr)
     return emit(compare_runs(base, run, args.factor, args.alpha, args.confidence, args.noise),
                 args)
 

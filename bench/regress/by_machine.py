@@ -4,8 +4,11 @@ When either side holds more than one machine (a Ray run, a merged set of CI
 shards), a cell is compared only with the same cell measured on the same
 machine (fingerprint): each machine's cells go through `compare_runs` on their
 own, and the tables are joined with the machine in front of each cell id.
-A machine present on one side only is reported as a warning, never matched
-against another machine. Reads only; prints and writes nothing.
+A machine present on one side only is never matched against another machine:
+a baseline machine the current run lacks puts each of its cells in the table as
+missing (so the gate fails unless --allow-missing: two runs that share no
+machine compared nothing, which is not a pass); a machine only in the current
+run is a warning. Reads only; prints and writes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import pandas as pd
 from bench.regress.compare import Comparison, compare_runs, sort_table
 from bench.results.machines import fingerprints, load_machines, split_machines
 from bench.results.read import RunInfo
+from bench.results.schema import CALIBRATION
+from bench.results.stats import Verdict
 
 
 def spans_machines(*paths: str) -> bool:
@@ -33,12 +38,21 @@ def compare_by_machine(base: str, current: str, factor: float, alpha: float,
         one = compare_runs(b, c, factor, alpha, confidence)
         tables.append(one.table.assign(cell=f"[{fp}] " + one.table["cell"]))
         warnings += [f"machine {fp}: {w}" for w in one.warnings]
-    for fp in b_parts.keys() ^ c_parts.keys():
-        side = "baseline" if fp in b_parts else "current"
-        warnings.append(f"machine {fp} is only in the {side}: its cells are not compared")
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
-        columns=["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "base_median_s",
-                 "current_median_s", "base_rounds", "current_rounds", "note"])
+    for fp in [m for m in b_parts if m not in c_parts]:
+        gone = b_parts[fp][b_parts[fp]["phase"] != CALIBRATION]
+        warnings.append(f"machine {fp} is only in the baseline: its {len(gone)} cells are "
+                        "missing from the current run")
+        tables.append(pd.DataFrame({
+            "cell": f"[{fp}] " + gone["cell"], "verdict": Verdict.MISSING.value,
+            "base_median_s": gone["median"], "base_rounds": gone["rounds"],
+            "current_rounds": 0, "note": "machine not in the current run"}))
+    for fp in [m for m in c_parts if m not in b_parts]:
+        warnings.append(f"machine {fp} is only in the current run: its cells are not compared")
+    columns = ["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "base_median_s",
+               "current_median_s", "base_rounds", "current_rounds", "note"]
+    tables = [t for t in tables if len(t)]
+    table = (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()).reindex(
+        columns=list(dict.fromkeys([*columns, *(c for t in tables for c in t.columns)])))
     return Comparison(sort_table(table), RunInfo(base, "several", commit=b_all.attrs["runs"][base]),
                       RunInfo(current, "several", commit=c_all.attrs["runs"][current]),
                       factor, alpha, confidence, False, tuple(warnings))

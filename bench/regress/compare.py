@@ -25,6 +25,7 @@ import pandas as pd
 
 from bench.options import InputError, finite_float
 from bench.results.envdiff import differences
+from bench.results.escape import md_text
 from bench.results.read import LoadError, RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
 from bench.results.stats import NOISE_BAND, Verdict, compare_samples, seed_for, within_noise
@@ -247,11 +248,11 @@ def format_text(cmp: Comparison) -> str:
 
 def format_markdown(cmp: Comparison) -> str:
     """A GitHub-flavoured Markdown report (e.g. for a PR comment or job summary)."""
-    lines = ["## nnparity compare", ""] + [f"- {h}" for h in _header(cmp)] + [""]
+    lines = ["## nnparity compare", ""] + [f"- {md_text(h)}" for h in _header(cmp)] + [""]
     lines += ["| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
     for r in _cells(cmp):
         r[0] = f"**{r[0]}**" if r[0] in ("regression", "improvement") else r[0]
-        lines.append("| " + " | ".join(v.replace("|", "\\|") for v in r) + " |")
+        lines.append("| " + " | ".join(md_text(v) if i else v for i, v in enumerate(r)) + " |")
     return "\n".join(lines + ["", f"**{_summary(cmp)}**"]) + "\n"
 
 
@@ -270,8 +271,9 @@ def format_json(cmp: Comparison) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def add_rule_arguments(parser: argparse.ArgumentParser, factor: float = 1.2) -> None:
-    """--factor/--alpha/--confidence and the output format, shared with `continuous`."""
+def add_rule_options(parser: argparse.ArgumentParser, factor: float = 1.2) -> None:
+    """--factor/--alpha/--confidence/--noise: the rule, shared by every command that judges
+    (compare, continuous, baseline check, history); `check_rule_arguments` checks them."""
     parser.add_argument("--factor", type=finite_float, default=factor,
                         help=f"flag only changes beyond this ratio of medians (default {factor})")
     parser.add_argument("--alpha", type=finite_float, default=0.01,
@@ -281,6 +283,11 @@ def add_rule_arguments(parser: argparse.ArgumentParser, factor: float = 1.2) -> 
     parser.add_argument("--noise", type=finite_float, default=NOISE_BAND,
                         help="noise band: a change counts only when its interval lies wholly "
                              f"outside +-NOISE (default {NOISE_BAND:g})")
+
+
+def add_rule_arguments(parser: argparse.ArgumentParser, factor: float = 1.2) -> None:
+    """The rule (`add_rule_options`) and the output format, shared with `continuous`."""
+    add_rule_options(parser, factor)
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fmt.add_argument("--markdown", action="store_true", help="print Markdown instead")
@@ -315,6 +322,16 @@ def emit(cmp: Comparison, args: argparse.Namespace) -> int:
     if not args.json:
         for w in cmp.warnings:
             print(f"warning: {w}", file=sys.stderr)
+    compared = int(cmp.table["verdict"].isin([Verdict.REGRESSION.value,
+                                              Verdict.IMPROVEMENT.value,
+                                              Verdict.UNCHANGED.value]).sum())
+    if not compared:  # a gate that checked nothing must not pass
+        allowed = getattr(args, "allow_missing", False)
+        print("no cell was compared: the runs share no timed cell"
+              + (" (allowed by --allow-missing)" if allowed else
+                 " (exit 1; --allow-missing to accept)"), file=sys.stderr)
+        if not allowed:
+            return 1
     lost = cmp.lost
     if lost:
         allowed = getattr(args, "allow_missing", False)

@@ -417,4 +417,20 @@ def main(args: argparse.Namespace) -> int:
     elif args.base is None:
         raise InputError("give BASE_REF (and optionally HEAD_REF), or --framework A,B")
     args.head = args.head or "HEAD"
+    check_paths(args)
     return continuous(args)
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Bad input found before any worktree, venv or run: one line each."""
+    try:
+        shlex.split(args.run_args)
+    except ValueError as exc:
+        raise InputError(f"--run-args {args.run_args!r}: {exc}") from None
+    if args.keep is not None:
+        keep = Path(args.keep)
+        if not args.keep or (keep.exists() and not keep.is_dir()):
+            raise InputError(f"--keep {args.keep!r}: not a directory")
+    python = shutil.which(args.python) if os.sep not in args.python else args.python
+    if not python or not Path(python).is_file() or not os.access(python, os.X_OK):
+        raise InputError(f"--python {args.python}: not an executable file")

@@ -13,19 +13,19 @@ rewritten only through a temp file + rename, and not at all when an input is bad
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from bench.options import OutputError, finite_float
+from bench.options import OutputError
 from bench.regress.baseline import find_baseline
-from bench.regress.compare import compare_runs
+from bench.regress.compare import add_rule_options, check_rule_arguments, compare_runs
+from bench.results.machines import runs_by_machine
 from bench.results.paths import BASELINES, HISTORY_FILE, HISTORY_PLOTS
 from bench.results.read import LoadError, RunInfo, load_run
 from bench.results.schema import parse_cell_id
-from bench.results.write import write_atomic, write_text_atomic
+from bench.results.write import file_lock, safe_name, write_atomic, write_text_atomic
 
 COLUMNS = ("commit", "date", "machine", "cell", "task", "backend", "variant", "device",
            "dtype", "phase", "median_s", "iqr_s", "rounds", "flag")
@@ -68,6 +68,12 @@ def read_history(path: Path = HISTORY_FILE) -> pd.DataFrame:
         if column != "commit" and empty.any():
             row = int(empty.to_numpy().argmax())
             raise LoadError(f"{path}: line {row + 2}: {column} is empty")
+    for row, cell in enumerate(df["cell"]):
+        try:  # the plots group rows by the cell id's parts
+            parse_cell_id(str(cell))
+        except ValueError:
+            raise LoadError(f"{path}: line {row + 2}: cell {str(cell)[:80]!r} is not a "
+                            "cell id") from None
     return df.reset_index(drop=True)
 
 
@@ -98,20 +104,22 @@ def history_rows(run: pd.DataFrame, flags: dict[str, str] | None = None) -> pd.D
     }, columns=list(COLUMNS))
 
 
-def append_history(run: pd.DataFrame, path: Path = HISTORY_FILE,
-                   flags: dict[str, str] | None = None) -> int:
-    """Add (or replace) the run's rows in the history CSV; returns the rows written."""
-    old = read_history(path)
-    new = history_rows(run, flags)
-    both = pd.concat([old, new], ignore_index=True) if len(old) else new
-    both = both.drop_duplicates(subset=_KEY, keep="last").sort_values(["date", "cell"])
-    write_text_atomic(path, both.to_csv(index=False, float_format="%.9g"))
+def append_history(run: pd.DataFrame | list[pd.DataFrame], path: Path = HISTORY_FILE,
+                   flags: dict[str, str] | list[dict[str, str]] | None = None) -> int:
+    """Add (or replace) the run's rows in the history CSV; returns the rows written.
+    `run` may be one table per machine (with one `flags` each): every row carries the
+    machine that measured it. The read-modify-write holds the CSV's lock, so
+    concurrent additions take turns and none loses another's rows."""
+    runs = run if isinstance(run, list) else [run]
+    all_flags = flags if isinstance(flags, list) else [flags or {}] * len(runs)
+    parts = [history_rows(r, f) for r, f in zip(runs, all_flags, strict=True)]
+    new = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    with file_lock(path):
+        old = read_history(path)
+        both = pd.concat([old, new], ignore_index=True) if len(old) else new
+        both = both.drop_duplicates(subset=_KEY, keep="last").sort_values(["date", "cell"])
+        write_text_atomic(path, both.to_csv(index=False, float_format="%.9g"))
     return len(new)
-
-
-def _slug(text: str) -> str:
-    """A file name from a cell group: no "/" and no "..", whatever the history holds."""
-    return re.sub(r"[^A-Za-z0-9_=-]+", "_", text).strip("_") or "unnamed"
 
 
 def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
@@ -166,9 +174,10 @@ def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
-        path = out_dir / f"{_slug(str(group))}.png"
+        path = out_dir / f"{safe_name(str(group))}.png"
         try:  # temp file + rename: never through a link planted at `path`
-            write_atomic(path, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=110))
+            write_atomic(path, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=110),
+                         root=out_dir)
         finally:
             plt.close(fig)
         written.append(path)
@@ -180,9 +189,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--against", metavar="BASELINE",
                         help="flag the added run against this run/file (default: the "
                              "committed baseline of its machine, when one exists)")
-    parser.add_argument("--factor", type=finite_float, default=1.2,
-                        help="regression factor for flags")
-    parser.add_argument("--alpha", type=finite_float, default=0.01, help="significance for flags")
+    add_rule_options(parser)  # the rule compare uses, checked the same way
     parser.add_argument("--file", type=Path, default=HISTORY_FILE,
                         help=f"history CSV (default {HISTORY_FILE})")
     parser.add_argument("--plots", type=Path, default=HISTORY_PLOTS,
@@ -193,18 +200,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """`nnparity history [--add RUN]`: 0 ok, 2 bad input (history left untouched)."""
+    check_rule_arguments(args)
     try:
         if args.add:
-            run = load_run(args.add)
-            against = Path(args.against) if args.against else find_baseline(run, BASELINES)
-            flags: dict[str, str] = {}
-            if against is not None:
-                cmp = compare_runs(load_run(against), run, args.factor, args.alpha)
-                flags = dict(zip(cmp.table["cell"], cmp.table["verdict"], strict=True))
-            n = append_history(run, args.file, flags)
-            n_bad = sum(v == "regression" for v in flags.values())
+            # each machine's rows carry that machine (a Ray run may span several)
+            runs = list(runs_by_machine(args.add).values())
+            against = runs_by_machine(args.against) if args.against else None
+            flags: list[dict[str, str]] = []
+            for run in runs:
+                fp = run.attrs["run"].fingerprint
+                if against is not None:  # that machine's cells, else the one machine given
+                    base = against.get(fp) if len(against) > 1 else next(iter(against.values()))
+                else:
+                    found = find_baseline(run, BASELINES)
+                    base = load_run(found) if found is not None else None
+                mine: dict[str, str] = {}
+                if base is not None:
+                    cmp = compare_runs(base, run, args.factor, args.alpha, args.confidence)
+                    mine = dict(zip(cmp.table["cell"], cmp.table["verdict"], strict=True))
+                flags.append(mine)
+            n = append_history(runs, args.file, flags)
+            n_bad = sum(v == "regression" for f in flags for v in f.values())
+            flagged = any(flags)
             print(f"{args.file}: {n} rows added" + (
-                f", flagged against {against} ({n_bad} regressions)" if against else
+                f" from {len(runs)} machines" if len(runs) > 1 else "") + (
+                f", flagged against {args.against or 'the machine baseline'} "
+                f"({n_bad} regressions)" if flagged else
                 " (no baseline for this machine: nothing flagged)"))
         history = read_history(args.file)
     except LoadError as exc:

@@ -29,6 +29,7 @@ import pandas as pd
 from bench.options import InputError
 from bench.report.markdown import STEADY_PHASES, render, tidy
 from bench.report.plots import BACKEND_COLOURS
+from bench.results.escape import md_unescape
 from bench.results.read import load_run
 from bench.results.text import number
 from bench.results.write import write_text_atomic
@@ -198,8 +199,9 @@ def _slug(text: str) -> str:
 
 
 def _inline(text: str) -> str:
-    """Markdown inline marks REPORT.md uses: `code`, **bold**, _emphasis_."""
-    out = html.escape(text, quote=False)
+    """Markdown inline marks REPORT.md uses: `code`, **bold**, _emphasis_. What
+    `md_text` escaped for Markdown is unescaped first, then escaped for HTML."""
+    out = html.escape(md_unescape(text), quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
     return re.sub(r"(?<!\w)_([^_]+)_(?!\w)", r"<i>\1</i>", out)

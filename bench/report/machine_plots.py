@@ -65,7 +65,7 @@ def machine_bars(df: pd.DataFrame, task: str, out: Path) -> Path | None:
         ax.grid(axis="y", alpha=0.3, which="both")
         ax.legend(title="machine", fontsize=9)
     fig.tight_layout()
-    return _save(fig, out / f"machines_{task}.png")
+    return _save(fig, out, f"machines_{task}")
 
 
 def machine_throughput(df: pd.DataFrame, out: Path) -> Path | None:
@@ -99,7 +99,7 @@ def machine_throughput(df: pd.DataFrame, out: Path) -> Path | None:
     for ax in list(axes.flat)[len(configs):]:
         ax.set_visible(False)
     fig.tight_layout()
-    return _save(fig, out / "machines_throughput.png")
+    return _save(fig, out, "machines_throughput")
 
 
 def draw_machines(df: pd.DataFrame, out: Path) -> list[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.options import OutputError
 from bench.report.markdown import (
     STEADY_PHASES,
     _main_batch,
@@ -28,6 +29,7 @@ from bench.report.markdown import (
     markdown_table,
     tidy,
 )
+from bench.results.escape import md_text
 from bench.results.machines import load_machines, split_machines
 from bench.results.paths import RUNS
 from bench.results.schema import CALIBRATION
@@ -94,7 +96,7 @@ def timing_by_machine(df: pd.DataFrame) -> list[str]:
             by = {r.label: r for r in here.itertuples()}
             rows.append([k.phase, f"{k.impl} ({k.device}, {k.dtype})",
                          *[_cell_ms(by.get(c)) for c in labels]])
-        out.append(f"### {config} (batch {int(bs)}): median ms per machine\n\n"
+        out.append(f"### {md_text(config)} (batch {int(bs)}): median ms per machine\n\n"
                    + markdown_table(["phase", "backend/variant", *labels], rows))
     return out
 
@@ -123,7 +125,7 @@ def errors_by_machine(df: pd.DataFrame) -> str:
     bad = df[df["status"] != "ok"]
     if bad.empty:
         return "_No errors._"
-    rows = [[r.label, r.cell, r.error[:160].replace("|", "/")] for r in bad.itertuples()]
+    rows = [[r.label, r.cell, r.error[:160]] for r in bad.itertuples()]
     return markdown_table(["machine", "cell", "error"], rows)
 
 
@@ -131,7 +133,7 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
     runs = df.attrs["runs"]
     commit = ", ".join(sorted(set(runs.values())))
     ok = int((df["status"] == "ok").sum())
-    preset = ", ".join(sorted({p for p in df["preset"] if p}))
+    preset = md_text(", ".join(sorted({p for p in df["preset"] if p})))
     parts = [
         "# nnparity benchmark report: several machines",
         f"Preset **{preset}**; {len(df.attrs['machines'])} machines; commit {commit}; "
@@ -162,7 +164,10 @@ def write_merged_report(paths: list[str | Path], out: str | Path | None = None,
     df = tidy_machines(load_machines(paths))
     target = Path(out) if out else (Path(paths[0]) if len(paths) == 1
                                     else RUNS / time.strftime("merged-%Y%m%d-%H%M%S"))
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # --out names a file, or a path under one
+        raise OutputError(f"--out {target}: cannot create ({exc.strerror or exc})") from None
     figures: list[str] = []
     if plots:
         from bench.report.machine_plots import draw_machines

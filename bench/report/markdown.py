@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.results.escape import md_text
 from bench.results.schema import CALIBRATION, STRICT_PRECISION, config_label, parse_cell_id
 from bench.results.stats import (
     NOISE_BAND,
@@ -225,7 +226,7 @@ def precision_table(df: pd.DataFrame) -> str:
                     _sci(first["prec_loss_err"]), _sci(first["prec_grad_err"]),
                     _sci(first["prec_traj_err"]),
                     f"{expected[0]:.0e}..{expected[1]:.0e}" if expected else "gated",
-                    (first["prec_flags"] or "")[:120].replace("|", "/"),
+                    (first["prec_flags"] or "")[:120],
                 ])
     if not rows:
         return "_No float32 cells timed ok in this run._"
@@ -305,8 +306,10 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     """Numbers right-aligned, text left-aligned (judged by the first row)."""
     first = rows[0] if rows else [""] * len(headers)
     align = ["--:" if _numeric(str(c)) else "---" for c in first]
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(md_text(h) for h in headers) + " |",
+             "| " + " | ".join(align) + " |"]
+    # every cell may hold a results file's text: escaped, it stays one cell of one row
+    lines += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -337,7 +340,7 @@ def timing_tables(df: pd.DataFrame) -> list[str]:
                          if r.backend != "numpy" else "1 (reference)",
                          memory_text(r), _stability(r)])
         bs = int(_main_batch(part))
-        out.append(f"### {config} (batch {bs})\n\n" + markdown_table(
+        out.append(f"### {md_text(config)} (batch {bs})\n\n" + markdown_table(
             ["phase", "backend/variant", "median ms", "95% CI ms", "IQR", "samples (rounds)",
              "samples/s", "% of device peak", "% of own GEMM", "vs NumPy", "peak MB",
              "stability"], rows))
@@ -554,21 +557,22 @@ def environment_section(df: pd.DataFrame) -> str:
     machine = df.attrs.get("machine_info", {})
     ours = machine.get("nnparity", {})
     frameworks = ", ".join(f"{k} {v}" for k, v in sorted(ours.get("frameworks", {}).items()))
+    v = {k: md_text(ours.get(k, "?")) for k in ("cpu", "cores", "threads", "git_commit",
+                                                  "date", "fingerprint")}
     lines = [
-        f"- CPU: {ours.get('cpu', '?')} ({ours.get('cores', '?')} cores), "
-        f"threads per framework: {ours.get('threads', '?')}",
-        f"- GPU: {ours.get('gpu') or 'none'}",
-        f"- Frameworks: {frameworks}",
-        f"- Python {ours.get('python', machine.get('python_version', '?'))}, "
-        f"git commit {ours.get('git_commit', '?')}, date {ours.get('date', '?')}",
-        f"- Machine fingerprint: {ours.get('fingerprint', '?')}",
+        f"- CPU: {v['cpu']} ({v['cores']} cores), threads per framework: {v['threads']}",
+        f"- GPU: {md_text(ours.get('gpu') or 'none')}",
+        f"- Frameworks: {md_text(frameworks)}",
+        f"- Python {md_text(ours.get('python', machine.get('python_version', '?')))}, "
+        f"git commit {v['git_commit']}, date {v['date']}",
+        f"- Machine fingerprint: {v['fingerprint']}",
     ]
     threads = df.attrs.get("framework_threads") or {}
     if threads:
         parts = [f"{name} {t.get('intra_op', '?')} intra-op / "
                  f"{'-' if t.get('inter_op') is None else t['inter_op']} inter-op"
                  f" ({t.get('inter_op_source', '?')})" for name, t in sorted(threads.items())]
-        lines.append("- Threads as run: " + "; ".join(parts))
+        lines.append("- Threads as run: " + md_text("; ".join(parts)))
     return "\n".join(lines)
 
 
@@ -576,7 +580,7 @@ def errors_table(df: pd.DataFrame) -> str:
     bad = df[df["status"] != "ok"]
     if bad.empty:
         return "_No errors._"
-    rows = [[r.cell, r.error[:160].replace("|", "/")] for r in bad.itertuples()]
+    rows = [[r.cell, r.error[:160]] for r in bad.itertuples()]
     return markdown_table(["cell", "error"], rows)
 
 
@@ -591,9 +595,9 @@ def flags_table(df: pd.DataFrame) -> str:
 
 def headline(df: pd.DataFrame) -> str:
     """The report's opening line: what ran, how much of it is stable, how it was sampled."""
-    backends = ", ".join(sorted(b for b in df["backend"].unique() if b))
+    backends = md_text(", ".join(sorted(b for b in df["backend"].unique() if b)))
     ok = int((df["status"] == "ok").sum())
-    preset = ", ".join(sorted({p for p in df["preset"] if p}))
+    preset = md_text(", ".join(sorted({p for p in df["preset"] if p})))
     timed = df[df["interval"].notna()] if "interval" in df else df.iloc[0:0]
     unstable = int((timed["unstable"] != "").sum()) if len(timed) else 0
     text = (f"Preset **{preset}**; backends: {backends}. {ok} of {len(df)} cells timed ok; "
@@ -616,7 +620,7 @@ def dirty_warning(df: pd.DataFrame) -> list[str]:
     dirty = sorted(c for c in commits if c and str(c).endswith("+dirty"))
     if not dirty:
         return []
-    shown = ", ".join(c.removesuffix("+dirty")[:10] + "+dirty" for c in dirty)
+    shown = md_text(", ".join(c.removesuffix("+dirty")[:10] + "+dirty" for c in dirty))
     return [f"**Measured from a modified tree** (commit {shown}"
             "): the code that produced these numbers is not any commit; rerun from a clean "
             "checkout before publishing."]
@@ -727,7 +731,7 @@ def _environment_warning(df: pd.DataFrame) -> list[str]:
     if not lines:
         return []
     return ["**These results come from different environments.** What differs:\n\n"
-            + "\n".join(f"- {line}" for line in lines)]
+            + "\n".join(f"- {md_text(line)}" for line in lines)]
 
 
 PRECISION_INTRO = (

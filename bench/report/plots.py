@@ -12,14 +12,13 @@ import a framework.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.report.markdown import abstraction_rows, main_rows, precision_speedups
-from bench.results.write import write_atomic
+from bench.results.write import safe_name, write_atomic
 
 PHASE_COLOURS = {"forward": "#4C72B0", "backward": "#DD8452", "step": "#55A868"}
 BACKEND_COLOURS = {"numpy": "#555555", "torch": "#EE4C2C", "jax": "#2A6FDB",
@@ -66,19 +65,16 @@ def _main_rows(df: pd.DataFrame) -> pd.DataFrame:
     return main_rows(ok) if not ok.empty else ok
 
 
-def safe_name(text: str) -> str:
-    """A file-name part built only from letters, digits, "_", "=" and "-": names come
-    from results files, which must not steer a write (no "/", no "..")."""
-    return re.sub(r"[^A-Za-z0-9_=-]+", "_", str(text)).strip("_") or "unnamed"
-
-
-def _save(fig, path: Path) -> Path:
-    """Write the PNG atomically (temp file + rename): a link planted at `path` is
-    replaced, never written through."""
+def _save(fig, out: Path, stem: str) -> Path:
+    """Write the PNG `out/<stem>.png` atomically (temp file + rename): the stem goes
+    through the one sanitiser (`safe_name`), the writer refuses anything that resolves
+    outside `out`, and a link planted at the path is replaced, never written through."""
     import matplotlib.pyplot as plt
 
+    path = Path(out) / f"{safe_name(stem)}.png"
     try:
-        write_atomic(path, lambda fh: fig.savefig(fh, format="png", bbox_inches="tight"))
+        write_atomic(path, lambda fh: fig.savefig(fh, format="png", bbox_inches="tight"),
+                     root=out)
     finally:
         plt.close(fig)
     return path
@@ -115,7 +111,7 @@ def task_bars(df: pd.DataFrame, task: str, out: Path) -> Path | None:
         ax.grid(axis="y", alpha=0.3, which="both")
         ax.legend(title="phase", fontsize=9)
     fig.tight_layout()
-    return _save(fig, out / f"bars_{safe_name(task)}.png")
+    return _save(fig, out, f"bars_{task}")
 
 
 def throughput(df: pd.DataFrame, out: Path) -> Path | None:
@@ -149,7 +145,7 @@ def throughput(df: pd.DataFrame, out: Path) -> Path | None:
     for ax in list(axes.flat)[len(configs):]:
         ax.set_visible(False)
     fig.tight_layout()
-    return _save(fig, out / "throughput.png")
+    return _save(fig, out, "throughput")
 
 
 def gradient_heatmap(df: pd.DataFrame, out: Path) -> Path | None:
@@ -195,7 +191,7 @@ def gradient_heatmap(df: pd.DataFrame, out: Path) -> Path | None:
                  "(N kinks: ReLU/max-pool masks that differ; agreement judged after alignment)")
     fig.colorbar(image, ax=ax, label="max relative error (log scale)")
     fig.tight_layout()
-    return _save(fig, out / "gradient_error.png")
+    return _save(fig, out, "gradient_error")
 
 
 def memory(df: pd.DataFrame, out: Path) -> Path | None:
@@ -233,7 +229,7 @@ def memory(df: pd.DataFrame, out: Path) -> Path | None:
     for ax in list(axes.flat)[len(configs):]:
         ax.set_visible(False)
     fig.tight_layout()
-    return _save(fig, out / "memory.png")
+    return _save(fig, out, "memory")
 
 
 def first_call(df: pd.DataFrame, out: Path) -> Path | None:
@@ -261,7 +257,7 @@ def first_call(df: pd.DataFrame, out: Path) -> Path | None:
     ax.grid(axis="x", alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    return _save(fig, out / "first_call.png")
+    return _save(fig, out, "first_call")
 
 
 PRECISION_MARKERS = {"fp32": "o", "tf32": "s", "bf16": "^", "fp16": "D"}
@@ -292,7 +288,7 @@ def precision_scatter(df: pd.DataFrame, out: Path) -> Path | None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    return _save(fig, out / "precision_speedup_error.png")
+    return _save(fig, out, "precision_speedup_error")
 
 
 def abstraction(df: pd.DataFrame, out: Path) -> Path | None:
@@ -337,7 +333,7 @@ def abstraction(df: pd.DataFrame, out: Path) -> Path | None:
     fig.suptitle("The cost of abstraction: the framework's layer library against nnparity's "
                  "primitive ops (right of 1: the layer library is slower)", fontsize=11)
     fig.tight_layout()
-    return _save(fig, out / "abstraction.png")
+    return _save(fig, out, "abstraction")
 
 
 def draw_all(df: pd.DataFrame, out: Path) -> list[str]:

@@ -53,6 +53,8 @@ def main(args: argparse.Namespace) -> int:
         if not run.is_dir():
             raise InputError(f"{run} is not a run directory")
     out_dir = getattr(args, "out", None)
+    if out_dir is not None and not out_dir.strip():
+        raise InputError("--out '': an empty path (leave --out out for the default)")
     if getattr(args, "html", False):  # callers building a Namespace by hand may omit it
         if len(dirs) != 1:
             raise InputError("--html takes one run directory")

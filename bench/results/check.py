@@ -11,7 +11,6 @@ It changes no file and imports no framework.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -36,19 +35,18 @@ def files_of(path: Path) -> list[Path]:
     raise InputError(f"{path}: no such file or directory")
 
 
-def check_file(file: Path) -> list[str]:
-    """The problems of one file, reading included."""
+def check_file(file: Path) -> tuple[list[str], int | None, str]:
+    """The problems of one file, reading included (through the one reader,
+    `bench.results.read.read_document`), and when valid its format version and the
+    commit it records."""
+    from bench.results.read import LoadError, read_document
+
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        return [f"{file}: cannot read ({exc.strerror or exc})"]
-    except UnicodeDecodeError:
-        return [f"{file}: not UTF-8 text (corrupt?)"]
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return [f"{file}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"]
-    return problems(doc, str(file))
+        doc = read_document(file)
+    except LoadError as exc:
+        return [str(exc)], None, ""
+    found = problems(doc, str(file))
+    return found, None if found else format_version(doc), "" if found else _commit(doc)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -58,12 +56,10 @@ def main(args: argparse.Namespace) -> int:
     versions: set[int] = set()
     dirty: list[str] = []
     for file in files:
-        lines = check_file(file)
+        lines, version, commit = check_file(file)
         found += lines
         if not lines:
-            doc = json.loads(file.read_text(encoding="utf-8"))
-            versions.add(format_version(doc) or 0)
-            commit = _commit(doc)
+            versions.add(version or 0)
             if commit.endswith("+dirty"):
                 dirty.append(f"{file} ({commit.removesuffix('+dirty')[:10]}+dirty)")
     if dirty:

@@ -11,12 +11,14 @@ a loaded run came from. This module writes, times and judges nothing.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from bench.options import InputError
+from bench.results.read import _read_json
 
 _MISSING = object()
 
@@ -94,10 +96,10 @@ def environment_differences(df: pd.DataFrame) -> list[str]:
     sources = sorted({str(s) for s in df.get("source", pd.Series(dtype=str)).dropna()})
     root = Path(os.path.commonpath(sources)) if sources else Path()
     for source in sources:
-        try:
-            doc = json.loads(Path(source).read_text(encoding="utf-8"))
+        try:  # the one reader (each file was parsed and validated once, when loaded)
+            doc = _read_json(Path(source), strict=False) or {}
             block = doc["machine_info"]["nnparity"]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (InputError, KeyError, TypeError):
             continue
         if isinstance(block, dict):
             label = str(Path(source).relative_to(root)) if len(sources) > 1 else source

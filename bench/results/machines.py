@@ -16,14 +16,14 @@ This module reads only; it judges, prints and writes nothing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bench.options import InputError
-from bench.results.read import LoadError, _read_json, load_run, merge_cells
+from bench.results.read import LoadError, _read_json, load_run, merge_cells, merge_runs
 from bench.results.schema import CALIBRATION
 
 
@@ -61,6 +61,24 @@ def result_files(path: str | os.PathLike[str]) -> list[Path]:
 def fingerprints(path: str | os.PathLike[str]) -> set[str]:
     """The machines a run directory was measured on."""
     return {load_run(f).attrs["run"].fingerprint for f in result_files(path)}
+
+
+def runs_by_machine(path: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
+    """A run directory (or file) as one `load_run` table per machine that measured it,
+    in order of appearance: each file speaks for its own machine, so a Ray run over
+    two machines is two runs here, never one run labelled with the first file's machine."""
+    files: dict[str, list[pd.DataFrame]] = {}
+    for file in result_files(path):
+        df = load_run(file)
+        files.setdefault(df.attrs["run"].fingerprint, []).append(df)
+    if len(files) == 1:  # one machine: the run as `load_run` reads it, unchanged
+        return {fp: load_run(path) for fp in files}
+    out = {}
+    for fp, parts in files.items():
+        run = merge_runs(parts) if len(parts) > 1 else parts[0]
+        run.attrs = dict(parts[0].attrs, run=replace(parts[0].attrs["run"], path=str(path)))
+        out[fp] = run
+    return out
 
 
 def _commit(machine_info: dict[str, Any], commit_info: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import pandas as pd
 
 from bench.options import InputError
 from bench.results.schema import stats_block
-from bench.results.validate import problems
+from bench.results.validate import MAX_FILE_BYTES, parse_int, problems
 
 
 class LoadError(InputError):
@@ -54,19 +55,40 @@ def _other_format(doc: Any) -> bool:
         isinstance(e, dict) and "name" in e and "value" in e for e in doc)
 
 
-def _read_json(file: Path, strict: bool = True) -> dict[str, Any] | None:
-    """The parsed and validated results document; None for a JSON of another format
-    (`_other_format`, e.g. a summary beside the results) unless `strict`."""
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out
+
+
+def read_document(file: Path) -> Any:
+    """The one parser of results files: the JSON document in `file`, read once.
+
+    Refused with a one-line `LoadError` naming the file: not a regular file, larger
+    than `MAX_FILE_BYTES` (before anything is read), not UTF-8, not JSON, nested too
+    deeply, or an object with a duplicate key. Integer literals too long to be a field
+    (Python's own limit is a traceback) become `BigInt`, which `problems` names."""
+    file = Path(file)
     try:
         if not file.is_file():  # a FIFO or device named *.json would block or never end
             raise LoadError(f"{file}: not a regular file")
+        size = file.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise LoadError(f"{file}: {size / 2**20:.0f} MiB; a results file is at most "
+                            f"{MAX_FILE_BYTES // 2**20} MiB (docs/results-format.md, Limits)")
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise LoadError(f"{file}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise LoadError(f"{file}: not UTF-8 text (corrupt?)") from None
     try:
-        doc = json.loads(text)
+        return json.loads(text, parse_int=parse_int, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise LoadError(
             f"{file}: invalid JSON at line {exc.lineno} column {exc.colno} "
@@ -74,13 +96,46 @@ def _read_json(file: Path, strict: bool = True) -> dict[str, Any] | None:
         ) from None
     except RecursionError:
         raise LoadError(f"{file}: JSON nested too deeply; not a results file") from None
-    if not strict and _other_format(doc):
-        return None
-    found = problems(doc, file)
-    if found:
-        more = f" (and {len(found) - 1} more problems)" if len(found) > 1 else ""
-        raise LoadError(found[0] + more)
-    return doc
+    except _DuplicateKey as exc:
+        raise LoadError(f"{file}: key {str(exc.args[0])!r} appears twice in one object; "
+                        "which one counts is ambiguous") from None
+
+
+#: validated documents by (path, inode, size, mtime): a command that looks at a run
+#: twice (which machines, then the cells) parses each file once; a few runs' worth
+_PARSED: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_PARSED_MAX = 64
+_OTHER = object()
+
+
+def _read_json(file: Path, strict: bool = True) -> dict[str, Any] | None:
+    """The parsed and validated results document; None for a JSON of another format
+    (`_other_format`, e.g. a summary beside the results) unless `strict`."""
+    try:
+        st = file.stat()
+        key: tuple[Any, ...] | None = (str(file.resolve()), st.st_ino, st.st_size,
+                                       st.st_mtime_ns)
+    except (OSError, ValueError):
+        key = None  # read_document says what is wrong
+    if key is not None and key in _PARSED:
+        _PARSED.move_to_end(key)
+        doc = _PARSED[key]
+        if doc is not _OTHER or not strict:
+            return None if doc is _OTHER else doc
+    doc = read_document(file)
+    if _other_format(doc) and not strict:
+        result: Any = _OTHER
+    else:
+        found = problems(doc, str(file))
+        if found:
+            more = f" (and {len(found) - 1} more problems)" if len(found) > 1 else ""
+            raise LoadError(found[0] + more)
+        result = doc
+    if key is not None:
+        _PARSED[key] = result
+        while len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+    return None if result is _OTHER else result
 
 
 _ROW_COLUMNS = ("cell", "task", "preset", "backend", "variant", "device", "dtype", "batch_size",
@@ -138,7 +193,7 @@ def _run_info(path: Path, doc: dict[str, Any]) -> RunInfo:
     return RunInfo(
         path=str(path),
         fingerprint=str(ours.get("fingerprint") or "unknown"),
-        cpu=str(ours.get("cpu") or machine.get("cpu", {}).get("brand_raw", "")),
+        cpu=str(ours.get("cpu") or (machine.get("cpu") or {}).get("brand_raw", "")),
         gpu=str(ours.get("gpu") or ""),
         commit=str(commit),
         date=str(ours.get("date") or doc.get("datetime") or ""),

@@ -20,6 +20,7 @@ This module reads no file, prints nothing and imports no framework;
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -30,29 +31,84 @@ STATUSES = ("ok", "error")
 Check = Callable[[Any], bool]
 #: nesting deeper than this is not something the harness writes (it writes at most 5)
 MAX_DEPTH = 32
+#: limits on what any results file may hold (docs/results-format.md, "Limits"): a file
+#: larger than MAX_FILE_BYTES is refused before it is parsed; an integer literal of
+#: more than MAX_INT_DIGITS digits is refused while parsing (Python's own limit is a
+#: traceback at 4300); every integer field lies within +-MAX_INT; one cell holds at
+#: most MAX_SAMPLES samples; a string is at most MAX_STRING characters, a name (backend,
+#: variant, device, dtype, preset) at most 64 of NAME's characters
+MAX_FILE_BYTES = 64 * 2**20
+MAX_INT_DIGITS = 19
+MAX_INT = 2**63 - 1
+MAX_SAMPLES = 100_000
+MAX_STRING = 65_536
+NAME = re.compile(r"[A-Za-z0-9_.+=-]{0,64}")
+#: a cell id: its parts (a task label with knobs, names) joined by "/"
+CELL = re.compile(r"[A-Za-z0-9_.,:+=\[\]/-]{1,512}")
+FINGERPRINT = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
 
 
-def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
-    """Nesting depth of a JSON value, counted without recursion (stops past `limit`)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if not isinstance(item, dict | list):
-            continue
-        deepest = max(deepest, level)
-        if deepest > limit:
-            return deepest
-        stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict)
-                                                      else item))
-    return deepest
+class BigInt(str):
+    """What the reader's JSON parser returns for an integer literal of more than
+    MAX_INT_DIGITS digits: kept as text, so the checker can name the field."""
 
 
-def _is_int(v: Any) -> bool:
+def parse_int(text: str) -> int | BigInt:
+    """`json.loads(parse_int=...)`: a bounded integer, never Python's digit-limit error."""
+    return int(text) if len(text) <= MAX_INT_DIGITS + 1 else BigInt(text)
+
+
+def _is_int_type(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _digits(v: Any) -> str:
+    if isinstance(v, str):
+        return str(len(v.lstrip("-")))
+    return str(len(str(abs(v)))) if v.bit_length() < 10_000 else "over 3000"
+
+
+def _walk(value: Any, file: str) -> list[str]:
+    """Size limits that hold anywhere in the document, found without recursion:
+    nesting depth, integers too long to be read, strings too long to print.
+    One line naming the first offender's path."""
+    stack = [(value, 1, "")]
+    while stack:
+        item, level, path = stack.pop()
+        if isinstance(item, BigInt) or (_is_int_type(item) and abs(item) >= 10**MAX_INT_DIGITS):
+            return [f"{file}: {path.lstrip('.')}: an integer of {_digits(item)} digits "
+                    f"(at most {MAX_INT_DIGITS})"]
+        if isinstance(item, str):
+            if len(item) > MAX_STRING:
+                return [f"{file}: {path.lstrip('.')}: a string of {len(item)} characters "
+                        f"(at most {MAX_STRING})"]
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if level > MAX_DEPTH:
+            return [f"{file}: nested deeper than {MAX_DEPTH} levels; the harness writes at "
+                    "most 5: not a results document"]
+        if isinstance(item, dict):
+            stack.extend((v, level + 1, f"{path}.{k}") for k, v in item.items())
+        elif path.endswith(".data"):  # samples: numbers, checked by _samples
+            stack.extend((v, level + 1, f"{path}[{i}]") for i, v in enumerate(item)
+                         if isinstance(v, str | dict | list))
+        else:
+            stack.extend((v, level + 1, f"{path}[{i}]") for i, v in enumerate(item))
+    return []
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -MAX_INT <= v <= MAX_INT
+
+
 def _is_num(v: Any) -> bool:
-    return (isinstance(v, int | float) and not isinstance(v, bool)) and math.isfinite(v)
+    return (isinstance(v, float) or _is_int(v)) and math.isfinite(v)
+
+
+def _is_real(v: Any) -> bool:
+    """A number, NaN allowed (a measurement that failed is written as NaN)."""
+    return isinstance(v, float) or _is_int(v)
 
 
 def _opt(check: Check) -> Check:
@@ -60,7 +116,11 @@ def _opt(check: Check) -> Check:
 
 
 def _is_str(v: Any) -> bool:
-    return isinstance(v, str)
+    return isinstance(v, str) and len(v) <= MAX_STRING
+
+
+def _is_name(v: Any) -> bool:
+    return isinstance(v, str) and NAME.fullmatch(v) is not None
 
 
 def _is_dict(v: Any) -> bool:
@@ -69,6 +129,24 @@ def _is_dict(v: Any) -> bool:
 
 def _is_bool(v: Any) -> bool:
     return isinstance(v, bool)
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, bool | str) or _is_real(v)
+
+
+def _fields(spec: dict[str, Check]) -> Check:
+    """An object whose listed keys, where present, pass their checks (others: scalars
+    or anything, as the writer may add fields)."""
+    return lambda v: isinstance(v, dict) and all(k not in v or c(v[k]) for k, c in spec.items())
+
+
+def _scalar_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(_scalar(x) for x in v.values())
+
+
+def _list_of(check: Check) -> Check:
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
 
 
 def _nonneg_int(v: Any) -> bool:
@@ -88,27 +166,49 @@ def _pos_num(v: Any) -> bool:
 
 
 def _str_dict(v: Any) -> bool:
-    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str)
-                                       for k, x in v.items())
+    return isinstance(v, dict) and all(isinstance(k, str) and _is_str(x) for k, x in v.items())
 
 
 def _list_of_dicts(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, dict) for x in v)
 
 
+#: what the report reads inside extra_info.gradcheck (bench.agreement.check.summary)
+GRADCHECK = _fields({"passed": _opt(_is_bool), "verdict": _is_str, "max_rel_err": _opt(_is_real),
+                     "tolerance": _opt(_is_real), "aligned_rel_err": _opt(_is_real),
+                     "kink_flips": _opt(_nonneg_int), "worst_tensor": _is_str,
+                     "error": _is_str})
+#: ... and inside extra_info.precision_error (bench.agreement.precision.precision_error)
+PRECISION_ERROR = _fields({
+    "precision": _is_str, "loss_rel_err": _opt(_is_real), "output_rel_err": _opt(_is_real),
+    "grad_rel_err": _opt(_is_real), "trajectory_rel_err": _opt(_is_real),
+    "worst_grad": _is_str, "trajectory_steps": _opt(_nonneg_int), "optimizer": _is_str,
+    "expected": lambda v: isinstance(v, dict) and all(
+        isinstance(r, list) and len(r) == 2 and all(_is_num(x) for x in r) for r in v.values()),
+    "flags": _list_of(_is_str), "within": _is_bool, "error": _is_str})
+#: machine_info.nnparity.framework_threads: each backend's threads as run
+_THREADS = _fields({"intra_op": _opt(_pos_int), "inter_op": _opt(_nonneg_int),
+                    "inter_op_source": _is_str})
+
+
+def _framework_threads(v: Any) -> bool:
+    return isinstance(v, dict) and all(_THREADS(t) and _scalar_map(t) for t in v.values())
+
+
 #: extra_info fields: (check, what it must be). Every CellRecord field is here
 #: (tests/test_validate.py holds the two in step); the first nine are required.
 EXTRA_INFO: dict[str, tuple[Check, str]] = {
-    "cell": (_is_str, "a cell id string"),
+    "cell": (lambda v: isinstance(v, str) and CELL.fullmatch(v) is not None,
+             "a cell id (letters, digits, _ . , : + = [ ] - and /; at most 512)"),
     "task": (_is_str, "a string"),
-    "backend": (_is_str, "a string"),
-    "variant": (_is_str, "a string"),
-    "device": (_is_str, "a string"),
-    "dtype": (_is_str, "a string"),
+    "backend": (_is_name, "a name (letters, digits, _ . + = -; at most 64)"),
+    "variant": (_is_name, "a name (letters, digits, _ . + = -; at most 64)"),
+    "device": (_is_name, "a name (letters, digits, _ . + = -; at most 64)"),
+    "dtype": (_is_name, "a name (letters, digits, _ . + = -; at most 64)"),
     "batch_size": (_opt(_pos_int), "a positive integer or null"),
     "phase": (lambda v: v in (*PHASES, CALIBRATION), f"one of {', '.join((*PHASES, CALIBRATION))}"),
     "status": (lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
-    "preset": (_is_str, "a string"),
+    "preset": (_is_name, "a name (letters, digits, _ . + = -; at most 64)"),
     "knobs": (_str_dict, "an object of strings"),
     "error": (_is_str, "a string"),
     "flops": (_opt(_nonneg_int), "a non-negative integer or null"),
@@ -118,10 +218,12 @@ EXTRA_INFO: dict[str, tuple[Check, str]] = {
     "memory_method": (_is_str, "a string"),
     "memory_scope": (_is_str, "a string"),
     "memory_growth_bytes": (_opt(_is_int), "an integer or null"),
-    "gradcheck": (_is_dict, "an object"),
+    "gradcheck": (GRADCHECK, "an object: passed boolean, verdict/error strings, "
+                  "max_rel_err/tolerance numbers, kink_flips a non-negative integer"),
     "precision": (_is_str, "a string"),
-    "precision_mode": (_is_str, "a string (fp32, tf32, bf16 or fp16)"),
-    "precision_error": (_is_dict, "an object"),
+    "precision_mode": (_is_name, "a name (fp32, tf32, bf16 or fp16)"),
+    "precision_error": (PRECISION_ERROR, "an object: *_rel_err numbers, flags a list of "
+                        "strings, expected an object of [low, high] number pairs"),
     "threads": (_opt(_pos_int), "a positive integer or null"),
     "retraces": (_opt(_nonneg_int), "a non-negative integer or null"),
     "warmup_calls": (_opt(_nonneg_int), "a non-negative integer or null"),
@@ -146,7 +248,8 @@ REQUIRED_EXTRA = ("cell", "task", "backend", "variant", "device", "dtype", "batc
 #: file must carry its own fields and every earlier version's
 ENVIRONMENT: dict[int, dict[str, tuple[Check, str]]] = {
     1: {
-        "fingerprint": (_is_str, "a string"),
+        "fingerprint": (lambda v: isinstance(v, str) and FINGERPRINT.fullmatch(v) is not None,
+                        "a fingerprint (letters, digits, _ . + -; at most 64)"),
         "cpu": (_is_str, "a string"),
         "cores": (_pos_int, "a positive integer"),
         "gpu": (_is_str, "a string"),
@@ -161,9 +264,19 @@ ENVIRONMENT: dict[int, dict[str, tuple[Check, str]]] = {
         "gpu_software": (_str_dict, "an object of version strings"),
         "blas": (_list_of_dicts, "a list of objects"),
         "openblas_coretype": (_is_str, "a string"),
-        "thread_settings": (_is_dict, "an object"),
-        "precision_settings": (_is_dict, "an object"),
+        "thread_settings": (_fields({"env": _scalar_map}), "an object (env: an object of "
+                                                             "scalars)"),
+        "precision_settings": (lambda v: isinstance(v, dict) and all(
+            _scalar_map(x) if k == "env" else _scalar(x) for k, x in v.items()),
+            "an object of scalars (env: an object of scalars)"),
     },
+}
+#: optional fields of machine_info["nnparity"] in any version, checked when present
+OPTIONAL_ENVIRONMENT: dict[str, tuple[Check, str]] = {
+    "framework_threads": (_framework_threads, "an object of per-backend objects (intra_op, "
+                                             "inter_op integers, inter_op_source a string)"),
+    "precisions": (_list_of(_is_name), "a list of precision names"),
+    "ray_node": (_fields({"name": _is_str}), "an object (name a string)"),
 }
 #: version-1 files were also written by `baseline update` with only these
 REQUIRED_V1 = ("fingerprint",)
@@ -203,8 +316,13 @@ def _environment(block: Any, where: str) -> list[str]:
     if version > FORMAT_VERSION:
         return [f"{where}: format_version {version} is newer than this checker "
                 f"(knows up to {FORMAT_VERSION}); update nnparity"]
-    for v, fields in ENVIRONMENT.items():
+    for v, fields in [*ENVIRONMENT.items(), (0, OPTIONAL_ENVIRONMENT)]:
         for key, (check, what) in fields.items():
+            if v == 0:
+                if key in block and not check(block[key]):
+                    out.append(f"{where}: machine_info.nnparity.{key} must be {what}, "
+                               f"got {_show(block[key])}")
+                continue
             required = v <= version and (version > 1 or key in REQUIRED_V1)
             if key not in block:
                 if required:
@@ -222,6 +340,8 @@ def _samples(stats: dict[str, Any], status: Any, where: str) -> list[str]:
     if not isinstance(data, list):
         return [f"{where}: stats.data must be a list of samples (seconds), "
                 f"got {_type_name(data)}"]
+    if len(data) > MAX_SAMPLES:
+        return [f"{where}: stats.data holds {len(data)} samples (at most {MAX_SAMPLES} a cell)"]
     out = []
     bad = [(i, x) for i, x in enumerate(data) if not _pos_num(x)]
     if bad:
@@ -248,8 +368,8 @@ def _benchmark(bench: Any, index: int, file: str) -> list[str]:
     if not isinstance(bench, dict):
         return [f"{where} must be an object, got {_type_name(bench)}"]
     extra = bench.get("extra_info")
-    if isinstance(extra, dict) and isinstance(extra.get("cell"), str):
-        where = f"{file}: {extra['cell']}"
+    if isinstance(extra, dict) and EXTRA_INFO["cell"][0](extra.get("cell")):
+        where = f"{file}: {extra['cell']}"  # a well-formed id: one line, no markup
     out = []
     if not isinstance(bench.get("name"), str):
         out.append(f"{where}: name must be a string, got {_type_name(bench.get('name'))}")
@@ -304,9 +424,9 @@ def problems(doc: Any, file: str) -> list[str]:
     if not isinstance(doc, dict):
         return [f"{file}: not a results document: the top level must be an object, "
                 f"got {_type_name(doc)}"]
-    if _depth(doc) > MAX_DEPTH:
-        return [f"{file}: nested deeper than {MAX_DEPTH} levels; the harness writes at most "
-                "5: not a results document"]
+    limits = _walk(doc, file)
+    if limits:
+        return limits
     benches = doc.get("benchmarks")
     if not isinstance(benches, list):  # not a results document at all: one line says so
         return [f"{file}: not a results document: benchmarks must be a list, "
@@ -317,10 +437,16 @@ def problems(doc: Any, file: str) -> list[str]:
         out.append(f"{file}: machine_info must be an object, got {_type_name(machine)}")
     elif "nnparity" not in machine:
         out.append(f"{file}: machine_info.nnparity (the environment block) is missing")
+    elif "cpu" in machine and not _fields({"brand_raw": _is_str})(machine["cpu"]):
+        out.append(f"{file}: machine_info.cpu must be an object (pytest-benchmark's, "
+                   f"brand_raw a string), got {_show(machine['cpu'])}")
     else:
         out += _environment(machine["nnparity"], file)
-    if "commit_info" in doc and not isinstance(doc["commit_info"], dict):
-        out.append(f"{file}: commit_info must be an object, got {_type_name(doc['commit_info'])}")
+    if "commit_info" in doc and not _fields({"id": _opt(_is_str)})(doc["commit_info"]):
+        out.append(f"{file}: commit_info must be an object (id a string), "
+                   f"got {_show(doc['commit_info'])}")
+    if "datetime" in doc and not _opt(_is_str)(doc["datetime"]):
+        out.append(f"{file}: datetime must be a string, got {_show(doc['datetime'])}")
     for i, bench in enumerate(benches):
         out += _benchmark(bench, i, file)
     return out

@@ -12,10 +12,14 @@ Files are written atomically. This module times nothing and imports no framework
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
 import os
+import re
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -292,17 +296,34 @@ def write_text_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
     write_atomic(path, dump)
 
 
-def write_atomic(path: str | os.PathLike[str], dump: Callable[[IO[bytes]], None]) -> None:
+def safe_name(text: str) -> str:
+    """The one sanitiser of file names built from results (task names, cell groups):
+    only letters, digits, "_", "=" and "-" survive, so no "/", "..", NUL or control
+    character from a results file can steer a write. Every figure writer uses it."""
+    return re.sub(r"[^A-Za-z0-9_=-]+", "_", str(text)).strip("_")[:120] or "unnamed"
+
+
+def write_atomic(path: str | os.PathLike[str], dump: Callable[[IO[bytes]], None],
+                 root: str | os.PathLike[str] | None = None) -> None:
     """`dump(fh)` into a temp file beside `path`, then rename it over `path` (see
-    `write_text_atomic`); figures use it with `savefig`."""
-    target = Path(path)
-    if target.is_dir():
-        raise OutputError(f"cannot write {target}: it is a directory")
+    `write_text_atomic`); figures use it with `savefig`. With `root`, a path whose
+    directory does not resolve inside `root` (a traversal name, a planted directory
+    link) is refused, and no directory outside `root` is ever created."""
     try:
+        target = Path(path)
+        if root is not None:
+            base = Path(root).resolve()
+            parent = target.parent.resolve()
+            if parent != base and base not in parent.parents:
+                raise OutputError(f"refusing to write {target}: it is outside {root}")
+        if target.is_dir():
+            raise OutputError(f"cannot write {target}: it is a directory")
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # an embedded NUL byte
+        raise OutputError(f"cannot write {path!r}: {exc}") from None
     try:
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as fh:
@@ -314,6 +335,37 @@ def write_atomic(path: str | os.PathLike[str], dump: Callable[[IO[bytes]], None]
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike[str], timeout: float = 300.0) -> Iterator[None]:
+    """Hold an exclusive lock for a read-modify-write of the shared file `path` (the
+    history CSV, a machine's baseline): `flock` on the sibling `.<name>.lock`, waited
+    for up to `timeout` seconds and released by the kernel however the process ends.
+    Concurrent writers then take turns instead of each overwriting the others' rows."""
+    target = Path(path)
+    lock = target.parent / f".{target.name}.lock"
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise OutputError(f"cannot write {path!r}: {exc}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OutputError(f"cannot write {target}: another writer has held "
+                                      f"{lock} for over {timeout:.0f} s") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_output_file(path: str | os.PathLike[str]) -> None:

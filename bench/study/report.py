@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.options import InputError
 from bench.results.text import number
 from bench.results.write import write_text_atomic
 from bench.study.config import BASELINE_MSE, HORIZON_FRACTION, SATURATION, SUCCESS_MSE
@@ -234,10 +235,40 @@ def markdown(data: dict, s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: what a study record must hold for the report (bench.study.run.run_study writes it)
+RECORD_KEYS = ("config", "backends", "train_backend", "learn", "time", "depth")
+
+
+def load_record(path: Path) -> dict:
+    """`study.json`, or a one-line `InputError` naming it: unreadable, truncated, not an
+    object, or missing what the report reads."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") \
+            from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} "
+                         f"({exc.msg}); truncated or corrupt?") from None
+    except (RecursionError, ValueError) as exc:
+        raise InputError(f"{path}: not a study record ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a study record (the top level must be an object)")
+    missing = [k for k in RECORD_KEYS if k not in data]
+    if missing:
+        raise InputError(f"{path}: not a complete study record (no {missing[0]!r})")
+    return data
+
+
 def write_report(directory: Path) -> Path:
     """REPORT.md, the figures and summary.json from `directory/study.json`."""
-    data = json.loads((directory / "study.json").read_text())
-    s = summarize(data)
+    source = directory / "study.json"
+    data = load_record(source)
+    try:
+        s = summarize(data)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise InputError(f"{source}: not a study record this version reads "
+                         f"({type(exc).__name__}: {str(exc)[:80]})") from None
     plot_time(data, directory / FIGURES[0])
     plot_depth(s["depth"], directory / FIGURES[1])
     plot_learn(data, s["learn"], directory / FIGURES[2])

@@ -24,6 +24,8 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import impls
 from bench.options import InputError, add_list_option, backend_list
 from bench.results.paths import RUNS
@@ -33,6 +35,8 @@ from bench.study.config import PRESETS, StudyConfig, study_config
 from tasks.params import init_params
 
 RAW = "study.json"
+#: the finished jobs of a study in progress (see `Journal`); gone once study.json is written
+JOURNAL = ".study-jobs.jsonl"
 DEFAULT_OUT = RUNS / "study"
 
 Job = tuple[float, Callable[..., dict], tuple]  # (estimated cost, function, arguments)
@@ -92,22 +96,104 @@ def _worker_init() -> None:
     configure(1)
 
 
-def run_jobs(pool: Executor, todo: list[Job], progress: Progress) -> list[dict]:
-    """Run `todo` (largest first, so the pool ends evenly) and return results in order."""
+def _encode(value: Any) -> Any:
+    """A job's result as JSON (arrays with their dtype and shape, exactly)."""
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype),
+                "shape": list(value.shape)}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.asarray(value["__ndarray__"], dtype=value["dtype"]).reshape(value["shape"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def job_key(job: Job) -> str:
+    """What identifies a job across runs: its function and its plain arguments
+    (the config is the journal's, the parameter states follow from earlier jobs)."""
+    _, fn, args = job
+    return fn.__name__ + json.dumps([a for a in args if isinstance(a, str | int | float)])
+
+
+class Journal:
+    """Every finished job, appended (and flushed) as it finishes, so an interrupted
+    study keeps what it did: `JOURNAL` in the output directory, one JSON line per
+    job after a header naming the study (config, backends, train backend). A rerun
+    into the same directory resumes from it; a different study there is refused."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path, self.done = path, {}
+        header = json.loads(json.dumps(header))  # tuples as lists, as read back
+        if path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            try:
+                found = json.loads(lines[0]) if lines else None
+            except ValueError:
+                found = None
+            if found != header:
+                raise InputError(f"{path.parent} holds an interrupted study of another "
+                                 f"configuration ({path.name}); choose another --out, or "
+                                 f"remove {path} to start this one there")
+            for line in lines[1:]:
+                try:  # a line cut short by the interruption is run again
+                    entry = json.loads(line)
+                    self.done[entry["key"]] = entry["result"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(header) + "\n", encoding="utf-8")
+
+    def get(self, job: Job) -> dict | None:
+        found = self.done.get(job_key(job))
+        return None if found is None else _decode(found)
+
+    def record(self, job: Job, result: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"key": job_key(job), "result": _encode(result)}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def run_jobs(pool: Executor, todo: list[Job], progress: Progress,
+             journal: Journal | None = None) -> list[dict]:
+    """Run `todo` (largest first, so the pool ends evenly) and return results in order;
+    jobs the journal holds are not run again, and each finished job is journalled."""
     order = sorted(range(len(todo)), key=lambda i: -todo[i][0])
     results: list[dict] = [{}] * len(todo)
+    for i in list(order):
+        kept = journal.get(todo[i]) if journal else None
+        if kept is not None:
+            results[i] = kept
+            progress.add(todo[i][0])
+            order.remove(i)
+
+    def finished(i: int, result: dict) -> None:
+        results[i] = result
+        if journal:
+            journal.record(todo[i], result)
+        progress.add(todo[i][0])
+
     if isinstance(pool, _Inline):  # one at a time, so the progress line moves per job
         for i in order:
-            results[i] = todo[i][1](*todo[i][2])
-            progress.add(todo[i][0])
+            finished(i, todo[i][1](*todo[i][2]))
         return results
     futures = {i: pool.submit(todo[i][1], *todo[i][2]) for i in order}
     pending = dict(futures)
     while pending:
         for i, fut in list(pending.items()):
             if fut.done():
-                results[i] = fut.result()
-                progress.add(todo[i][0])
+                finished(i, fut.result())
                 del pending[i]
         if pending:
             time.sleep(0.05)
@@ -142,14 +228,15 @@ def plan_cost(cfg: StudyConfig, backends: list[str]) -> float:
 
 
 def run_study(cfg: StudyConfig, backends: list[str], pool: Executor,
-              progress: Progress, train_backend: str | None = None) -> dict[str, Any]:
+              progress: Progress, train_backend: str | None = None,
+              journal: Journal | None = None) -> dict[str, Any]:
     """Every measurement of the study as plain data (see the module doc for the phases)."""
     others = [b for b in backends if b != "numpy"]
     # -- phase 1: the training backend per cell, by a quick measurement
     speeds: list[dict] = []
     if len(backends) > 1 and train_backend is None:
         speeds = run_jobs(pool, [(3.0, jobs.speed, (cfg, c, b))
-                                 for c in cfg.cells for b in backends], progress)
+                                 for c in cfg.cells for b in backends], progress, journal)
     chosen = {}
     for cell in cfg.cells:
         rows = [r for r in speeds if r["cell"] == cell]
@@ -174,7 +261,7 @@ def run_study(cfg: StudyConfig, backends: list[str], pool: Executor,
             for seed in cfg.seeds:
                 todo.append((0.5 + cfg.depth_steps * d * 1e-3, jobs.depth,
                              (cfg, act, d, seed, seed == seed0)))
-    trained = run_jobs(pool, todo, progress)
+    trained = run_jobs(pool, todo, progress, journal)
     learn = [r for r in trained if "test_mse" in r]
     depth = [r for r in trained if "grad_norms" not in r and "activation" in r]
     # -- phase 3: gradients at initial and trained parameters
@@ -200,7 +287,7 @@ def run_study(cfg: StudyConfig, backends: list[str], pool: Executor,
             for dtype in cfg.agreement_dtypes:
                 todo.append((2.0, jobs.depth_grads,
                              (cfg, b, dtype, r["activation"], r["depth"], r["seed"], states)))
-    grads = run_jobs(pool, todo, progress)
+    grads = run_jobs(pool, todo, progress, journal)
     time_rows = [r for r in grads if "curves" in r]
     return {
         "config": cfg.to_dict(),
@@ -261,6 +348,16 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--train-backend {args.train_backend!r} is not among the backends "
                          f"run here ({', '.join(backends)})")
     out = Path(args.out) if args.out else DEFAULT_OUT
+    if (out / RAW).exists():
+        raise InputError(f"--out {out} already holds a finished study ({RAW}); choose another "
+                         f"--out, or rebuild its report with --report {out}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    journal = Journal(out / JOURNAL, {"config": cfg.to_dict(), "backends": backends,
+                                      "train_backend": args.train_backend})
+    if journal.done:
+        print(f"study: resuming in {out}: {len(journal.done)} finished jobs kept "
+              f"from an interrupted run", file=sys.stderr)
     from impls.threads import configure
 
     configure(1 if n_jobs > 1 else None)
@@ -269,11 +366,11 @@ def main(args: argparse.Namespace) -> int:
     progress = Progress(plan_cost(cfg, backends), enabled=not args.quiet)
     start = time.perf_counter()
     if n_jobs == 1:
-        data = run_study(cfg, backends, _Inline(), progress, args.train_backend)
+        data = run_study(cfg, backends, _Inline(), progress, args.train_backend, journal)
     else:
         ctx = multiprocessing.get_context("spawn")  # a forked JAX/TF runtime is not safe
         with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_worker_init) as pool:
-            data = run_study(cfg, backends, pool, progress, args.train_backend)
+            data = run_study(cfg, backends, pool, progress, args.train_backend, journal)
     progress.close()
     from bench.timing.environment import nnparity_info
 
@@ -281,6 +378,7 @@ def main(args: argparse.Namespace) -> int:
                            "jobs": n_jobs, "preset": args.preset,
                            "seconds": round(time.perf_counter() - start, 1)}
     write_raw(out, data)
+    journal.path.unlink(missing_ok=True)  # study.json now holds every job
     print(f"report: {write_report(out)}  ({data['environment']['seconds']:.0f}s)")
     return 0
 

@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +45,7 @@ from bench.options import (
     add_task_options,
     check_overrides_known,
     choice_list,
+    int_range,
     knob_overrides,
     positive_float,
     positive_int,
@@ -103,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("-k", dest="keyword", default=None, metavar="EXPR",
         help="pytest-style expression over cell ids, e.g. 'lstm and not compile'")
     arg("--out", default=None, help="run directory (default results/runs/<timestamp>)")
-    arg("--threads", type=positive_int, default=None,
+    arg("--threads", type=int_range(1, MAX_THREADS), default=None,
         help="threads for every framework (default: all)")
     arg("--timeout", type=positive_float, default=None,
         help="seconds per group (and per backend description) before it is killed")
@@ -127,6 +129,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--shard", default=None, metavar="K/N",
         help="run only shard K of N (a deterministic share of the groups, e.g. 2/4)")
     executors.add_arguments(parser)
+
+
+#: more threads than any machine has cores is a typo, not a setting
+MAX_THREADS = 4096
 
 
 def selection_from_args(args: argparse.Namespace) -> Selection:
@@ -717,9 +723,20 @@ def executor_for(args: argparse.Namespace) -> Executor:
         address=getattr(args, "address", None), machines=tuple(machines))
 
 
+def check_environment() -> None:
+    """Environment variables the workers read, checked before any worker starts: a bad
+    one is bad input (exit 2, one line), not an error in every cell."""
+    from impls.threads import interop_threads
+
+    interop_threads()  # NNPARITY_INTEROP_THREADS: a positive integer or unset
+
+
 def main(args: argparse.Namespace) -> int:
     _install_signal_handlers()
     RUN_START_LOAD[:] = [tuple(_loadavg())] if _loadavg() else []
+    check_environment()
+    if getattr(args, "out", None) is not None and not args.out.strip():
+        raise InputError("--out '': an empty path (leave --out out for the default)")
     sel = selection_from_args(args)
     plan = plan_for(sel, args)
     shard = parse_shard(getattr(args, "shard", None))
@@ -730,10 +747,18 @@ def main(args: argparse.Namespace) -> int:
     run_dir = RunDirectory(args.out)  # held until this process exits
     try:
         groups, sel_timeout = _select_groups(sel, args, shard, threads)
+    except EmptyShard as note:  # not an error: a CI matrix may have more shards than groups
+        run_dir.discard()
+        sys.stderr.write(f"{note}\n")
+        return 0
     except (InputError, SpecError, BackendError):
         run_dir.discard()
         raise
     return _execute(run_dir, groups, sel, plan, args, executor, threads, sel_timeout)
+
+
+class EmptyShard(Exception):
+    """This shard of a valid selection holds no group."""
 
 
 def _select_groups(sel: Selection, args: argparse.Namespace, shard, threads: int):
@@ -746,7 +771,11 @@ def _select_groups(sel: Selection, args: argparse.Namespace, shard, threads: int
     check_devices(sel, described)
     groups = build_groups(sel, described)
     if shard is not None:
+        everything = len(groups)
         groups = shard_groups(groups, sel, *shard)
+        if everything and not groups:  # more CI shards than groups: this one has none
+            raise EmptyShard(f"nnparity run: shard {shard[0]}/{shard[1]} has no group (the "
+                             f"selection has {everything}); nothing to run")
     unoffered = not_applicable(sel, described)
     if not groups:
         extra = (f" ({len(unoffered)} combinations are n/a: no backend offers that precision "
@@ -780,7 +809,16 @@ def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
                      f"-> {out}\n")
     ctx = RunContext(sel, plan, out, work, threads, args.threads is not None, args.seed,
                      timeout, not args.no_gradcheck)
-    outcome = executor.run(groups, ctx, progress)
+    if hasattr(executor, "abandon"):  # a connection that never answers ends the process
+        executor.abandon = lambda: (shutil.rmtree(work, ignore_errors=True),
+                                    run_dir.discard())
+    try:
+        outcome = executor.run(groups, ctx, progress)
+    except InputError:  # e.g. a Ray cluster that cannot be reached: nothing ran
+        if not any(out.glob("*.json")):
+            shutil.rmtree(work, ignore_errors=True)
+            run_dir.discard()
+        raise
     if outcome.interrupted:
         return 130
     if outcome.output_error:
