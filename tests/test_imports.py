@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench.agreement",),
     ("bench.timing",),
     ("bench.distributed", "bench.regress", "bench.report", "bench.study", "bench.training"),
+    ("bench.race",),  # trains through bench.training, draws with bench.report's helpers
     ("bench.cli",),
     ("bench.clidoc",),  # the reference generated from the parser
 )
