@@ -251,23 +251,36 @@ def _figure(task: str, scores: dict[Key, EntryScore], out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     labels = [_label(k) for k in shown]
-    warm = [s.warm.mean for s in shown.values()]
-    cold = [s.cold.mean for s in shown.values()]
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(shown) + 1.6))
-    y = range(len(shown))
-    ax.barh(y, cold, color="#cccccc", label="cold (+ start-up and compile)")
-    err = [[w - s.warm.low for w, s in zip(warm, shown.values(), strict=True)],
-           [s.warm.high - w for w, s in zip(warm, shown.values(), strict=True)]]
-    ax.barh(y, warm, xerr=err, capsize=3, color="#55A868", label="warm time to target")
-    for i, s in enumerate(shown.values()):
-        ax.text(max(cold[i], warm[i]), i, f"  {s.steps.mean:.0f} steps", va="center",
-                fontsize=8)
-    ax.set_yticks(list(y), labels)
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds to target (olympic mean of seeds; whiskers: range of the kept)")
-    ax.set_title(f"{task}: time to target")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(axis="x", alpha=0.3)
+    scores = list(shown.values())
+    y = list(range(len(shown)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.5 * len(shown) + 1.8),
+                                      sharey=True)
+
+    def whiskers(olympics) -> list[list[float]]:
+        return [[o.mean - o.low for o in olympics], [o.high - o.mean for o in olympics]]
+
+    warm = [s.warm.mean for s in scores]
+    left.barh(y, warm, xerr=whiskers([s.warm for s in scores]), capsize=3, color="#55A868")
+    for i, s in enumerate(scores):
+        left.text(s.warm.high, i, f"  {s.steps.mean:.0f} steps", va="center", fontsize=8)
+    left.set_xlim(0, max(s.warm.high for s in scores) * 1.3)  # room for the steps labels
+    left.set_xlabel("warm: seconds from the first step to the target")
+    # cold: start-up, compile, then the warm time, stacked; whiskers on the total
+    startup = [s.startup_s for s in scores]
+    compile_s = [s.compile_s for s in scores]
+    right.barh(y, startup, color="#bbbbbb", label="start-up")
+    right.barh(y, compile_s, left=startup, color="#DD8452", label="compile")
+    right.barh(y, warm, left=[a + b for a, b in zip(startup, compile_s, strict=True)],
+               xerr=whiskers([s.cold for s in scores]), capsize=3, color="#55A868",
+               label="warm")
+    right.set_xlabel("cold: seconds from process start to the target")
+    right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
+    left.set_yticks(y, labels)
+    left.invert_yaxis()
+    for ax in (left, right):
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"{task}: time to target (olympic mean of the seeds; whiskers: the range "
+                 "of the seeds kept)", fontsize=11)
     fig.tight_layout()
     path = out / f"race_{safe_name(task)}.png"
     try:
