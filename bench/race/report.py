@@ -121,6 +121,8 @@ def load(out: Path) -> dict[str, Any]:
         raise InputError(f"cannot read {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} is not JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise InputError(f"{path} is nested too deeply to be a race.json") from None
     doc = _dict(doc, "the file")
     if doc.get("format") != FORMAT:
         raise _fail("format", f"must be {FORMAT!r}, got {doc.get('format')!r:.40}")

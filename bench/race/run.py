@@ -35,7 +35,7 @@ GROUP_TIMEOUT_S = 1800.0  # one (backend, task) group: every entry and seed of i
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default",
-                        help=f"one of {', '.join(config.PRESETS)} (default: default)")
+                        help="; ".join(f"{k}: {p.note}" for k, p in config.PRESETS.items()))
     add_list_option(parser, "tasks", f"comma list of {', '.join(config.RACE_TASKS)}")
     add_list_option(parser, "backends", "comma list (default: every installed backend)")
     parser.add_argument("--all-variants", action="store_true",
