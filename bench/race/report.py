@@ -202,7 +202,8 @@ RULES = f"""Rules (MLPerf Training style):
   held-out evaluation (every K steps) that meets the target; evaluation time is on the
   clock, and its share is shown.
 - **Time to target** is olympic-scored: of the N seeds, the fastest and the slowest are
-  dropped and the rest averaged; [low, high] is the range of the averaged seeds. A seed
+  dropped and the rest averaged (with fewer than 3 seeds none is dropped); [low, high]
+  is the range of the averaged seeds. A seed
   that misses the target within the budget counts as the slowest; with more than
   {MAX_FAILED_SEEDS} such seed the entry is **failed**.
 - **Warm** leaves compilation out: the first step's excess over a steady step is taken
