@@ -84,7 +84,7 @@ def test_flags_impossible_speed_noise_and_retraces(tmp_path):
     flags = report.flags(report.tidy(load_run(tmp_path)))
     text = " ".join(flags["flag"])
     assert "exceeds the measured peak" in text
-    assert any("torch/" in c for c in flags[flags["flag"].str.startswith("noisy")]["cell"])
+    assert any("torch/" in c for c in flags[flags["flag"].str.startswith("unstable")]["cell"])
     retraced = flags[flags["flag"].str.contains("retrace")]["cell"]
     assert len(retraced) > 0 and all("/jax/" in c for c in retraced)
 

@@ -13,7 +13,7 @@ import pytest
 
 from bench import cli
 from bench.regress import compare, continuous
-from bench.regress.stats import Verdict, compare_samples
+from bench.results.stats import Verdict, compare_samples
 
 CELLS = (
     "mlp_regression/numpy/reference/cpu/float64/bs32/step",

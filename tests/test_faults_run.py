@@ -357,3 +357,22 @@ def test_a_corrupt_describe_cache_is_ignored_and_rebuilt(tmp_path, monkeypatch) 
         again = runner.describe(sel, tmp_path, 1)
         assert again["numpy"] == first["numpy"]
         assert json.loads(files[0].read_text()) == first["numpy"]
+
+
+def test_ctrl_c_in_a_later_round_keeps_what_the_earlier_rounds_timed(tmp_path) -> None:
+    out = tmp_path / "run"
+    proc = start_run(out, "--tasks", "mlp_regression", "--phases", "forward,backward",
+                     "--min-rounds", "20", "--rounds", "2", "--extra-rounds", "0", delay=0.02)
+    # calibration and the three cells (step, forward, backward) of round 1, then the
+    # first cell of round 2
+    seen = wait_for_line(proc, "[5/")
+    proc.send_signal(signal.SIGINT)
+    code, err = finish(proc)
+    assert code == 130, "".join(seen) + err
+    run = load_run(out)
+    timed = run[run["phase"] != "calibration"]
+    # every cell keeps its samples; those round 2 never reached have one round only
+    assert (timed["status"] == "ok").all(), timed[["cell", "status", "error"]]
+    rounds = sorted(len(s) for s in timed["round_sizes"])
+    assert len(rounds) == 3 and rounds[0] == 1 and rounds[-1] == 2, rounds
+    assert_clean(out)

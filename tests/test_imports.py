@@ -41,12 +41,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasks",),
     ("impls",),  # the interface and shared rules: impls, impls.base/errors/threads
     ("impls.numpy", "impls.torch", "impls.jax", "impls.tensorflow"),
-    ("bench", "bench.options"),
+    ("bench", "bench.options", "bench.progress"),
     ("bench.results",),
     ("bench.agreement",),
     ("bench.timing",),
     ("bench.distributed", "bench.regress", "bench.report", "bench.study", "bench.training"),
-    ("bench.race",),  # trains through bench.training, draws with bench.report's helpers
+    # commands built on the libraries above: the A/A audit; the race, which trains through
+    # bench.training and draws with bench.report's helpers
+    ("bench.audit", "bench.race"),
     ("bench.cli",),
     ("bench.clidoc",),  # the reference generated from the parser
 )

@@ -28,10 +28,10 @@ def test_readme_lists_exactly_the_commands_of_nnparity_help():
     assert listed == commands
 
 
-def test_bench_top_level_holds_only_the_cli_options_and_subpackages():
+def test_bench_top_level_holds_only_the_cli_options_progress_and_subpackages():
     top = {p.name for p in (ROOT / "bench").iterdir() if p.name != "__pycache__"}
     modules = {n for n in top if n.endswith(".py")}
-    assert modules == {"__init__.py", "cli.py", "options.py", "clidoc.py"}
+    assert modules == {"__init__.py", "cli.py", "options.py", "progress.py", "clidoc.py"}
     for package in top - modules:
         assert (ROOT / "bench" / package / "__init__.py").is_file(), package
 

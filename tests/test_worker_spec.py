@@ -18,9 +18,11 @@ from bench.distributed import node, ray_executor
 from bench.timing import runner
 from bench.timing.executor import Progress, RunContext
 from bench.timing.matrix import PLANS, Selection, build_groups, task_configs
-from bench.timing.watch import relay, run_through, spec_for
+from bench.timing.watch import relay, run_through
 
 PATHS = ("stream", "pytest_json", "result")  # where the files lie differs by machine
+#: what only the local runner's rounds add (Ray runs one round per group)
+ROUND_KEYS = ("round", "orders", "previous_rounds")
 
 
 def _context(tmp_path: Path, precisions: tuple[str, ...]) -> tuple[RunContext, object]:
@@ -58,8 +60,8 @@ def test_the_ray_node_tells_its_worker_what_the_local_runner_does(monkeypatch, t
     _stub_worker(monkeypatch, runner, local)
     _stub_worker(monkeypatch, node, remote)
 
-    assert runner.run_group(spec_for(ctx, group, ctx.threads), ctx.out, ctx.work, ctx.timeout,
-                            Progress(group.size)) == ""
+    outcome = runner.LocalExecutor().run([group], ctx, Progress(group.size))
+    assert outcome.failed == () and not outcome.interrupted
     local_doc = json.loads((ctx.out / f"{group.name}.json").read_text(encoding="utf-8"))
     messages = list(node.run_group_on_node(ray_executor.worker_spec(ctx, group), ctx.timeout,
                                            node.code_digest(), "c0ffee", {"name": "n1"}))
@@ -68,7 +70,8 @@ def test_the_ray_node_tells_its_worker_what_the_local_runner_does(monkeypatch, t
 
     (local_spec,), (remote_spec,) = local, remote
     assert {k: v for k, v in remote_spec.items() if k not in PATHS} == \
-        {k: v for k, v in local_spec.items() if k not in PATHS}
+        {k: v for k, v in local_spec.items() if k not in PATHS + ROUND_KEYS}
+    assert local_spec["round"] == 0 and local_spec["previous_rounds"] == []
     reduced = precisions != ("fp32",)
     assert local_spec["precision_errors"] is reduced
     assert local_spec["precisions"] == (list(precisions) if reduced else None)

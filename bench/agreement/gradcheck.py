@@ -28,6 +28,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from bench.options import (
     positive_int,
     task_overrides,
 )
+from bench.progress import ProgressLine
 from bench.results.write import check_output_file, write_text_atomic
 from impls import DTYPES
 from tasks import TASKS, TaskError, get_task
@@ -227,10 +229,12 @@ def main(args: argparse.Namespace) -> int:
     for cfg in configs:  # what will not be checked, named first
         if cfg not in todo:
             print(f"{'-':>7} {_line(cfg)}", flush=True)
-    # each line prints as its check finishes: the progress display
+    # each line prints as its check finishes, led by the counts, elapsed time and ETA
+    # (a live bar below them on a terminal): the progress display
     checks = _run_all(todo, preset, args.steps, optimizers, args.jobs, args.threads)
-    for n, cfg in enumerate(checks, 1):
-        print(f"{n:>3}/{len(todo):<3} {_line(cfg)}", flush=True)
+    with ProgressLine(len(todo), "gradcheck", stream=sys.stdout) as progress:
+        for cfg in checks:
+            progress.advance(_line(cfg))
     bad = [c for c in configs if c.status in ("FAIL", "error")]
     missing = [c for c in configs if c.status == "missing"]
     skipped = len(configs) - len(todo) - len(missing)

@@ -146,7 +146,35 @@ def main(args: argparse.Namespace) -> int:
             return 0
         print(f"comparing with the baseline of this machine: {path}", file=sys.stderr)
         base = load_run(path)
+        print(baseline_age(path), file=sys.stderr)
     except LoadError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    return emit(compare_runs(base, run, args.factor, args.alpha, args.confidence), args)
+    return emit(compare_runs(base, run, args.factor, args.alpha, args.confidence, args.noise),
+                args)
+
+
+def baseline_age(path: Path, now: dt.datetime | None = None) -> str:
+    """One line: which commit and date a committed baseline holds, and how old it is."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return f"baseline {path}: its commit and date cannot be read"
+    meta = doc.get("nnparity_baseline") if isinstance(doc, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    ours = ((doc.get("machine_info") or {}).get("nnparity") or {}) if isinstance(doc,
+                                                                                  dict) else {}
+    commit = str(meta.get("commit") or ours.get("git_commit") or "?")
+    when = str(meta.get("updated") or ours.get("date") or "")
+    age = ""
+    try:
+        stamp = dt.datetime.fromisoformat(when)
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        days = ((now or dt.datetime.now(dt.UTC)) - stamp).total_seconds() / 86400
+        age = f", {days:.0f} days old" if days >= 1 else f", {days * 24:.0f} hours old"
+    except ValueError:
+        pass
+    dirty = " (recorded from a modified tree: +dirty)" if commit.endswith("+dirty") else ""
+    return (f"baseline holds commit {commit[:10]}{dirty}, recorded {when or 'at an unknown date'}"
+            f"{age}; verdicts use the same rule as `nnparity compare`")

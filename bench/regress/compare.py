@@ -2,7 +2,7 @@
 `nnparity compare`, whose command is bench/regress/compare_command.py).
 
 Runs are read by bench/results/read.py (`load_run`). `compare_runs` matches cells by
-their canonical id and applies the rule in bench/regress/stats.py; when the two runs
+their canonical id and applies the rule in bench/results/stats.py; when the two runs
 come from different machines each run's times are normalised by its own GEMM
 calibration rate before the ratio. Reports: a table, Markdown or JSON.
 
@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from bench.options import InputError, finite_float
-from bench.regress.stats import Verdict, compare_samples
 from bench.results.envdiff import differences
 from bench.results.read import LoadError, RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
+from bench.results.stats import NOISE_BAND, Verdict, compare_samples, seed_for, within_noise
 from bench.results.text import number
 from bench.results.write import check_output_file, write_text_atomic
 
@@ -71,6 +71,8 @@ class Comparison:
     confirm_rounds: int = 0
     #: what differs between the two runs' environments (framework versions, BLAS, threads)
     environment: tuple[str, ...] = field(default=())
+    #: a change counts only when its interval lies wholly outside +-noise
+    noise: float = NOISE_BAND
 
     def count(self, verdict: Verdict) -> int:
         return int((self.table["verdict"] == verdict.value).sum())
@@ -93,10 +95,16 @@ class Comparison:
 
 
 def _rounds(cell: pd.Series) -> list[float]:
-    """Per-round medians of a merged cell (empty for a single run). Normalisation
-    by calibration scales every round alike, so the ordering test needs none."""
+    """Per-round medians of a cell (one per worker process or merged run; one entry
+    for a single-round file). Normalisation by calibration scales every round
+    alike, so the ordering test needs none."""
     rounds = cell.get("round_medians")
     return list(rounds) if isinstance(rounds, list) else []
+
+
+def _sizes(cell: pd.Series) -> list[int]:
+    sizes = cell.get("round_sizes")
+    return list(sizes) if isinstance(sizes, list) else []
 
 
 def compare_runs(
@@ -105,6 +113,7 @@ def compare_runs(
     factor: float = 1.2,
     alpha: float = 0.01,
     confidence: float = 0.95,
+    noise: float = NOISE_BAND,
 ) -> Comparison:
     """Match cells by id and judge each; calibration cells are not judged."""
     b_info: RunInfo = base.attrs.get("run") or RunInfo("baseline", "unknown")
@@ -147,7 +156,8 @@ def compare_runs(
                 uncalibrated += 1
                 row["note"] = "not normalised: no calibration cell"
         change = compare_samples(b_s, c_s, factor, alpha, confidence,
-                                 _rounds(b), _rounds(c))
+                                 _rounds(b), _rounds(c), _sizes(b), _sizes(c), noise,
+                                 seed_for(cell))
         row.update(ratio=change.ratio, ci_low=change.ci_low, ci_high=change.ci_high,
                    p_value=change.p_value, verdict=change.verdict.value)
         if change.verdict is Verdict.ERROR:
@@ -165,7 +175,7 @@ def compare_runs(
             for side, df in (("baseline", base), ("current", current))}
     env = differences({k: v for k, v in envs.items() if isinstance(v, dict)})
     return Comparison(table, b_info, c_info, factor, alpha, confidence, normalise,
-                      tuple(warnings), environment=tuple(env))
+                      tuple(warnings), environment=tuple(env), noise=noise)
 
 
 def sort_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -194,9 +204,12 @@ def _header(cmp: Comparison) -> list[str]:
     return [
         f"baseline: {side(cmp.base)}",
         f"current:  {side(cmp.current)}",
-        (f"rule: ratio of medians > {cmp.factor:g} (or < 1/{cmp.factor:g}) and two-sided "
-         f"Mann-Whitney U p < {cmp.alpha:g}, and in every round when a side has several; "
-         f"{cmp.confidence:.0%} bootstrap CI"),
+        (f"rule: ratio of medians > {cmp.factor:g} (or < 1/{cmp.factor:g}), p < {cmp.alpha:g}, "
+         f"its {cmp.confidence:.0%} CI wholly outside the +-{cmp.noise:.0%} noise band, and in "
+         f"every round when both sides have several; CI and p from a bootstrap that resamples "
+         f"rounds (worker processes) then samples (a single-round side, e.g. an old "
+         f"baseline, borrows the other side's process spread), or, for two single-round "
+         f"sides, the sample bootstrap and a two-sided Mann-Whitney U test"),
         *([f"confirmation: flagged cells re-timed in {cmp.confirm_rounds} more interleaved "
            f"rounds per side; a verdict stands only if the re-timing repeats it"]
           if cmp.confirm_rounds else []),
@@ -209,7 +222,10 @@ def _cells(cmp: Comparison) -> list[list[str]]:
     out = []
     for r in cmp.table.itertuples():
         ci = f"[{_fmt(r.ci_low, '.3f')}, {_fmt(r.ci_high, '.3f')}]"
-        out.append([r.verdict, _fmt(r.ratio, ".3f"), ci, _fmt(r.p_value, ".2g"),
+        # "~": within noise, the report's rule (the interval reaches into the band)
+        noise = "~" if not math.isnan(r.ratio) and within_noise(r.ci_low, r.ci_high,
+                                                                cmp.noise) else ""
+        out.append([r.verdict, noise + _fmt(r.ratio, ".3f"), ci, _fmt(r.p_value, ".2g"),
                     _fmt(r.base_median_s * 1e3, ".4g"), _fmt(r.current_median_s * 1e3, ".4g"),
                     r.cell + (f"  ({r.note})" if r.note else "")])
     return out
@@ -244,7 +260,9 @@ def format_json(cmp: Comparison) -> str:
     cells = json.loads(cmp.table.to_json(orient="records"))
     doc = {"baseline": cmp.base.__dict__, "current": cmp.current.__dict__,
            "factor": cmp.factor, "alpha": cmp.alpha, "confidence": cmp.confidence,
-           "test": "mann-whitney-u two-sided", "normalised": cmp.normalised,
+           "noise_band": cmp.noise,
+           "test": "hierarchical bootstrap (rounds, then samples); mann-whitney-u two-sided "
+                   "for two single-round sides", "normalised": cmp.normalised,
            "confirm_rounds": cmp.confirm_rounds,
            "warnings": list(cmp.warnings), "environment_differences": list(cmp.environment),
            "regressed": cmp.regressed, "lost": cmp.lost,
@@ -260,6 +278,9 @@ def add_rule_arguments(parser: argparse.ArgumentParser, factor: float = 1.2) -> 
                         help="Mann-Whitney U significance level (default 0.01)")
     parser.add_argument("--confidence", type=finite_float, default=0.95,
                         help="bootstrap confidence level of the ratio interval (default 0.95)")
+    parser.add_argument("--noise", type=finite_float, default=NOISE_BAND,
+                        help="noise band: a change counts only when its interval lies wholly "
+                             f"outside +-NOISE (default {NOISE_BAND:g})")
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fmt.add_argument("--markdown", action="store_true", help="print Markdown instead")
@@ -278,6 +299,8 @@ def check_rule_arguments(args: argparse.Namespace) -> None:
     if not 0.0 < args.confidence < 1.0:
         raise InputError(
             f"--confidence {args.confidence:g}: must be between 0 and 1 (e.g. 0.95)")
+    if not 0.0 <= getattr(args, "noise", NOISE_BAND) < 1.0:
+        raise InputError(f"--noise {args.noise:g}: must be between 0 and 1 (e.g. 0.02)")
     if getattr(args, "out", None):  # before the work, not after it
         check_output_file(args.out)
 

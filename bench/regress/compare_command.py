@@ -30,7 +30,8 @@ def main(args: argparse.Namespace) -> int:
         return emit(compare_by_machine(args.baseline, args.current, args.factor, args.alpha,
                                        args.confidence), args)
     base, current = load_run(args.baseline), load_run(args.current)
-    return emit(compare_runs(base, current, args.factor, args.alpha, args.confidence), args)
+    return emit(compare_runs(base, current, args.factor, args.alpha, args.confidence,
+                             args.noise), args)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ temporary git worktrees and the timing harness runs in each as a subprocess
 cwd and first on PYTHONPATH, so each side times its own code). Runs alternate
 base, head, base, head ... for `--repeat` rounds, so slow drifts of a shared
 runner (thermal, noisy neighbours) hit both sides alike; each side's samples
-are pooled per cell and compared with bench/regress/compare.py's rule.
+are pooled per cell and compared with bench/regress/compare.py's rule. The
+interleaved runs are the rounds here: a revision whose `run` has `--rounds`
+runs each group in one worker process (`--rounds 1 --extra-rounds 0`, unless
+--run-args chooses), so the job costs what it did before runs had rounds.
 
 That first pass is a screen. A process can land in a slow state for its whole
 life (thread placement, a neighbour's burst, a framework's per-process
@@ -58,9 +61,9 @@ from bench.regress.compare import (
     emit,
     sort_table,
 )
-from bench.regress.stats import Verdict
 from bench.results.read import RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
+from bench.results.stats import Verdict
 from bench.timing.matrix import keyword_for
 
 #: verdicts the confirmation pass re-times
@@ -104,6 +107,24 @@ def resolve(repo: Path, ref: str) -> str:
         return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     except ContinuousError:
         raise ContinuousError(f"{ref!r}: not a commit in {repo}") from None
+
+
+#: `continuous` interleaves whole runs (base, head, base, head ...), so each of its
+#: runs times every group in one worker process, as before runs had rounds: the
+#: interleaved runs are its rounds, and the job costs what it did
+ONE_ROUND = ["--rounds", "1", "--extra-rounds", "0"]
+
+
+def _one_round(side: Side, run_args: list[str]) -> list[str]:
+    """ONE_ROUND for a revision whose runner knows --rounds (an older one does not, and
+    runs one process per group anyway), unless the caller chose rounds."""
+    if any(a.startswith(("--rounds", "--extra-rounds")) for a in run_args):
+        return []
+    try:
+        source = (side.worktree / "bench" / "timing" / "runner.py").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return ONE_ROUND if '"--extra-rounds"' in source else []
 
 
 def run_command(python: str, preset: str, out: Path, run_args: list[str]) -> list[str]:
@@ -159,8 +180,9 @@ def run_ab(sides: dict[str, Side], results: Path, repeat: int, python: str, pres
         out = results / name / f"round{rnd + 1}"
         log = results / name / f"round{rnd + 1}.log"
         unchecked = (name == "base" or rnd > 0) and NO_CHECK not in run_args
+        args = [*run_args, *_one_round(side, run_args)]
         cmd = run_command(side.python or python, preset, out,
-                          [NO_CHECK, *run_args] if unchecked else run_args)
+                          [NO_CHECK, *args] if unchecked else args)
         print(f"{stage}[{i}/{len(plan)}] {name} {side.ref} ({side.sha[:10]}) round {rnd + 1}: "
               f"{shlex.join(cmd[1:])}", file=sys.stderr, flush=True)
         try:
@@ -220,7 +242,7 @@ def confirm(screen: Comparison, check: Comparison, rounds: int) -> Comparison:
     return Comparison(sort_table(table), screen.base, screen.current, screen.factor,
                       screen.alpha, screen.confidence, screen.normalised,
                       screen.warnings + check.warnings, confirm_rounds=rounds,
-                      environment=screen.environment)
+                      environment=screen.environment, noise=screen.noise)
 
 
 def _unconfirmed(cmp: Comparison, verdict: str) -> Comparison:
@@ -308,7 +330,7 @@ def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> i
                       keep=bool(args.keep), failures=failures)
         base = _pooled("base", sides["base"], dirs["base"])
         head = _pooled("head", sides["head"], dirs["head"])
-        cmp = compare_runs(base, head, args.factor, args.alpha, args.confidence)
+        cmp = compare_runs(base, head, args.factor, args.alpha, args.confidence, args.noise)
         wanted_verdicts = FLAGGED if args.confirm_only == "both" else (
             Verdict.REGRESSION.value,)
         if args.confirm and args.confirm_only != "both":
@@ -324,7 +346,7 @@ def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> i
             wanted = set(flagged)
             check = compare_runs(_pooled("base", sides["base"], again["base"], wanted),
                                  _pooled("head", sides["head"], again["head"], wanted),
-                                 args.factor, args.alpha, args.confidence)
+                                 args.factor, args.alpha, args.confidence, args.noise)
             cmp = confirm(cmp, check, args.confirm)
     finally:
         trees = {side.worktree for side in sides.values()} | {tmp / "tree"}

@@ -244,7 +244,7 @@ z-index:10}#toggles label{margin-right:1.2em}
 """
 
 # Backend boxes restyle every chart: a trace whose meta.backend is unticked is hidden.
-_SCRIPT = """
+_SCRIPT = r"""
 function nnparityToggle(){
   var off = {};
   document.querySelectorAll('#toggles input').forEach(function(b){off[b.value]=!b.checked;});
@@ -260,6 +260,30 @@ function nnparityToggle(){
 }
 document.querySelectorAll('#toggles input').forEach(function(b){
   b.addEventListener('change', nnparityToggle);
+});
+// every table sorts by a click on its header (numbers by value, "n/a" last)
+function nnparityKey(text){
+  var m = text.replace(/[,~=]/g,'').match(/-?\d+(\.\d+)?(e-?\d+)?/);
+  return m ? parseFloat(m[0]) : null;
+}
+document.querySelectorAll('table').forEach(function(table){
+  table.querySelectorAll('th').forEach(function(th, col){
+    th.style.cursor = 'pointer'; th.title = 'sort';
+    th.addEventListener('click', function(){
+      var body = table.tBodies[0], rows = Array.from(body.rows);
+      var up = th.dataset.dir !== 'up'; th.dataset.dir = up ? 'up' : 'down';
+      rows.sort(function(a, b){
+        var x = a.cells[col] ? a.cells[col].textContent : '';
+        var y = b.cells[col] ? b.cells[col].textContent : '';
+        var kx = nnparityKey(x), ky = nnparityKey(y), r;
+        if(kx !== null && ky !== null){ r = kx - ky; }
+        else if(kx !== null || ky !== null){ r = kx === null ? 1 : -1; }
+        else { r = x.localeCompare(y); }
+        return up ? r : -r;
+      });
+      rows.forEach(function(row){ body.appendChild(row); });
+    });
+  });
 });
 """
 
@@ -291,12 +315,15 @@ def render_html(df: pd.DataFrame) -> str:
         parts.append(f'<div class="chart">{body}</div>')
     report = markdown_to_html(render(df, []))
     title, _, rest = report.partition("\n")
+    # the page opens like REPORT.md: the headline and the ranked summary, then the charts
+    summary, mark, rest = rest.partition('<h2 id="how-to-read-the-numbers">')
+    summary, rest = (summary, mark + rest) if mark else ("", summary)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<title>nnparity benchmark report</title>"
         f"<style>{_STYLE}</style>"
         f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>\n"
-        f"{title}\n"
+        f"{title}\n{summary}\n"
         f'<div id="toggles"><b>backends:</b> {toggles} '
         "<small>(legend entries hide one variant; double-click a legend entry to isolate "
         "it)</small></div>\n"

@@ -3,10 +3,15 @@
 The command itself (options, figures, writing the files, the merged and HTML
 reports) is bench/report/report_command.py; this module, which `plots`, `html`
 and `machines` import, imports none of them. Reads the run with
-`bench.results.read.load_run`, turns it into one tidy table (one row per cell,
-extra_info flattened), and writes Markdown tables per task
-(backend/variant x phase: median, IQR, samples/s, % of the measured GEMM peak,
-speed-up against the NumPy reference), the batch-size sweep, gradient
+`bench.results.read.load_run`, turns it into one tidy table (one
+row per cell, extra_info flattened, each steady cell's 95% interval from its raw
+samples by `bench.results.stats.cell_interval`), and writes: a headline (cells
+unstable, samples and rounds, a modified tree, a busy machine), a ranked summary
+per task and phase (each framework's fastest variant; ties where the "~" rule
+says within noise), Markdown tables per task
+(backend/variant x phase: median, its CI, IQR, samples (rounds), samples/s, % of
+the device's GEMM peak and of the framework's own, speed-up against the NumPy
+reference with its CI), the batch-size sweep, gradient
 agreement, first-call cost, calibration, validity flags, errors and the
 environment; with precision modes, each mode's speed-up over strict fp32
 beside its error against float64 (`precision_table`, n/a where a backend does
@@ -24,9 +29,21 @@ from typing import Any
 import pandas as pd
 
 from bench.results.schema import CALIBRATION, STRICT_PRECISION, config_label, parse_cell_id
+from bench.results.stats import (
+    NOISE_BAND,
+    ROUNDS_DISAGREE,
+    UNSTABLE_IQR,
+    cell_interval,
+    ratio_interval,
+    seed_for,
+    within_noise,
+)
 from bench.results.text import number
 
-IQR_LIMIT = 0.10  # IQR / median above this: too noisy to trust
+IQR_LIMIT = UNSTABLE_IQR  # IQR / median at or above this: unstable (bench/results/stats.py)
+#: bootstrap replicates per cell in the report (compare uses 2000): enough for the
+#: 95% interval's endpoints to ~1-2% of its width, at ~20 ms a cell
+REPORT_RESAMPLES = 1000
 PEAK_SLACK = 1.05  # a cell above the measured peak by more than timer noise is impossible
 STEADY_PHASES = ("forward", "backward", "step")
 
@@ -66,6 +83,17 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     out["kink_flips"] = [g.get("kink_flips") for g in grad]
     out["grad_aligned_err"] = [g.get("aligned_rel_err") for g in grad]
     out["iqr_rel"] = out["iqr"] / out["median"]
+    sizes = out["round_sizes"] if "round_sizes" in out else [[]] * len(out)
+    out["interval"] = [
+        cell_interval(x, rs if isinstance(rs, list) else (), resamples=REPORT_RESAMPLES,
+                      seed=seed_for(c))
+        if st == "ok" and len(x) and ph in STEADY_PHASES else None
+        for c, x, rs, st, ph in zip(out["cell"], out["samples"], sizes, out["status"],
+                                    out["phase"], strict=True)]
+    out["ci_low"] = [i.low if i else math.nan for i in out["interval"]]
+    out["ci_high"] = [i.high if i else math.nan for i in out["interval"]]
+    out["n_rounds"] = [i.rounds if i else 0 for i in out["interval"]]
+    out["unstable"] = [i.unstable if i else "" for i in out["interval"]]
     bs = pd.to_numeric(out["batch_size"], errors="coerce")
     out["samples_per_s"] = bs / out["median"]
     flops = pd.to_numeric(out["flops"], errors="coerce")
@@ -75,14 +103,51 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
                                                                       strict=True)]
     best = {d: max(v for (_, dd), v in peaks.items() if dd == d) for _, d in peaks}
     out["machine_peak"] = [best.get(d, math.nan) for d in out["device"]]
-    out["pct_peak"] = 100 * out["flops_per_s"] / out["peak_flops"]
+    # one device peak: the best float32 GEMM rate any framework reached on that device;
+    # each framework's own best GEMM stays beside it, labelled as such
+    out["pct_peak"] = 100 * out["flops_per_s"] / out["machine_peak"]
+    out["pct_own_peak"] = 100 * out["flops_per_s"] / out["peak_flops"]
     ref = out[(out["backend"] == "numpy") & (out["status"] == "ok")]
-    ref_median = {(r.config, r.dtype, r.batch_size, r.phase): r.median for r in ref.itertuples()}
-    out["speedup"] = [
-        ref_median.get((r.config, r.dtype, r.batch_size, r.phase), math.nan) / r.median
-        for r in out.itertuples()
-    ]
+    ref_cell = {(r.config, r.dtype, r.batch_size, r.phase): r for r in ref.itertuples()}
+    speed = []
+    for r in out.itertuples():
+        numpy_cell = ref_cell.get((r.config, r.dtype, r.batch_size, r.phase))
+        if numpy_cell is None:
+            speed.append((math.nan, math.nan, math.nan))
+        elif numpy_cell.interval is not None and r.interval is not None:
+            speed.append(ratio_interval(numpy_cell.interval, r.interval))
+        else:
+            speed.append((numpy_cell.median / r.median, math.nan, math.nan))
+    out["speedup"] = [v[0] for v in speed]
+    out["speedup_low"] = [v[1] for v in speed]
+    out["speedup_high"] = [v[2] for v in speed]
     return out
+
+
+def ratio_text(ratio: float, low: float, high: float, band: float = NOISE_BAND) -> str:
+    """A ratio with its 95% interval, "~" in front when it is within noise (the rule
+    in `RULE_TEXT`): "1.49x [1.40, 1.58]", "~1.01x [0.97, 1.05]"."""
+    if ratio is None or pd.isna(ratio):
+        return "n/a"
+    if pd.isna(low) or pd.isna(high):
+        return f"{ratio:.2f}x"
+    mark = "~" if within_noise(low, high, band) else ""
+    return f"{mark}{ratio:.2f}x [{low:.2f}, {high:.2f}]"
+
+
+RULE_TEXT = (
+    f"Every ratio shows its 95% confidence interval, from the raw samples by a seeded "
+    f"bootstrap that resamples rounds (independent worker processes), then samples within "
+    f"each chosen round, so it includes how much a cell moves from one process to the "
+    f"next (a run or cell with one round sees only the noise inside that process). "
+    f"**The \"~\" rule:** a ratio counts as a difference only when its interval lies "
+    f"wholly outside the noise band [1/{1 + NOISE_BAND:g}, {1 + NOISE_BAND:g}] (+-"
+    f"{NOISE_BAND:.0%}); otherwise it is marked \"~\" (within noise), and in the summary "
+    f"the two are a tie. A cell is **unstable** when its IQR is at least "
+    f"{UNSTABLE_IQR:.0%} of its median or its rounds' medians are more than "
+    f"{ROUNDS_DISAGREE:.0%} apart. IQR is pytest-benchmark's: Q3 - Q1 with the quartiles "
+    f"by Wikipedia's method 1 (medians of the halves) for an even sample count and "
+    f"method 3 for an odd one, over all of a cell's samples.")
 
 
 def _mode(cell: str) -> str:
@@ -107,6 +172,15 @@ def precision_speedups(df: pd.DataFrame) -> pd.DataFrame:
     base = [strict.get(tuple(r), math.nan) for r in ok[key].itertuples(index=False)]
     ok["speedup_fp32"] = [b / m if m > 0 else math.nan for b, m in zip(base, ok["median"],
                                                                      strict=True)]
+    if "interval" in ok:
+        spans = ok[ok["precision_mode"] == STRICT_PRECISION].set_index(key)["interval"]
+        spans = spans[~spans.index.duplicated()]
+        cis = [ratio_interval(spans.get(tuple(r)), i)
+               if spans.get(tuple(r)) is not None and i is not None
+               else (math.nan, math.nan, math.nan)
+               for r, i in zip(ok[key].itertuples(index=False), ok["interval"], strict=True)]
+        ok["speedup_fp32_low"] = [c[1] for c in cis]
+        ok["speedup_fp32_high"] = [c[2] for c in cis]
     return ok
 
 
@@ -165,7 +239,8 @@ def precision_table(df: pd.DataFrame) -> str:
 def _speedup(row: Any) -> str:
     if row is None or pd.isna(row.speedup_fp32):
         return "n/a"
-    return f"{row.speedup_fp32:.2f}x"
+    return ratio_text(row.speedup_fp32, getattr(row, "speedup_fp32_low", math.nan),
+                      getattr(row, "speedup_fp32_high", math.nan))
 
 
 def calibration_peaks(df: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -182,8 +257,8 @@ def flags(df: pd.DataFrame) -> pd.DataFrame:
         if r.flops_per_s > PEAK_SLACK * r.machine_peak:
             rows.append((r.cell, f"{r.flops_per_s / 1e9:.1f} GFLOP/s exceeds the measured peak "
                                  f"{r.machine_peak / 1e9:.1f} (missing sync or eliminated work?)"))
-        if r.iqr_rel > IQR_LIMIT:
-            rows.append((r.cell, f"noisy: IQR is {r.iqr_rel:.0%} of the median"))
+        if getattr(r, "unstable", ""):
+            rows.append((r.cell, f"unstable: {r.unstable}"))
         if r.retraces is not None and r.retraces > 0:
             rows.append((r.cell, f"{r.retraces} retrace(s)/recompile(s) after warm-up"))
         if r.grad_passed is False:
@@ -252,17 +327,76 @@ def timing_tables(df: pd.DataFrame) -> list[str]:
         rows = []
         for r in main.sort_values(["phase", "backend", "variant"], key=_phase_key).itertuples():
             if r.status != "ok":
-                rows.append([r.phase, _where(r, multi), "error", "", "", "", "", ""])
+                rows.append([r.phase, _where(r, multi), "error", "", "", "", "", "", "", "",
+                             "", ""])
                 continue
-            rows.append([r.phase, _where(r, multi), _ms(r.median), _num(r.iqr_rel, ".0%"),
-                         _num(r.samples_per_s, ",.0f"), _num(r.pct_peak, ".2g"),
-                         _num(r.speedup, ".2f") + "x" if not pd.isna(r.speedup) else "n/a",
-                         memory_text(r)])
+            rows.append([r.phase, _where(r, multi), _ms(r.median), _ci_ms(r),
+                         _num(r.iqr_rel, ".0%"), _samples(r), _num(r.samples_per_s, ",.0f"),
+                         _num(r.pct_peak, ".2g"), _num(r.pct_own_peak, ".2g"),
+                         ratio_text(r.speedup, r.speedup_low, r.speedup_high)
+                         if r.backend != "numpy" else "1 (reference)",
+                         memory_text(r), _stability(r)])
         bs = int(_main_batch(part))
         out.append(f"### {config} (batch {bs})\n\n" + markdown_table(
-            ["phase", "backend/variant", "median ms", "IQR", "samples/s", "% of peak",
-             "vs NumPy", "peak MB"], rows))
+            ["phase", "backend/variant", "median ms", "95% CI ms", "IQR", "samples (rounds)",
+             "samples/s", "% of device peak", "% of own GEMM", "vs NumPy", "peak MB",
+             "stability"], rows))
     return out
+
+
+def _ci_ms(r: Any) -> str:
+    if pd.isna(r.ci_low) or pd.isna(r.ci_high):
+        return "n/a"
+    return f"{_ms(r.ci_low)}-{_ms(r.ci_high)}"
+
+
+def _samples(r: Any) -> str:
+    return f"{int(r.rounds)} ({int(r.n_rounds)})" if r.n_rounds else f"{int(r.rounds)}"
+
+
+def _stability(r: Any) -> str:
+    return f"unstable: {r.unstable}" if r.unstable else "ok"
+
+
+def summary_table(df: pd.DataFrame) -> str:
+    """Per task config and phase (main batch size): each framework's fastest variant,
+    fastest first; each entry's ratio to the one before it, with its interval, and
+    entries whose ratio is within noise (the "~" rule) share a rank: a tie."""
+    ok = df[(df["status"] == "ok") & df["phase"].isin(STEADY_PHASES)
+            & df["interval"].notna() & (df["precision_mode"] == STRICT_PRECISION)]
+    rows = []
+    width = 0
+    for config, part in ok.groupby("config", sort=False):
+        main = part[part["batch_size"] == _main_batch(part)]
+        for phase in STEADY_PHASES:
+            here = main[main["phase"] == phase]
+            if here.empty:
+                continue
+            for (device, dtype), where in here.groupby(["device", "dtype"], sort=False):
+                best = where.sort_values("median").groupby("backend", sort=False).head(1)
+                entries, rank, prev = [], 0, None
+                for i, r in enumerate(best.itertuples()):
+                    if prev is None:
+                        rank, text = 1, ""
+                    else:
+                        ratio, low, high = ratio_interval(r.interval, prev.interval)
+                        if not within_noise(low, high):
+                            rank = i + 1
+                        text = " " + ratio_text(ratio, low, high)
+                    mark = "=" if prev is not None and rank != i + 1 else ""
+                    entry = f"{mark}{rank}. {r.impl} {_ms(r.median)} ms{text}"
+                    # the fastest, and whatever ties with it, in bold
+                    entries.append((f"**{entry}**" if rank == 1 else entry)
+                                   + (" (unstable)" if r.unstable else ""))
+                    prev = r
+                width = max(width, len(entries))
+                rows.append([config, phase, f"{device}, {dtype}", *entries])
+    if not rows:
+        return "_No steady-state cells timed ok in this run._"
+    rows = [r + [""] * (3 + width - len(r)) for r in rows]
+    return markdown_table(["config", "phase", "device", "fastest",
+                           *[f"{n}" for n in ("2nd", "3rd", "4th", "5th", "6th")][:width - 1]],
+                          rows)
 
 
 def _main_batch(part: pd.DataFrame) -> Any:
@@ -318,13 +452,18 @@ def abstraction_rows(df: pd.DataFrame) -> pd.DataFrame:
         bs = _main_batch(part)
         part = part[part["batch_size"] == bs]
         med = {(r.variant, r.phase): r.median for r in part.itertuples()}
+        spans = {(r.variant, r.phase): getattr(r, "interval", None) for r in part.itertuples()}
         for prim, idiom in ABSTRACTION_PAIRS.get(backend, ()):
             for phase in ("forward", "backward", "step"):
                 a, b = med.get((prim, phase)), med.get((idiom, phase))
                 if a and b:
+                    ia, ib = spans.get((prim, phase)), spans.get((idiom, phase))
+                    _, low, high = (ratio_interval(ib, ia) if ia is not None and ib is not None
+                                    else (None, math.nan, math.nan))
                     rows.append(dict(config=config, backend=backend, dtype=dtype, device=device,
                                      pair=f"{prim} vs {idiom}", phase=phase, batch_size=bs,
-                                     primitives=a, idiomatic=b, ratio=b / a))
+                                     primitives=a, idiomatic=b, ratio=b / a, ratio_low=low,
+                                     ratio_high=high))
     return pd.DataFrame(rows)
 
 
@@ -333,7 +472,8 @@ def abstraction_table(df: pd.DataFrame) -> str:
     if rows.empty:
         return "_No run of both a primitives and an idiomatic variant in this run._"
     body = [[r.config, r.backend, r.pair, r.phase, r.dtype, r.device, _ms(r.primitives),
-             _ms(r.idiomatic), f"{r.ratio:.2f}"] for r in rows.itertuples()]
+             _ms(r.idiomatic), ratio_text(r.ratio, r.ratio_low, r.ratio_high)]
+            for r in rows.itertuples()]
     return markdown_table(["config", "backend", "primitives vs idiomatic", "phase", "dtype",
                            "device", "primitives ms", "idiomatic ms", "idiomatic / primitives"],
                           body)
@@ -443,23 +583,102 @@ def errors_table(df: pd.DataFrame) -> str:
 def flags_table(df: pd.DataFrame) -> str:
     found = flags(df)
     if found.empty:
-        return "_No validity flags: every timed cell is below the measured peak, has IQR <= " \
-               f"{IQR_LIMIT:.0%} of its median, and did not recompile after warm-up._"
+        return "_No validity flags: every timed cell is below the measured peak, is stable " \
+               f"(IQR below {IQR_LIMIT:.0%} of its median, rounds within " \
+               f"{ROUNDS_DISAGREE:.0%} of each other), and did not recompile after warm-up._"
     return markdown_table(["cell", "flag"], [[r.cell, r.flag] for r in found.itertuples()])
 
 
-def render(df: pd.DataFrame, figures: list[str]) -> str:
+def headline(df: pd.DataFrame) -> str:
+    """The report's opening line: what ran, how much of it is stable, how it was sampled."""
     backends = ", ".join(sorted(b for b in df["backend"].unique() if b))
     ok = int((df["status"] == "ok").sum())
     preset = ", ".join(sorted({p for p in df["preset"] if p}))
+    timed = df[df["interval"].notna()] if "interval" in df else df.iloc[0:0]
+    unstable = int((timed["unstable"] != "").sum()) if len(timed) else 0
+    text = (f"Preset **{preset}**; backends: {backends}. {ok} of {len(df)} cells timed ok; "
+            f"**{unstable} of {len(timed)} timed cells unstable** (IQR >= "
+            f"{UNSTABLE_IQR:.0%} of the median, or rounds more than {ROUNDS_DISAGREE:.0%} "
+            "apart).")
+    if len(timed):
+        n, k = timed["rounds"], timed["n_rounds"]
+        text += (f" Samples per cell: median {int(n.median())} (min {int(n.min())}, max "
+                 f"{int(n.max())}), from {int(k.min())}" + (f"-{int(k.max())}" if k.max() !=
+                                                           k.min() else "")
+                 + " round(s) (independent worker processes) each.")
+    return text
+
+
+def dirty_warning(df: pd.DataFrame) -> list[str]:
+    """A run from a modified tree (a commit ending in +dirty) says so at the top."""
+    commits = df.attrs.get("commits") or [
+        ((df.attrs.get("machine_info") or {}).get("nnparity") or {}).get("git_commit", "")]
+    dirty = sorted(c for c in commits if c and str(c).endswith("+dirty"))
+    if not dirty:
+        return []
+    shown = ", ".join(c.removesuffix("+dirty")[:10] + "+dirty" for c in dirty)
+    return [f"**Measured from a modified tree** (commit {shown}"
+            "): the code that produced these numbers is not any commit; rerun from a clean "
+            "checkout before publishing."]
+
+
+#: others' CPU share during a group, or the 1-minute load per core at the run's
+#: start, above which the report warns that the machine was busy
+BUSY_SHARE = 0.10
+BUSY_LOAD_PER_CORE = 0.5
+
+
+def busy_warning(df: pd.DataFrame) -> list[str]:
+    """A warning when other processes used the machine during the run (as Google
+    Benchmark warns about CPU frequency scaling): their CPU share while a group ran
+    above 10% of the cores, or a 1-minute load average of at least half the cores
+    when the run started."""
+    loads = df.attrs.get("machine_load") or {}
+    if not loads:
+        return []
+    shares = {g: v.get("others_cpu_share") for g, v in loads.items()
+              if isinstance(v.get("others_cpu_share"), int | float)}
+    cores = max([int(v.get("cores") or 1) for v in loads.values()] or [1])
+    start = next((v.get("loadavg_run_start") for v in loads.values()
+                  if v.get("loadavg_run_start")), None)
+    busy = {g: s for g, s in shares.items() if s > BUSY_SHARE}
+    loaded = bool(start) and start[0] >= BUSY_LOAD_PER_CORE * cores
+    worst = max(shares.values()) if shares else None
+    facts = (f"other processes used up to {worst:.0%} of the {cores} cores while a group "
+             f"ran ({len(busy)} of {len(shares)} groups above {BUSY_SHARE:.0%})"
+             if worst is not None else "")
+    if start:
+        facts += ("; " if facts else "") + (f"1-minute load average {start[0]:g} when the "
+                                             f"run started")
+    if not busy and not loaded:
+        return [f"Machine state: {facts} (quiet)."] if facts else []
+    return [f"**The machine was busy during this run**: {facts}. Timings from a shared "
+            "machine move with the neighbours' load; rerun on an idle one before trusting "
+            "small differences."]
+
+
+def render(df: pd.DataFrame, figures: list[str]) -> str:
     parts = [
         "# nnparity benchmark report",
-        f"Preset **{preset}**; backends: {backends}. {ok} of {len(df)} cells timed ok. "
-        "Times are the median of the timed rounds (warm-up excluded, each call synchronised); "
-        "IQR is relative to the median; % of peak is achieved model FLOP/s over this "
-        "backend's best float32 GEMM rate on the same device; `vs NumPy` is the NumPy "
-        "reference's median divided by this one (above 1: faster than NumPy).",
+        headline(df),
+        *dirty_warning(df),
+        *busy_warning(df),
         *_environment_warning(df),
+        "## Summary: frameworks ranked per task and phase",
+        "Each framework's fastest variant (strict fp32), fastest first, at each config's main "
+        "batch size; "
+        "after each entry its median ratio to the entry before it with the 95% interval. "
+        "Entries within noise of the one before them (\"~\") share its rank (\"=\"): a "
+        "tie. The fastest, and any tied with it, in bold.",
+        summary_table(df),
+        "## How to read the numbers",
+        "Times are the median of all timed samples of a cell (warm-up excluded, each call "
+        "synchronised); `95% CI ms` is the median's interval; `samples (rounds)` how many "
+        "timed calls and worker processes it rests on; IQR is relative to the median; "
+        "`% of device peak` is achieved model FLOP/s over the best float32 GEMM rate any "
+        "framework reached on that device (one yardstick for every row); `% of own GEMM` "
+        "over this framework's own best GEMM; `vs NumPy` is the NumPy reference's median "
+        "divided by this one (above 1: faster than NumPy). " + RULE_TEXT,
         "## Timings by task",
         *timing_tables(df),
         "## Throughput against batch size (step, samples/s)",

@@ -3,13 +3,16 @@
 Reads every `*.json` below RUN_DIR (or the one file given) and prints one line
 per problem found by `bench.results.validate.problems`, plus one for a file that
 is not JSON at all; exit 0 when every file is valid, 1 otherwise, 2 when there
-is nothing to check. It changes no file and imports no framework.
+is nothing to check. A file recorded from a modified tree (its commit ends in
+`+dirty`) is valid but warned about on stderr: its numbers belong to no commit.
+It changes no file and imports no framework.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from bench.options import InputError
@@ -53,11 +56,20 @@ def main(args: argparse.Namespace) -> int:
     files = files_of(Path(args.run_dir))
     found: list[str] = []
     versions: set[int] = set()
+    dirty: list[str] = []
     for file in files:
         lines = check_file(file)
         found += lines
         if not lines:
-            versions.add(format_version(json.loads(file.read_text(encoding="utf-8"))) or 0)
+            doc = json.loads(file.read_text(encoding="utf-8"))
+            versions.add(format_version(doc) or 0)
+            commit = _commit(doc)
+            if commit.endswith("+dirty"):
+                dirty.append(f"{file} ({commit.removesuffix('+dirty')[:10]}+dirty)")
+    if dirty:
+        sys.stderr.write(f"warning: {len(dirty)} file(s) recorded from a modified tree, so "
+                         f"their numbers belong to no commit: {', '.join(dirty[:3])}"
+                         f"{', ...' if len(dirty) > 3 else ''}\n")
     for line in found:
         print(line)
     if found:
@@ -66,3 +78,11 @@ def main(args: argparse.Namespace) -> int:
     print(f"{args.run_dir}: {len(files)} file(s) valid (results format version {shown}; "
           f"this checker knows up to {FORMAT_VERSION})")
     return 0
+
+
+def _commit(doc: object) -> str:
+    try:
+        commit = doc["machine_info"]["nnparity"].get("git_commit", "")  # type: ignore[index]
+    except (KeyError, TypeError, AttributeError):
+        return ""
+    return commit if isinstance(commit, str) else ""

@@ -84,7 +84,7 @@ def _read_json(file: Path, strict: bool = True) -> dict[str, Any] | None:
 
 
 _ROW_COLUMNS = ("cell", "task", "preset", "backend", "variant", "device", "dtype", "batch_size",
-                "phase", "status", "error", "gflops", "samples", "source", "raw")
+                "phase", "status", "error", "gflops", "samples", "round_sizes", "source", "raw")
 _DERIVED_COLUMNS = ("rounds", "median", "iqr", "q1", "q3", "min")
 
 
@@ -104,6 +104,13 @@ def _cell_row(bench: Any, file: Path) -> dict[str, Any]:
     status = str(extra.get("status", "ok"))
     if status != "ok":
         samples = np.asarray([], dtype=float)
+    # how many consecutive samples each worker process (round) took; a file written
+    # before rounds, or sizes that do not add up, make all the samples one round
+    sizes = extra.get("round_sizes")
+    if not (isinstance(sizes, list) and sizes and all(isinstance(n, int) and n > 0
+                                                      for n in sizes)
+            and sum(sizes) == samples.size):
+        sizes = [int(samples.size)] if samples.size else []
     return {
         "cell": str(cell),
         "task": extra.get("task", ""),
@@ -118,6 +125,7 @@ def _cell_row(bench: Any, file: Path) -> dict[str, Any]:
         "error": str(extra.get("error", "")),
         "gflops": extra.get("gflops"),
         "samples": samples,
+        "round_sizes": list(sizes),
         "source": str(file),
         "raw": bench,
     }
@@ -139,7 +147,8 @@ def _run_info(path: Path, doc: dict[str, Any]) -> RunInfo:
 
 
 def merge_cells(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: samples of repeated cells concatenated, in input order."""
+    """One row per cell: samples of repeated cells concatenated, in input order, and
+    their rounds (worker processes) listed one after another in `round_sizes`."""
     if df.empty:
         return df.reindex(columns=[*_ROW_COLUMNS, *_DERIVED_COLUMNS])
     rows = []
@@ -149,8 +158,14 @@ def merge_cells(df: pd.DataFrame) -> pd.DataFrame:
         if not ok.empty:
             row = ok.iloc[0].to_dict()
             row["samples"] = np.concatenate(list(ok["samples"]))
-            # one median per merged run (round): continuous checks the rounds agree
-            row["round_medians"] = [float(np.median(x)) for x in ok["samples"] if len(x)]
+            row["round_sizes"] = [n for x, sizes in zip(ok["samples"], ok.get(
+                "round_sizes", [None] * len(ok)), strict=True)
+                for n in (sizes if isinstance(sizes, list) and sum(sizes) == len(x)
+                          else [len(x)] if len(x) else [])]
+            # one median per round (worker process, or merged run): compare checks they agree
+            row["round_medians"] = [float(np.median(x)) for x in
+                                    np.split(row["samples"], np.cumsum(row["round_sizes"])[:-1])
+                                    if len(x)]
             gflops = [g for g in ok["gflops"] if g is not None and not pd.isna(g)]
             row["gflops"] = float(np.mean(gflops)) if gflops else None
         rows.append(row)
@@ -190,11 +205,13 @@ def load_run(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise LoadError(f"{root}: no such file or directory")
     rows: list[dict[str, Any]] = []
     docs = []
+    loaded: list[Path] = []
     for file in files:
         doc = _read_json(file, strict=len(files) == 1)
         if doc is None:
             continue
         docs.append((_run_info(root, doc), doc))
+        loaded.append(file)
         rows.extend(_cell_row(b, file) for b in doc["benchmarks"])
     if not docs:
         raise LoadError(f"{root}: none of its *.json files is a pytest-benchmark results file")
@@ -205,6 +222,13 @@ def load_run(path: str | os.PathLike[str]) -> pd.DataFrame:
     df.attrs["run"] = info
     df.attrs["machine_info"] = doc.get("machine_info") or {}
     df.attrs["commit_info"] = doc.get("commit_info") or {}
+    # every file's commit: one modified tree (+dirty) marks the whole run
+    df.attrs["commits"] = sorted({d[0].commit for d in docs if d[0].commit})
+    # each group's machine state (runner: load average, other processes' CPU share)
+    df.attrs["machine_load"] = {
+        f.stem: d["nnparity_run"]["machine_load"] for f, (_, d) in zip(loaded, docs, strict=True)
+        if isinstance(d.get("nnparity_run"), dict)
+        and isinstance(d["nnparity_run"].get("machine_load"), dict)}
     # each group's process records the threads of the framework it ran (impls.threads)
     threads: dict[str, Any] = {}
     for _, d in docs:
@@ -218,5 +242,6 @@ def merge_runs(runs: list[pd.DataFrame]) -> pd.DataFrame:
     """Pool several runs of the same code (e.g. interleaved rounds) cell by cell."""
     df = pd.concat(runs, ignore_index=True)
     df.attrs = dict(runs[0].attrs)
+    df.attrs["commits"] = sorted({c for r in runs for c in r.attrs.get("commits", [])})
     return merge_cells(df)
 

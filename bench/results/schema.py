@@ -148,6 +148,8 @@ class CellRecord:
     retraces: int | None = None
     warmup_calls: int | None = None
     warmup_stable: bool | None = None
+    #: the timing settled during warm-up (bench/timing/measure.py); None: not asked
+    warmup_settled: bool | None = None
     build_s: float | None = None
     gflops: float | None = None  # calibration cells only
     gemm_size: int | None = None  # calibration cells only
@@ -157,6 +159,15 @@ class CellRecord:
     #: against the float64 reference, with the mode's expected range
     #: (bench.agreement.precision.precision_error); empty otherwise
     precision_error: dict[str, Any] = field(default_factory=dict)
+    #: samples each worker process (round) took, in `stats.data` order; empty: one round
+    round_sizes: list[int] = field(default_factory=list)
+    #: the cell's 0-based position in each round's randomised order, same order as above
+    round_positions: list[int] = field(default_factory=list)
+    #: the median's 95% interval [low, high] in seconds (bench.results.stats.cell_interval,
+    #: rounds then samples resampled); empty when not computed (errors, old files)
+    median_ci: list[float] = field(default_factory=list)
+    #: "" or why the cell is unstable (IQR >= 10% of the median, rounds > 10% apart)
+    unstable: str = ""
 
     def to_extra_info(self) -> dict[str, Any]:
         info = asdict(self)

@@ -163,7 +163,16 @@ def write_group_file(path: Path, doc: dict[str, Any]) -> None:
 
 def finish_group(group: Group, preset: str, out: Path, pytest_json: Path, stream: Path,
                  machine_info: dict[str, Any], error: str, threads: int | None) -> dict[str, Any]:
-    """Write the group's final file and return its document.
+    """Write the group's final file (one worker process) and return its document."""
+    doc = group_document(group, preset, pytest_json, stream, machine_info, error, threads)
+    write_group_file(out, doc)
+    return doc
+
+
+def group_document(group: Group, preset: str, pytest_json: Path, stream: Path,
+                   machine_info: dict[str, Any], error: str,
+                   threads: int | None) -> dict[str, Any]:
+    """One worker process's document for `group`.
 
     Base: pytest-benchmark's own JSON when the worker got that far, else the
     streamed entries. Streamed entries the base lacks (error cells the test
@@ -185,8 +194,89 @@ def finish_group(group: Group, preset: str, out: Path, pytest_json: Path, stream
             have.add(cid)
     doc["benchmarks"].extend(error_entries(group, preset, error or "cell did not run",
                                            {c for c in have if c}, threads))
-    write_group_file(out, doc)
     return doc
+
+
+def _record_interval(bench: dict[str, Any]) -> None:
+    """The cell's interval and stability verdict, in its extra_info (derived from the
+    raw samples by the one function that computes them; readers may recompute)."""
+    from bench.results.stats import cell_interval, seed_for
+
+    info = bench["extra_info"]
+    ci = cell_interval(bench["stats"]["data"], info.get("round_sizes") or (),
+                       seed=seed_for(info.get("cell", "")))
+    info["median_ci"] = [ci.low, ci.high]
+    info["unstable"] = ci.unstable
+
+
+def merge_rounds(docs: list[dict[str, Any]], orders: list[list[str]],
+                 run_block: dict[str, Any] | None = None,
+                 intervals: bool = True) -> dict[str, Any]:
+    """One group document from the documents of its rounds (worker processes), in
+    round order; `orders[r]` is the cell ids in the order round r timed them.
+
+    A cell ok in every round it ran in gets their samples one round after another
+    (`stats.data`), `round_sizes` (samples per round), `round_positions` (its place
+    in each round's order) and the stats block of the pooled samples; its other
+    fields come from its first round (the one that checked agreement), except
+    `retraces` (summed), `peak_memory_bytes` (the highest) and `warmup_settled`
+    (every round settled). A cell that errored in any round is an error entry
+    saying which round: a cell that fails now and then has failed. With
+    `intervals`, each timed cell also records its interval (`median_ci`, `unstable`)."""
+    base = dict(docs[0])
+    entries: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for r, doc in enumerate(docs):
+        for bench in doc.get("benchmarks", []):
+            cid = (bench.get("extra_info") or {}).get("cell")
+            entries.setdefault(cid, []).append((r, bench))
+    merged = []
+    for cid, found in entries.items():
+        bad = [(r, b) for r, b in found if (b.get("extra_info") or {}).get("status") != "ok"]
+        if bad:
+            r, bench = bad[0]
+            bench = dict(bench)
+            info = dict(bench.get("extra_info") or {})
+            if len(docs) > 1:
+                info["error"] = f"round {r + 1} of {len(docs)}: {info.get('error', '')}"
+            bench["extra_info"] = info
+            bench["stats"] = stats_block([])
+            merged.append(bench)
+            continue
+        if len(found) == 1 and len(docs) == 1:
+            bench = dict(found[0][1])
+            bench["extra_info"] = dict(bench.get("extra_info") or {})
+            if intervals and bench["extra_info"].get("phase") != CALIBRATION and (
+                    bench.get("stats") or {}).get("data"):
+                _record_interval(bench)
+            merged.append(bench)
+            continue
+        first = dict(found[0][1])
+        info = dict(first.get("extra_info") or {})
+        data = [float(v) for _, b in found for v in (b.get("stats") or {}).get("data", [])]
+        infos = [b.get("extra_info") or {} for _, b in found]
+        if info.get("phase") != CALIBRATION:
+            info["round_sizes"] = [len((b.get("stats") or {}).get("data", [])) for _, b in found]
+            info["round_positions"] = [orders[r].index(cid) if cid in orders[r] else 0
+                                       for r, _ in found]
+            retraces = [i.get("retraces") for i in infos if i.get("retraces") is not None]
+            info["retraces"] = sum(retraces) if retraces else None
+            peaks = [i.get("peak_memory_bytes") for i in infos
+                     if i.get("peak_memory_bytes") is not None]
+            info["peak_memory_bytes"] = max(peaks) if peaks else None
+            settled = [i.get("warmup_settled") for i in infos]
+            info["warmup_settled"] = None if None in settled else all(settled)
+            stats = stats_block(data)
+            if info.get("flops") and stats["median"] > 0:
+                info["flops_per_s"] = info["flops"] / stats["median"]
+        first["extra_info"] = info
+        first["stats"] = stats_block(data)
+        if intervals and info.get("phase") != CALIBRATION and data:
+            _record_interval(first)
+        merged.append(first)
+    base["benchmarks"] = merged
+    if run_block is not None:
+        base["nnparity_run"] = run_block
+    return base
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:

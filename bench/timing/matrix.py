@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bench.results.schema import PHASES, STRICT_PRECISION, cell_id
@@ -53,7 +53,15 @@ class Plan:
     # (variant, task or "*") left out unless --variants names the variant
     skip: tuple[tuple[str, str], ...] = ()
     gemm_sizes: tuple[int, ...] = (512, 1024)  # calibration GEMM sizes on CPU
-    timeout_s: float = 600.0  # default per-group timeout
+    timeout_s: float = 600.0  # default per-group timeout (per worker process)
+    # independent worker processes per group ("rounds"), each timing every cell of the
+    # group in its own seeded random order with 1/rounds of the budget: a cell's
+    # interval then sees how much it moves from one process to the next
+    rounds: int = 1
+    # then up to this many more rounds, each of only the steady cells whose 95% interval
+    # is still wider than +-target_ci of their median (adaptive sampling)
+    extra_rounds: int = 0
+    target_ci: float = 0.03
 
 
 # torch.compile costs 10-20 s per function and shape for an MLP on two cores and
@@ -69,10 +77,11 @@ PLANS: dict[str, Plan] = {
                  timeout_s=120),
     # quick covers all three recurrent cells (docs/design.md §2) but one MLP activation
     "quick": Plan(0.05, 5, 50, 2, 10, sweep_knobs=("cell",), skip=_SLOW_COMPILE,
-                  timeout_s=300),
+                  timeout_s=300, rounds=2, extra_rounds=1),
     "standard": Plan(0.3, 10, 300, 3, 20, skip=(("compile", "rnn_sequence"),),
-                     gemm_sizes=(512, 1024, 2048), timeout_s=900),
-    "large": Plan(1.0, 10, 1000, 3, 20, gemm_sizes=(1024, 2048, 4096), timeout_s=3600),
+                     gemm_sizes=(512, 1024, 2048), timeout_s=900, rounds=3, extra_rounds=1),
+    "large": Plan(1.0, 10, 1000, 3, 20, gemm_sizes=(1024, 2048, 4096), timeout_s=3600,
+                  rounds=3, extra_rounds=2),
 }
 CUDA_GEMM_SIZES = (2048, 4096, 8192)
 
@@ -337,6 +346,40 @@ def _run_order(cell: Cell, cfg_order: Sequence[TaskConfig], variants: list[str])
     return (cfg_order.index(cell.config), rank, cell.variant, cell.device, cell.dtype,
             reduced, cell.precision, cell.phase != "first_call", not main, cell.batch_size,
             PHASES.index(cell.phase))
+
+
+def round_plan(plan: Plan) -> Plan:
+    """What one of `plan.rounds` worker processes times: its share of the budget and of
+    the sample counts, so the rounds together take about what one process took."""
+    k = max(1, plan.rounds)
+    if k == 1:
+        return plan
+    return replace(plan, budget_s=plan.budget_s / k, min_rounds=max(1, -(-plan.min_rounds // k)),
+                   max_rounds=max(1, -(-plan.max_rounds // k)))
+
+
+def round_order(cells: Sequence[Cell], seed: int, group: str, round_index: int) -> list[Cell]:
+    """The order one round times a group's cells in: seeded by (seed, group, round), so
+    it is random from round to round yet reproducible. The programs' blocks (config,
+    variant, device, dtype, precision: one program each) are shuffled, and inside a
+    block its steady-state cells are; a block's `first_call` stays its first cell
+    (it needs a fresh program), and no program is built twice in a round."""
+    import random
+
+    rng = random.Random(f"nnparity-order:{seed}:{group}:{round_index}")
+    blocks: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        key = (cell.config, cell.variant, cell.device, cell.dtype, cell.precision)
+        blocks.setdefault(key, []).append(cell)
+    keys = list(blocks)
+    rng.shuffle(keys)
+    out: list[Cell] = []
+    for key in keys:
+        first = [c for c in blocks[key] if c.phase == "first_call"]
+        rest = [c for c in blocks[key] if c.phase != "first_call"]
+        rng.shuffle(rest)
+        out += first + rest
+    return out
 
 
 def group_to_dict(group: Group) -> dict[str, Any]:

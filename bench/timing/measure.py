@@ -1,11 +1,18 @@
-"""Timing one cell: warm up until nothing recompiles, then pedantic rounds on pytest-benchmark.
+"""Timing one cell: warm up until nothing recompiles and the timing has settled, then
+pedantic rounds on pytest-benchmark.
 
 The timed target is always `program.sync(result)` wrapped around the call, so
 asynchronous frameworks are measured to completion. Warm-up calls are never
-timed into the samples; they stop once the program's compile count stops
-changing (and at least `Plan.min_warmup` calls), and the last warm-up call
-sizes the number of rounds to the plan's time budget. Compiles during the timed
-rounds are counted as retraces, the report flags any.
+timed into the samples. Warm-up goes on until the program's compile count stops
+changing (at least `Plan.min_warmup` calls; a program still recompiling after
+`Plan.max_warmup` calls is timed anyway and flagged) AND the timing has settled:
+the median of the last `SETTLE_WINDOW` calls within `SETTLE_TOLERANCE` of the
+median of the `SETTLE_WINDOW` before them (caches, allocator pools and
+frequency take a few calls to settle: a cell seen at 6-9 ms for 9 calls, then
+3.7 ms). Settling is capped at `settle_cap_s(plan)` seconds and
+`SETTLE_MAX_CALLS` calls; whether it settled is recorded. The settled calls'
+median sizes the number of samples to the plan's time budget. Compiles during
+the timed rounds are counted as retraces, the report flags any.
 
 Peak memory is measured over each cell's own window (its warm-up and timed
 calls; the program and the batch already exist when it opens), and every
@@ -51,8 +58,34 @@ Call = Callable[[], Any]
 @dataclass(frozen=True)
 class WarmUp:
     calls: int
-    last_s: float  # duration of the last warm-up call, used to size the rounds
+    last_s: float  # a warm call's duration (the settled calls' median), sizes the rounds
     stable: bool  # the compile count did not change on the last call
+    settled: bool | None = None  # the timing settled before the cap (None: not asked)
+
+
+#: warm-up ends when the median of the last SETTLE_WINDOW calls is within
+#: SETTLE_TOLERANCE of the median of the SETTLE_WINDOW calls before them
+SETTLE_WINDOW = 3
+SETTLE_TOLERANCE = 0.05
+#: settling stops at this many calls past the compile warm-up, or at settle_cap_s
+SETTLE_MAX_CALLS = 60
+SETTLE_MIN_S = 0.05
+
+
+def settle_cap_s(plan: Plan) -> float:
+    """Seconds of settling calls a cell may spend: twice its timed budget, at least 0.05 s."""
+    return max(2.0 * plan.budget_s, SETTLE_MIN_S)
+
+
+def settled(durations: list[float], window: int = SETTLE_WINDOW,
+            tolerance: float = SETTLE_TOLERANCE) -> bool:
+    """Whether the last `window` durations' median is within `tolerance` of the
+    median of the `window` before them."""
+    if len(durations) < 2 * window:
+        return False
+    now = sorted(durations[-window:])[window // 2]
+    before = sorted(durations[-2 * window:-window])[window // 2]
+    return before > 0 and abs(now / before - 1.0) <= tolerance
 
 
 @dataclass(frozen=True)
@@ -160,9 +193,13 @@ def synced(program: Any, fn: Callable[..., Any], *args: Any) -> Call:
 
 
 def warm_up(call: Call, counter: CompileCounter, plan: Plan) -> WarmUp:
+    """Warm up (module docstring): until the compile count is stable and the timing
+    has settled, within the caps."""
     before = counter.count()
-    calls, last, stable = 0, 0.0, False
-    while calls < plan.max_warmup:
+    calls, last, stable, done = 0, 0.0, False, False
+    steady: list[float] = []  # durations since the compile count last changed
+    settle_s, cap_s = 0.0, settle_cap_s(plan)
+    while True:
         start = time.perf_counter()
         call()
         last = time.perf_counter() - start
@@ -170,9 +207,22 @@ def warm_up(call: Call, counter: CompileCounter, plan: Plan) -> WarmUp:
         now = counter.count()
         stable = now == before
         before = now
-        if calls >= plan.min_warmup and stable:
+        if not stable:
+            steady, settle_s = [], 0.0
+            if calls >= plan.max_warmup:
+                break  # still recompiling: timed anyway, flagged by warmup_stable
+            continue
+        steady.append(last)
+        if calls < plan.min_warmup:
+            continue
+        if settled(steady):
+            done = True
             break
-    return WarmUp(calls, last, stable)
+        settle_s += last
+        if settle_s >= cap_s or calls >= plan.max_warmup + SETTLE_MAX_CALLS:
+            break
+    warm = sorted(steady[-SETTLE_WINDOW:])[len(steady[-SETTLE_WINDOW:]) // 2] if steady else last
+    return WarmUp(calls, warm, stable, done)
 
 
 def rounds_for(last_s: float, plan: Plan) -> int:

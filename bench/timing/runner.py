@@ -3,7 +3,10 @@
 The runner validates the selection (exit 2 with one line on a bad value),
 asks each backend's worker to describe itself (variants, devices, which
 variants fit which model), builds the matrix, then runs the groups one after
-another so no two ever share the cores. It watches each worker's stream of
+another so no two ever share the cores: each group in `--rounds` worker
+processes with its cells in a seeded random order per round, the rounds
+interleaved across groups (round 1 of every group, then round 2, ...), then
+extra rounds for the cells whose interval is still too wide. It watches each worker's stream of
 finished cells to print progress (cells done / total, ETA), kills a worker
 that exceeds the group timeout, and always writes the group's pytest-benchmark
 JSON, with error entries for what failed, hung or could not run. Ctrl-C stops
@@ -14,6 +17,7 @@ a framework and never times anything itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import importlib
@@ -61,6 +65,8 @@ from bench.timing.matrix import (
     build_groups,
     keyword_matcher,
     not_applicable,
+    round_order,
+    round_plan,
     task_configs,
 )
 from bench.timing.shard import parse_shard, shard_groups
@@ -68,9 +74,9 @@ from bench.timing.watch import (
     WorkerSpec,
     WorkFiles,
     follow,
+    recorded_precisions,
     relay,
     run_through,
-    spec_for,
     work_files,
     worker_command,
 )
@@ -104,7 +110,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--seed", type=seed_int, default=0, help="parameter initialisation seed")
     arg("--budget", type=positive_float, default=None,
         help="timed seconds per cell (default: the preset's plan, e.g. 0.05 for quick)")
-    arg("--min-rounds", type=positive_int, default=None, help="timed rounds per cell, at least")
+    arg("--min-rounds", type=positive_int, default=None,
+        help="timed samples per cell, at least (pytest-benchmark's rounds)")
+    arg("--rounds", type=positive_int, default=None,
+        help="independent worker processes per group, each timing every cell in its own "
+             "seeded random order with its share of the budget (default: the preset's, "
+             "2 for quick, 3 for standard); a cell's confidence interval then includes "
+             "how much it moves from one process to the next")
+    arg("--extra-rounds", type=int, default=None, metavar="N",
+        help="after the rounds, up to N more rounds of only the cells whose 95%% interval "
+             "is wider than --target-ci (default: the preset's, 1)")
+    arg("--target-ci", type=positive_float, default=None, metavar="F",
+        help="the interval half-width, relative to the median, that a cell needs no extra "
+             "round for (default 0.03: +-3%%)")
     arg("--no-gradcheck", action="store_true", help="skip the per-cell agreement check")
     arg("--shard", default=None, metavar="K/N",
         help="run only shard K of N (a deterministic share of the groups, e.g. 2/4)")
@@ -239,50 +257,302 @@ def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
     if getattr(args, "min_rounds", None) is not None:
         plan = replace(plan, min_rounds=args.min_rounds,
                        max_rounds=max(plan.max_rounds, args.min_rounds))
+    if getattr(args, "rounds", None) is not None:
+        if args.rounds <= 0:
+            raise MatrixError(f"--rounds must be a positive integer, got {args.rounds}")
+        plan = replace(plan, rounds=args.rounds)
+    if getattr(args, "extra_rounds", None) is not None:
+        if args.extra_rounds < 0:
+            raise MatrixError(f"--extra-rounds must be 0 or more, got {args.extra_rounds}")
+        plan = replace(plan, extra_rounds=args.extra_rounds)
+    if getattr(args, "target_ci", None) is not None:
+        if not 0 < args.target_ci < 1:
+            raise MatrixError(f"--target-ci must be between 0 and 1, got {args.target_ci:g}")
+        plan = replace(plan, target_ci=args.target_ci)
     return plan
 
 
-def drop_work_files(work: Path, group: Group, keep_log: bool = False) -> None:
+def round_files(work: Path, group: Group, round_index: int = 0) -> WorkFiles:
+    """A group's scratch files for one round (`bench.timing.watch.work_files`, one set
+    per round; round 0 keeps the names a single-process run always had)."""
+    return work_files(work, group.name + (f".r{round_index + 1}" if round_index else ""))
+
+
+def drop_work_files(work: Path, group: Group, keep_log: bool = False,
+                    rounds: int = 1) -> None:
     """Remove a group's scratch files once its results file is written (or could not
     be): a full disk must not leave a torn stream or an empty file behind."""
-    stream, pytest_json, spec, log = work_files(work, group.name)
-    for path in (stream, pytest_json, spec):
-        path.unlink(missing_ok=True)
+    for r in range(max(1, rounds)):
+        stream, pytest_json, spec, log = round_files(work, group, r)
+        for path in (stream, pytest_json, spec):
+            path.unlink(missing_ok=True)
+        try:
+            if not keep_log or log.stat().st_size == 0:
+                log.unlink()
+        except OSError:
+            pass
+
+
+#: the 1-, 5- and 15-minute load averages when this run started (before describing)
+RUN_START_LOAD: list[tuple[float, float, float]] = []
+
+
+def _loadavg() -> list[float]:
     try:
-        if not keep_log or log.stat().st_size == 0:
-            log.unlink()
+        return [round(x, 2) for x in os.getloadavg()]
     except OSError:
-        pass
+        return []
 
 
-def run_group(spec: WorkerSpec, out: Path, work: Path, timeout: float,
-              progress: Progress) -> str:
-    """Run one worker; returns "" or the group-level error. Always writes the group file
-    (or raises `OutputError` when it cannot)."""
-    group = spec.group
-    files = work_files(work, group.name)
-    for path in (files.stream, files.pytest_json):
+class LoadMonitor:
+    """The machine's state while one group's rounds ran: load averages before its first
+    and after its last round, and the share of the machine's CPU time that other
+    processes used during its rounds (all busy CPU time in /proc/stat minus this
+    runner's and its reaped workers' own), summed over its rounds."""
+
+    def __init__(self) -> None:
+        self.before: list[float] = []
+        self.after: list[float] = []
+        self.others_s = self.wall_s = 0.0
+        self.known = True
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, float] | None:
+        import resource
+
+        try:
+            with open("/proc/stat", encoding="ascii") as fh:
+                fields = [int(v) for v in fh.readline().split()[1:]]
+            tick = os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+        # user nice system idle iowait irq softirq steal (guest is counted in user)
+        busy = (sum(fields[:3]) + sum(fields[5:8])) / tick
+        own = sum(getattr(resource.getrusage(who), f) for who in
+                  (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                  for f in ("ru_utime", "ru_stime"))
+        return busy, own, time.monotonic()
+
+    @contextlib.contextmanager
+    def measuring(self) -> Any:
+        if not self.before:
+            self.before = _loadavg()
+        start = self._snapshot()
+        try:
+            yield
+        finally:
+            end = self._snapshot()
+            self.after = _loadavg()
+            if start and end and end[2] > start[2]:
+                self.others_s += max(0.0, (end[0] - start[0]) - (end[1] - start[1]))
+                self.wall_s += end[2] - start[2]
+            else:
+                self.known = False
+
+    def block(self) -> dict[str, Any]:
+        cores = os.cpu_count() or 1
+        share = (round(self.others_s / (self.wall_s * cores), 4)
+                 if self.known and self.wall_s > 0 else None)
+        return {"loadavg_run_start": list(RUN_START_LOAD[0]) if RUN_START_LOAD else [],
+                "loadavg_before": self.before, "loadavg_after": self.after,
+                "others_cpu_share": share, "cores": cores}
+
+
+def round_cells(group: Group, rounds: int) -> int:
+    """Cells a group's rounds time: every cell each round, calibration in the first."""
+    return len(group.cells) * max(1, rounds) + len(group.calibrate_devices)
+
+
+class GroupRun:
+    """One group's rounds as the run goes: the parts (cells in order) each round timed,
+    the group-level error that stopped it, and the machine's load while it ran."""
+
+    def __init__(self, group: Group, plan: Plan) -> None:
+        self.group, self.plan = group, plan
+        self.parts: list[Group] = []
+        self.error = group.error
+        self.load = LoadMonitor()
+        self.settled = False  # no cell needs an extra round any more
+        self.written = False  # its results file exists
+        self.final = False  # ... in its final form (intervals added, scratch files gone)
+
+    def next_part(self, seed: int) -> Group | None:
+        """The next round's cells in their order; None when the group is done."""
+        group, planned, r = self.group, max(1, self.plan.rounds), len(self.parts)
+        if self.error or self.settled:
+            return None
+        if r >= planned:
+            return None  # extra rounds are chosen by `extra_part`
+        cells = round_order(group.cells, seed, group.name, r) if planned > 1 \
+            else list(group.cells)
+        # calibration and the agreement check are per program, not per process: round 1
+        return replace(group, cells=tuple(cells),
+                       calibrate_devices=group.calibrate_devices if r == 0 else ())
+
+    def extra_part(self, doc: dict[str, Any], seed: int) -> Group | None:
+        """An extra round of the steady cells whose interval is still too wide."""
+        wide = wide_cells(doc, self.plan.target_ci)
+        if not wide:
+            self.settled = True
+            return None
+        cells = round_order([c for c in self.group.cells if c.id in wide], seed,
+                            self.group.name, len(self.parts))
+        return replace(self.group, cells=tuple(cells), calibrate_devices=())
+
+
+def run_rounds(runs: list[GroupRun], sel: Selection, out: Path, work: Path, threads: int,
+               seed: int, timeout: float, progress: Progress, gradcheck: bool,
+               plan: Plan) -> None:
+    """Every group's rounds, interleaved the way asv interleaves them: round 1 of every
+    group, then round 2 of every group, ... so a disturbance that lasts a minute or
+    two lands in one round of many groups rather than in every round of one; then up
+    to `plan.extra_rounds` more passes over the groups, each timing only the steady
+    cells whose interval is still wider than +-`plan.target_ci` (adaptive sampling).
+    A group's file is (re)written after each of its rounds, so an interruption keeps
+    every finished round; the last write adds each cell's interval."""
+    planned = max(1, plan.rounds)
+    for run in runs:
+        if run.group.error:
+            progress.done += round_cells(run.group, planned)
+            _write_rounds(run, sel, out, work, threads, run.error, seed)
+    for r in range(planned):
+        for run in runs:
+            part = run.next_part(seed)
+            if part is not None:
+                _one_round(run, part, sel, out, work, threads, seed, timeout, progress,
+                           gradcheck and r == 0, plan, final=planned == 1)
+    for _ in range(plan.extra_rounds if planned > 1 else 0):
+        for run in runs:
+            if run.error or run.settled:
+                continue
+            part = run.extra_part(_merged(run, sel, work, threads, "", seed), seed)
+            if part is None:
+                continue
+            progress.total += len(part.cells)
+            _one_round(run, part, sel, out, work, threads, seed, timeout, progress, False,
+                       plan, final=False)
+    for run in runs:
+        if run.parts and not run.final:
+            _write_rounds(run, sel, out, work, threads, "", seed, final=True)
+
+
+def _one_round(run: GroupRun, part: Group, sel: Selection, out: Path, work: Path,
+               threads: int, seed: int, timeout: float, progress: Progress, gradcheck: bool,
+               plan: Plan, final: bool) -> None:
+    """Time one round of one group, then write the group's file from its rounds so far
+    (with "interrupted" for the cells this round had not reached on Ctrl-C)."""
+    planned = max(1, plan.rounds)
+    run.parts.append(part)
+    r = len(run.parts) - 1
+    try:
+        with run.load.measuring():
+            error = _run_round(run.parts, sel, out, work, threads, seed, timeout, progress,
+                               gradcheck, round_plan(plan))
+    except KeyboardInterrupt:
+        try:
+            _write_rounds(run, sel, out, work, threads, "interrupted", seed, final=True)
+        except OutputError as exc:  # say why this group's records are lost, stay interrupted
+            drop_work_files(work, run.group, rounds=len(run.parts))
+            sys.stderr.write(f"nnparity run: error: {exc}\n")
+        raise
+    if error:
+        if planned == 1:
+            run.error = error
+        elif r < planned:
+            run.error = f"round {r + 1} of {planned}: {error}"
+            # a hang or crash would repeat: no further rounds
+            progress.done += len(run.group.cells) * (planned - r - 1)
+        else:
+            run.error = f"round {r + 1} (extra, {len(part.cells)} cells): {error}"
+    _write_rounds(run, sel, out, work, threads, error, seed, final=final or bool(error))
+
+
+def wide_cells(doc: dict[str, Any], target: float) -> set[str]:
+    """Steady-state cells of a merged group document whose recorded 95% interval is
+    wider than +-`target` of their median."""
+    out = set()
+    for bench in doc.get("benchmarks", []):
+        info, stats = bench.get("extra_info") or {}, bench.get("stats") or {}
+        ci, median = info.get("median_ci") or [], stats.get("median")
+        if info.get("status") != "ok" or info.get("phase") not in PHASES[:3] or len(ci) != 2:
+            continue
+        if median and (ci[1] - ci[0]) / 2.0 / median > target:
+            out.add(info["cell"])
+    return out
+
+
+def _run_round(parts: list[Group], sel: Selection, out: Path, work: Path, threads: int,
+               seed: int, timeout: float, progress: Progress, gradcheck: bool,
+               plan: Plan) -> str:
+    """Run the last of `parts` (round len(parts) - 1) in a fresh worker process."""
+    r, part = len(parts) - 1, parts[-1]
+    stream, pytest_json, spec_path, log = round_files(work, part, r)
+    for path in (stream, pytest_json):
         path.unlink(missing_ok=True)
-    result = out / f"{group.name}.json"
-    error = group.error
-    if not error:
-        write_text_atomic(files.spec, json.dumps(spec.to_json(files, spec.threads, result)))
-        cells = follow(files.spec, files.log, files.stream, timeout, env=_worker_env())
-        error = run_through(relay(cells, progress.advance))
-    else:
-        for _ in range(group.size):
-            progress.done += 1
-    _finish(spec, out, files, error)
-    drop_work_files(work, group, keep_log=True)
-    return error
+    spec = WorkerSpec(part, sel.preset, plan, threads, seed, gradcheck, tuple(sel.precisions))
+    files = WorkFiles(stream, pytest_json, spec_path, log)
+    write_text_atomic(spec_path, json.dumps({
+        **spec.to_json(files, threads, out / f"{part.name}.json"),
+        # a worker whose runner dies writes the group file from every round so far
+        "round": r, "orders": [[c.id for c in p.cells] for p in parts],
+        "previous_rounds": [[str(p) for p in round_files(work, part, k)[:2]] for k in range(r)],
+    }))
+    cells = follow(spec_path, log, stream, timeout, env=_worker_env())
+    return run_through(relay(cells, progress.advance))
 
 
-def _finish(spec: WorkerSpec, out: Path, files: WorkFiles, error: str) -> None:
-    """Write the group's results file from what its worker left (`finish_group`)."""
+def _merged(run: GroupRun, sel: Selection, work: Path, threads: int, error: str, seed: int,
+            intervals: bool = True) -> dict[str, Any]:
+    """The group's document from the rounds that ran (their streams and pytest-benchmark
+    files), with error entries for what the last round never reached (`error`)."""
+    group, parts, plan = run.group, run.parts, run.plan
     machine_info = records.default_machine_info(
-        environment.nnparity_info(spec.threads, spec.recorded_precisions))
-    records.finish_group(spec.group, spec.preset, out / f"{spec.group.name}.json",
-                         files.pytest_json, files.stream, machine_info, error, spec.threads)
+        environment.nnparity_info(threads, recorded_precisions(sel.precisions)))
+    docs = []
+    for r, part in enumerate(parts or [group]):
+        stream, pytest_json, _, _ = round_files(work, group, r)
+        last = r == len(parts) - 1 or not parts
+        docs.append(records.group_document(part, sel.preset, pytest_json, stream, machine_info,
+                                           (error if last else "") or "", threads))
+    if error and len(docs) > 1:
+        _unreached_keep_earlier(docs, parts[-1], error)
+    planned = max(1, plan.rounds)
+    run_block = {"rounds": planned, "rounds_run": len(parts), "order_seed": seed,
+                 "extra_rounds": [len(p.cells) for p in parts[planned:]],
+                 "target_ci": plan.target_ci, "machine_load": run.load.block()}
+    return records.merge_rounds(docs, [[c.id for c in p.cells] for p in parts or [group]],
+                                run_block, intervals=intervals)
+
+
+def _unreached_keep_earlier(docs: list[dict[str, Any]], last: Group, error: str) -> None:
+    """A round cut short (a hang, a crash, Ctrl-C) leaves error entries for the cells it
+    never reached; a cell that an earlier round timed keeps those samples instead (it
+    did not fail: it did not run again). The cell that was running when a hang or crash
+    ended the round (the first one not reached) stays an error; after Ctrl-C none is."""
+    entries = docs[-1]["benchmarks"]
+    unreached = {(b.get("extra_info") or {}).get("cell") for b in entries
+                 if (b.get("extra_info") or {}).get("status") != "ok"
+                 and (b.get("extra_info") or {}).get("error") == error}
+    culprit = next((c.id for c in last.cells if c.id in unreached), None)
+    if error == "interrupted":
+        culprit = None
+    earlier = {(b.get("extra_info") or {}).get("cell") for d in docs[:-1]
+               for b in d["benchmarks"] if (b.get("extra_info") or {}).get("status") == "ok"}
+    drop = (unreached & earlier) - {culprit}
+    docs[-1]["benchmarks"] = [b for b in entries
+                              if (b.get("extra_info") or {}).get("cell") not in drop]
+
+
+def _write_rounds(run: GroupRun, sel: Selection, out: Path, work: Path, threads: int,
+                  error: str, seed: int, final: bool = True) -> None:
+    """Write the group's results file from its rounds so far (`_merged`); the final
+    write adds each cell's interval and removes the group's scratch files."""
+    doc = _merged(run, sel, work, threads, error, seed, intervals=final)
+    records.write_group_file(out / f"{run.group.name}.json", doc)
+    run.written = True
+    if final:
+        run.final = True
+        drop_work_files(work, run.group, keep_log=True, rounds=max(1, len(run.parts)))
 
 
 def _worker_env() -> dict[str, str]:
@@ -315,34 +585,29 @@ class LocalExecutor:
         return groups
 
     def run(self, groups: list[Group], ctx: RunContext, progress: Progress) -> Outcome:
-        out, work = ctx.out, ctx.work
-        failed = []
-        for i, group in enumerate(groups):
-            spec = spec_for(ctx, group, ctx.threads)
-            try:
-                error = run_group(spec, out, work, ctx.timeout, progress)
-            except KeyboardInterrupt:
-                try:
-                    _finish(spec, out, work_files(work, group.name), "interrupted")
-                    drop_work_files(work, group, keep_log=True)
-                    kept = i + 1
-                except OutputError as exc:
-                    drop_work_files(work, group)
-                    sys.stderr.write(f"nnparity run: error: {exc}\n")
-                    kept = i
-                sys.stderr.write(f"interrupted: {i} of {len(groups)} groups finished; "
-                                 f"records of {kept} groups kept in {out}\n")
-                return Outcome(tuple(failed), interrupted=True)
-            except OutputError as exc:  # a full or failing disk: keep what is written, stop
-                drop_work_files(work, group)
-                _remove_if_empty(work)
-                sys.stderr.write(f"nnparity run: error: {exc}; stopped, {i} of {len(groups)} "
-                                 f"groups kept in {out}\n")
-                return Outcome(tuple(failed), output_error=True)
-            if error:
-                failed.append(f"{group.name}: {error}")
+        sel, out, work, threads = ctx.sel, ctx.out, ctx.work, ctx.threads
+        runs = [GroupRun(g, ctx.plan) for g in groups]
+        try:
+            run_rounds(runs, sel, out, work, threads, ctx.seed, ctx.timeout, progress,
+                       ctx.gradcheck, ctx.plan)
+        except KeyboardInterrupt:
+            kept = sum(r.written for r in runs)
+            done = sum(bool(r.parts) and r.written and not r.error for r in runs)
+            for r in runs:  # an earlier round's scratch files of groups written already
+                drop_work_files(work, r.group, keep_log=True, rounds=max(1, len(r.parts)))
+            sys.stderr.write(f"interrupted: {done} of {len(groups)} groups finished; "
+                             f"records of {kept} groups kept in {out}\n")
+            return Outcome((), interrupted=True)
+        except OutputError as exc:  # a full or failing disk: keep what is written, stop
+            for r in runs:
+                drop_work_files(work, r.group, rounds=max(1, len(r.parts)))
+            _remove_if_empty(work)
+            kept = sum(r.written for r in runs)
+            sys.stderr.write(f"nnparity run: error: {exc}; stopped, {kept} of {len(groups)} "
+                             f"groups kept in {out}\n")
+            return Outcome((), output_error=True)
         _remove_if_empty(work)
-        return Outcome(tuple(failed))
+        return Outcome(tuple(f"{r.group.name}: {r.error}" for r in runs if r.error))
 
 
 def _install_signal_handlers() -> None:
@@ -454,6 +719,7 @@ def executor_for(args: argparse.Namespace) -> Executor:
 
 def main(args: argparse.Namespace) -> int:
     _install_signal_handlers()
+    RUN_START_LOAD[:] = [tuple(_loadavg())] if _loadavg() else []
     sel = selection_from_args(args)
     plan = plan_for(sel, args)
     shard = parse_shard(getattr(args, "shard", None))
@@ -497,14 +763,21 @@ def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
              args: argparse.Namespace, executor, threads: int, timeout: float) -> int:
     out = run_dir.path
     groups = executor.prepare(groups)
+    if not isinstance(executor, LocalExecutor) and plan.rounds > 1:
+        plan = replace(plan, rounds=1)  # a cluster node runs one process per group
+        sys.stderr.write("nnparity run: one round per group on this executor (--rounds is "
+                         "for the local executor)\n")
     work = out / ".work"  # worker specs, logs and streams; hidden, so readers skip it
     try:
         work.mkdir(exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {work}: {exc.strerror or exc}") from None
-    progress = Progress(sum(g.size for g in groups))
-    sys.stderr.write(f"nnparity run: {progress.total} cells in {len(groups)} groups, "
-                     f"preset {sel.preset}, {threads} threads -> {out}\n")
+    cells = sum(g.size for g in groups)
+    progress = Progress(sum(round_cells(g, plan.rounds) for g in groups))
+    sys.stderr.write(f"nnparity run: {cells} cells in {len(groups)} groups x {plan.rounds} "
+                     f"round(s) ({len(groups) * plan.rounds} worker processes, each cell's "
+                     f"order randomised per round), preset {sel.preset}, {threads} threads "
+                     f"-> {out}\n")
     ctx = RunContext(sel, plan, out, work, threads, args.threads is not None, args.seed,
                      timeout, not args.no_gradcheck)
     outcome = executor.run(groups, ctx, progress)

@@ -193,6 +193,7 @@ class Worker:
             retraces=(after - before if before is not None and after is not None else None),
             warmup_calls=warm.calls,
             warmup_stable=warm.stable,
+            warmup_settled=warm.settled,
             build_s=build_s,
         )
 

@@ -99,11 +99,21 @@ def _rescue(spec_path: str, why: str) -> None:
     from bench.timing.environment import nnparity_info
     from bench.timing.matrix import group_from_dict
 
-    records.finish_group(group_from_dict(spec["group"]), spec["preset"], Path(spec["result"]),
-                         Path(spec["pytest_json"]), Path(spec["stream"]),
-                         records.default_machine_info(
-                             nnparity_info(spec["threads"], spec.get("precisions"))),
-                         why, spec["threads"])
+    group = group_from_dict(spec["group"])
+    info = records.default_machine_info(nnparity_info(spec["threads"], spec.get("precisions")))
+    previous = spec.get("previous_rounds") or []
+    if not previous:
+        records.finish_group(group, spec["preset"], Path(spec["result"]),
+                             Path(spec["pytest_json"]), Path(spec["stream"]), info, why,
+                             spec["threads"])
+        return
+    # earlier rounds of this group (other processes) come first, as the runner merges them
+    docs = [records.group_document(group, spec["preset"], Path(pj), Path(st), info, "",
+                                   spec["threads"]) for st, pj in previous]
+    docs.append(records.group_document(group, spec["preset"], Path(spec["pytest_json"]),
+                                       Path(spec["stream"]), info, why, spec["threads"]))
+    records.write_group_file(Path(spec["result"]), records.merge_rounds(
+        docs, spec.get("orders") or [[c.id for c in group.cells]] * len(docs)))
 
 
 def _reparented(parent: int, wait_s: float = 0.5) -> bool:

@@ -9,7 +9,6 @@ It does not time anything for the benchmark (see `bench.timing.runner`).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy as np
 
 import impls
 from bench.options import add_task_options, dtype_choice, knob_overrides, positive_int
+from bench.progress import ProgressLine
 from impls.base import STRICT
 from tasks import get_task
 from tasks.base import Task
@@ -76,6 +76,8 @@ def train(task: Task, cfg, backend: str, variant: str | None, dtype: str, device
     if program is None:
         program = build_program(task, cfg, backend, variant, dtype, device, precision, seed)
     rng = np.random.default_rng(seed + 1)
+    bar = ProgressLine(steps, f"training {backend}/{variant or impls.load(backend).variants[0]}",
+                       enabled=progress)
     losses = np.empty(steps)
     pending = []  # device losses, read back in chunks to avoid a sync per step
     evaluations: list[tuple[int, float]] = []
@@ -93,8 +95,7 @@ def train(task: Task, cfg, backend: str, variant: str | None, dtype: str, device
                 pending.clear()
                 if done == 1:
                     first_step = time.perf_counter() - start
-                if progress:
-                    _bar(done, steps, time.perf_counter() - start, losses[done - 1])
+                bar.advance(weight=done - bar.done)
             if stop_when is not None and done % eval_every == 0 and done < steps:
                 tick = time.perf_counter()
                 reached = _held_out(task, program, data)
@@ -105,8 +106,7 @@ def train(task: Task, cfg, backend: str, variant: str | None, dtype: str, device
                     break
             if done == steps:
                 break
-    if progress:
-        sys.stderr.write("\n")
+    bar.close()
     if metric is None:
         tick = time.perf_counter()
         metric = _held_out(task, program, data)
@@ -130,15 +130,6 @@ def build_program(task: Task, cfg, backend: str, variant: str | None, dtype: str
     return be.build(spec, init_params(spec, cfg.seed if seed is None else seed),
                     variant=variant, dtype=dtype, device=device,
                     optimizer=OptimizerSpec(cfg.optimizer, cfg.lr), precision=precision)
-
-
-def _bar(done: int, total: int, elapsed: float, loss: float) -> None:
-    width = 30
-    filled = int(width * done / total)
-    eta = elapsed / done * (total - done)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                     f"loss {loss:.4g}  {elapsed:.0f}s elapsed, ETA {eta:.0f}s ")
-    sys.stderr.flush()
 
 
 def curve_summary(losses: np.ndarray, points: int = 6) -> str:

@@ -1,0 +1,1 @@
+"""Audits of the harness itself: does it judge two runs of one commit as equal (A/A)."""
