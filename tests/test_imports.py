@@ -46,7 +46,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench.agreement",),
     ("bench.timing",),
     ("bench.distributed", "bench.regress", "bench.report", "bench.study", "bench.training"),
-    ("bench.audit",),
+    # commands built on the libraries above: the A/A audit; the race, which trains through
+    # bench.training and draws with bench.report's helpers
+    ("bench.audit", "bench.race"),
     ("bench.cli",),
     ("bench.clidoc",),  # the reference generated from the parser
 )
