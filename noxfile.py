@@ -1,5 +1,5 @@
 """Nox sessions: tests, lint, bench (run + report + compare), report, compare, gradcheck,
-perfgate, study.
+perfgate, race, study.
 
 Every session installs the project with all four frameworks into its own
 virtualenv, so a fresh clone needs only Python 3.11+ and `pip install nox`.
@@ -181,6 +181,15 @@ def perfgate(session: nox.Session) -> None:
     session.run("nnparity", "continuous", base, "HEAD", "--preset", "quick", "--repeat", "2",
                 "--confirm", "5", "--factor", "1.5", "--alpha", "0.01", *session.posargs[1:],
                 env=QUIET_ENV)
+
+
+@nox.session
+def race(session: nox.Session) -> None:
+    """Time to a trained model, every backend to one target from the same start, into a new
+    run directory under results/runs/ (nox -s race -- --out results/race to publish;
+    -- --report DIR renders REPORT.md and figures again from DIR/race.json)."""
+    _install(session)
+    session.run("nnparity", "race", *session.posargs, env=QUIET_ENV)
 
 
 @nox.session
