@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.report.gaps import GAP_FACTOR, unexplained, variant_gaps
 from bench.results.escape import md_text
 from bench.results.schema import CALIBRATION, STRICT_PRECISION, config_label, parse_cell_id
 from bench.results.stats import (
@@ -613,6 +614,31 @@ def headline(df: pd.DataFrame) -> str:
     return text
 
 
+def gaps_table(df: pd.DataFrame) -> str:
+    """The variant gaps (bench/report/gaps.py) with their causes, unexplained ones first."""
+    gaps = variant_gaps(df)
+    if gaps.empty:
+        return f"_No variant is more than {GAP_FACTOR:g}x slower than its framework's fastest._"
+    gaps = gaps.assign(_known=gaps["cause"] != "").sort_values(
+        ["_known", "backend", "config", "phase"], kind="stable")
+    rows = [[r.config, r.phase, f"{r.device}, {r.dtype}", r.backend,
+             f"{r.variant} vs {r.fastest}", ratio_text(r.ratio, r.low, r.high),
+             r.cause or "**unexplained** (no measured cause)"] for r in gaps.itertuples()]
+    return markdown_table(["config", "phase", "device", "framework", "variant vs fastest",
+                           "ratio [95% CI]", "cause"], rows)
+
+
+def gaps_headline(df: pd.DataFrame) -> list[str]:
+    """A line at the top when a variant gap has no measured cause."""
+    gaps = variant_gaps(df)
+    lost = unexplained(gaps)
+    if lost.empty:
+        return []
+    return [f"**{len(lost)} of {len(gaps)} variant gaps beyond {GAP_FACTOR:g}x have no "
+            "measured cause** (see \"Variant gaps within a framework\"): until measured, "
+            "they may show the harness, not the framework."]
+
+
 def dirty_warning(df: pd.DataFrame) -> list[str]:
     """A run from a modified tree (a commit ending in +dirty) says so at the top."""
     commits = df.attrs.get("commits") or [
@@ -666,6 +692,7 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
         "# nnparity benchmark report",
         headline(df),
         *dirty_warning(df),
+        *gaps_headline(df),
         *busy_warning(df),
         *_environment_warning(df),
         "## Summary: frameworks ranked per task and phase",
@@ -695,6 +722,14 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
         "bare perf_counter loop around the same call) is measured by "
         "`python -m bench.timing.overhead --backends all`.",
         abstraction_table(df),
+        "## Variant gaps within a framework",
+        f"Every variant more than {GAP_FACTOR:g}x slower than its framework's fastest variant "
+        "in the same cell (steady phases, main batch size, the ratio's interval outside the "
+        "noise band), with its measured cause. A gap without one is **unexplained**: it may "
+        "measure the harness rather than the framework, and is not a finding until its cause "
+        "is measured (bench/report/gaps.py holds the causes, docs/design.md §5 the "
+        "measurements).",
+        gaps_table(df),
         "## Gradient agreement with the float64 NumPy reference",
         "Tolerances scale with the problem (bench/agreement/tolerances.py). A kink flip is a "
         "ReLU unit or max-pool window whose mask differs from the reference's; where there "
