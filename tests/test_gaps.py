@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from test_compare import write_run
 
 from bench.report import gaps as G
 from bench.report.markdown import gaps_headline, gaps_table, render, tidy
 from bench.results.read import load_run
-from test_compare import write_run
 
 
 def _samples(median: float, seed: int) -> list[float]:
