@@ -97,6 +97,14 @@ class ProgressLine:
         left = clock(eta) if eta == eta else "--:--"
         return f"[{self.count:{width}d}/{int(self.total)}] {clock(self.elapsed)} ETA {left}"
 
+    def skip(self, items: int) -> None:
+        """`items` that will not run (a group that failed before them): counted as done,
+        with no line."""
+        self.done += items
+        self.count += items
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, total=self.total or None)
+
     def advance(self, line: str | None = None, weight: float = 1.0) -> None:
         """One item finished; `line` (if any) is printed for it, led by the counts."""
         self.done += weight
@@ -107,7 +115,8 @@ class ProgressLine:
         if self._bar is not None:
             if text is not None:
                 self._bar.console.print(text, markup=False, highlight=False)
-            self._bar.update(self._task, completed=self.done, rate=self.rate())
+            self._bar.update(self._task, completed=self.done, total=self.total or None,
+                             rate=self.rate())
         elif text is not None:
             self.stream.write(text + "\n")
             self.stream.flush()

@@ -232,6 +232,12 @@ CRASHERS = {
     "ray_node-string": (_edit([*ENV, "ray_node"], "node-1"), "ray_node"),
     "thread-env-string": (_edit([*ENV, "thread_settings"], {"env": "x"}), "thread_settings"),
     "commit_info-id": (_edit(["commit_info", "id"], {"a": 1}), "commit_info"),
+    # the run block the report's machine-state warning reads (review of issue 21's rounds)
+    "run-cores-string": (_edit(["nnparity_run"], {"machine_load": {"cores": "abc"}}),
+                         "nnparity_run"),
+    "run-load-string": (_edit(["nnparity_run"], {"machine_load": {
+        "loadavg_run_start": "high"}}), "nnparity_run"),
+    "run-rounds-zero": (_edit(["nnparity_run"], {"rounds": 0}), "nnparity_run"),
 }
 
 

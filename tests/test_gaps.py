@@ -1,6 +1,6 @@
 """The variant-gap rule (bench/report/gaps.py): within one framework and cell, a variant
-more than 1.5x slower than the fastest carries a measured cause, or the report calls it
-unexplained and its own check fails."""
+more than 1.5x slower than the fastest carries a measured cause, or the report marks it
+unexplained and counts it in its headline."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _run(tmp_path: Path, cells: dict[str, float]):
     return tidy(load_run(write_run(tmp_path / "run", data)))
 
 
-def test_a_gap_without_a_measured_cause_is_unexplained_and_fails_the_check(tmp_path):
+def test_a_gap_without_a_measured_cause_is_marked_and_counted_at_the_top(tmp_path):
     df = _run(tmp_path, {LSTM.format("native"): 0.010, LSTM.format("eager"): 0.030,
                          MLP.format("eager"): 0.001, MLP.format("compile"): 0.0025,
                          MLP.format("nn"): 0.0012})  # 1.2x: below the rule
@@ -52,12 +52,16 @@ def test_gaps_within_noise_or_below_the_factor_are_not_gaps(tmp_path):
     assert "No variant is more than 1.5x slower" in gaps_table(df)
 
 
-def test_every_known_cause_names_a_real_backend_variant_and_phase():
+def test_every_known_cause_names_real_backends_variants_tasks_and_phases():
     import impls
-    from bench.results.schema import PHASES
+    from bench.results.schema import STEADY_PHASES
+    from tasks import TASKS
 
     for cause in G.KNOWN_CAUSES:
-        assert cause.backend in impls.BACKENDS
-        assert set(cause.phases) <= set(PHASES) and cause.text and cause.source
-        assert cause.covers(cause.backend, cause.variants[0],
-                            cause.config.replace("*", "[cell=lstm]"), cause.phases[0])
+        assert cause.backend in impls.BACKENDS and cause.text and cause.source
+        if not impls.is_installed(cause.backend):
+            continue
+        offered = impls.load(cause.backend).variants
+        assert set(cause.variants) <= set(offered), (cause.backend, cause.variants, offered)
+        assert set(cause.phases) <= set(STEADY_PHASES)
+        assert cause.config.rstrip("*") in TASKS  # a task name (with its knobs after it)

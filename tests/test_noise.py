@@ -500,3 +500,39 @@ def test_a_single_round_baseline_borrows_the_other_sides_process_spread():
     tight = rounds(1.28, 1.3, 1.32)
     assert compare_samples(base, tight, base_sizes=[60],
                            current_sizes=[20, 20, 20]).verdict is Verdict.REGRESSION
+
+
+@pytest.mark.parametrize(("argv", "what"), [
+    (["--run-args", '"unbalanced'], "--run-args"),
+    (["--pairs", "0"], None),
+    (["--max-flips", "2"], "--max-flips"),
+    (["--keep", "FILE"], "--keep"),
+])
+def test_aa_bad_input_exits_2_with_one_line(argv, what, tmp_path, capsys):
+    from bench.audit import aa
+
+    (tmp_path / "FILE").write_text("x")
+    argv = [str(tmp_path / "FILE") if a == "FILE" else a for a in argv]
+    try:
+        code = aa.main(argv)
+    except SystemExit as exc:  # argparse's own type check
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and "Traceback" not in "\n".join(err)
+    if what:
+        assert len(err) == 1 and what in err[0]
+
+
+def test_aa_reports_compares_real_exit_when_nothing_was_compared(tmp_path):
+    from test_compare import noisy, write_run
+
+    from bench.regress.compare import compare_runs, exit_code
+    from bench.results.read import load_run
+
+    a = write_run(tmp_path / "a", {"mlp_regression/torch/eager/cpu/float32/bs32/step":
+                                   noisy(0.01)})
+    b = write_run(tmp_path / "b", {"mlp_regression/jax/jit/cpu/float32/bs32/step":
+                                   noisy(0.01)})
+    cmp = compare_runs(load_run(a), load_run(b))
+    assert exit_code(cmp) == 1 and exit_code(cmp, allow_missing=True) == 0

@@ -61,6 +61,15 @@ def test_more_than_one_missed_seed_fails_the_entry():
     assert math.isnan(s.warm.mean)
 
 
+@pytest.mark.parametrize("runs", [
+    [_run(0, 1.0, 100, reached=False)],  # one seed that missed
+    [_run(0, 1.0, 100), _run(1, 2.0, 200, reached=False)],  # two seeds drop none
+])
+def test_a_miss_among_fewer_than_three_seeds_fails_the_entry(runs):
+    s = score_entry(runs)
+    assert s.failed == 1 and s.status == "failed" and math.isnan(s.warm.mean)
+
+
 # -- bad input: one line, exit 2 ------------------------------------------------------------------
 @pytest.mark.parametrize("argv", [
     ["race", "--tasks", "nope"],
@@ -68,6 +77,7 @@ def test_more_than_one_missed_seed_fails_the_entry():
     ["race", "--preset", "huge"],
     ["race", "--precisions", "fp8"],
     ["race", "--seeds", "0"],
+    ["race", "--out", ""],
 ])
 def test_bad_options_exit_2_with_one_line(argv, capsys):
     try:  # argparse's own errors exit; the command's come back as the code
@@ -161,6 +171,7 @@ def test_a_numpy_race_end_to_end(tmp_path):
         assert r["steps"] % RACE_TASKS["mlp_regression"].eval_every == 0
         assert 0 < r["eval_s"] < r["train_s"] and r["startup_s"] > 0
     assert (out / "REPORT.md").is_file() and (out / "race_mlp_regression.png").is_file()
+    assert not (out / ".work").exists()  # scratch files go once race.json holds the runs
 
 
 def test_float64_steps_to_target_are_identical_across_backends():

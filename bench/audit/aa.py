@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.options import InputError
-from bench.regress.compare import compare_runs
+from bench.options import InputError, finite_float, positive_int
+from bench.regress.compare import compare_runs, exit_code
 from bench.results.paths import ROOT
 from bench.results.read import load_run
 from bench.results.stats import Verdict, ratio_interval, within_noise
@@ -63,13 +63,15 @@ class PairResult:
 def orderings(df: pd.DataFrame) -> dict[tuple, tuple[float, bool]]:
     """(row group, variant a, variant b) -> (median a / median b, significant) for every
     pair of ok steady cells in the same report row group (a < b by name)."""
-    from bench.report.markdown import STEADY_PHASES, _main_batch, tidy
+    from bench.report.markdown import tidy
+    from bench.results.read import main_batch
+    from bench.results.schema import STEADY_PHASES
 
     t = tidy(df)
     ok = t[(t["status"] == "ok") & t["phase"].isin(STEADY_PHASES) & t["interval"].notna()]
     out: dict[tuple, tuple[float, bool]] = {}
     for config, part in ok.groupby("config", sort=False):
-        main = part[part["batch_size"] == _main_batch(part)]
+        main = part[part["batch_size"] == main_batch(part)]
         for key, group in main.groupby(["phase", "device", "dtype"], sort=False):
             rows = sorted(group.itertuples(), key=lambda r: r.impl)
             for a, b in itertools.combinations(rows, 2):
@@ -94,8 +96,8 @@ def flips(first: pd.DataFrame, second: pd.DataFrame) -> tuple[int, int]:
 def compare_pair(a: Path, b: Path) -> tuple[int, int, int, int]:
     """(compare's exit code, regressions, improvements, cells compared) for A -> B."""
     cmp = compare_runs(load_run(a), load_run(b))
-    code = 1 if cmp.regressed or cmp.lost else 0
-    return code, cmp.count(Verdict.REGRESSION), cmp.count(Verdict.IMPROVEMENT), len(cmp.table)
+    return (exit_code(cmp), cmp.count(Verdict.REGRESSION), cmp.count(Verdict.IMPROVEMENT),
+            len(cmp.table))
 
 
 def _run(preset: str, out: Path, run_args: list[str], log: Path) -> float:
@@ -152,24 +154,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.audit.aa", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="quick")
-    parser.add_argument("--pairs", type=int, default=1, help="A/A pairs to run (default 1)")
+    parser.add_argument("--pairs", type=positive_int, default=1,
+                        help="A/A pairs to run (default 1)")
     parser.add_argument("--run-args", default="--no-gradcheck", metavar="ARGS",
                         help="extra arguments for each `nnparity run`, one quoted string "
                              "(default: --no-gradcheck; agreement does not change timings)")
-    parser.add_argument("--max-flips", type=float, default=MAX_FLIPS,
+    parser.add_argument("--max-flips", type=finite_float, default=MAX_FLIPS,
                         help="largest share of flipped significant orderings that passes")
     parser.add_argument("--keep", metavar="DIR", help="keep the runs under DIR")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     try:
-        if args.pairs < 1:
-            raise InputError(f"--pairs {args.pairs}: must be at least 1")
-        if args.keep and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
-            raise InputError(f"--keep {args.keep}: exists and is not empty")
+        if not 0.0 <= args.max_flips <= 1.0:
+            raise InputError(f"--max-flips {args.max_flips:g}: a share between 0 and 1")
+        if args.keep and Path(args.keep).exists() and (
+                not Path(args.keep).is_dir() or any(Path(args.keep).iterdir())):
+            raise InputError(f"--keep {args.keep}: exists and is not an empty directory")
+        try:
+            run_args = shlex.split(args.run_args)
+        except ValueError as exc:  # an unbalanced quote
+            raise InputError(f"--run-args {args.run_args!r}: {exc}") from None
         root = Path(args.keep).resolve() if args.keep else Path(
             tempfile.mkdtemp(prefix="nnparity-aa-"))
         try:
-            results = run_pairs(args.preset, args.pairs, shlex.split(args.run_args), root)
+            results = run_pairs(args.preset, args.pairs, run_args, root)
         finally:
             if not args.keep:
                 shutil.rmtree(root, ignore_errors=True)

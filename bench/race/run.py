@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -107,6 +108,8 @@ def main(args: argparse.Namespace) -> int:
         path = Path(args.report)
         print(f"report: {write_report(path)}")
         return 0
+    if args.out is not None and not args.out.strip():
+        raise InputError("--out '': an empty path (leave --out out for the default)")
     plan = _plan(args)
     if not plan["backends"]:
         raise InputError("no selected backend is installed")
@@ -151,6 +154,7 @@ def main(args: argparse.Namespace) -> int:
         "runs": [r for g in groups for r in g.get("runs", [])],
     }
     write_text_atomic(out / RAW, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    shutil.rmtree(work, ignore_errors=True)  # the workers' scratch files: race.json holds all
     report = write_report(out)
     print(f"report: {report}  ({doc['machine']['seconds']:.0f}s)")
     # a worker or a run that raised is an error (exit 1); an entry that misses its

@@ -3,7 +3,8 @@
 MLPerf Training's scoring: of N seeds, drop the fastest and the slowest and
 average the rest; a seed that does not reach the target counts as the
 slowest (it is the one dropped), and an entry with more than
-`MAX_FAILED_SEEDS` such seeds is marked failed. The interval shown is the
+`MAX_FAILED_SEEDS` such seeds, or with no finite average left (fewer than 3
+seeds drop none, so one miss there is a failure), is marked failed. The interval shown is the
 range of the seeds that were averaged.
 """
 
@@ -63,12 +64,16 @@ def score_entry(runs: Sequence[dict]) -> EntryScore:
     warm = [r["warm_s"] if r in ok else inf for r in runs]
     cold = [startup + compile_s + r["warm_s"] if r in ok else inf for r in runs]
     steps = [r["steps"] if r in ok else inf for r in runs]
-    status = "ok" if runs and failed <= MAX_FAILED_SEEDS else "failed"
+    warm_score = olympic(warm)
+    # at most MAX_FAILED_SEEDS misses, and a score to show: with fewer than 3 seeds no
+    # seed is dropped, so one miss there leaves no finite mean, which is no result
+    status = ("ok" if runs and failed <= MAX_FAILED_SEEDS and math.isfinite(warm_score.mean)
+              else "failed")
     train_s = sum(r["train_s"] for r in ok)
     share = sum(r["eval_s"] for r in ok) / train_s if train_s > 0 else float("nan")
     return EntryScore(
         status=status, seeds=len(runs), failed=failed,
-        warm=olympic(warm), cold=olympic(cold), steps=olympic(steps),
+        warm=warm_score, cold=olympic(cold), steps=olympic(steps),
         steps_min=min((r["steps"] for r in ok), default=None),
         steps_max=max((r["steps"] for r in ok), default=None),
         startup_s=startup if startup is not None else float("nan"),

@@ -19,7 +19,7 @@ from bench.regress.compare import Comparison, compare_runs, sort_table
 from bench.results.machines import fingerprints, load_machines, split_machines
 from bench.results.read import RunInfo
 from bench.results.schema import CALIBRATION
-from bench.results.stats import Verdict
+from bench.results.stats import NOISE_BAND, Verdict
 
 
 def spans_machines(*paths: str) -> bool:
@@ -27,7 +27,7 @@ def spans_machines(*paths: str) -> bool:
 
 
 def compare_by_machine(base: str, current: str, factor: float, alpha: float,
-                       confidence: float) -> Comparison:
+                       confidence: float, noise: float = NOISE_BAND) -> Comparison:
     b_all, c_all = load_machines([base]), load_machines([current])
     b_parts, c_parts = split_machines(b_all), split_machines(c_all)
     tables, warnings = [], []
@@ -35,7 +35,7 @@ def compare_by_machine(base: str, current: str, factor: float, alpha: float,
         b, c = b_parts[fp].copy(), c_parts[fp].copy()
         b.attrs = {"run": RunInfo(base, fp, commit=b_all.attrs["runs"][base])}
         c.attrs = {"run": RunInfo(current, fp, commit=c_all.attrs["runs"][current])}
-        one = compare_runs(b, c, factor, alpha, confidence)
+        one = compare_runs(b, c, factor, alpha, confidence, noise)
         tables.append(one.table.assign(cell=f"[{fp}] " + one.table["cell"]))
         warnings += [f"machine {fp}: {w}" for w in one.warnings]
     for fp in [m for m in b_parts if m not in c_parts]:
@@ -55,4 +55,4 @@ def compare_by_machine(base: str, current: str, factor: float, alpha: float,
         columns=list(dict.fromkeys([*columns, *(c for t in tables for c in t.columns)])))
     return Comparison(sort_table(table), RunInfo(base, "several", commit=b_all.attrs["runs"][base]),
                       RunInfo(current, "several", commit=c_all.attrs["runs"][current]),
-                      factor, alpha, confidence, False, tuple(warnings))
+                      factor, alpha, confidence, False, tuple(warnings), noise=noise)

@@ -312,6 +312,20 @@ def check_rule_arguments(args: argparse.Namespace) -> None:
         check_output_file(args.out)
 
 
+def compared_cells(cmp: Comparison) -> int:
+    """How many cells got a verdict on their timings (a gate that compared none fails)."""
+    return int(cmp.table["verdict"].isin([Verdict.REGRESSION.value, Verdict.IMPROVEMENT.value,
+                                          Verdict.UNCHANGED.value]).sum())
+
+
+def exit_code(cmp: Comparison, allow_missing: bool = False) -> int:
+    """`compare`'s exit code for `cmp`, without printing: 1 on a regression, or (unless
+    `allow_missing`) on lost cells or when no cell was compared; else 0."""
+    if not allow_missing and (cmp.lost or not compared_cells(cmp)):
+        return 1
+    return 1 if cmp.regressed else 0
+
+
 def emit(cmp: Comparison, args: argparse.Namespace) -> int:
     """Print (and optionally write) the report; exit 1 on any regression."""
     render = format_json if args.json else format_markdown if args.markdown else format_text
@@ -322,10 +336,7 @@ def emit(cmp: Comparison, args: argparse.Namespace) -> int:
     if not args.json:
         for w in cmp.warnings:
             print(f"warning: {w}", file=sys.stderr)
-    compared = int(cmp.table["verdict"].isin([Verdict.REGRESSION.value,
-                                              Verdict.IMPROVEMENT.value,
-                                              Verdict.UNCHANGED.value]).sum())
-    if not compared:  # a gate that checked nothing must not pass
+    if not compared_cells(cmp):  # a gate that checked nothing must not pass
         allowed = getattr(args, "allow_missing", False)
         print("no cell was compared: the runs share no timed cell"
               + (" (allowed by --allow-missing)" if allowed else

@@ -28,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
     check_rule_arguments(args)
     if spans_machines(args.baseline, args.current):  # cells matched within each machine
         return emit(compare_by_machine(args.baseline, args.current, args.factor, args.alpha,
-                                       args.confidence), args)
+                                       args.confidence, args.noise), args)
     base, current = load_run(args.baseline), load_run(args.current)
     return emit(compare_runs(base, current, args.factor, args.alpha, args.confidence,
                              args.noise), args)

@@ -216,7 +216,8 @@ def main(args: argparse.Namespace) -> int:
                     base = load_run(found) if found is not None else None
                 mine: dict[str, str] = {}
                 if base is not None:
-                    cmp = compare_runs(base, run, args.factor, args.alpha, args.confidence)
+                    cmp = compare_runs(base, run, args.factor, args.alpha, args.confidence,
+                                       args.noise)
                     mine = dict(zip(cmp.table["cell"], cmp.table["verdict"], strict=True))
                 flags.append(mine)
             n = append_history(runs, args.file, flags)

@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 
 from bench.options import InputError
-from bench.report.markdown import STEADY_PHASES, render, tidy
+from bench.report.markdown import render, tidy
 from bench.report.plots import BACKEND_COLOURS
 from bench.results.escape import md_unescape
 from bench.results.read import load_run
+from bench.results.schema import STEADY_PHASES
 from bench.results.text import number
 from bench.results.write import write_text_atomic
 

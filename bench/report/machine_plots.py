@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.markdown import main_rows
 from bench.report.plots import LINESTYLES, WIDE, _plain_log, _plt, _save
+from bench.results.read import main_rows
 
 
 def _colours(labels: list[str]) -> dict[str, str]:

@@ -21,18 +21,12 @@ from pathlib import Path
 import pandas as pd
 
 from bench.options import OutputError
-from bench.report.markdown import (
-    STEADY_PHASES,
-    _main_batch,
-    _ms,
-    _num,
-    markdown_table,
-    tidy,
-)
+from bench.report.markdown import _ms, _num, markdown_table, tidy
 from bench.results.escape import md_text
 from bench.results.machines import load_machines, split_machines
 from bench.results.paths import RUNS
-from bench.results.schema import CALIBRATION
+from bench.results.read import main_batch
+from bench.results.schema import CALIBRATION, STEADY_PHASES
 from bench.results.write import write_text_atomic
 
 
@@ -84,7 +78,7 @@ def timing_by_machine(df: pd.DataFrame) -> list[str]:
     ok = df[df["phase"].isin(STEADY_PHASES)]
     labels = _labels(df)
     for config, part in ok.groupby("config", sort=False):
-        bs = _main_batch(part)
+        bs = main_batch(part)
         main = part[part["batch_size"] == bs]
         keys = main[["phase", "impl", "device", "dtype"]].drop_duplicates()
         keys = keys.sort_values(["phase", "impl"], key=lambda c: c.map(

@@ -30,7 +30,14 @@ import pandas as pd
 
 from bench.report.gaps import GAP_FACTOR, unexplained, variant_gaps
 from bench.results.escape import md_text
-from bench.results.schema import CALIBRATION, STRICT_PRECISION, config_label, parse_cell_id
+from bench.results.read import main_batch
+from bench.results.schema import (
+    CALIBRATION,
+    STEADY_PHASES,
+    STRICT_PRECISION,
+    config_label,
+    parse_cell_id,
+)
 from bench.results.stats import (
     NOISE_BAND,
     ROUNDS_DISAGREE,
@@ -47,7 +54,6 @@ IQR_LIMIT = UNSTABLE_IQR  # IQR / median at or above this: unstable (bench/resul
 #: 95% interval's endpoints to ~1-2% of its width, at ~20 ms a cell
 REPORT_RESAMPLES = 1000
 PEAK_SLACK = 1.05  # a cell above the measured peak by more than timer noise is impossible
-STEADY_PHASES = ("forward", "backward", "step")
 
 
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
@@ -205,7 +211,7 @@ def precision_table(df: pd.DataFrame) -> str:
     cells = precision_speedups(df)
     rows = []
     for config, part in cells.groupby("config", sort=False):
-        main = part[part["batch_size"] == _main_batch(part)]
+        main = part[part["batch_size"] == main_batch(part)]
         for (backend, variant, device), where in main.groupby(
                 ["backend", "variant", "device"], sort=False):
             for mode in modes:
@@ -327,7 +333,7 @@ def timing_tables(df: pd.DataFrame) -> list[str]:
     ok = df[df["phase"].isin(STEADY_PHASES)]
     multi = ok[["device", "dtype"]].drop_duplicates().shape[0] > 1
     for config, part in ok.groupby("config", sort=False):
-        main = part[part["batch_size"] == _main_batch(part)]
+        main = part[part["batch_size"] == main_batch(part)]
         rows = []
         for r in main.sort_values(["phase", "backend", "variant"], key=_phase_key).itertuples():
             if r.status != "ok":
@@ -340,7 +346,7 @@ def timing_tables(df: pd.DataFrame) -> list[str]:
                          ratio_text(r.speedup, r.speedup_low, r.speedup_high)
                          if r.backend != "numpy" else "1 (reference)",
                          memory_text(r), _stability(r)])
-        bs = int(_main_batch(part))
+        bs = int(main_batch(part))
         out.append(f"### {md_text(config)} (batch {bs})\n\n" + markdown_table(
             ["phase", "backend/variant", "median ms", "95% CI ms", "IQR", "samples (rounds)",
              "samples/s", "% of device peak", "% of own GEMM", "vs NumPy", "peak MB",
@@ -371,7 +377,7 @@ def summary_table(df: pd.DataFrame) -> str:
     rows = []
     width = 0
     for config, part in ok.groupby("config", sort=False):
-        main = part[part["batch_size"] == _main_batch(part)]
+        main = part[part["batch_size"] == main_batch(part)]
         for phase in STEADY_PHASES:
             here = main[main["phase"] == phase]
             if here.empty:
@@ -401,20 +407,6 @@ def summary_table(df: pd.DataFrame) -> str:
     return markdown_table(["config", "phase", "device", "fastest",
                            *[f"{n}" for n in ("2nd", "3rd", "4th", "5th", "6th")][:width - 1]],
                           rows)
-
-
-def _main_batch(part: pd.DataFrame) -> Any:
-    """The batch size every phase was timed at (the sweep adds others for `step`): the
-    one main-batch rule of every table and figure (`main_rows`)."""
-    counts = part.groupby("batch_size")["phase"].nunique()
-    return counts.idxmax() if not counts.empty else None
-
-
-def main_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of `df` at each config's main batch size (`_main_batch`)."""
-    parts = [part[part["batch_size"] == _main_batch(part)]
-             for _, part in df.groupby("config", sort=False)]
-    return pd.concat(parts) if parts else df.iloc[0:0]
 
 
 def _phase_key(col: pd.Series) -> pd.Series:
@@ -453,7 +445,7 @@ def abstraction_rows(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (config, backend, dtype, device), part in ok.groupby(
             ["config", "backend", "dtype", "device"], sort=False):
-        bs = _main_batch(part)
+        bs = main_batch(part)
         part = part[part["batch_size"] == bs]
         med = {(r.variant, r.phase): r.median for r in part.itertuples()}
         spans = {(r.variant, r.phase): getattr(r, "interval", None) for r in part.itertuples()}
@@ -535,11 +527,16 @@ def first_call_table(df: pd.DataFrame) -> str:
     rows = []
     for r in first.itertuples():
         s = lookup.get((r.config, r.impl, r.device, r.dtype, r.batch_size), math.nan)
-        rows.append([r.config, r.impl, _ms(r.median), _ms(s), _num(r.median / s, ",.0f")])
+        startup = getattr(r, "compiler_startup_s", None)
+        startup = math.nan if startup is None or pd.isna(startup) else float(startup)
+        rows.append([r.config, r.impl, _ms(r.median), _ms(s), _num(r.median / s, ",.0f"),
+                     _ms(startup)])
     if not rows:
         return "_No first-call cells in this run._"
+    # the compiler's one-time start-up (dynamo/inductor, XLA, TF's first trace) is paid
+    # once per process, before the first first_call of a variant, and kept apart from it
     return markdown_table(["config", "backend/variant", "first step ms", "steady step ms",
-                           "ratio"], rows)
+                           "ratio", "compiler start-up ms (once per process, apart)"], rows)
 
 
 def calibration_table(df: pd.DataFrame) -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.markdown import abstraction_rows, main_rows, precision_speedups
+from bench.report.markdown import abstraction_rows, precision_speedups
+from bench.results.read import main_rows
 from bench.results.write import safe_name, write_atomic
 
 PHASE_COLOURS = {"forward": "#4C72B0", "backward": "#DD8452", "step": "#55A868"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.options import InputError
+from bench.options import InputError, OutputError
 from bench.report.html import write_html
 from bench.report.machines import write_merged_report
 from bench.report.markdown import render, tidy
@@ -30,19 +30,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "per machine or CI shard) are merged into one report")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     parser.add_argument("--out", default=None,
-                        help="where a merged report goes (default: the run itself for one "
-                             "run, else results/runs/merged-<time>)")
+                        help="where the report goes (default: the run itself for one run, "
+                             "else results/runs/merged-<time>)")
     parser.add_argument("--html", action="store_true",
                         help="write the interactive, self-contained REPORT.html of one run "
                              "instead (needs plotly: the `html` extra)")
 
 
-def write_report(run_dir: str | Path, plots: bool = True) -> Path:
-    """One machine's run: REPORT.md (and its figures) in the run directory."""
+def write_report(run_dir: str | Path, plots: bool = True,
+                 out_dir: str | Path | None = None) -> Path:
+    """One machine's run: REPORT.md (and its figures) in the run directory, or in
+    `out_dir` (created) when given."""
     run = Path(run_dir)
     df = tidy(load_run(run))
-    figures = draw_all(df, run) if plots else []
-    out = run / "REPORT.md"
+    target = Path(out_dir) if out_dir else run
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # --out names a file, or a path under one
+        raise OutputError(f"--out {target}: cannot create ({exc.strerror or exc})") from None
+    figures = draw_all(df, target) if plots else []
+    out = target / "REPORT.md"
     write_text_atomic(out, render(df, figures))
     return out
 
@@ -60,8 +67,8 @@ def main(args: argparse.Namespace) -> int:
             raise InputError("--html takes one run directory")
         print(write_html(Path(dirs[0])))
         return 0
-    if len(dirs) == 1 and len(fingerprints(dirs[0])) == 1 and not out_dir:
-        out = write_report(Path(dirs[0]), plots=not args.no_plots)  # one machine: unchanged
+    if len(dirs) == 1 and len(fingerprints(dirs[0])) == 1:  # one machine: its full report
+        out = write_report(Path(dirs[0]), plots=not args.no_plots, out_dir=out_dir)
     else:  # several runs, or one run over several machines (e.g. a Ray run)
         out = write_merged_report(dirs, out_dir, plots=not args.no_plots)
     print(out)

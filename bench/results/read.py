@@ -300,3 +300,16 @@ def merge_runs(runs: list[pd.DataFrame]) -> pd.DataFrame:
     df.attrs["commits"] = sorted({c for r in runs for c in r.attrs.get("commits", [])})
     return merge_cells(df)
 
+
+def main_batch(part: pd.DataFrame) -> Any:
+    """The batch size every phase of a config was timed at (the sweep adds others for
+    `step`): the one main-batch rule of every table, figure and check."""
+    counts = part.groupby("batch_size")["phase"].nunique()
+    return counts.idxmax() if not counts.empty else None
+
+
+def main_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `df` at each config's main batch size (`main_batch`)."""
+    parts = [part[part["batch_size"] == main_batch(part)]
+             for _, part in df.groupby("config", sort=False)]
+    return pd.concat(parts) if parts else df.iloc[0:0]

@@ -30,6 +30,8 @@ from impls.base import STRICT
 #: machine_info["nnparity"]["format_version"]; files without it are version 1
 FORMAT_VERSION = 2
 PHASES = ("forward", "backward", "step", "first_call")
+#: the phases timed in steady state (first_call is timed once, apart)
+STEADY_PHASES = PHASES[:3]
 CALIBRATION = "calibration"
 CALIBRATION_TASK = "gemm"
 STAT_FIELDS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ld15iqr",

@@ -191,6 +191,16 @@ _THREADS = _fields({"intra_op": _opt(_pos_int), "inter_op": _opt(_nonneg_int),
                     "inter_op_source": _is_str})
 
 
+#: the run block (bench.timing.runner: rounds, their order's seed, the machine's load)
+_LOADS = _list_of(_nonneg_num)
+NNPARITY_RUN = _fields({
+    "rounds": _pos_int, "rounds_run": _nonneg_int, "order_seed": _is_int,
+    "extra_rounds": _list_of(_nonneg_int), "target_ci": _opt(_nonneg_num),
+    "machine_load": _fields({"loadavg_run_start": _LOADS, "loadavg_before": _LOADS,
+                             "loadavg_after": _LOADS, "others_cpu_share": _opt(_nonneg_num),
+                             "cores": _pos_int})})
+
+
 def _framework_threads(v: Any) -> bool:
     return isinstance(v, dict) and all(_THREADS(t) and _scalar_map(t) for t in v.values())
 
@@ -445,6 +455,12 @@ def problems(doc: Any, file: str) -> list[str]:
     if "commit_info" in doc and not _fields({"id": _opt(_is_str)})(doc["commit_info"]):
         out.append(f"{file}: commit_info must be an object (id a string), "
                    f"got {_show(doc['commit_info'])}")
+    if "nnparity_run" in doc and not NNPARITY_RUN(doc["nnparity_run"]):
+        out.append(f"{file}: nnparity_run must be an object (rounds a positive integer, "
+                   "order_seed an integer, extra_rounds non-negative integers, machine_load "
+                   "with load averages as lists of non-negative numbers, others_cpu_share a "
+                   f"non-negative number or null, cores a positive integer), got "
+                   f"{_show(doc['nnparity_run'])}")
     if "datetime" in doc and not _opt(_is_str)(doc["datetime"]):
         out.append(f"{file}: datetime must be a string, got {_show(doc['datetime'])}")
     for i, bench in enumerate(benches):

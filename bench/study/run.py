@@ -28,6 +28,7 @@ import numpy as np
 
 import impls
 from bench.options import InputError, add_list_option, backend_list
+from bench.progress import ProgressLine
 from bench.results.paths import RUNS
 from bench.results.write import write_text_atomic
 from bench.study import jobs
@@ -60,32 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------- scheduling
-class Progress:
-    """One stderr line: jobs done, share of the estimated work, elapsed and ETA."""
-
-    def __init__(self, total: float, enabled: bool) -> None:
-        self.total, self.done, self.jobs, self.enabled = total, 0.0, 0, enabled
-        self.start = time.perf_counter()
-
-    def add(self, cost: float) -> None:
-        self.done += cost
-        self.jobs += 1
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.start
-        share = min(1.0, self.done / self.total)
-        eta = elapsed / share * (1 - share) if share > 0 else float("nan")
-        width = 30
-        bar = "#" * int(width * share) + "." * (width - int(width * share))
-        sys.stderr.write(f"\r[{bar}] {share:4.0%} {self.jobs} jobs  {elapsed:.0f}s elapsed, "
-                         f"ETA {eta:.0f}s ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
 class _Inline(Executor):
     """This process as the pool (`--jobs 1`): `run_jobs` runs each job itself, in turn."""
 
@@ -165,7 +140,7 @@ class Journal:
             os.fsync(fh.fileno())
 
 
-def run_jobs(pool: Executor, todo: list[Job], progress: Progress,
+def run_jobs(pool: Executor, todo: list[Job], progress: ProgressLine,
              journal: Journal | None = None) -> list[dict]:
     """Run `todo` (largest first, so the pool ends evenly) and return results in order;
     jobs the journal holds are not run again, and each finished job is journalled."""
@@ -175,14 +150,14 @@ def run_jobs(pool: Executor, todo: list[Job], progress: Progress,
         kept = journal.get(todo[i]) if journal else None
         if kept is not None:
             results[i] = kept
-            progress.add(todo[i][0])
+            progress.advance(weight=todo[i][0])
             order.remove(i)
 
     def finished(i: int, result: dict) -> None:
         results[i] = result
         if journal:
             journal.record(todo[i], result)
-        progress.add(todo[i][0])
+        progress.advance(weight=todo[i][0])
 
     if isinstance(pool, _Inline):  # one at a time, so the progress line moves per job
         for i in order:
@@ -228,7 +203,7 @@ def plan_cost(cfg: StudyConfig, backends: list[str]) -> float:
 
 
 def run_study(cfg: StudyConfig, backends: list[str], pool: Executor,
-              progress: Progress, train_backend: str | None = None,
+              progress: ProgressLine, train_backend: str | None = None,
               journal: Journal | None = None) -> dict[str, Any]:
     """Every measurement of the study as plain data (see the module doc for the phases)."""
     others = [b for b in backends if b != "numpy"]
@@ -363,7 +338,7 @@ def main(args: argparse.Namespace) -> int:
     configure(1 if n_jobs > 1 else None)
     print(f"study ({args.preset}): backends {', '.join(backends)}; {len(cfg.seeds)} seeds; "
           f"budget {cfg.learn_steps} steps; {n_jobs} worker(s)", file=sys.stderr)
-    progress = Progress(plan_cost(cfg, backends), enabled=not args.quiet)
+    progress = ProgressLine(plan_cost(cfg, backends), "study", enabled=not args.quiet)
     start = time.perf_counter()
     if n_jobs == 1:
         data = run_study(cfg, backends, _Inline(), progress, args.train_backend, journal)

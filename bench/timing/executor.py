@@ -15,13 +15,12 @@ This module holds no execution itself and must not import a framework or Ray.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from bench.options import add_list_option
+from bench.progress import ProgressLine
 from bench.timing.matrix import Group, Plan, Selection
 
 # executor name -> "module:class", imported only when chosen (Ray's only for `ray`)
@@ -56,30 +55,21 @@ class Outcome:
     output_error: bool = False  # a results file could not be written (disk full, ...)
 
 
-class Progress:
-    """Cells done / total with an ETA from the average cell time so far."""
+class Progress(ProgressLine):
+    """Cells done / total with the rate and ETA (bench/progress.py), a line per finished
+    cell with its median and IQR; `total` grows when extra rounds are scheduled."""
 
     def __init__(self, total: int) -> None:
-        self.total, self.done, self.start = total, 0, time.monotonic()
+        super().__init__(total, "cells")
 
-    def advance(self, entry: dict[str, Any]) -> None:
-        self.done += 1
+    def advance(self, entry: dict[str, Any]) -> None:  # type: ignore[override]
         info, stats = entry.get("extra_info", {}), entry.get("stats", {})
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / self.done * max(0, self.total - self.done)
         if info.get("status") == "ok":
             median, iqr = stats.get("median"), stats.get("iqr")
             what = f"{median * 1e3:9.3f} ms  IQR {iqr / median:4.0%}" if median else ""
         else:
             what = f"ERROR {info.get('error', '')[:60]}"
-        width = len(str(self.total))
-        sys.stderr.write(f"[{self.done:{width}d}/{self.total}] {clock(elapsed)} ETA "
-                         f"{clock(eta)}  {info.get('cell', '?')}  {what}\n")
-
-
-def clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+        super().advance(f"{info.get('cell', '?')}  {what}")
 
 
 class Executor(Protocol):

@@ -14,7 +14,8 @@ them, and the report shows them as n/a.
 The per-preset `Plan` fixes the timing budget and which phases sweep the batch
 size: the batch-size sweep runs for `step` only (the phase users compare
 throughput on), every other phase at the preset's main batch size; quick keeps
-a small time budget per cell so a full run stays under three minutes on two cores.
+a small time budget per cell so a full run stays within minutes on two cores
+(README's quick start states the measured time).
 
 Backends are described (variants, devices, support per model) by the worker
 process, which imports frameworks; this module only combines those

@@ -51,12 +51,14 @@ from bench.options import (
     positive_int,
     seed_int,
 )
+from bench.progress import clock
 from bench.results import write as records
 from bench.results.paths import ROOT, RUNS
+from bench.results.schema import STEADY_PHASES
 from bench.results.write import write_text_atomic
 from bench.timing import environment
 from bench.timing import executor as executors
-from bench.timing.executor import EXECUTORS, Executor, Outcome, Progress, RunContext, clock
+from bench.timing.executor import EXECUTORS, Executor, Outcome, Progress, RunContext
 from bench.timing.matrix import (
     PHASES,
     PLANS,
@@ -381,6 +383,7 @@ class GroupRun:
         self.settled = False  # no cell needs an extra round any more
         self.written = False  # its results file exists
         self.final = False  # ... in its final form (intervals added, scratch files gone)
+        self.interrupted = False  # Ctrl-C (or a stop signal) cut one of its rounds short
 
     def next_part(self, seed: int) -> Group | None:
         """The next round's cells in their order; None when the group is done."""
@@ -419,7 +422,7 @@ def run_rounds(runs: list[GroupRun], sel: Selection, out: Path, work: Path, thre
     planned = max(1, plan.rounds)
     for run in runs:
         if run.group.error:
-            progress.done += round_cells(run.group, planned)
+            progress.skip(round_cells(run.group, planned))
             _write_rounds(run, sel, out, work, threads, run.error, seed)
     for r in range(planned):
         for run in runs:
@@ -455,6 +458,7 @@ def _one_round(run: GroupRun, part: Group, sel: Selection, out: Path, work: Path
             error = _run_round(run.parts, sel, out, work, threads, seed, timeout, progress,
                                gradcheck, round_plan(plan))
     except KeyboardInterrupt:
+        run.interrupted = True
         try:
             _write_rounds(run, sel, out, work, threads, "interrupted", seed, final=True)
         except OutputError as exc:  # say why this group's records are lost, stay interrupted
@@ -467,9 +471,19 @@ def _one_round(run: GroupRun, part: Group, sel: Selection, out: Path, work: Path
         elif r < planned:
             run.error = f"round {r + 1} of {planned}: {error}"
             # a hang or crash would repeat: no further rounds
-            progress.done += len(run.group.cells) * (planned - r - 1)
+            progress.skip(len(run.group.cells) * (planned - r - 1))
         else:
-            run.error = f"round {r + 1} (extra, {len(part.cells)} cells): {error}"
+            # an extra round only narrows intervals: a worker that dies or hangs in one
+            # drops that round (the planned rounds' samples stand, the cells stay ok)
+            # and the group gets no more extra rounds; its log stays in .work
+            files = round_files(work, run.group, r)
+            for path in (files.stream, files.pytest_json, files.spec):
+                path.unlink(missing_ok=True)
+            sys.stderr.write(f"nnparity run: {run.group.name}: extra round {r + 1} dropped "
+                             f"({error}); log: {files.log}\n")
+            run.parts.pop()
+            run.settled = True
+            error = ""
     _write_rounds(run, sel, out, work, threads, error, seed, final=final or bool(error))
 
 
@@ -480,7 +494,7 @@ def wide_cells(doc: dict[str, Any], target: float) -> set[str]:
     for bench in doc.get("benchmarks", []):
         info, stats = bench.get("extra_info") or {}, bench.get("stats") or {}
         ci, median = info.get("median_ci") or [], stats.get("median")
-        if info.get("status") != "ok" or info.get("phase") not in PHASES[:3] or len(ci) != 2:
+        if info.get("status") != "ok" or info.get("phase") not in STEADY_PHASES or len(ci) != 2:
             continue
         if median and (ci[1] - ci[0]) / 2.0 / median > target:
             out.add(info["cell"])
@@ -598,7 +612,8 @@ class LocalExecutor:
                        ctx.gradcheck, ctx.plan)
         except KeyboardInterrupt:
             kept = sum(r.written for r in runs)
-            done = sum(bool(r.parts) and r.written and not r.error for r in runs)
+            # finished: every round ran to its end (an interrupted group's file is kept too)
+            done = sum(r.final and not r.error and not r.interrupted for r in runs)
             for r in runs:  # an earlier round's scratch files of groups written already
                 drop_work_files(work, r.group, keep_log=True, rounds=max(1, len(r.parts)))
             sys.stderr.write(f"interrupted: {done} of {len(groups)} groups finished; "
@@ -829,7 +844,8 @@ def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
     verdict = (f"{disagree} cell(s) failed gradient agreement, {errors} cell(s) errored"
                if disagree or errors else "every cell ran and agreed" if not args.no_gradcheck
                else "every cell ran (agreement not checked: --no-gradcheck)")
-    sys.stderr.write(f"nnparity run: done in {clock(time.monotonic() - progress.start)}; "
+    progress.close()
+    sys.stderr.write(f"nnparity run: done in {clock(progress.elapsed)}; "
                      f"results in {out}; {verdict}\n")
     return 1 if disagree or errors else 0
 
