@@ -67,8 +67,8 @@ class RacePreset:
 
 PRESETS: dict[str, RacePreset] = {
     "default": RacePreset(
-        note="every backend's default variant, float32, 5 seeds (628 s for the three "
-             "tasks and four backends on 2 cores shared at load 3-4)"),
+        note="every backend's default variant, float32, 5 seeds (108 s for the three "
+             "tasks and four backends on 2 idle cores; 628 s shared at load 3-4)"),
     "full": RacePreset(variants="all",
                        note="every variant, float32, 5 seeds (not timed here: compiled "
                             "variants add their compile time, Python-loop ones their "
