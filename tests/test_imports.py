@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # commands built on the libraries above: the A/A audit; the race, which trains through
     # bench.training and draws with bench.report's helpers
     ("bench.audit", "bench.race"),
+    ("bench.commands",),  # the subcommands, one module each, over every library above
     ("bench.cli",),
     ("bench.clidoc",),  # the reference generated from the parser
 )
