@@ -34,7 +34,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("history", "bench.regress.history", "plot each cell's timing over commits"),
     ("study", "bench.study.run",
      "gradient flow through time and depth, and learning, measured in every backend"),
-    ("race", "bench.race.run",
+    ("race", "bench.commands.race",
      "time to a trained model: every backend to the same held-out target, same start"),
 )
 

@@ -11,6 +11,7 @@ import math
 import pytest
 
 import bench.cli
+import bench.options
 from bench.race.config import MAX_FAILED_SEEDS, RACE_TASKS
 from bench.race.report import FORMAT, RAW, load
 from bench.race.score import olympic, score_entry
@@ -191,3 +192,109 @@ def test_float64_steps_to_target_are_identical_across_backends():
         assert r["steps"] == ref["steps"], (b, r["steps"], ref["steps"])
         for (s, m), (s_ref, m_ref) in zip(r["evaluations"], ref["evaluations"], strict=True):
             assert s == s_ref and m == pytest.approx(m_ref, rel=1e-9, abs=1e-12), b
+
+
+# -- the journal: an interrupted race loses nothing finished and resumes ---------------------------
+FAKE_WORKER = '''
+import json, os, signal, sys
+spec = json.load(open(sys.argv[1]))
+skip = [list(k) for k in spec["skip"]]
+stop = int(os.environ.get("FAKE_KILL_AFTER", "-1"))
+group = {"backend": spec["backend"], "task": spec["task"], "version": "fake", "threads": 1,
+         "import_s": 0.1, "data_s": 0.0, "runs": [], "skipped": []}
+for seed in range(spec["seeds"]):
+    if ["reference", "float32", "fp32", seed] in skip:
+        continue
+    if len(group["runs"]) == stop:
+        os.kill(os.getpid(), signal.SIGKILL)  # a worker lost mid-group
+    run = dict(json.loads(os.environ["FAKE_RUN"]), seed=seed, warm_s=1.0 + seed)
+    group["runs"].append(run)
+    with open(spec["journal"], "a") as fh:
+        fh.write(json.dumps(run) + "\\n")
+json.dump(group, open(sys.argv[2], "w"))
+'''
+
+
+def _plan(seeds=5):
+    return {"preset": "default", "tasks": ["mlp_regression"], "backends": ["numpy"],
+            "variants": "default", "dtypes": ["float32"], "precisions": ["fp32"],
+            "seeds": seeds}
+
+
+def test_a_killed_worker_keeps_its_finished_runs_and_the_race_resumes(tmp_path, monkeypatch):
+    import sys
+
+    from bench.race.run import race
+
+    fake = tmp_path / "fake_worker.py"
+    fake.write_text(FAKE_WORKER)
+    worker = (sys.executable, str(fake))
+    out = tmp_path / "race"
+    out.mkdir()
+    monkeypatch.setenv("FAKE_RUN", json.dumps(_run(0, 1.0, 100)))
+    monkeypatch.setenv("FAKE_KILL_AFTER", "2")
+    doc, _ = race(_plan(), out, 1, 60.0, worker=worker)
+    # the two seeds that finished before the kill are kept; the race says it is partial
+    assert doc["partial"] and doc["pending"] == [["mlp_regression", "numpy"]]
+    assert [r["seed"] for r in doc["runs"]] == [0, 1]
+    assert "worker exited -9" in doc["groups"][0]["error"]
+    on_disk = load(out)
+    assert on_disk["partial"] and len(on_disk["runs"]) == 2
+    assert "**Partial race**" in (out / "REPORT.md").read_text()
+
+    monkeypatch.setenv("FAKE_KILL_AFTER", "-1")
+    # other options than the interrupted race's: refused, one line
+    with pytest.raises(bench.options.InputError, match="other options"):
+        race(_plan(seeds=4), out, 1, 60.0, resume=True, worker=worker)
+    doc, _ = race(_plan(), out, 1, 60.0, resume=True, worker=worker)
+    assert not doc["partial"] and doc["pending"] == []
+    assert sorted(r["seed"] for r in doc["runs"]) == [0, 1, 2, 3, 4]  # each seed once
+    assert doc["groups"][0]["error"] is None
+    assert "Partial race" not in (out / "REPORT.md").read_text()
+    with pytest.raises(bench.options.InputError, match="finished race"):
+        race(_plan(), out, 1, 60.0, resume=True, worker=worker)
+
+
+def test_ctrl_c_leaves_a_partial_race_json_that_resume_completes(tmp_path):
+    """A real race in a subprocess, interrupted (SIGINT to its process group, as a
+    terminal's Ctrl-C) once its worker journaled a seed; --resume runs only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bench.results.paths import ROOT
+
+    out = tmp_path / "race"
+    argv = [sys.executable, "-m", "bench.cli", "race", "--tasks", "mlp_regression",
+            "--backends", "numpy", "--seeds", "12", "--threads", "1", "--out", str(out),
+            "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / ".work" / "numpy_mlp_regression.runs.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.is_file() and journal.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    first = json.loads((out / RAW).read_text())
+    assert first["partial"] and first["pending"] == [["mlp_regression", "numpy"]]
+    done = {r["seed"]: r for r in first["runs"]}
+    assert 1 <= len(done) < 12 and all(r["reached"] for r in done.values())
+    load(out)  # a valid race.json
+
+    proc = subprocess.run([*argv, "--resume"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    final = json.loads((out / RAW).read_text())
+    assert not final["partial"] and sorted(r["seed"] for r in final["runs"]) == list(range(12))
+    for r in final["runs"]:  # what finished before the interruption is kept as it was
+        if r["seed"] in done:
+            assert r == done[r["seed"]]
+    assert not (out / ".work").exists()

@@ -159,8 +159,20 @@ def load(out: Path) -> dict[str, Any]:
                        "task": _one_of(g.get("task"), tuple(tasks), f"groups[{i}].task"),
                        "version": _text(g.get("version") or "", f"groups[{i}].version", 100),
                        "error": _text(g.get("error") or "", f"groups[{i}].error")})
+    partial = doc.get("partial", False)
+    if not isinstance(partial, bool):
+        raise _fail("partial", "must be true or false")
+    pending = doc.get("pending", [])
+    if not isinstance(pending, list) or len(pending) > 1000:
+        raise _fail("pending", "must be a list of [task, backend]")
+    for i, p in enumerate(pending):
+        if not isinstance(p, list) or len(p) != 2:
+            raise _fail(f"pending[{i}]", "must be [task, backend]")
+        _one_of(p[0], tuple(RACE_TASKS), f"pending[{i}] task")
+        _one_of(p[1], tuple(BACKENDS), f"pending[{i}] backend")
     return {"tasks": tasks, "runs": [_run(r, f"runs[{i}]", tasks) for i, r in enumerate(runs)],
-            "machine": shown, "groups": groups}
+            "machine": shown, "groups": groups, "partial": partial,
+            "pending": [tuple(p) for p in pending]}
 
 
 # ------------------------------------------------------------------ scoring and rendering
@@ -293,11 +305,21 @@ def _figure(task: str, scores: dict[Key, EntryScore], out: Path) -> Path | None:
     return path
 
 
+def partial_note(doc: dict[str, Any]) -> str:
+    """The line a partial race (interrupted, or a worker lost) opens with."""
+    pending = ", ".join(f"{t} {b}" for t, b in doc.get("pending", [])) or "none"
+    return (f"**Partial race**: not every (task, backend) group finished (unfinished: "
+            f"{pending}); the tables hold the {len(doc['runs'])} runs that did. Take it up "
+            "again with `nnparity race --resume --out DIR` and the same options.")
+
+
 def render(doc: dict[str, Any], out: Path,
            figure: Callable[[str, dict, Path], Path | None] = _figure) -> str:
     """REPORT.md's text; figures are written into `out` as a side effect."""
     m = doc["machine"]
     lines = ["# nnparity race: time to a trained model", ""]
+    if doc.get("partial"):
+        lines += [partial_note(doc), ""]
     if m:
         lines += [f"Machine: {m.get('platform', '?')}, {_s(m.get('cpus'))} CPUs, "
                   f"{_s(m.get('threads'))} intra-op threads; load average "

@@ -6,7 +6,8 @@ task's data once, then for every entry (variant, dtype, precision) and seed:
 builds the program from the seed's canonical parameters (timed apart: start-up),
 compiles its inference path with one held-out evaluation before the clock
 (timed apart: compile), and trains with `bench.training.train.train` until the
-first held-out evaluation that meets the target. The result is written
+first held-out evaluation that meets the target. Each finished run is
+appended to the group's journal at once (bench/race/run.py); the result is written
 atomically as JSON; an entry that raises is recorded with its error and the
 group goes on. Imports a framework only through `impls.load`.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 import traceback
@@ -29,13 +31,16 @@ RUN_FIELDS = ("task", "backend", "variant", "dtype", "precision", "seed", "reach
 
 def run_group(spec: dict[str, Any], race=None) -> dict[str, Any]:
     """Race every entry of one (backend, task) group; `spec` as `bench.race.run` writes it.
-    `race` (a `RaceTask`) replaces the task's own, for tests with a looser target."""
+    `race` (a `RaceTask`) replaces the task's own, for tests with a looser target. The
+    runs `spec["skip"]` names ([variant, dtype, precision, seed]) are left out (a resumed
+    race has them); each finished run is appended to `spec["journal"]` when given."""
     import impls
     from bench.race.config import RACE_TASKS
     from bench.training.train import build_program, train
     from tasks import get_task
 
     backend = spec["backend"]
+    skip = [list(k) for k in spec.get("skip", [])]
     race = race or RACE_TASKS[spec["task"]]
     task = get_task(race.task)
     cfg = task.config("quick", race.overrides)
@@ -60,10 +65,23 @@ def run_group(spec: dict[str, Any], race=None) -> dict[str, Any]:
                     group["skipped"].append(f"{variant}/{dtype}/{precision}")
                     continue
                 for seed in range(spec["seeds"]):
-                    group["runs"].append(_one_run(task, cfg, race, backend, variant, dtype,
-                                                  precision, seed, data, import_s + data_s,
-                                                  build_program, train))
+                    if [variant, dtype, precision, seed] in skip:
+                        continue
+                    run = _one_run(task, cfg, race, backend, variant, dtype, precision, seed,
+                                   data, import_s + data_s, build_program, train)
+                    group["runs"].append(run)
+                    if spec.get("journal"):
+                        journal(Path(spec["journal"]), run)
     return group
+
+
+def journal(path: Path, run: dict[str, Any]) -> None:
+    """Append one finished run as a JSON line, on disk before the next run starts: a
+    worker killed later loses only the run it was in."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(run, allow_nan=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _one_run(task, cfg, race, backend, variant, dtype, precision, seed, data, startup,
