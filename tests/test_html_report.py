@@ -6,8 +6,10 @@ chromedriver on PATH) and selenium; .ci/run installs the browser before the test
 
 from __future__ import annotations
 
+import colorsys
 import math
 import os
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,15 +27,19 @@ from bench.timing.matrix import Selection, build_groups, task_configs
 pytest.importorskip("plotly")
 
 BACKENDS = ("numpy", "torch", "jax")
-VARIANT = {"numpy": "reference", "torch": "eager", "jax": "jit"}
+#: two torch variants and two jax ones, to be told apart in every chart
+VARIANTS = {"numpy": ["reference"], "torch": ["eager", "nn"], "jax": ["flax", "jit"]}
+#: jax as fast as torch (a tie in the summary), numpy twice as slow
+SPEED = {"numpy": 1.0, "torch": 2.0, "jax": 2.0}
 
 
 def _write_run(path: Path) -> None:
-    """A synthetic standard-preset MLP run: three backends, a batch sweep, first calls."""
+    """A synthetic standard-preset MLP run: three backends, five variants, a batch sweep,
+    first calls."""
     rng = np.random.default_rng(0)
     cfgs = task_configs("mlp_regression", "standard", {"activation": "tanh"})
-    described = {b: {"installed": True, "variants": [VARIANT[b]], "devices": ["cpu"],
-                     "supports": {c.label: [VARIANT[b]] for c in cfgs}} for b in BACKENDS}
+    described = {b: {"installed": True, "variants": VARIANTS[b], "devices": ["cpu"],
+                     "supports": {c.label: VARIANTS[b] for c in cfgs}} for b in BACKENDS}
     sel = Selection(tasks=("mlp_regression",), backends=BACKENDS, variants=None,
                     devices=("cpu",), dtypes=("float32",),
                     phases=("forward", "backward", "step", "first_call"), preset="standard",
@@ -45,8 +51,9 @@ def _write_run(path: Path) -> None:
                                          gflops=50.0, gemm_size=1024)
         records.append_stream(stream, records.benchmark_entry(cal, [0.05, 0.051, 0.05]))
         for cell in group.cells:
-            base = 1e-3 * cell.batch_size / 64 / (k + 1) * (1000 if cell.phase == "first_call"
-                                                           else 1)
+            slower = 1.0 if cell.variant in ("reference", "eager", "jit") else 1.3
+            base = 1e-3 * cell.batch_size / 64 / SPEED[cell.backend] * slower * (
+                1000 if cell.phase == "first_call" else 1)
             rec = records.record_for(
                 cell, "standard", 2, flops=10**6, peak_memory_bytes=5 * 2**20,
                 memory_source="rss", gradcheck={"passed": True, "max_rel_err": 10.0 ** -(k + 5),
@@ -90,6 +97,70 @@ def test_html_is_self_contained_and_holds_the_markdown_reports_content(report: P
     assert "standard/mlp_regression[activation=tanh]/torch/eager/cpu/float32/bs256/step" in \
         text.replace("\\u002f", "/")
     assert "These results come from different environments" not in text
+
+
+def _hue(colour: str) -> float:
+    r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    return colorsys.rgb_to_hls(r, g, b)[0]
+
+
+def _trace_styles(traces) -> dict[str, tuple]:
+    """impl -> (colour, marker symbol, dash) of every trace in a chart's data."""
+    return {t["meta"]["impl"]: (t["marker"]["color"], t["marker"]["symbol"],
+                                (t.get("line") or {}).get("dash")) for t in traces}
+
+
+def test_every_variant_has_its_own_shade_marker_and_dash_the_same_in_every_chart(report):
+    import plotly.graph_objects as go
+
+    from bench.report.markdown import tidy
+    from bench.report.plots import BACKEND_COLOURS
+    from bench.results.read import load_run
+
+    df = tidy(load_run(report.parent))
+    sweeps = report_html.sweep_figures(df, go)
+    first = report_html.first_call_figure(df, go)
+    charts = [[t.to_plotly_json() for t in fig.data] for _, fig in sweeps]
+    charts.append([t.to_plotly_json() for t in first.data])
+    impls = {f"{b}/{v}" for b, vs in VARIANTS.items() for v in vs}
+    seen = {}
+    for traces in charts:
+        styles = _trace_styles(traces)
+        assert set(styles) == impls  # every variant, named in the legend by its name
+        assert {t["name"] for t in traces} == impls
+        assert all(t["legendgroup"] == t["meta"]["backend"] for t in traces)
+        colours = [c for c, _, _ in styles.values()]
+        assert len(set(colours)) == len(colours), styles  # no two variants share a colour
+        for impl, (colour, marker, dash) in styles.items():
+            backend = impl.split("/")[0]
+            mates = {i: st for i, st in styles.items() if i.startswith(backend + "/")}
+            # within a framework: its own marker, and in the line charts its own dash
+            assert [st[1] for st in mates.values()].count(marker) == 1, mates
+            assert dash is None or [st[2] for st in mates.values()].count(dash) == 1, mates
+            # a shade of the framework's hue
+            if backend != "numpy":  # grey has no hue
+                assert abs(_hue(colour) - _hue(BACKEND_COLOURS[backend])) < 0.02, impl
+            # the same look in every chart (colour and marker)
+            assert seen.setdefault(impl, (colour, marker)) == (colour, marker), impl
+
+
+def test_the_page_opens_with_the_ranked_summary_best_highlighted_and_ties_marked(report):
+    text = report.read_text()
+    body = text[text.index("<body>"):]
+    summary = body.index('id="summary-frameworks-ranked-per-task-and-phase"')
+    assert summary < body.index('id="interactive-figures"') < body.index(
+        'id="how-to-read-the-numbers"')
+    table = body[summary:body.index("</table>", summary)]
+    rows = re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    assert len(rows) == 3  # forward, backward, step of the one config
+    for row in rows:
+        cells = re.findall(r"<td([^>]*)>(.*?)</td>", row)
+        # jax/jit and torch/eager equally fast: the best (highlighted), tied; numpy third
+        assert 'class="best"' in cells[3][0] and "jax/jit" in cells[3][1]
+        assert 'class="best tie"' in cells[4][0] and "=1. torch/eager" in cells[4][1]
+        assert "class=" not in cells[5][0] and "3. numpy/reference" in cells[5][1]
+        keys = [float(re.search(r'data-key="([^"]+)"', a).group(1)) for a, _ in cells[3:]]
+        assert keys == sorted(keys) and keys[2] == pytest.approx(2 * keys[0], rel=0.05)
 
 
 def test_agreement_colour_range_is_clipped_to_the_bulk_of_the_errors():
@@ -212,3 +283,32 @@ def test_hovering_a_point_shows_its_cell_id(page):
         ".map(e => e.textContent).join(' ')", chart)
     assert "standard/mlp_regression[activation=tanh]/" in text and "/step" in text, text
     assert "median" in text and "% of peak" in text and "agreement pass" in text
+
+
+def test_variants_are_told_apart_in_the_rendered_charts(page):
+    charts = page.execute_script("""return Array.from(document.querySelectorAll(
+      '.chart .plotly-graph-div')).filter(g => (g.data||[]).some(t => t.meta && t.meta.impl))
+      .map(g => g.data.map(t => ({name: t.name, meta: t.meta, marker: t.marker,
+                                  line: t.line || null, legendgroup: t.legendgroup})));""")
+    assert len(charts) == 2  # the sweep and the first-call chart
+    looks = [_trace_styles(traces) for traces in charts]
+    for styles in looks:
+        assert len({(c, m) for c, m, _ in styles.values()}) == len(styles) == 5
+    assert {k: v[:2] for k, v in looks[0].items()} == {k: v[:2] for k, v in looks[1].items()}
+    # and the legend draws one entry per variant, under its framework's title
+    legend = page.execute_script(
+        "return Array.from(Array.from(document.querySelectorAll('.chart .plotly-graph-div'))[0]"
+        ".querySelectorAll('.legend .legendtext')).map(e => e.textContent)")
+    assert {t for t in legend if "/" in t} == set(looks[0])
+    assert {t for t in legend if "/" not in t} == set(VARIANTS)  # the group titles
+
+
+def test_the_summary_sorts_by_time_on_a_click(page):
+    head = page.find_element("css selector", "table th:nth-child(5)")  # "2nd"
+    page.execute_script("arguments[0].scrollIntoView()", head)
+    head.click()
+    head.click()  # descending: the slowest second entry first
+    keys = page.execute_script(
+        "return Array.from(document.querySelector('table').tBodies[0].rows)"
+        ".map(r => parseFloat(r.cells[4].dataset.key))")
+    assert keys == sorted(keys, reverse=True) and len(keys) == 3

@@ -4,11 +4,16 @@ Built from the same tidy table as REPORT.md (`bench.report.markdown.tidy`) and
 holding the same text and tables (REPORT.md's Markdown, rendered here), plus
 Plotly charts: per task, step time against batch size with one trace per
 backend/variant (legend clicks hide a variant, the backend boxes above the
-charts hide a backend's traces in every chart); the gradient-agreement heat
+charts hide a backend's traces in every chart; each (framework, variant) has
+its own shade of its framework's hue and its own marker and dash, the same in
+every chart: `bench.report.plots.variant_styles`); the gradient-agreement heat
 map on a log colour scale clipped to the run's own range, so one far-off
 backend does not wash out the others; first call against steady state. Every
 point's hover shows the cell id, median, IQR, samples, FLOP/s, % of peak,
-memory and agreement. Plotly's script is inlined, so the file opens offline.
+memory and agreement. The page opens like REPORT.md, with the headline and the
+ranked summary (every table sorts by a click on its header; the summary's
+fastest entries are highlighted, ties marked). Plotly's script is inlined, so
+the file opens offline.
 
 Plotly is an optional extra (`pip install nnparity[html]`); without it the
 command says so in one line. This module reads the run through the report's
@@ -28,14 +33,13 @@ import pandas as pd
 
 from bench.options import InputError
 from bench.report.markdown import render, tidy
-from bench.report.plots import BACKEND_COLOURS
+from bench.report.plots import run_styles
 from bench.results.escape import md_unescape
 from bench.results.read import load_run
 from bench.results.schema import STEADY_PHASES
 from bench.results.text import number
 from bench.results.write import write_text_atomic
 
-DASHES = ("solid", "dash", "dot", "dashdot")
 HOVER = ("%{customdata[0]}<br>median %{customdata[1]}<br>IQR %{customdata[2]}"
          "<br>samples %{customdata[3]}<br>FLOP/s %{customdata[4]}<br>% of peak %{customdata[5]}"
          "<br>memory %{customdata[6]}<br>agreement %{customdata[7]}<extra></extra>")
@@ -89,19 +93,22 @@ def sweep_figures(df: pd.DataFrame, go: Any) -> list[tuple[str, Any]]:
     """Per task config: step median against batch size, one trace per backend/variant."""
     ok = df[(df["status"] == "ok") & (df["phase"] == "step")].copy()
     multi = ok[["device", "dtype"]].drop_duplicates().shape[0] > 1
+    styles = run_styles(df)
     out = []
     for config, part in ok.groupby("config", sort=True):
         fig = go.Figure()
-        for i, (key, line) in enumerate(part.groupby(["impl", "device", "dtype"], sort=True)):
+        for key, line in part.groupby(["impl", "device", "dtype"], sort=True):
             line = line.sort_values("batch_size")
             first = next(line.itertuples())
             backend = str(first.backend)
+            st = styles[key[0]]
             fig.add_trace(go.Scatter(
                 x=line["batch_size"].astype(float), y=line["median"] * 1e3,
                 mode="lines+markers", name=_trace_name(first, multi),
                 legendgroup=backend, legendgrouptitle_text=backend,
                 meta={"backend": backend, "impl": key[0]},
-                line={"color": BACKEND_COLOURS.get(backend), "dash": DASHES[i % len(DASHES)]},
+                line={"color": st.colour, "dash": st.plotly_dash},
+                marker={"color": st.colour, "symbol": st.plotly_marker, "size": 8},
                 error_y={"type": "data", "symmetric": False,
                          "array": (line["q3"] - line["median"]).clip(lower=0) * 1e3,
                          "arrayminus": (line["median"] - line["q1"]).clip(lower=0) * 1e3,
@@ -166,6 +173,7 @@ def first_call_figure(df: pd.DataFrame, go: Any) -> Any | None:
     steady = df[(df["phase"] == "step") & (df["status"] == "ok")]
     lookup = {(r.config, r.impl, r.device, r.dtype, r.batch_size): r.median
               for r in steady.itertuples()}
+    styles = run_styles(df)
     fig = go.Figure()
     for impl, part in first.groupby("impl", sort=True):
         xs, ys, data = [], [], []
@@ -182,7 +190,8 @@ def first_call_figure(df: pd.DataFrame, go: Any) -> Any | None:
         fig.add_trace(go.Scatter(
             x=xs, y=ys, mode="markers", name=impl, legendgroup=backend,
             legendgrouptitle_text=backend, meta={"backend": backend, "impl": impl},
-            marker={"color": BACKEND_COLOURS.get(backend), "size": 10}, customdata=data,
+            marker={"color": styles[impl].colour, "symbol": styles[impl].plotly_marker,
+                    "size": 10, "line": {"width": 1, "color": "#333333"}}, customdata=data,
             hovertemplate=HOVER.replace("<extra>", "<br>%{customdata[8]}<extra>")))
     if not fig.data:
         return None
@@ -208,6 +217,22 @@ def _inline(text: str) -> str:
     return re.sub(r"(?<!\w)_([^_]+)_(?!\w)", r"<i>\1</i>", out)
 
 
+_RANKED = re.compile(r"^(\*\*)?(=?)(\d+)\. \S+ ([\d,.]+) ms")
+
+
+def _cell_attrs(cell: str) -> str:
+    """The summary's entries ("**1. torch/eager 0.81 ms**", "=2. jax/jit 0.82 ms ~1.01x
+    [...]"): the fastest (bold) highlighted, a tie marked, and sorted by their time."""
+    m = _RANKED.match(md_unescape(cell))
+    if not m:
+        return ""
+    classes = (["best"] if m.group(1) else []) + (["tie"] if m.group(2) else [])
+    key = float(m.group(4).replace(",", ""))
+    title = ' title="tied: within noise of the entry before it"' if m.group(2) else ""
+    return (f' data-key="{key:g}"' + (f' class="{" ".join(classes)}"' if classes else "")
+            + title)
+
+
 def markdown_to_html(text: str) -> str:
     """REPORT.md's Markdown (headings, paragraphs, pipe tables, lists) as HTML; image
     lines are dropped (the charts replace the PNGs)."""
@@ -219,7 +244,7 @@ def markdown_to_html(text: str) -> str:
             align = ["right" if a.endswith(":") else "left" for a in cells[1]]
             head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
             body = "".join(
-                "<tr>" + "".join(f'<td style="text-align:{a}">{_inline(c)}</td>'
+                "<tr>" + "".join(f'<td style="text-align:{a}"{_cell_attrs(c)}>{_inline(c)}</td>'
                                  for c, a in zip(row, align, strict=False)) + "</tr>"
                 for row in cells[2:])
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
@@ -242,6 +267,7 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.2em .6em}th{background:#f3f3f3}
 code{background:#f3f3f3;padding:0 .2em}.chart{margin:1em 0 2em}
+td.best{background:#e3f4e1}td.tie{box-shadow:inset 3px 0 #f0ad4e}
 #toggles{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px solid #ddd;
 z-index:10}#toggles label{margin-right:1.2em}
 """
@@ -276,9 +302,11 @@ document.querySelectorAll('table').forEach(function(table){
       var body = table.tBodies[0], rows = Array.from(body.rows);
       var up = th.dataset.dir !== 'up'; th.dataset.dir = up ? 'up' : 'down';
       rows.sort(function(a, b){
-        var x = a.cells[col] ? a.cells[col].textContent : '';
-        var y = b.cells[col] ? b.cells[col].textContent : '';
-        var kx = nnparityKey(x), ky = nnparityKey(y), r;
+        var ca = a.cells[col], cb = b.cells[col];
+        var x = ca ? ca.textContent : '', y = cb ? cb.textContent : '';
+        // a cell's own sort key (the summary's entries: their time) before its text
+        var kx = ca && ca.dataset.key ? parseFloat(ca.dataset.key) : nnparityKey(x);
+        var ky = cb && cb.dataset.key ? parseFloat(cb.dataset.key) : nnparityKey(y), r;
         if(kx !== null && ky !== null){ r = kx - ky; }
         else if(kx !== null || ky !== null){ r = kx === null ? 1 : -1; }
         else { r = x.localeCompare(y); }

@@ -11,7 +11,9 @@ import a framework.
 
 from __future__ import annotations
 
+import colorsys
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +21,67 @@ import pandas as pd
 
 from bench.report.markdown import abstraction_rows, precision_speedups
 from bench.results.read import main_rows
+from bench.results.schema import CALIBRATION
 from bench.results.write import safe_name, write_atomic
 
 PHASE_COLOURS = {"forward": "#4C72B0", "backward": "#DD8452", "step": "#55A868"}
 BACKEND_COLOURS = {"numpy": "#555555", "torch": "#EE4C2C", "jax": "#2A6FDB",
                    "tensorflow": "#FF9F00"}
 LINESTYLES = ("-", "--", ":", "-.")
+#: markers and dashes for a framework's variants, in matching order: matplotlib's and
+#: Plotly's names of the same shapes (circle, square, diamond, triangle, cross, star...)
+MARKERS = ("o", "s", "D", "^", "X", "*", "v", "P")
+PLOTLY_MARKERS = ("circle", "square", "diamond", "triangle-up", "x", "star",
+                  "triangle-down", "cross")
+PLOTLY_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+@dataclass(frozen=True)
+class VariantStyle:
+    """How one (framework, variant) looks in every chart of a report."""
+
+    colour: str  # a shade of the framework's hue (BACKEND_COLOURS)
+    index: int  # its place among the framework's variants: picks marker and dash
+    marker: str  # matplotlib
+    linestyle: str  # matplotlib
+    plotly_marker: str
+    plotly_dash: str
+
+
+def _shade(colour: str, k: int, n: int) -> str:
+    """The k-th of n shades of `colour`: same hue, lightness from dark to light."""
+    if n == 1:
+        return colour
+    r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    hue, light, sat = colorsys.rgb_to_hls(r, g, b)
+    light = 0.22 + 0.5 * k / (n - 1)  # 0.22 (dark) .. 0.72 (light): all readable on white
+    r, g, b = colorsys.hls_to_rgb(hue, light, sat)
+    return "#" + "".join(f"{round(v * 255):02x}" for v in (r, g, b))
+
+
+def run_styles(df: pd.DataFrame) -> dict[str, VariantStyle]:
+    """`variant_styles` of every implementation a run timed (calibration left out)."""
+    return variant_styles(df.loc[df["phase"] != CALIBRATION, "impl"].dropna())
+
+
+def variant_styles(impls) -> dict[str, VariantStyle]:
+    """A style per implementation ("backend/variant", "+mode" for a precision mode) of
+    a whole run, so that a variant looks the same in every chart: its framework's hue
+    in a shade of its own, and its own marker and dash among the framework's
+    variants (sorted by name)."""
+    by: dict[str, list[str]] = {}
+    for impl in sorted(set(impls)):
+        by.setdefault(impl.split("/")[0], []).append(impl)
+    out = {}
+    for backend, names in by.items():
+        base = BACKEND_COLOURS.get(backend, "#7f7f7f")
+        for k, impl in enumerate(names):
+            out[impl] = VariantStyle(
+                colour=_shade(base, k, len(names)), index=k,
+                marker=MARKERS[k % len(MARKERS)], linestyle=LINESTYLES[k % len(LINESTYLES)],
+                plotly_marker=PLOTLY_MARKERS[k % len(PLOTLY_MARKERS)],
+                plotly_dash=PLOTLY_DASHES[k % len(PLOTLY_DASHES)])
+    return out
 WIDE = 20  # max/min above this: a log axis
 
 
@@ -124,15 +181,14 @@ def throughput(df: pd.DataFrame, out: Path) -> Path | None:
     cols = min(3, len(configs))
     nrows = math.ceil(len(configs) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4 * nrows), squeeze=False)
+    styles = run_styles(df)
     for ax, config in zip(axes.flat, configs, strict=False):
         part = step[step["config"] == config]
         for impl, line in part.groupby("impl"):
             line = line.sort_values("batch_size")
-            backend = impl.split("/")[0]
-            style = LINESTYLES[sorted(set(part[part["backend"] == backend]["impl"])).index(impl)
-                               % len(LINESTYLES)]
-            ax.plot(line["batch_size"], line["samples_per_s"], marker="o", linestyle=style,
-                    color=BACKEND_COLOURS.get(backend, None), label=impl)
+            st = styles[impl]
+            ax.plot(line["batch_size"], line["samples_per_s"], marker=st.marker,
+                    linestyle=st.linestyle, color=st.colour, label=impl)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(set(part["batch_size"])), [str(int(b)) for b in
                                                         sorted(set(part["batch_size"]))])
@@ -207,14 +263,15 @@ def memory(df: pd.DataFrame, out: Path) -> Path | None:
     cols = min(3, len(configs))
     nrows = math.ceil(len(configs) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4 * nrows), squeeze=False)
+    styles = run_styles(df)
     for ax, config in zip(axes.flat, configs, strict=False):
         part = step[step["config"] == config]
         for impl, line in part.groupby("impl"):
             line = line.sort_values("batch_size")
-            backend = impl.split("/")[0]
+            st = styles[impl]
             process = (line["memory_scope"] == "process").all()
             ax.plot(line["batch_size"], line["peak_memory_bytes"].astype(float) / 1e6,
-                    marker="o", color=BACKEND_COLOURS.get(backend, None),
+                    marker=st.marker, linestyle=st.linestyle, color=st.colour,
                     markerfacecolor="none" if process else None,
                     label=impl + (" (process-wide)" if process else ""))
         sizes = sorted(set(part["batch_size"]))
