@@ -5,7 +5,11 @@ one machine (several directories, or one Ray run whose groups ran on different
 machines); a one-machine run keeps the single-run report of
 `bench.report.markdown` unchanged. Machine is a dimension of every table:
 each machine is named (CPU model and cores, GPU) and labelled M1, M2, ...; per
-task, each backend's median time on each machine; throughput by machine; each
+task, each backend's median time on each machine with each machine's ratio to
+M1 (95% interval, "~" within noise); per machine, the one-machine report's
+verdicts (the ranked summary with ties, the variant gaps with their causes),
+from `bench.report.markdown`'s own functions, and the unstable cells counted in
+the headline; throughput by machine; each
 machine's own GEMM calibration (% of peak is computed per machine, against
 that machine's calibration); errors with their machine. Runs of different
 commits and overlapping cells are refused by `bench.results.machines.load_machines`.
@@ -21,12 +25,25 @@ from pathlib import Path
 import pandas as pd
 
 from bench.options import OutputError
-from bench.report.markdown import _ms, _num, markdown_table, tidy
+from bench.report.markdown import (
+    RULE_TEXT,
+    _ms,
+    _num,
+    dirty_warning,
+    gaps_headline,
+    gaps_table,
+    headline,
+    markdown_table,
+    ratio_text,
+    summary_table,
+    tidy,
+)
 from bench.results.escape import md_text
 from bench.results.machines import load_machines, split_machines
 from bench.results.paths import RUNS
 from bench.results.read import main_batch
 from bench.results.schema import CALIBRATION, STEADY_PHASES
+from bench.results.stats import ratio_interval
 from bench.results.write import write_text_atomic
 
 
@@ -89,10 +106,41 @@ def timing_by_machine(df: pd.DataFrame) -> list[str]:
                         & (main["device"] == k.device) & (main["dtype"] == k.dtype)]
             by = {r.label: r for r in here.itertuples()}
             rows.append([k.phase, f"{k.impl} ({k.device}, {k.dtype})",
-                         *[_cell_ms(by.get(c)) for c in labels]])
+                         *[_cell_ms(by.get(c)) for c in labels],
+                         *[_vs(by.get(labels[0]), by.get(c)) for c in labels[1:]]])
         out.append(f"### {md_text(config)} (batch {int(bs)}): median ms per machine\n\n"
-                   + markdown_table(["phase", "backend/variant", *labels], rows))
+                   + markdown_table(["phase", "backend/variant", *labels,
+                                     *[f"{c} vs {labels[0]}" for c in labels[1:]]], rows))
     return out
+
+
+def _vs(base, other) -> str:
+    """How much faster `other`'s machine ran the cell than `base`'s: the ratio of medians
+    with its 95% interval and the "~" rule (markdown.ratio_text)."""
+    if base is None or other is None or base.status != "ok" or other.status != "ok":
+        return "-"
+    if base.interval is None or other.interval is None:
+        return ratio_text(base.median / other.median, float("nan"), float("nan"))
+    return ratio_text(*ratio_interval(base.interval, other.interval))
+
+
+def verdicts_by_machine(df: pd.DataFrame) -> list[str]:
+    """The one-machine report's verdicts, machine by machine (its own functions): the
+    ranked summary with ties, and the variant gaps with their causes."""
+    out = []
+    for fp, label in df.attrs["labels"].items():
+        part = df[df["machine"] == fp]
+        name = md_text(df.attrs["machines"][fp].name)
+        out += [f"### {label}: {name}", "Frameworks ranked per task and phase (each "
+                "framework's fastest variant; \"=\" a tie within noise, the fastest in bold):",
+                summary_table(part), "Variant gaps within a framework:", gaps_table(part)]
+    return out
+
+
+def _gap_lines(df: pd.DataFrame) -> list[str]:
+    """`markdown.gaps_headline` of each machine, named."""
+    return [f"{label}: {line}" for fp, label in df.attrs["labels"].items()
+            for line in gaps_headline(df[df["machine"] == fp])]
 
 
 def _cell_ms(r) -> str:
@@ -125,18 +173,22 @@ def errors_by_machine(df: pd.DataFrame) -> str:
 
 def render(df: pd.DataFrame, figures: list[str]) -> str:
     runs = df.attrs["runs"]
-    commit = ", ".join(sorted(set(runs.values())))
-    ok = int((df["status"] == "ok").sum())
-    preset = md_text(", ".join(sorted({p for p in df["preset"] if p})))
+    commit = md_text(", ".join(sorted(set(runs.values()))))
+    commits = pd.DataFrame()  # dirty_warning reads the commits from attrs
+    commits.attrs = {"commits": sorted({c.strip() for v in runs.values() for c in v.split(",")})}
     parts = [
         "# nnparity benchmark report: several machines",
-        f"Preset **{preset}**; {len(df.attrs['machines'])} machines; commit {commit}; "
-        f"{ok} of {len(df)} cells timed ok. Merged from: "
-        + ", ".join(f"`{p}`" for p in runs) + ". Times are medians of the timed rounds; "
-        "every machine ran its groups one at a time with all its cores, and % of peak is "
-        "against that machine's own GEMM calibration.",
+        headline(df) + f" {len(df.attrs['machines'])} machines; commit {commit}. Merged "
+        "from: " + ", ".join(f"`{p}`" for p in runs) + ". Times are medians of "
+        "the timed rounds; every machine ran its groups one at a time with all its cores, "
+        "and % of peak is against that machine's own GEMM calibration.",
+        *dirty_warning(commits),
+        *_gap_lines(df),
         "## Machines",
         machines_table(df),
+        "## Verdicts by machine",
+        "Each machine's own verdicts, as its one-machine report states them. " + RULE_TEXT,
+        *verdicts_by_machine(df),
         "## Calibration by machine: measured float32 GEMM peak",
         calibration_by_machine(df),
         "## Timings by task and machine",
