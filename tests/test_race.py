@@ -5,8 +5,10 @@ across backends."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import math
+import re
 
 import pytest
 
@@ -298,3 +300,52 @@ def test_ctrl_c_leaves_a_partial_race_json_that_resume_completes(tmp_path):
         if r["seed"] in done:
             assert r == done[r["seed"]]
     assert not (out / ".work").exists()
+
+
+# -- the race's own page, REPORT.html --------------------------------------------------------------
+HOSTILE = {"reason": "<script>alert(1)</script> & co", "version": "<img src=x onerror=alert(2)>",
+           "error": "</table><script>alert(3)</script>"}
+
+
+def test_the_race_page_holds_the_tables_and_a_figure_with_every_field_escaped(tmp_path):
+    pytest.importorskip("plotly")
+    from bench.race.html import _plotly, task_figure
+    from bench.race.report import entries
+
+    doc = _doc(_fabricated())
+    doc["tasks"]["mlp_regression"]["reason"] = HOSTILE["reason"]
+    doc["groups"][0]["version"] = HOSTILE["version"]
+    doc["runs"][6]["error"] = HOSTILE["error"]
+    doc.update(partial=True, pending=[["mlp_regression", "torch"]])
+    (tmp_path / RAW).write_text(json.dumps(doc))
+    assert bench.cli.main(["race", "--report", str(tmp_path)]) == 0
+    page = (tmp_path / "REPORT.html").read_text()
+    body = page[page.index("</head>"):]
+    for text in HOSTILE.values():  # shown, escaped, never markup
+        assert text not in body and html.escape(text, quote=False) in body
+    assert body.count("<script") == 2  # the figure's and the sort script, nothing else
+    assert "<b>Partial race</b>" in body and "mlp_regression torch" in body
+    # the table: time to target with its interval, steps with their range
+    row = re.search(r"<tr><td[^>]*>numpy reference float32</td>(.*?)</tr>", body).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[:2] == ["3 [2, 4]", "120 (100-140)"]
+    assert 'id="race-mlp-regression"' in body
+    # the figure: numpy's warm bar at its olympic mean with the kept seeds' range, its
+    # steps; torch failed (no score) and is not drawn
+    loaded = load(tmp_path)
+    fig = task_figure("mlp_regression", entries(loaded, "mlp_regression"), _plotly())
+    traces = {(t.meta["entry"], t.meta["part"]): t for t in fig.data}
+    assert set(traces) == {("numpy reference float32", p) for p in ("warm", "cold", "steps")}
+    warm = traces["numpy reference float32", "warm"]
+    assert list(warm.x) == [3.0] and (warm.error_x.arrayminus[0], warm.error_x.array[0]) == (
+        1.0, 1.0)
+    steps = traces["numpy reference float32", "steps"]
+    assert list(steps.x) == [120.0] and steps.error_x.arrayminus[0] == 20.0
+
+
+def test_no_page_without_plotly(tmp_path, monkeypatch):
+    import bench.race.html as race_html
+
+    (tmp_path / RAW).write_text(json.dumps(_doc(_fabricated())))
+    monkeypatch.setattr(race_html, "_plotly", lambda: None)
+    assert race_html.write_html(tmp_path) is None and not (tmp_path / "REPORT.html").exists()

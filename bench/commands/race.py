@@ -2,8 +2,9 @@
 
 The command: its options, the plan they make, the run directory (locked), and the exit
 code. The race itself is the library `bench.race` (run.py spawns the workers and keeps
-the journal, report.py renders race.json); `--report DIR` only renders again, and
-`--resume --out DIR` takes an interrupted race up again where it stopped.
+the journal, report.py renders race.json, html.py its page); `--report DIR` only
+renders again, and `--resume --out DIR` takes an interrupted race up again where it
+stopped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import impls
 from bench.options import InputError, add_list_option, backend_list, choice_list, positive_int
 from bench.race import config
+from bench.race.html import write_html
 from bench.race.report import RAW, write_report
 from bench.race.run import GROUP_TIMEOUT_S, race
 from impls.base import PRECISIONS
@@ -45,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=positive_int, default=int(GROUP_TIMEOUT_S),
                         help="seconds one (backend, task) group may take")
     parser.add_argument("--report", metavar="DIR", default=None,
-                        help=f"only render REPORT.md and figures again from DIR/{RAW}")
+                        help=f"only render REPORT.md, its figures and REPORT.html (with "
+                             f"plotly) again from DIR/{RAW}")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -86,6 +89,9 @@ def _run_directory(out: str | None, resume: bool):
 def main(args: argparse.Namespace) -> int:
     if args.report is not None:
         print(f"report: {write_report(Path(args.report))}")
+        page = write_html(Path(args.report))
+        if page is not None:
+            print(f"page: {page}")
         return 0
     if args.out is not None and not args.out.strip():
         raise InputError("--out '': an empty path (leave --out out for the default)")

@@ -200,7 +200,7 @@ def _interval(o) -> str:
     return "n/a" if not math.isfinite(o.mean) else f"{_s(o.mean)} [{_s(o.low)}, {_s(o.high)}]"
 
 
-def _label(key: Key) -> str:
+def label(key: Key) -> str:
     backend, variant, dtype, precision = key
     mode = f"+{precision}" if precision != "fp32" else ""
     return f"{backend} {variant} {dtype}{mode}"
@@ -230,7 +230,8 @@ RULES = f"""Rules (MLPerf Training style):
 """
 
 
-def _table(doc: dict, task: str, scores: dict[Key, EntryScore]) -> list[str]:
+def task_table(doc: dict, task: str, scores: dict[Key, EntryScore]) -> list[str]:
+    """One task's heading, target (with its reason), table and errors (Markdown)."""
     t = doc["tasks"][task]
     sense = ">=" if t["higher_is_better"] else "<="
     lines = [f"## {task}", "",
@@ -244,7 +245,7 @@ def _table(doc: dict, task: str, scores: dict[Key, EntryScore]) -> list[str]:
         steps = (f"{mean} ({sc.steps_min}-{sc.steps_max})"
                  if sc.steps_min is not None else "n/a")
         status = "" if sc.status == "ok" else " **failed**"
-        lines.append(f"| {_label(key)}{status} | {_interval(sc.warm)} | {steps} | "
+        lines.append(f"| {label(key)}{status} | {_interval(sc.warm)} | {steps} | "
                      f"{_interval(sc.cold)} | {_s(sc.startup_s)} | {_s(sc.compile_s)} | "
                      f"{_s(sc.eval_share * 100, 2)}% | {sc.failed}/{sc.seeds} |")
     errors = sorted({f"{r['backend']} {r['variant']}: {r['error']}" for r in doc["runs"]
@@ -265,7 +266,7 @@ def _figure(task: str, scores: dict[Key, EntryScore], out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [_label(k) for k in shown]
+    labels = [label(k) for k in shown]
     scores = list(shown.values())
     y = list(range(len(shown)))
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.5 * len(shown) + 1.8),
@@ -316,6 +317,21 @@ def partial_note(doc: dict[str, Any]) -> str:
 def render(doc: dict[str, Any], out: Path,
            figure: Callable[[str, dict, Path], Path | None] = _figure) -> str:
     """REPORT.md's text; figures are written into `out` as a side effect."""
+    lines = head(doc)
+    for task in doc["tasks"]:
+        scores = entries(doc, task)
+        if not scores:
+            continue
+        lines += task_table(doc, task, scores)
+        path = figure(task, scores, out)
+        if path is not None:
+            lines += ["", f"![{task}: time to target]({path.name})"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def head(doc: dict[str, Any]) -> list[str]:
+    """The report's opening lines (Markdown): title, machine, partial note, versions, rules."""
     m = doc["machine"]
     lines = ["# nnparity race: time to a trained model", ""]
     if doc.get("partial"):
@@ -329,17 +345,7 @@ def render(doc: dict[str, Any], out: Path,
     versions = sorted({f"{g['backend']} {g['version']}" for g in doc["groups"] if g["version"]})
     if versions:
         lines += [f"Versions: {', '.join(versions)}.", ""]
-    lines += [RULES]
-    for task in doc["tasks"]:
-        scores = entries(doc, task)
-        if not scores:
-            continue
-        lines += _table(doc, task, scores)
-        path = figure(task, scores, out)
-        if path is not None:
-            lines += ["", f"![{task}: time to target]({path.name})"]
-        lines.append("")
-    return "\n".join(lines)
+    return lines + [RULES]
 
 
 def write_report(out: Path) -> Path:

@@ -14,7 +14,8 @@ out keeps the runs its journal holds (the group is marked with its error); an
 interrupted race (Ctrl-C) writes what it has, still marked partial, before it
 stops. `race(..., resume=True)` (`nnparity race --resume --out DIR`) takes a
 partial race.json up again: finished groups are kept, an unfinished group's
-worker skips the seeds already there. The command's options live in
+worker skips the seeds already there. REPORT.md (and REPORT.html, with plotly)
+is written at the end and on an interruption. The command's options live in
 bench/commands/race.py. This module imports no framework and times nothing itself.
 """
 
@@ -33,6 +34,7 @@ from typing import Any
 
 from bench.options import InputError
 from bench.race import config
+from bench.race.html import write_html
 from bench.race.report import FORMAT, RAW, load, write_report
 from bench.results.paths import ROOT
 from bench.results.write import write_text_atomic
@@ -196,7 +198,10 @@ def race(plan: dict, out: Path, threads: int | None, timeout: float, resume: boo
     except KeyboardInterrupt:  # what finished stays: a partial race.json and its report
         save()
         write_report(out)
+        write_html(out)
         raise
     doc = save()
     shutil.rmtree(work, ignore_errors=True)  # the workers' scratch files: race.json holds all
-    return doc, write_report(out)
+    report = write_report(out)
+    write_html(out)  # the race's own interactive page, where plotly is installed
+    return doc, report

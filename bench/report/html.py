@@ -119,7 +119,7 @@ def sweep_figures(df: pd.DataFrame, go: Any) -> list[tuple[str, Any]]:
                           yaxis={"title": "median step time (ms), bars: IQR", "type": "log"},
                           legend={"groupclick": "toggleitem"}, hovermode="closest",
                           height=420, margin={"t": 50, "b": 40})
-        out.append((f"sweep-{_slug(config)}", fig))
+        out.append((f"sweep-{slug(config)}", fig))
     return out
 
 
@@ -204,7 +204,7 @@ def first_call_figure(df: pd.DataFrame, go: Any) -> Any | None:
 
 # -- the page -----------------------------------------------------------------------------------
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
@@ -241,7 +241,9 @@ def markdown_to_html(text: str) -> str:
         lines = block.splitlines()
         if all(line.startswith("|") for line in lines) and len(lines) >= 2:
             cells = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in lines]
-            align = ["right" if a.endswith(":") else "left" for a in cells[1]]
+            # the separator row may be written with or without spaces ("|---|---|")
+            align = ["right" if a.strip().endswith(":") else "left"
+                     for a in lines[1].strip().strip("|").split("|")]
             head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
             body = "".join(
                 "<tr>" + "".join(f'<td style="text-align:{a}"{_cell_attrs(c)}>{_inline(c)}</td>'
@@ -251,7 +253,7 @@ def markdown_to_html(text: str) -> str:
         elif lines[0].startswith("#"):
             level = len(lines[0]) - len(lines[0].lstrip("#"))
             title = lines[0][level:].strip()
-            out.append(f'<h{level} id="{_slug(title)}">{_inline(title)}</h{level}>')
+            out.append(f'<h{level} id="{slug(title)}">{_inline(title)}</h{level}>')
         elif all(line.startswith("- ") for line in lines):
             out.append("<ul>" + "".join(f"<li>{_inline(line[2:])}</li>" for line in lines)
                        + "</ul>")
@@ -262,7 +264,7 @@ def markdown_to_html(text: str) -> str:
     return "\n".join(out)
 
 
-_STYLE = """
+STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.2em .6em}th{background:#f3f3f3}
@@ -290,6 +292,10 @@ function nnparityToggle(){
 document.querySelectorAll('#toggles input').forEach(function(b){
   b.addEventListener('change', nnparityToggle);
 });
+"""
+
+#: every table of a page sorts by a click on its header (the race's page uses it too)
+SORT_SCRIPT = r"""
 // every table sorts by a click on its header (numbers by value, "n/a" last)
 function nnparityKey(text){
   var m = text.replace(/[,~=]/g,'').match(/-?\d+(\.\d+)?(e-?\d+)?/);
@@ -352,14 +358,14 @@ def render_html(df: pd.DataFrame) -> str:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<title>nnparity benchmark report</title>"
-        f"<style>{_STYLE}</style>"
+        f"<style>{STYLE}</style>"
         f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>\n"
         f"{title}\n{summary}\n"
         f'<div id="toggles"><b>backends:</b> {toggles} '
         "<small>(legend entries hide one variant; double-click a legend entry to isolate "
         "it)</small></div>\n"
         f"<h2 id=\"interactive-figures\">Interactive figures</h2>\n{''.join(parts)}\n"
-        f"{rest}\n<script>{_SCRIPT}</script>\n</body></html>\n")
+        f"{rest}\n<script>{_SCRIPT}{SORT_SCRIPT}</script>\n</body></html>\n")
 
 
 def write_html(run_dir: str | Path) -> Path:
