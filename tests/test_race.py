@@ -257,20 +257,24 @@ def test_a_killed_worker_keeps_its_finished_runs_and_the_race_resumes(tmp_path, 
         race(_plan(), out, 1, 60.0, resume=True, worker=worker)
 
 
-def test_ctrl_c_leaves_a_partial_race_json_that_resume_completes(tmp_path):
-    """A real race in a subprocess, interrupted (SIGINT to its process group, as a
-    terminal's Ctrl-C) once its worker journaled a seed; --resume runs only the rest."""
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_an_interrupted_race_keeps_what_finished_and_resume_completes_it(tmp_path, signum):
+    """A real race in a subprocess, stopped once its worker journaled a seed: SIGINT to
+    its process group (a terminal's Ctrl-C), SIGTERM (`kill`), or SIGKILL (no handler
+    runs). --resume then runs only the rest, and what finished is kept as it was."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
+    from bench.race.run import read_journal
     from bench.results.paths import ROOT
 
     out = tmp_path / "race"
+    seeds = 8
     argv = [sys.executable, "-m", "bench.cli", "race", "--tasks", "mlp_regression",
-            "--backends", "numpy", "--seeds", "12", "--threads", "1", "--out", str(out),
+            "--backends", "numpy", "--seeds", str(seeds), "--threads", "1", "--out", str(out),
             "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(argv, cwd=tmp_path, env=env, start_new_session=True,
@@ -281,21 +285,27 @@ def test_ctrl_c_leaves_a_partial_race_json_that_resume_completes(tmp_path):
         if journal.is_file() and journal.read_text().count("\n") >= 1:
             break
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, getattr(signal, signum))
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
     first = json.loads((out / RAW).read_text())
     assert first["partial"] and first["pending"] == [["mlp_regression", "numpy"]]
-    done = {r["seed"]: r for r in first["runs"]}
-    assert 1 <= len(done) < 12 and all(r["reached"] for r in done.values())
     load(out)  # a valid race.json
+    if signum == "SIGKILL":  # nothing ran after the kill: the journal holds the seeds
+        assert proc.returncode == -signal.SIGKILL
+        done = {r["seed"]: r for r in read_journal(journal)}
+    else:
+        assert proc.returncode == 130, err
+        assert "interrupted" in err and "Traceback" not in err
+        done = {r["seed"]: r for r in first["runs"]}
+        assert "Partial race" in (out / "REPORT.md").read_text()
+    assert 1 <= len(done) < seeds and all(r["reached"] for r in done.values())
 
     proc = subprocess.run([*argv, "--resume"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     final = json.loads((out / RAW).read_text())
-    assert not final["partial"] and sorted(r["seed"] for r in final["runs"]) == list(range(12))
+    assert not final["partial"]
+    assert sorted(r["seed"] for r in final["runs"]) == list(range(seeds))
     for r in final["runs"]:  # what finished before the interruption is kept as it was
         if r["seed"] in done:
             assert r == done[r["seed"]]

@@ -11,12 +11,15 @@ Nothing finished is lost: the worker appends each seed's run to a journal
 after every group `race.json` is rewritten with all the runs so far, marked
 `"partial": true` until the last group is in. A worker that is killed or times
 out keeps the runs its journal holds (the group is marked with its error); an
-interrupted race (Ctrl-C) writes what it has, still marked partial, before it
-stops. `race(..., resume=True)` (`nnparity race --resume --out DIR`) takes a
-partial race.json up again: finished groups are kept, an unfinished group's
-worker skips the seeds already there. REPORT.md (and REPORT.html, with plotly)
-is written at the end and on an interruption. The command's options live in
-bench/commands/race.py. This module imports no framework and times nothing itself.
+interrupted race (Ctrl-C, or SIGTERM, which counts as Ctrl-C) writes what it
+has, still marked partial, before it stops. Even a race killed outright leaves
+race.json as of its last finished group, and the journal of the group it was
+in. `race(..., resume=True)` (`nnparity race --resume --out DIR`) takes a
+partial race.json up again: finished groups are kept, with the seeds a killed
+group's journal holds, and an unfinished group's worker skips the seeds already
+there. REPORT.md (and REPORT.html, with plotly) is written at the end and on an
+interruption. The command's options live in bench/commands/race.py. This module
+imports no framework and times nothing itself.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +40,7 @@ from bench.options import InputError
 from bench.race import config
 from bench.race.html import write_html
 from bench.race.report import FORMAT, RAW, load, write_report
+from bench.race.worker import RUN_FIELDS
 from bench.results.paths import ROOT
 from bench.results.write import write_text_atomic
 
@@ -141,6 +146,18 @@ def _resumed(out: Path, plan: dict) -> list[dict]:
     return groups
 
 
+def _term_as_interrupt():
+    """SIGTERM (`kill PID`, a job scheduler's stop) ends the race as Ctrl-C does, keeping
+    what finished; returns the handler it replaced (None off the main thread)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        return None
+
+
 def race(plan: dict, out: Path, threads: int | None, timeout: float, resume: bool = False,
          say: Callable[[str], None] | None = None,
          worker: tuple[str, ...] = WORKER) -> tuple[dict[str, Any], Path]:
@@ -154,6 +171,21 @@ def race(plan: dict, out: Path, threads: int | None, timeout: float, resume: boo
     done: dict[tuple[str, str], dict] = {}
     if resume:
         done = {(g["task"], g["backend"]): g for g in _resumed(out, plan)}
+        # a race killed outright (SIGKILL) wrote no race.json for the group it was in:
+        # its worker's journal still holds the seeds that group finished
+        for task, backend in pairs:
+            group = done.get((task, backend))
+            if group is not None and not group.get("error"):
+                continue
+            left = [r for r in read_journal(work / f"{backend}_{task}.runs.jsonl")
+                    if set(RUN_FIELDS) <= set(r) and r.get("task") == task
+                    and r.get("backend") == backend and not r.get("error")]
+            if left:
+                group = group or {"backend": backend, "task": task, "error": "killed"}
+                seen = {run_key(r) for r in group.get("runs", [])}
+                group["runs"] = group.get("runs", []) + [r for r in left
+                                                         if run_key(r) not in seen]
+                done[(task, backend)] = group
     from impls.threads import threads as default_threads
 
     def machine() -> dict[str, Any]:
@@ -170,6 +202,8 @@ def race(plan: dict, out: Path, threads: int | None, timeout: float, resume: boo
         write_text_atomic(out / RAW, json.dumps(doc, indent=1, allow_nan=False) + "\n")
         return doc
 
+    save()  # at once: a race killed in its first group can be resumed too
+    previous = _term_as_interrupt()
     try:
         for i, (task, backend) in enumerate(pairs, 1):
             before = done.get((task, backend))
@@ -200,6 +234,9 @@ def race(plan: dict, out: Path, threads: int | None, timeout: float, resume: boo
         write_report(out)
         write_html(out)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     doc = save()
     shutil.rmtree(work, ignore_errors=True)  # the workers' scratch files: race.json holds all
     report = write_report(out)
