@@ -359,3 +359,14 @@ def test_no_page_without_plotly(tmp_path, monkeypatch):
     (tmp_path / RAW).write_text(json.dumps(_doc(_fabricated())))
     monkeypatch.setattr(race_html, "_plotly", lambda: None)
     assert race_html.write_html(tmp_path) is None and not (tmp_path / "REPORT.html").exists()
+
+
+def test_resume_needs_an_interrupted_race_of_the_same_options(tmp_path, capsys):
+    base = ["race", "--tasks", "mlp_regression", "--backends", "numpy", "--resume"]
+    assert bench.cli.main(base) == 2  # no --out
+    assert bench.cli.main([*base, "--out", str(tmp_path)]) == 2  # no race.json there
+    (tmp_path / RAW).write_text(json.dumps(_doc(_fabricated())))  # a finished race
+    assert bench.cli.main([*base, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "--resume needs --out" in err[0] and "finished race" in err[2]
+    assert "Traceback" not in "".join(err)

@@ -127,9 +127,10 @@ def document(plan: dict, groups: list[dict], machine: dict, pending: list[tuple[
     }
 
 
-def _resumed(out: Path, plan: dict) -> list[dict]:
-    """The groups of a partial race.json in `out` (validated first), as run_group returns them."""
-    load(out)  # untrusted until validated: a bad file is one line, exit 2
+def _resumed(out: Path, plan: dict) -> tuple[list[dict], float]:
+    """The groups of a partial race.json in `out` (validated first), as run_group returns
+    them, and the seconds the race had taken so far."""
+    seconds = load(out)["machine"].get("seconds") or 0.0  # validated: bad is exit 2
     doc = json.loads((out / RAW).read_text(encoding="utf-8"))
     if not doc.get("partial"):
         raise InputError(f"--resume: {out / RAW} is a finished race; nothing to resume")
@@ -143,7 +144,7 @@ def _resumed(out: Path, plan: dict) -> list[dict]:
                 and r.get("backend") == g.get("backend")
                 and not (g.get("error") and r.get("error"))]
         groups.append({**g, "runs": runs})
-    return groups
+    return groups, seconds if isinstance(seconds, float) else 0.0
 
 
 def _term_as_interrupt():
@@ -170,7 +171,9 @@ def race(plan: dict, out: Path, threads: int | None, timeout: float, resume: boo
     pairs = [(t, b) for t in plan["tasks"] for b in plan["backends"]]
     done: dict[tuple[str, str], dict] = {}
     if resume:
-        done = {(g["task"], g["backend"]): g for g in _resumed(out, plan)}
+        groups, before = _resumed(out, plan)
+        start -= before  # the race's seconds count every try, not only this one
+        done = {(g["task"], g["backend"]): g for g in groups}
         # a race killed outright (SIGKILL) wrote no race.json for the group it was in:
         # its worker's journal still holds the seeds that group finished
         for task, backend in pairs:
