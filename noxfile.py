@@ -187,7 +187,8 @@ def perfgate(session: nox.Session) -> None:
 def race(session: nox.Session) -> None:
     """Time to a trained model, every backend to one target from the same start, into a new
     run directory under results/runs/ (nox -s race -- --out results/race to publish;
-    -- --report DIR renders REPORT.md and figures again from DIR/race.json)."""
+    -- --report DIR renders REPORT.md, REPORT.html and figures again from DIR/race.json;
+    -- --resume --out DIR finishes an interrupted race)."""
     _install(session)
     session.run("nnparity", "race", *session.posargs, env=QUIET_ENV)
 
