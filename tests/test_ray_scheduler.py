@@ -181,3 +181,19 @@ def test_interrupt_closes_every_running_group_and_says_so(run, capsys):
     for group in groups:
         assert set(_statuses(_doc(books, group.name))) == {"error"}
     assert "interrupted: 0 of 2 groups finished" in capsys.readouterr().err
+
+
+def test_a_group_whose_document_arrived_is_not_closed_again(run, capsys):
+    """The node dies, or Ctrl-C comes, after DONE but before the stream ends: the node's
+    complete document stands and the group counts once, without an error."""
+    books, groups, _, _, submit, _ = run
+    books.schedule([_node("alpha"), _node("beta")], submit)
+    doc = {"machine_info": {"nnparity": {}}, "benchmarks": []}
+    books.handle("h0", Message(Message.DONE, doc, ""))
+    books.handle("h1", Message(Message.DONE, doc, ""))
+    books.lost("h0", "NodeDiedError")
+    outcome = books.interrupt()
+    assert outcome.failed == () and books.finished == 2
+    for group in groups:
+        assert _doc(books, group.name) == doc
+    assert "interrupted: 2 of 2 groups finished" in capsys.readouterr().err

@@ -262,6 +262,8 @@ class RayScheduler:
         not started goes back to the queue, once; else what it streamed is kept and
         the rest recorded as errors naming the node and `reason`."""
         task = self.running.pop(handle)
+        if task.closed:  # its document had arrived: the group is complete
+            return
         if not task.started and task.group.name not in self.retried:
             self.retried.add(task.group.name)  # never started: another node takes it
             self.pending.appendleft(task.group)
@@ -270,9 +272,11 @@ class RayScheduler:
 
     def interrupt(self) -> Outcome:
         """Ctrl-C: close every running group (its finished cells are kept)."""
+        done = self.finished
         for task in self.running.values():
-            self.close(task, "interrupted")
-        sys.stderr.write(f"interrupted: {self.finished - len(self.running)} of {self.total} "
+            if not task.closed:
+                self.close(task, "interrupted")
+        sys.stderr.write(f"interrupted: {done} of {self.total} "
                          f"groups finished; records kept in {self.ctx.out}\n")
         return Outcome(tuple(self.failed), interrupted=True)
 
