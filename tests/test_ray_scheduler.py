@@ -197,3 +197,36 @@ def test_a_group_whose_document_arrived_is_not_closed_again(run, capsys):
     for group in groups:
         assert _doc(books, group.name) == doc
     assert "interrupted: 2 of 2 groups finished" in capsys.readouterr().err
+
+
+def test_the_nodes_own_messages_drive_the_books(run, monkeypatch):
+    """What a node sends (bench/distributed/node.py, its worker stubbed to stream one
+    cell) is what the books read: one cell streamed to the driver, then the node's
+    document; a node with other code refuses before anything runs."""
+    from bench.distributed import node, ray_executor
+
+    books, groups, progress, events, submit, _ = run
+    first, second = groups
+    streamed = _ok_entry(first.cells[0])
+
+    def follow(spec, log, stream, timeout, **_):
+        Path(stream).write_text(json.dumps(streamed) + "\n", encoding="utf-8")
+        yield streamed
+        return ""
+
+    monkeypatch.setattr(node, "follow", follow)
+    books.schedule([_node("alpha"), _node("beta")], submit)
+    for handle, group, digest in (("h0", first, node.code_digest()), ("h1", second, "other")):
+        spec = ray_executor.worker_spec(books.ctx, group)
+        for message in node.run_group_on_node(spec, 60.0, digest, "c0ffee", {"name": "n"}):
+            assert isinstance(message, Message)
+            books.handle(handle, message)
+        books.ended(handle)
+    assert [e["extra_info"]["cell"] for e in progress.entries] == [first.cells[0].id]
+    done = _doc(books, first.name)
+    assert done["machine_info"]["nnparity"]["git_commit"] == "c0ffee"
+    assert _statuses(done)[0] == "ok" and set(_statuses(done)[1:]) == {"error"}  # not reached
+    assert books.refused == {"id-beta"} and not books.active
+    (line,) = books.failed
+    assert line.startswith(f"{second.name} on beta: node n runs other code")
+    assert set(_statuses(_doc(books, second.name))) == {"error"}
