@@ -161,6 +161,8 @@ def test_a_task_that_ends_without_done_is_an_error_and_cuda_needs_a_gpu(run):
     assert _node("g", gpu=True).can_run(groups[0]) and _node("c").can_run(groups[0])
     cuda = replace(groups[0], cells=tuple(replace(c, device="cuda") for c in groups[0].cells))
     assert _node("g", gpu=True).can_run(cuda) and not _node("c").can_run(cuda)
+    assert "lacking nnparity_slot and a GPU" in RayScheduler._unrunnable(cuda)
+    assert "GPU" not in RayScheduler._unrunnable(groups[0])
 
 
 def test_an_ended_stream_without_its_document_closes_the_group(run):

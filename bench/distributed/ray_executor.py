@@ -121,6 +121,11 @@ def _probe(address: str, where: str, ray: Any = None) -> None:
                      f"{getattr(error, 'strerror', None) or error}")
 
 
+def needs_gpu(group: Group) -> bool:
+    """A group with a cuda cell runs only on a node with a GPU, and asks Ray for one."""
+    return any(c.device == "cuda" for c in group.cells)
+
+
 @dataclass(frozen=True)
 class Node:
     """A live Ray node as the driver sees it."""
@@ -138,9 +143,8 @@ class Node:
         return machine in (self.labels.get(LABEL), self.hostname) or machine in self.resources
 
     def can_run(self, group: Group) -> bool:
-        needs_gpu = any(c.device == "cuda" for c in group.cells)
         return self.resources.get(SLOT, 0) >= 1 and (
-            not needs_gpu or self.resources.get("GPU", 0) >= 1)
+            not needs_gpu(group) or self.resources.get("GPU", 0) >= 1)
 
 
 def live_nodes(ray: Any) -> list[Node]:
@@ -228,7 +232,7 @@ class RayScheduler:
 
     @staticmethod
     def _unrunnable(group: Group) -> str:
-        gpu = " and a GPU" if "cuda" in group.name else ""
+        gpu = " and a GPU" if needs_gpu(group) else ""
         return f"no live Ray node can run this group (lost, refused or lacking {SLOT}{gpu})"
 
     # -- what Ray says about a running group --------------------------------------------------
@@ -417,9 +421,8 @@ class RayExecutor:
         books = RayScheduler(groups, ctx, progress, commit, self._emit)
 
         def submit(group: Group, node: Node) -> Any:
-            cuda = any(c.device == "cuda" for c in group.cells)
             return remote.options(
-                num_cpus=0, num_gpus=1 if cuda else 0, resources={SLOT: 1}, max_retries=0,
+                num_cpus=0, num_gpus=int(needs_gpu(group)), resources={SLOT: 1}, max_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False),
                 name=f"nnparity:{group.name}",
             ).remote(worker_spec(ctx, group), ctx.timeout, digest, commit,
