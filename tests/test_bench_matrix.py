@@ -166,3 +166,22 @@ def test_group_round_trips_through_json_form():
     group = build_groups(_selection(backends=("torch",)),
                          _described("standard", ("rnn_sequence",)))[0]
     assert group_from_dict(group_to_dict(group)) == group
+
+
+def test_a_backend_that_cannot_run_gets_strict_error_cells_under_no_variant():
+    from bench.timing.matrix import NO_VARIANT
+
+    sel = _selection(backends=("jax",), precisions=("fp32", "bf16"), dtypes=("float32",
+                                                                             "float64"))
+    (group,) = build_groups(sel, _described("standard", ("rnn_sequence",)))
+    assert {c.variant for c in group.cells} == {NO_VARIANT}
+    assert {c.precision for c in group.cells} == {"fp32"}  # a reduced mode repeats the error
+    assert {c.dtype for c in group.cells} == {"float32", "float64"}
+    # one error cell per (config, device, dtype, phase, batch size), as a working backend's
+    numpy = build_groups(_selection(backends=("numpy",), dtypes=("float32", "float64")),
+                         _described("standard", ("rnn_sequence",)))[0]
+    assert sorted(c.id.replace(f"/jax/{NO_VARIANT}/", "/") for c in group.cells) == sorted(
+        c.id.replace("/numpy/reference/", "/") for c in numpy.cells)
+    # without strict precision in the selection, nothing of it is selected
+    assert build_groups(_selection(backends=("jax",), precisions=("bf16",)),
+                        _described("standard", ("rnn_sequence",))) == []

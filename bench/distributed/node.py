@@ -1,12 +1,9 @@
 """The node side of the Ray executor: run one group on this machine and stream its cells.
 
 `run_group_on_node` runs inside a Ray task on a cluster node (bench/distributed/
-ray_executor.py sends it). It is a generator of messages for the driver:
-
-    ("start", node)                      which machine took the group
-    ("refused", reason)                  this node's code differs from the driver's
-    ("cell", entry)                      one finished benchmark entry, as it is streamed
-    ("done", doc, error)                 the group's complete pytest-benchmark document
+ray_executor.py sends it). It is a generator of `Message`s for the driver, in this
+order: one START, then either one REFUSED (nothing ran) or a CELL per finished
+entry and one DONE last.
 
 It starts the same worker process a local run starts (`bench.timing.worker_main`,
 in its own session, tied to this Ray worker so it dies with it) and watches
@@ -29,14 +26,28 @@ import signal
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.results import write as records
 from bench.results.paths import ROOT
 from bench.timing import environment
-from bench.timing.watch import WorkerSpec, follow, relay, work_files
+from bench.timing.watch import WorkerSpec, follow, group_file, relay, work_files
 
 CODE_DIRS = ("tasks", "impls", "bench")
+
+
+class Message(NamedTuple):
+    """One message of a node to the driver (`RayScheduler.handle` reads them). A named
+    tuple, so it crosses Ray as a plain tuple in the order of its fields."""
+
+    START = "start"  # `data`: the node's description (which machine took the group)
+    REFUSED = "refused"  # `data`: why (this node's code differs from the driver's)
+    CELL = "cell"  # `data`: one finished benchmark entry, as it is streamed
+    DONE = "done"  # `data`: the group's complete document; `error`: its group-level error
+
+    kind: str  # one of the four above
+    data: Any
+    error: str = ""
 
 
 def code_digest(root: Path = ROOT) -> str:
@@ -62,16 +73,17 @@ def _die_with_parent() -> None:
 
 
 def run_group_on_node(spec: WorkerSpec, timeout: float, driver_digest: str, commit: str,
-                      node: Mapping[str, Any]) -> Iterator[tuple]:
+                      node: Mapping[str, Any]) -> Iterator[Message]:
     """Run `spec`'s group here and yield the driver's messages (see the module docstring).
     `spec.threads` None: every core of this machine."""
     group = spec.group
     node = {**node, **describe_node(), "ran_on": _ray_node_id()}
-    yield ("start", node)
+    yield Message(Message.START, node)
     mine = code_digest()
     if mine != driver_digest:
-        yield ("refused", f"node {node.get('name', '?')} runs other code (digest {mine}, "
-                          f"driver {driver_digest}); ship it or check out the same commit")
+        yield Message(Message.REFUSED,
+                      f"node {node.get('name', '?')} runs other code (digest {mine}, "
+                      f"driver {driver_digest}); ship it or check out the same commit")
         return
     threads = spec.threads or os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="nnparity-node-") as tmp:
@@ -84,13 +96,13 @@ def run_group_on_node(spec: WorkerSpec, timeout: float, driver_digest: str, comm
         if not error:
             cells = follow(files.spec, files.log, files.stream, timeout,
                            preexec_fn=_die_with_parent)
-            error = yield from relay(cells, lambda entry: ("cell", entry))
-        doc = records.finish_group(group, spec.preset, work / f"{group.name}.json",
+            error = yield from relay(cells, lambda entry: Message(Message.CELL, entry))
+        doc = records.finish_group(group, spec.preset, group_file(work, group.name),
                                    files.pytest_json, files.stream, machine_info, error, threads)
         ours = doc.setdefault("machine_info", {}).setdefault("nnparity", {})
         ours.update(git_commit=commit, code_digest=mine, ray_node=dict(node),
                     code_source="shipped from the driver (Ray runtime_env working_dir)")
-        yield ("done", doc, error)
+        yield Message(Message.DONE, doc, error)
 
 
 def _ray_node_id() -> str:

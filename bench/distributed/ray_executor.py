@@ -24,8 +24,11 @@ node can run is recorded as errors. Ctrl-C cancels the remote tasks (which
 kill their workers) and keeps every finished cell. Every node calibrates each
 group's backend on that node, so each machine's % of peak is its own.
 
-Ray is imported only when this executor runs; nothing else in the project
-imports this module unless `--executor ray` is given.
+`RayScheduler` keeps the driver's books apart from Ray (which group waits, which
+runs where, which node refused; what each node `Message` writes), so it is
+tested message by message without a cluster; `RayExecutor._run` only feeds it
+what Ray says. Ray is imported only when this executor runs; nothing else in
+the project imports this module unless `--executor ray` is given.
 """
 
 from __future__ import annotations
@@ -40,13 +43,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bench.distributed.node import Message, code_digest, run_group_on_node
 from bench.options import InputError
 from bench.results import write as records
 from bench.results.paths import ROOT
 from bench.timing import environment
 from bench.timing.executor import Outcome, RunContext
 from bench.timing.matrix import Group
-from bench.timing.watch import WorkerSpec, recorded_precisions, spec_for, work_files
+from bench.timing.watch import (
+    WorkerSpec,
+    group_file,
+    recorded_precisions,
+    spec_for,
+    work_files,
+)
 
 SLOT = "nnparity_slot"  # the custom resource every benchmark node declares, 1 per node
 LABEL = "nnparity-machine"  # node label naming a machine for --machines
@@ -111,6 +121,11 @@ def _probe(address: str, where: str, ray: Any = None) -> None:
                      f"{getattr(error, 'strerror', None) or error}")
 
 
+def needs_gpu(group: Group) -> bool:
+    """A group with a cuda cell runs only on a node with a GPU, and asks Ray for one."""
+    return any(c.device == "cuda" for c in group.cells)
+
+
 @dataclass(frozen=True)
 class Node:
     """A live Ray node as the driver sees it."""
@@ -128,9 +143,8 @@ class Node:
         return machine in (self.labels.get(LABEL), self.hostname) or machine in self.resources
 
     def can_run(self, group: Group) -> bool:
-        needs_gpu = any(c.device == "cuda" for c in group.cells)
         return self.resources.get(SLOT, 0) >= 1 and (
-            not needs_gpu or self.resources.get("GPU", 0) >= 1)
+            not needs_gpu(group) or self.resources.get("GPU", 0) >= 1)
 
 
 def live_nodes(ray: Any) -> list[Node]:
@@ -156,10 +170,153 @@ def split_by_device(groups: list[Group]) -> list[Group]:
 
 @dataclass
 class _Task:
+    """A group sent to a node: whether the node has said it started, what it said about
+    itself (the START message), and whether the group's file is written."""
+
     group: Group
     node: Node
     started: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    closed: bool = False
+
+
+#: what stands for "no node" on a group closed before any node took it
+NOWHERE = Node("", "", {}, {})
+
+
+class RayScheduler:
+    """The driver's bookkeeping for one Ray run, apart from Ray itself: which groups
+    wait, which run where (by the handle `submit` returned), which nodes refused the
+    group for running other code, and what each node `Message` does to the run
+    directory. `RayExecutor._run` feeds it what Ray says; tests feed it directly.
+
+    Every group ends closed exactly once: its file written (the node's document, or
+    its streamed cells plus error entries for the rest) and, on an error, one line in
+    `failed`. A group lost before its node started it goes back to the queue once."""
+
+    def __init__(self, groups: list[Group], ctx: RunContext, progress: Any, commit: str,
+                 emit: EventHook | None = None) -> None:
+        self.ctx, self.progress, self.commit = ctx, progress, commit
+        self.emit: EventHook = emit or (lambda kind, group, data: None)
+        self.total = len(groups)
+        self.pending: deque[Group] = deque(groups)
+        self.running: dict[Any, _Task] = {}  # handle (a Ray generator) -> its task
+        self.retried: set[str] = set()  # groups already sent again after a loss
+        self.refused: set[str] = set()  # nodes whose code differs: never asked again
+        self.failed: list[str] = []
+        self.finished = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.pending or self.running)
+
+    # -- sending groups to nodes --------------------------------------------------------------
+
+    def schedule(self, nodes: list[Node], submit: Callable[[Group, Node], Any]) -> None:
+        """Send each waiting group, in order, to the first free node that can run it
+        (`submit` returns the handle its messages come by); close as an error a group
+        that no live node could ever run."""
+        nodes = [n for n in nodes if n.id not in self.refused]
+        busy = {t.node.id for t in self.running.values()}
+        for group in list(self.pending):
+            able = [n for n in nodes if n.can_run(group)]
+            if not able:  # no live machine can ever take it now
+                self.pending.remove(group)
+                self.close(_Task(group, NOWHERE), self._unrunnable(group))
+                continue
+            free = [n for n in able if n.id not in busy]
+            if free:
+                self.pending.remove(group)
+                self.running[submit(group, free[0])] = _Task(group, free[0])
+                busy.add(free[0].id)
+
+    @staticmethod
+    def _unrunnable(group: Group) -> str:
+        gpu = " and a GPU" if needs_gpu(group) else ""
+        return f"no live Ray node can run this group (lost, refused or lacking {SLOT}{gpu})"
+
+    # -- what Ray says about a running group --------------------------------------------------
+
+    def handle(self, handle: Any, message: Message) -> None:
+        """A message of the node running `handle` (see bench/distributed/node.py)."""
+        task = self.running[handle]
+        kind, data, error = message
+        if kind == Message.START:
+            task.started, task.info = True, dict(data)
+            self.emit("start", task.group, {**task.info, "resources": task.node.resources})
+        elif kind == Message.CELL:
+            records.append_stream(work_files(self.ctx.work, task.group.name).stream, data)
+            self.progress.advance(data)
+            self.emit("cell", task.group, {"node": task.node.id, "name": task.node.name,
+                                           "entry": data})
+        elif kind == Message.REFUSED:
+            self.refused.add(task.node.id)
+            self.close(task, data)
+        elif kind == Message.DONE:
+            self.close(task, error, doc=data)
+
+    def ended(self, handle: Any) -> None:
+        """The node's stream of messages ended: its group is over, written or not."""
+        task = self.running.pop(handle)
+        if not task.closed:
+            self.close(task, f"the task on {task.node.name} ended without its results")
+
+    def lost(self, handle: Any, reason: str) -> None:
+        """Ray lost the task (its node died, its worker crashed): a group its node had
+        not started goes back to the queue, once; else what it streamed is kept and
+        the rest recorded as errors naming the node and `reason`."""
+        task = self.running.pop(handle)
+        if task.closed:  # its document had arrived: the group is complete
+            return
+        if not task.started and task.group.name not in self.retried:
+            self.retried.add(task.group.name)  # never started: another node takes it
+            self.pending.appendleft(task.group)
+            return
+        self.close(task, f"lost on Ray node {task.node.name}: {reason}")
+
+    def interrupt(self) -> Outcome:
+        """Ctrl-C: close every running group (its finished cells are kept)."""
+        done = self.finished
+        for task in self.running.values():
+            if not task.closed:
+                self.close(task, "interrupted")
+        sys.stderr.write(f"interrupted: {done} of {self.total} "
+                         f"groups finished; records kept in {self.ctx.out}\n")
+        return Outcome(tuple(self.failed), interrupted=True)
+
+    def outcome(self) -> Outcome:
+        return Outcome(tuple(self.failed))
+
+    # -- writing a group's file ---------------------------------------------------------------
+
+    def close(self, task: _Task, error: str, doc: dict[str, Any] | None = None) -> None:
+        """Write the group's file: the node's own document, or (without one) the cells
+        streamed so far with error entries for the rest."""
+        out = group_file(self.ctx.out, task.group.name)
+        if doc is not None:
+            records.write_group_file(out, doc)
+        else:
+            files = work_files(self.ctx.work, task.group.name)
+            records.finish_group(task.group, self.ctx.sel.preset, out, files.pytest_json,
+                                 files.stream, self._machine_info(task), error,
+                                 self.ctx.threads)
+        task.closed = True
+        self.finished += 1
+        if error:
+            self.failed.append(f"{task.group.name} on {task.node.name}: {error}")
+        self.emit("done", task.group, {"node": task.node.id, "error": error})
+
+    def _machine_info(self, task: _Task) -> dict[str, Any]:
+        """The machine block for a group the node could not finish: the node's identity
+        when it said who it is, else this machine's (the group ran nowhere)."""
+        ctx = self.ctx
+        ours = environment.nnparity_info(ctx.threads, recorded_precisions(ctx.sel.precisions))
+        if task.info:
+            ours.update({k: task.info[k] for k in ("fingerprint", "cpu", "cores", "gpu")
+                         if k in task.info})
+            ours["ray_node"] = task.info
+        ours["git_commit"] = self.commit
+        return records.default_machine_info(ours)
 
 
 class RayExecutor:
@@ -255,129 +412,49 @@ class RayExecutor:
                 ray.shutdown()
 
     def _run(self, ray: Any, groups: list[Group], ctx: RunContext, progress: Any) -> Outcome:
+        """Send groups to free nodes and relay what their tasks stream, until every
+        group is closed (`RayScheduler` keeps the books)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        from bench.distributed.node import code_digest, run_group_on_node
 
         remote = ray.remote(run_group_on_node)
         digest, commit = code_digest(), environment.git_commit()
-        pending: deque[Group] = deque(groups)
-        retried: set[str] = set()
-        running: dict[Any, _Task] = {}
-        refused: set[str] = set()  # nodes whose code differs: never asked again
-        failed: list[str] = []
-        finished = 0
+        books = RayScheduler(groups, ctx, progress, commit, self._emit)
 
-        def submit(group: Group, node: Node) -> None:
-            cuda = any(c.device == "cuda" for c in group.cells)
-            gen = remote.options(
-                num_cpus=0, num_gpus=1 if cuda else 0, resources={SLOT: 1}, max_retries=0,
+        def submit(group: Group, node: Node) -> Any:
+            return remote.options(
+                num_cpus=0, num_gpus=int(needs_gpu(group)), resources={SLOT: 1}, max_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False),
                 name=f"nnparity:{group.name}",
             ).remote(worker_spec(ctx, group), ctx.timeout, digest, commit,
                      {"id": node.id, "name": node.name, "labels": node.labels})
-            running[gen] = _Task(group, node)
-
-        def close(task: _Task, error: str, doc: dict[str, Any] | None = None) -> None:
-            nonlocal finished
-            out = ctx.out / f"{task.group.name}.json"
-            if doc is not None:
-                records.write_group_file(out, doc)
-            else:
-                files = work_files(ctx.work, task.group.name)
-                records.finish_group(task.group, ctx.sel.preset, out, files.pytest_json,
-                                     files.stream, self._machine_info(task, ctx, commit),
-                                     error, ctx.threads)
-            finished += 1
-            if error:
-                failed.append(f"{task.group.name} on {task.node.name}: {error}")
-            self._emit("done", task.group, {"node": task.node.id, "error": error})
 
         try:
-            while pending or running:
-                nodes = [n for n in self._eligible(ray) if n.id not in refused]
-                busy = {t.node.id for t in running.values()}
-                for group in list(pending):
-                    able = [n for n in nodes if n.can_run(group)]
-                    if not able:  # no live machine can ever take it now
-                        pending.remove(group)
-                        close(_Task(group, Node("", "", {}, {})),
-                              "no live Ray node can run this group (lost, refused or "
-                              f"lacking {SLOT}{' and a GPU' if 'cuda' in group.name else ''})")
-                        continue
-                    free = [n for n in able if n.id not in busy]
-                    if free:
-                        pending.remove(group)
-                        submit(group, free[0])
-                        busy.add(free[0].id)
-                if not running:
+            while books.active:
+                books.schedule(self._eligible(ray), submit)
+                if not books.running:
                     continue
-                ready, _ = ray.wait(list(running), num_returns=1, timeout=self.poll_s)
+                ready, _ = ray.wait(list(books.running), num_returns=1, timeout=self.poll_s)
                 for gen in ready:
-                    task = running[gen]
                     try:
                         message = ray.get(next(gen))
                     except StopIteration:
-                        running.pop(gen)
-                        if not (ctx.out / f"{task.group.name}.json").exists():
-                            close(task, f"the task on {task.node.name} ended without its results")
-                        continue
+                        books.ended(gen)
                     except ray.exceptions.RayError as exc:
-                        running.pop(gen)
-                        reason = _reason(exc)
-                        if not task.started and task.group.name not in retried:
-                            retried.add(task.group.name)  # never started: another node takes it
-                            pending.appendleft(task.group)
-                            continue
-                        close(task, f"lost on Ray node {task.node.name}: {reason}")
-                        continue
-                    self._handle(message, task, ctx, progress, close, refused)
+                        books.lost(gen, _reason(exc))
+                    else:
+                        books.handle(gen, Message(*message))
         except KeyboardInterrupt:
-            for gen in running:
+            for gen in books.running:
                 try:
                     ray.cancel(gen)  # KeyboardInterrupt in the task: it kills its worker
                 except Exception:  # noqa: BLE001 - an already finished task cannot be cancelled
                     pass
-            for task in running.values():
-                close(task, "interrupted")
-            sys.stderr.write(f"interrupted: {finished - len(running)} of {len(groups)} groups "
-                             f"finished; records kept in {ctx.out}\n")
-            return Outcome(tuple(failed), interrupted=True)
-        return Outcome(tuple(failed))
-
-    def _handle(self, message: tuple, task: _Task, ctx: RunContext, progress: Any,
-                close: Callable[..., None], refused: set[str]) -> None:
-        kind = message[0]
-        if kind == "start":
-            task.started, task.info = True, dict(message[1])
-            self._emit("start", task.group, {**task.info, "resources": task.node.resources})
-        elif kind == "cell":
-            entry = message[1]
-            records.append_stream(work_files(ctx.work, task.group.name).stream, entry)
-            progress.advance(entry)
-            self._emit("cell", task.group, {"node": task.node.id, "name": task.node.name,
-                                             "entry": entry})
-        elif kind == "refused":
-            refused.add(task.node.id)
-            close(task, message[1])
-        elif kind == "done":
-            close(task, message[2], doc=message[1])
+            return books.interrupt()
+        return books.outcome()
 
     def _emit(self, kind: str, group: Group, data: dict[str, Any]) -> None:
         if self.on_event is not None:
             self.on_event(kind, group, data)
-
-    @staticmethod
-    def _machine_info(task: _Task, ctx: RunContext, commit: str) -> dict[str, Any]:
-        """The machine block for a group the node could not finish: the node's identity
-        when it said who it is, else this machine's (the group ran nowhere)."""
-        ours = environment.nnparity_info(ctx.threads, recorded_precisions(ctx.sel.precisions))
-        if task.info:
-            ours.update({k: task.info[k] for k in ("fingerprint", "cpu", "cores", "gpu")
-                         if k in task.info})
-            ours["ray_node"] = task.info
-        ours["git_commit"] = commit
-        return records.default_machine_info(ours)
 
 
 def _reason(exc: BaseException) -> str:

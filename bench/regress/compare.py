@@ -28,7 +28,16 @@ from bench.results.envdiff import differences
 from bench.results.escape import md_text
 from bench.results.read import LoadError, RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
-from bench.results.stats import NOISE_BAND, Verdict, compare_samples, seed_for, within_noise
+from bench.results.stats import (
+    ALPHA,
+    CONFIDENCE,
+    FACTOR,
+    NOISE_BAND,
+    Verdict,
+    compare_samples,
+    seed_for,
+    within_noise,
+)
 from bench.results.text import number
 from bench.results.write import check_output_file, write_text_atomic
 
@@ -108,75 +117,113 @@ def _sizes(cell: pd.Series) -> list[int]:
     return list(sizes) if isinstance(sizes, list) else []
 
 
+#: the comparison table's columns, in order
+COLUMNS = ["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "base_median_s",
+           "current_median_s", "base_rounds", "current_rounds", "task", "backend",
+           "variant", "device", "dtype", "phase", "note"]
+#: what names a cell in the table besides its id (from the current run, else the baseline)
+_IDENTITY = ("task", "backend", "variant", "device", "dtype", "phase")
+_NO_CALIBRATION = "not normalised: no calibration cell"
+
+Rates = dict[tuple[str, str], float]
+
+
 def compare_runs(
     base: pd.DataFrame,
     current: pd.DataFrame,
-    factor: float = 1.2,
-    alpha: float = 0.01,
-    confidence: float = 0.95,
+    factor: float = FACTOR,
+    alpha: float = ALPHA,
+    confidence: float = CONFIDENCE,
     noise: float = NOISE_BAND,
 ) -> Comparison:
-    """Match cells by id and judge each; calibration cells are not judged."""
+    """Match cells by id and judge each; calibration cells are not judged. When the
+    runs come from different machines each side's samples are first scaled by its
+    machine's GEMM rate (`_normalised`)."""
     b_info: RunInfo = base.attrs.get("run") or RunInfo("baseline", "unknown")
     c_info: RunInfo = current.attrs.get("run") or RunInfo("current", "unknown")
-    warnings: list[str] = []
     normalise = b_info.fingerprint != c_info.fingerprint
-    b_rates, c_rates = _calibration_rates(base), _calibration_rates(current)
-    if normalise:
+    rates = (_calibration_rates(base), _calibration_rates(current)) if normalise else None
+    b_cells, c_cells = _timed(base), _timed(current)
+    rows = [_judge(cell, _side(b_cells, cell), _side(c_cells, cell), rates,
+                   factor, alpha, confidence, noise)
+            for cell in sorted(set(b_cells.index) | set(c_cells.index))]
+    uncalibrated = sum(row["note"] == _NO_CALIBRATION for row in rows)
+    table = sort_table(pd.DataFrame(rows, columns=COLUMNS))
+    return Comparison(table, b_info, c_info, factor, alpha, confidence, normalise,
+                      tuple(_warnings(b_info, c_info, normalise, uncalibrated)),
+                      environment=tuple(_environment_differences(base, current)), noise=noise)
+
+
+def _timed(run: pd.DataFrame) -> pd.DataFrame:
+    """A run's judged cells (every cell but the calibration), indexed by id."""
+    return run[run["phase"] != CALIBRATION].set_index("cell")
+
+
+def _side(cells: pd.DataFrame, cell: str) -> pd.Series | None:
+    return cells.loc[cell] if cell in cells.index else None
+
+
+def _judge(cell: str, b: pd.Series | None, c: pd.Series | None, rates: tuple[Rates, Rates]
+           | None, factor: float, alpha: float, confidence: float, noise: float
+           ) -> dict[str, Any]:
+    """One row of the table: the cell as both runs have it and the rule's verdict (new
+    or missing when only one run has it)."""
+    ref = c if c is not None else b
+    row: dict[str, Any] = {"cell": cell, "note": "", **{k: ref[k] for k in _IDENTITY}}
+    for prefix, side in (("base", b), ("current", c)):
+        row[f"{prefix}_median_s"] = side["median"] if side is not None else math.nan
+        row[f"{prefix}_rounds"] = int(side["rounds"]) if side is not None else 0
+    if b is None or c is None:
+        row["verdict"] = (Verdict.NEW if b is None else Verdict.MISSING).value
+        return row
+    b_s, c_s, calibrated = _normalised(b, c, rates)
+    if not calibrated:
+        row["note"] = _NO_CALIBRATION
+    change = compare_samples(b_s, c_s, factor, alpha, confidence,
+                             _rounds(b), _rounds(c), _sizes(b), _sizes(c), noise,
+                             seed_for(cell))
+    row.update(ratio=change.ratio, ci_low=change.ci_low, ci_high=change.ci_high,
+               p_value=change.p_value, verdict=change.verdict.value)
+    if change.verdict is Verdict.ERROR:
+        side = "baseline" if not len(b_s) else "current"
+        err = (b if side == "baseline" else c)["error"]
+        row["note"] = f"no samples in {side}" + (f": {err}" if err else "")
+    return row
+
+
+def _normalised(b: pd.Series, c: pd.Series, rates: tuple[Rates, Rates] | None
+                ) -> tuple[Any, Any, bool]:
+    """Both sides' samples, each times its own machine's GEMM rate when `rates` are
+    given (time x GFLOP/s ~ work in GEMM-equivalent GFLOP, machine-neutral); False
+    when a side lacks a calibration cell (the samples are then compared as timed)."""
+    b_s, c_s = b["samples"], c["samples"]
+    if rates is None or not (len(b_s) and len(c_s)):
+        return b_s, c_s, True
+    b_rate = _rate_for(rates[0], b["backend"], b["device"])
+    c_rate = _rate_for(rates[1], c["backend"], c["device"])
+    if b_rate and c_rate:
+        return b_s * b_rate, c_s * c_rate, True
+    return b_s, c_s, False
+
+
+def _warnings(b_info: RunInfo, c_info: RunInfo, normalised: bool, uncalibrated: int
+              ) -> list[str]:
+    warnings = []
+    if normalised:
         warnings.append(
             f"runs come from different machines ({b_info.fingerprint} vs "
             f"{c_info.fingerprint}): ratios are normalised by each run's GEMM calibration"
         )
-    b_cells = base[base["phase"] != CALIBRATION].set_index("cell")
-    c_cells = current[current["phase"] != CALIBRATION].set_index("cell")
-    rows = []
-    uncalibrated = 0
-    for cell in sorted(set(b_cells.index) | set(c_cells.index)):
-        row: dict[str, Any] = {"cell": cell, "note": ""}
-        b = b_cells.loc[cell] if cell in b_cells.index else None
-        c = c_cells.loc[cell] if cell in c_cells.index else None
-        ref = c if c is not None else b
-        for key in ("task", "backend", "variant", "device", "dtype", "phase"):
-            row[key] = ref[key]
-        row["base_median_s"] = b["median"] if b is not None else math.nan
-        row["current_median_s"] = c["median"] if c is not None else math.nan
-        row["base_rounds"] = int(b["rounds"]) if b is not None else 0
-        row["current_rounds"] = int(c["rounds"]) if c is not None else 0
-        if b is None or c is None:
-            row["verdict"] = (Verdict.NEW if b is None else Verdict.MISSING).value
-            rows.append(row)
-            continue
-        b_s, c_s = b["samples"], c["samples"]
-        if normalise and len(b_s) and len(c_s):
-            b_rate = _rate_for(b_rates, b["backend"], b["device"])
-            c_rate = _rate_for(c_rates, c["backend"], c["device"])
-            if b_rate and c_rate:
-                # time x machine GEMM rate ~ work in GEMM-equivalent GFLOP, machine-neutral
-                b_s, c_s = b_s * b_rate, c_s * c_rate
-            else:
-                uncalibrated += 1
-                row["note"] = "not normalised: no calibration cell"
-        change = compare_samples(b_s, c_s, factor, alpha, confidence,
-                                 _rounds(b), _rounds(c), _sizes(b), _sizes(c), noise,
-                                 seed_for(cell))
-        row.update(ratio=change.ratio, ci_low=change.ci_low, ci_high=change.ci_high,
-                   p_value=change.p_value, verdict=change.verdict.value)
-        if change.verdict is Verdict.ERROR:
-            side = "baseline" if not len(b_s) else "current"
-            err = (b if side == "baseline" else c)["error"]
-            row["note"] = f"no samples in {side}" + (f": {err}" if err else "")
-        rows.append(row)
     if uncalibrated:
         warnings.append(f"{uncalibrated} cell(s) could not be normalised (no calibration cell)")
-    cols = ["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "base_median_s",
-            "current_median_s", "base_rounds", "current_rounds", "task", "backend",
-            "variant", "device", "dtype", "phase", "note"]
-    table = sort_table(pd.DataFrame(rows, columns=cols))
+    return warnings
+
+
+def _environment_differences(base: pd.DataFrame, current: pd.DataFrame) -> list[str]:
+    """What differs between the two runs' environments (framework versions, BLAS, ...)."""
     envs = {side: (df.attrs.get("machine_info") or {}).get("nnparity")
             for side, df in (("baseline", base), ("current", current))}
-    env = differences({k: v for k, v in envs.items() if isinstance(v, dict)})
-    return Comparison(table, b_info, c_info, factor, alpha, confidence, normalise,
-                      tuple(warnings), environment=tuple(env), noise=noise)
+    return differences({k: v for k, v in envs.items() if isinstance(v, dict)})
 
 
 def sort_table(table: pd.DataFrame) -> pd.DataFrame:

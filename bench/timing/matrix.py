@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
+from bench.options import task_overrides
 from bench.results.schema import PHASES, STRICT_PRECISION, cell_id
 from tasks import get_task
 from tasks.spec import SpecError
@@ -172,7 +173,7 @@ def task_configs(task_name: str, preset: str, overrides: Mapping[str, str],
     without `sweep` the preset's default value of each swept knob is used)."""
     task = get_task(task_name)
     sweep = PLANS[preset].sweep_knobs if sweep is None else sweep
-    own = {k: v for k, v in overrides.items() if k in task.knobs()}
+    own = task_overrides(task_name, overrides)
     base = task.config(preset, own)
     swept = {k: (tuple(v) if sweep is True or (sweep and k in sweep) else (getattr(base, k),))
              for k, v in task.sweep.items() if k not in own}
@@ -283,51 +284,95 @@ def not_applicable(selection: Selection, described: Mapping[str, Mapping[str, An
     return out
 
 
+#: the variant of the error cells of a backend that cannot run (not installed, failed
+#: import): it could not say which variants it has, so each (config, device, dtype,
+#: phase, batch size) gets one error cell under this name instead of one per variant
+NO_VARIANT = "-"
+
+
+class _Program(NamedTuple):
+    """What one program is built for; its cells are its phases at their batch sizes."""
+
+    config: TaskConfig
+    variant: str
+    device: str
+    dtype: str
+    precision: str
+
+
 def build_groups(selection: Selection, described: Mapping[str, Mapping[str, Any]]) -> list[Group]:
     """Groups in run order: for each task, each backend; calibration goes with a backend's
     first group. `described[backend]` holds `installed`, `error`, `variants`, `devices`,
     `supports` (config label -> supported variants) and `precision_support`, as the
-    worker reports them. Precision modes a backend does not offer make no cell (n/a)."""
+    worker reports them. Precision modes a backend does not offer make no cell (n/a);
+    a backend that cannot run gets a group of error cells (`_error_programs`)."""
     check_variants(selection, described)
     plan = PLANS[selection.preset]
     match = keyword_matcher(selection.keyword)
+    phases = [p for p in PHASES if p in selection.phases]
+    configs = {t: task_configs(t, selection.preset, selection.overrides)
+               for t in selection.tasks}
     calibrated: set[str] = set()
     groups = []
-    order = [p for p in ("first_call", "forward", "backward", "step") if p in selection.phases]
-    for task_name in selection.tasks:
-        configs = task_configs(task_name, selection.preset, selection.overrides)
-        for backend in selection.backends:
-            info = described.get(backend, {})
-            error = "" if info.get("installed") else str(info.get("error") or "not installed")
-            devices = [d for d in selection.devices if d in info.get("devices", ("cpu",))]
-            cells = []
-            for cfg in configs:
-                variants = info.get("supports", {}).get(cfg.label, ["-"] if error else [])
-                for variant, device, dtype, precision in itertools.product(
-                        variants, devices or selection.devices[:1], selection.dtypes,
-                        selection.precisions):
-                    if not error and not _wanted(variant, task_name, selection, plan):
-                        continue
-                    if not error and not offers_precision(info, cfg.label, variant, device,
-                                                          dtype, precision):
-                        continue  # n/a, not an error
-                    if error and precision != STRICT_PRECISION:
-                        continue  # one error entry per cell of a backend that cannot run
-                    for phase in order:
-                        for bs in _batch_plan(cfg, phase, plan):
-                            cell = Cell(cfg, backend, variant, device, dtype, bs, phase,
-                                        precision)
-                            if match(cell.id):
-                                cells.append(cell)
-            declared = list(info.get("variants", ()))
-            cells.sort(key=lambda c: _run_order(c, configs, declared))
-            calib: tuple[str, ...] = ()
-            if backend not in calibrated and not error and cells:
-                calib = tuple(dict.fromkeys(c.device for c in cells))
-                calibrated.add(backend)
-            if cells:
-                groups.append(Group(backend, task_name, tuple(cells), calib, error))
+    for task_name, backend in itertools.product(selection.tasks, selection.backends):
+        info = described.get(backend, {})
+        error = "" if info.get("installed") else str(info.get("error") or "not installed")
+        programs = (_error_programs(selection, info, configs[task_name]) if error else
+                    _programs(selection, info, configs[task_name], task_name, plan))
+        cells = [cell for program in programs for cell in _cells(program, backend, phases, plan)
+                 if match(cell.id)]
+        if not cells:
+            continue
+        declared = list(info.get("variants", ()))
+        cells.sort(key=lambda c: _run_order(c, configs[task_name], declared))
+        calib: tuple[str, ...] = ()
+        if backend not in calibrated and not error:
+            calib = tuple(dict.fromkeys(c.device for c in cells))
+            calibrated.add(backend)
+        groups.append(Group(backend, task_name, tuple(cells), calib, error))
     return groups
+
+
+def _devices(selection: Selection, info: Mapping[str, Any]) -> list[str]:
+    """The selected devices the backend has; if none, the first selected device (its
+    cells then record why they cannot run there)."""
+    have = info.get("devices", ("cpu",))
+    return [d for d in selection.devices if d in have] or list(selection.devices[:1])
+
+
+def _programs(selection: Selection, info: Mapping[str, Any], configs: Sequence[TaskConfig],
+              task_name: str, plan: Plan) -> Iterator[_Program]:
+    """The programs a working backend builds: each wanted variant it supports for a
+    config, on each device, dtype and precision mode it offers there."""
+    devices = _devices(selection, info)
+    for cfg in configs:
+        variants = [v for v in info.get("supports", {}).get(cfg.label, [])
+                    if _wanted(v, task_name, selection, plan)]
+        for variant, device, dtype, precision in itertools.product(
+                variants, devices, selection.dtypes, selection.precisions):
+            if offers_precision(info, cfg.label, variant, device, dtype, precision):
+                yield _Program(cfg, variant, device, dtype, precision)
+
+
+def _error_programs(selection: Selection, info: Mapping[str, Any],
+                    configs: Sequence[TaskConfig]) -> Iterator[_Program]:
+    """A backend that cannot run: one error program per (config, variant, device,
+    dtype) at strict precision only (a reduced mode would only repeat the error), its
+    variants `NO_VARIANT` unless its description named some; none without strict."""
+    if STRICT_PRECISION not in selection.precisions:
+        return
+    devices = _devices(selection, info)
+    for cfg in configs:
+        variants = info.get("supports", {}).get(cfg.label, [NO_VARIANT])
+        for variant, device, dtype in itertools.product(variants, devices, selection.dtypes):
+            yield _Program(cfg, variant, device, dtype, STRICT_PRECISION)
+
+
+def _cells(program: _Program, backend: str, phases: Sequence[str], plan: Plan) -> list[Cell]:
+    """A program's cells: each phase at each of its batch sizes (`_batch_plan`)."""
+    cfg, variant, device, dtype, precision = program
+    return [Cell(cfg, backend, variant, device, dtype, bs, phase, precision)
+            for phase in phases for bs in _batch_plan(cfg, phase, plan)]
 
 
 def _wanted(variant: str, task: str, selection: Selection, plan: Plan) -> bool:

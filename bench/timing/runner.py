@@ -78,6 +78,7 @@ from bench.timing.watch import (
     WorkerSpec,
     WorkFiles,
     follow,
+    group_file,
     recorded_precisions,
     relay,
     run_through,
@@ -506,18 +507,17 @@ def _run_round(parts: list[Group], sel: Selection, out: Path, work: Path, thread
                plan: Plan) -> str:
     """Run the last of `parts` (round len(parts) - 1) in a fresh worker process."""
     r, part = len(parts) - 1, parts[-1]
-    stream, pytest_json, spec_path, log = round_files(work, part, r)
-    for path in (stream, pytest_json):
+    files = round_files(work, part, r)
+    for path in (files.stream, files.pytest_json):
         path.unlink(missing_ok=True)
     spec = WorkerSpec(part, sel.preset, plan, threads, seed, gradcheck, tuple(sel.precisions))
-    files = WorkFiles(stream, pytest_json, spec_path, log)
-    write_text_atomic(spec_path, json.dumps({
-        **spec.to_json(files, threads, out / f"{part.name}.json"),
+    write_text_atomic(files.spec, json.dumps({
+        **spec.to_json(files, threads, group_file(out, part.name)),
         # a worker whose runner dies writes the group file from every round so far
         "round": r, "orders": [[c.id for c in p.cells] for p in parts],
         "previous_rounds": [[str(p) for p in round_files(work, part, k)[:2]] for k in range(r)],
     }))
-    cells = follow(spec_path, log, stream, timeout, env=_worker_env())
+    cells = follow(files.spec, files.log, files.stream, timeout, env=_worker_env())
     return run_through(relay(cells, progress.advance))
 
 
@@ -568,7 +568,7 @@ def _write_rounds(run: GroupRun, sel: Selection, out: Path, work: Path, threads:
     """Write the group's results file from its rounds so far (`_merged`); the final
     write adds each cell's interval and removes the group's scratch files."""
     doc = _merged(run, sel, work, threads, error, seed, intervals=final)
-    records.write_group_file(out / f"{run.group.name}.json", doc)
+    records.write_group_file(group_file(out, run.group.name), doc)
     run.written = True
     if final:
         run.final = True

@@ -2,8 +2,9 @@
 share, so the two cannot drift apart.
 
 `WorkerSpec` is what a worker is told (the same for both: built once from the
-run's context, `spec_for`), `work_files` names a group's scratch files, and
-`relay` is the one loop that drains the worker's stream.
+run's context, `spec_for`), `work_files` names a group's scratch files and
+`group_file` its results file, and `relay` is the one loop that drains the
+worker's stream.
 
 `follow` starts `bench.timing.worker_main` in its own session, polls the JSON
 lines it streams (one per finished cell) and yields each new entry as it
@@ -52,6 +53,11 @@ def work_files(work: Path, name: str) -> WorkFiles:
     """The scratch files of the group called `name` (`Group.name`) in `work`."""
     return WorkFiles(work / f"{name}.jsonl", work / f"{name}.pytest-out",
                      work / f"{name}.spec", work / f"{name}.log")
+
+
+def group_file(out: Path, name: str) -> Path:
+    """The results file of the group called `name` (`Group.name`) in run directory `out`."""
+    return out / f"{name}.json"
 
 
 def recorded_precisions(precisions: Sequence[str]) -> list[str] | None:
