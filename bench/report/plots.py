@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import colorsys
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,15 @@ MARKERS = ("o", "s", "D", "^", "X", "*", "v", "P")
 PLOTLY_MARKERS = ("circle", "square", "diamond", "triangle-up", "x", "star",
                   "triangle-down", "cross")
 PLOTLY_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+@dataclass(frozen=True)
+class LineStyle:
+    """How one line of a matplotlib chart looks."""
+
+    colour: Any
+    marker: str
+    linestyle: str
 
 
 @dataclass(frozen=True)
@@ -138,71 +149,95 @@ def _save(fig, out: Path, stem: str) -> Path:
     return path
 
 
-def task_bars(df: pd.DataFrame, task: str, out: Path) -> Path | None:
-    plt = _plt()
-    rows = _main_rows(df)
-    rows = rows[rows["task"] == task]
+def grouped_bars(rows: pd.DataFrame, x_col: str, series_col: str, series: list[str],
+                 colours: dict[str, Any], ylabel: str, title: Callable[[str, pd.DataFrame], str],
+                 legend: str, out: Path, stem: str) -> Path | None:
+    """One panel per config of `rows`: bars of the median (whiskers: IQR) at each value of
+    `x_col`, one bar per value of `series_col` (in the order of `series`, coloured by
+    `colours`), a log axis when the values span more than `WIDE`. The one grouped-bar
+    figure of the report and the merged report; saved through `_save` (sanitised name)."""
     if rows.empty:
         return None
+    plt = _plt()
     configs = list(dict.fromkeys(rows["config"]))
     fig, axes = plt.subplots(len(configs), 1, figsize=(11, 3.6 * len(configs)), squeeze=False)
     for ax, config in zip(axes[:, 0], configs, strict=True):
         part = rows[rows["config"] == config]
-        impls = sorted(dict.fromkeys(part["impl"]))
-        phases = [p for p in PHASE_COLOURS if p in set(part["phase"])]
-        width = 0.8 / len(phases)
-        x = np.arange(len(impls))
-        for i, phase in enumerate(phases):
-            sel = part[part["phase"] == phase].set_index("impl").reindex(impls)
+        xs = sorted(dict.fromkeys(part[x_col]))
+        present = [s for s in series if s in set(part[series_col])]
+        width = 0.8 / len(present)
+        x = np.arange(len(xs))
+        for i, name in enumerate(present):
+            sel = part[part[series_col] == name].set_index(x_col).reindex(xs)
             med = sel["median"].to_numpy() * 1e3
             err = np.vstack([med - sel["q1"].to_numpy() * 1e3, sel["q3"].to_numpy() * 1e3 - med])
-            ax.bar(x + (i - (len(phases) - 1) / 2) * width, med, width, yerr=np.abs(err),
-                   capsize=2, label=phase, color=PHASE_COLOURS[phase])
+            ax.bar(x + (i - (len(present) - 1) / 2) * width, med, width, yerr=np.abs(err),
+                   capsize=2, label=name, color=colours[name])
         values = part["median"].to_numpy() * 1e3
         log = values.size and values.max() / max(values.min(), 1e-12) > WIDE
         if log:
             _plain_log(ax)
-        ax.set_xticks(x, impls, rotation=20, ha="right")
-        ax.set_ylabel("median time per call (ms" + (", log scale)" if log else ")"))
-        bs = int(part["batch_size"].iloc[0])
-        ax.set_title(f"{config}, batch {bs} (bars: median, whiskers: IQR)")
+        ax.set_xticks(x, xs, rotation=20, ha="right")
+        ax.set_ylabel(ylabel + (" (ms, log scale)" if log else " (ms)"))
+        ax.set_title(title(config, part) + " (bars: median, whiskers: IQR)")
         ax.grid(axis="y", alpha=0.3, which="both")
-        ax.legend(title="phase", fontsize=9)
+        ax.legend(title=legend, fontsize=9)
     fig.tight_layout()
-    return _save(fig, out, f"bars_{task}")
+    return _save(fig, out, stem)
 
 
-def throughput(df: pd.DataFrame, out: Path) -> Path | None:
-    plt = _plt()
-    step = df[(df["phase"] == "step") & (df["status"] == "ok")]
-    configs = [c for c, p in step.groupby("config", sort=False) if p["batch_size"].nunique() > 1]
+def task_bars(df: pd.DataFrame, task: str, out: Path) -> Path | None:
+    rows = _main_rows(df)
+    rows = rows[rows["task"] == task]
+    return grouped_bars(
+        rows, "impl", "phase", list(PHASE_COLOURS), PHASE_COLOURS, "median time per call",
+        lambda config, part: f"{config}, batch {int(part['batch_size'].iloc[0])}",
+        "phase", out, f"bars_{task}")
+
+
+def throughput_grid(step: pd.DataFrame, configs: list[str], keys: list[str],
+                    style: Callable[[tuple], LineStyle | VariantStyle],
+                    label: Callable[[tuple], str], legend: str | None, out: Path,
+                    stem: str) -> Path | None:
+    """Training samples/s against batch size (log-log), one panel per config, one line per
+    group of `step` by `keys` drawn in `style(key)`: the one throughput figure of the
+    report and the merged report."""
     if not configs:
         return None
+    plt = _plt()
     cols = min(3, len(configs))
     nrows = math.ceil(len(configs) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4 * nrows), squeeze=False)
-    styles = run_styles(df)
     for ax, config in zip(axes.flat, configs, strict=False):
         part = step[step["config"] == config]
-        for impl, line in part.groupby("impl"):
+        for key, line in part.groupby(keys):
+            key = key if isinstance(key, tuple) else (key,)
             line = line.sort_values("batch_size")
-            st = styles[impl]
+            st = style(key)
             ax.plot(line["batch_size"], line["samples_per_s"], marker=st.marker,
-                    linestyle=st.linestyle, color=st.colour, label=impl)
+                    linestyle=st.linestyle, color=st.colour, label=label(key))
+        sizes = sorted(set(part["batch_size"]))
         ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted(set(part["batch_size"])), [str(int(b)) for b in
-                                                        sorted(set(part["batch_size"]))])
+        ax.set_xticks(sizes, [str(int(b)) for b in sizes])
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
         _plain_log(ax)
         ax.set_xlabel("batch size (log scale)")
         ax.set_ylabel("training samples/s, step (log scale)")
         ax.set_title(config)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, title=legend)
     for ax in list(axes.flat)[len(configs):]:
         ax.set_visible(False)
     fig.tight_layout()
-    return _save(fig, out, "throughput")
+    return _save(fig, out, stem)
+
+
+def throughput(df: pd.DataFrame, out: Path) -> Path | None:
+    step = df[(df["phase"] == "step") & (df["status"] == "ok")]
+    configs = [c for c, p in step.groupby("config", sort=False) if p["batch_size"].nunique() > 1]
+    styles = run_styles(df) if configs else {}
+    return throughput_grid(step, configs, ["impl"], lambda key: styles[key[0]],
+                           lambda key: key[0], None, out, "throughput")
 
 
 def gradient_heatmap(df: pd.DataFrame, out: Path) -> Path | None:
