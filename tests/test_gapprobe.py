@@ -18,6 +18,10 @@ def test_table_gives_ratios_to_the_first_variant_from_per_round_ratios():
     assert "| 3.00x | 1.00-4.00 |" in row
     assert "| 30.000 |" in row  # median of b in ms
     assert "| 1.00x | 1.00-1.00 |" in next(ln for ln in text.splitlines() if ln.startswith("| a "))
+    # the fastest calls' ratios: 2, 4, 1 per round, beside the medians'
+    fast = {"a": [0.005, 0.005, 0.010], "b": [0.010, 0.020, 0.010]}
+    row = next(ln for ln in gapprobe.table(rounds, fast).splitlines() if ln.startswith("| b "))
+    assert row.endswith("| 3.00x | 1.00-4.00 | 10.000 | 2.00x | 1.00-4.00 |")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")

@@ -6,8 +6,10 @@ in the same process, in interleaved rounds with a rotating order, each round
 a median of `--calls` calls (after `--warmup` untimed calls per variant), the
 way `bench.timing.idiomatic` times variants against scripts. It prints each
 variant's median and its ratio to the first variant named: the median of the
-per-round ratios and their range. On a loaded machine only these in-process
-ratios mean anything; the absolute times move with the neighbours.
+per-round ratios and their range, and the same from each round's fastest call
+(on a busy machine the fastest call is the one least disturbed by the
+neighbours). Only these in-process ratios mean anything on a loaded machine;
+the absolute times move with the neighbours.
 
 This is how the variant gaps of docs/design.md §5 (Known gaps between
 variants) were measured, e.g.
@@ -66,13 +68,15 @@ def _calls(args: argparse.Namespace) -> list[tuple[str, Any]]:
     return out
 
 
-def probe(args: argparse.Namespace) -> dict[str, list[float]]:
-    """Per-variant round medians (seconds), timed interleaved in this process."""
+def probe(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-variant round medians and round minimums (seconds), timed interleaved in
+    this process."""
     calls = _calls(args)
     for _, call in calls:
         for _ in range(args.warmup):
             call()
     rounds: dict[str, list[float]] = {name: [] for name, _ in calls}
+    fastest: dict[str, list[float]] = {name: [] for name, _ in calls}
     for r in range(args.rounds):
         shift = r % len(calls)  # rotate so no variant is always first
         for name, call in calls[shift:] + calls[:shift]:
@@ -82,18 +86,33 @@ def probe(args: argparse.Namespace) -> dict[str, list[float]]:
                 call()
                 times.append(time.perf_counter() - start)
             rounds[name].append(statistics.median(times))
-    return rounds
+            fastest[name].append(min(times))
+    return rounds, fastest
 
 
-def table(rounds: dict[str, list[float]]) -> str:
-    """Median per variant and its ratio to the first one (median and range over rounds)."""
+def _ratios(per_round: dict[str, list[float]], name: str, base: str) -> list[float]:
+    return [a / b for a, b in zip(per_round[name], per_round[base], strict=True)]
+
+
+def table(rounds: dict[str, list[float]], fastest: dict[str, list[float]] | None = None) -> str:
+    """Median per variant and its ratio to the first one (median and range of the
+    per-round ratios), and with `fastest` the same from each round's fastest call."""
     names = list(rounds)
-    base = rounds[names[0]]
-    lines = [f"| variant | median ms | vs {names[0]} | per-round range |", "|---|---|---|---|"]
+    head = f"| variant | median ms | vs {names[0]} | per-round range |"
+    rule = "|---|---|---|---|"
+    if fastest is not None:
+        head += f" fastest ms | vs {names[0]} | per-round range |"
+        rule += "---|---|---|"
+    lines = [head, rule]
     for name in names:
-        ratios = [a / b for a, b in zip(rounds[name], base, strict=True)]
-        lines.append(f"| {name} | {statistics.median(rounds[name]) * 1e3:.3f} | "
-                     f"{statistics.median(ratios):.2f}x | {min(ratios):.2f}-{max(ratios):.2f} |")
+        parts = [(rounds, _ratios(rounds, name, names[0]))]
+        if fastest is not None:
+            parts.append((fastest, _ratios(fastest, name, names[0])))
+        row = f"| {name} |"
+        for per_round, ratios in parts:
+            row += (f" {statistics.median(per_round[name]) * 1e3:.3f} | "
+                    f"{statistics.median(ratios):.2f}x | {min(ratios):.2f}-{max(ratios):.2f} |")
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -138,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         from impls.threads import configure
 
         configure(args.threads)
-        rounds = probe(args)
+        rounds, fastest = probe(args)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -146,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.backend} {args.task}[{knobs}] {args.preset} {args.phase}, cpu float32, "
           f"batch {args.batch or 'main'}, {args.rounds} interleaved rounds x {args.calls} calls "
           "in one process (only the ratios are meaningful on a loaded machine)")
-    print(table(rounds))
+    print(table(rounds, fastest))
     return 0
 
 
