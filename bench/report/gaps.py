@@ -70,7 +70,7 @@ KNOWN_CAUSES: tuple[Cause, ...] = (
     Cause("jax", ("scan_unroll",), "rnn_sequence*", ("backward", "step"),
           "the one difference from jit is lax.scan(unroll=8), and XLA:CPU's backward of the "
           "8x unrolled loop measured 1.4-2.4x flax's where the rolled loop (jit) measured "
-          "0.96-1.18x (standard LSTM and GRU, three runs); their forwards run within 1.1x"),
+          "0.96-1.18x (standard LSTM and GRU, three runs); their forwards measured 0.9-1.2x"),
     Cause("torch", ("eager", "compile"), "rnn_sequence*", STEADY_PHASES,
           "a Python loop of per-step ops against ATen's fused recurrent kernel (nn/native); "
           "eager runs at a hand-written unbind loop's speed (0.97x, standard LSTM)"),
