@@ -64,4 +64,16 @@ def test_every_known_cause_names_real_backends_variants_tasks_and_phases():
         offered = impls.load(cause.backend).variants
         assert set(cause.variants) <= set(offered), (cause.backend, cause.variants, offered)
         assert set(cause.phases) <= set(STEADY_PHASES)
-        assert cause.config.rstrip("*") in TASKS  # a task name (with its knobs after it)
+        # a task name, with a pattern of its knobs after it ("[[]" is fnmatch's "[")
+        assert cause.config.split("[")[0].rstrip("*") in TASKS
+
+
+def test_a_cause_for_one_knob_value_covers_that_config_only():
+    tanh = [c for c in G.KNOWN_CAUSES if c.backend == "torch" and "activation=tanh" in c.config]
+    assert tanh, "the torch.compile tanh cause is gone"
+    cause = tanh[0]
+    assert cause.covers("torch", "compile", "mlp_regression[activation=tanh]", "forward")
+    assert cause.covers("torch", "compile", "mlp_regression[activation=tanh,depth=4]", "forward")
+    assert not cause.covers("torch", "compile", "mlp_regression[activation=relu]", "forward")
+    assert not cause.covers("torch", "compile", "mlp_regression", "forward")
+    assert not cause.covers("torch", "compile", "mlp_regression[activation=tanh]", "step")

@@ -55,6 +55,22 @@ KNOWN_CAUSES: tuple[Cause, ...] = (
     Cause("torch", ("eager", "nn"), "cnn_classification*", ("forward",),
           "eager and nn run NCHW as users' tensors are; torch's NCHW max-pool CPU kernel is "
           "10-20x slower than the channels-last one inductor picks for compile"),
+    Cause("tensorflow", ("xla", "keras_xla"), "cnn_classification*", ("forward",),
+          "XLA:CPU's first convolution (3 input channels) costs 8.5 ms against 1.8 ms for "
+          "TensorFlow's oneDNN kernel (4.6x); the other layers run within 0.9-1.1x"),
+    Cause("tensorflow", ("function", "keras", "keras_layers"), "rnn_sequence*", ("forward",),
+          "TensorFlow's graph executor runs the loop's 15-30 ops of each of the 100 steps one "
+          "kernel at a time, XLA compiles the loop: at batch 1, nearly all dispatch, forward "
+          "costs 2.7-4.5 ms against 0.23-0.47 ms under XLA (loss and gradients, where "
+          "oneDNN's matmuls beat XLA:CPU's, these variants are the fastest)"),
+    Cause("torch", ("compile",), "mlp_regression[[]*activation=tanh*", ("forward",),
+          "inductor's generated tanh kernel (at::vec's Vectorized<float>::tanh) costs "
+          "101 us for a 256x256 tensor against 16 us for eager aten::tanh, three layers; "
+          "relu and sigmoid forwards stay within 1.5x"),
+    Cause("jax", ("scan_unroll",), "rnn_sequence*", ("backward", "step"),
+          "the one difference from jit is lax.scan(unroll=8), and XLA:CPU's backward of the "
+          "8x unrolled loop measured 1.4-2.4x flax's where the rolled loop (jit) measured "
+          "0.96-1.18x (standard LSTM and GRU, three runs); their forwards measured 0.9-1.2x"),
     Cause("torch", ("eager", "compile"), "rnn_sequence*", STEADY_PHASES,
           "a Python loop of per-step ops against ATen's fused recurrent kernel (nn/native); "
           "eager runs at a hand-written unbind loop's speed (0.97x, standard LSTM)"),

@@ -2,10 +2,15 @@
 
 Canonical layouts (docs/design.md): batch-first (N, T, F) input, w_ih (F, G*H),
 w_hh (H, G*H), gate blocks LSTM i,f,g,o and GRU r,z,n with the reset gate
-applied after the hidden matmul; zero initial state. The input projection of
-every step is one matmul before the scan; only the hidden matmul runs per step.
-`unroll` is passed to `lax.scan` (1 = a rolled loop). Pure functions under
-`jax.jit`; they keep the input dtype and must not import `bench`.
+applied after the hidden matmul; zero initial state. The input projection
+runs inside each step (x_t @ w_ih + bias), as in Flax's cells and the
+TensorFlow backend's loop: the same FLOPs as one matmul before the scan, but
+XLA:CPU fuses the per-step slice of a precomputed (T, N, G*H) projection into
+the gate math's loop fusion, which then runs 2-3x slower (standard LSTM/GRU
+forward, docs/design.md §5); a slice of the (T, N, F) input feeds a dot and
+stays a separate copy. `unroll` is passed to `lax.scan` (1 = a rolled loop).
+Pure functions under `jax.jit`; they keep the input dtype and must not import
+`bench`.
 """
 
 from __future__ import annotations
@@ -65,6 +70,18 @@ _STEPS: dict[str, Callable[[Array, Array], Step]] = {
 }
 
 
+def _projecting(cell: str, w_ih: Array, w_hh: Array, b_ih: Array, b_hh: Array) -> Step:
+    """The cell's step on the raw input x_t: its projection x_t @ w_ih + bias first.
+    GRU keeps b_hh for the per-step hidden term; RNN and LSTM add it here."""
+    bias = b_ih if cell == "gru" else b_ih + b_hh
+    step = _STEPS[cell](w_hh, b_hh)
+
+    def projected(carry: Carry, xt: Array) -> tuple[Carry, Array]:
+        return step(carry, xt @ w_ih + bias)
+
+    return projected
+
+
 def recurrent(
     x: Array,
     w_ih: Array,
@@ -76,12 +93,10 @@ def recurrent(
     unroll: int = 1,
 ) -> Array:
     """(N, T, F) -> (N, H) last state, or (N, T, H) every state."""
-    # GRU keeps b_hh for the per-step hidden term; RNN and LSTM add it once here.
-    bias = b_ih if cell == "gru" else b_ih + b_hh
-    xs = jnp.swapaxes(x, 0, 1) @ w_ih + bias  # time-major (T, N, G*H)
+    xs = jnp.swapaxes(x, 0, 1)  # time-major (T, N, F)
     h0 = jnp.zeros((x.shape[0], w_hh.shape[0]), dtype=x.dtype)
     carry0: Carry = (h0, h0) if cell == "lstm" else h0
-    step = _STEPS[cell](w_hh, b_hh)
+    step = _projecting(cell, w_ih, w_hh, b_ih, b_hh)
     if return_sequences:
         _, hs = lax.scan(step, carry0, xs, unroll=unroll)
         return jnp.swapaxes(hs, 0, 1)
@@ -111,16 +126,17 @@ def recurrent_probed(
     to the probe is dL/ds_t through every path (`Program.hidden_state_grads`).
     """
     bias = b_ih if cell == "gru" else b_ih + b_hh
-    xs = jnp.swapaxes(x, 0, 1) @ w_ih + bias
+    xs = jnp.swapaxes(x, 0, 1)  # the projection runs per step, as in `recurrent`
     h0 = jnp.zeros((x.shape[0], w_hh.shape[0]), dtype=x.dtype)
     carry0: Carry = (h0, h0) if cell == "lstm" else h0
-    step = _STEPS[cell](w_hh, b_hh)
+    step = _projecting(cell, w_ih, w_hh, b_ih, b_hh)
 
     hid = w_hh.shape[0]
 
     def probed(carry: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Array]:
         xt, pt = inputs
         if cell == "lstm":  # the probe's second half goes on c_t, before h_t reads it
+            xt = xt @ w_ih + bias  # projected per step, as `_projecting` does
             h, c = carry
             i, f, g, o = jnp.split(xt + h @ w_hh, 4, axis=-1)
             c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g) + pt[:, hid:]
