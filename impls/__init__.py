@@ -55,19 +55,29 @@ BACKENDS: dict[str, str] = {
     "tensorflow": "tensorflow",
 }
 
+#: The optimiser rules of tasks.optim, one API in every backend's `optim.py`:
+#: `init_state(spec, params) -> state` and `make_update(spec) -> update`, where
+#: `update(params, grads, state) -> (params, state)`. Params, grads and state are the
+#: backend's native containers. NumPy, torch and TensorFlow update in place and return
+#: the same objects; JAX returns new ones (its update is pure, traced inside the jitted
+#: step). A program always keeps what `update` returns.
+OPTIMIZER_API: tuple[str, ...] = ("init_state", "make_update")
 #: The contract beyond file names: the public names each module of every backend
 #: defines (tests/test_backend_contract.py parses the modules, importing no framework,
-#: and checks them). "Backend"/"Program": a subclass of that class; "Cls.name": a
-#: method of a public class of the module, where the backend's model is an object.
+#: and checks them). "Backend"/"Program": a subclass of that class. A method or field
+#: of a public class counts as the module's name where the backend's model is an object
+#: (torch's `TorchModel.forward`, TensorFlow's `Model.forward`).
 CONTRACT: dict[str, tuple[str, ...]] = {
     "__init__": ("BACKEND",),
     "backend": ("Backend", "version", "devices"),
     "program": ("Program", "LABELS"),
-    "model": ("loss_probed",),  # the loss with probes added to the hidden states
+    # the network's output; the loss; the loss with probes added to the hidden states
+    # (`Program.hidden_state_grads`); ReLU pre-activations and max-pool inputs
+    "model": ("forward", "loss", "loss_probed", "piecewise_inputs"),
     "layers": ("ACTIVATIONS", "activate"),
     "recurrent": (),
     "losses": ("mse", "softmax_cross_entropy", "LOSSES"),
-    "optim": (),
+    "optim": OPTIMIZER_API,
 }
 #: What a backend's kind adds. The NumPy reference writes its backward by hand, so its
 #: layers are forward/backward pairs; the frameworks' layers are plain functions that
@@ -86,21 +96,11 @@ CONTRACT_BY_KIND: dict[str, dict[str, tuple[str, ...]]] = {
 }
 KINDS: dict[str, str] = {"numpy": "reference", "torch": "framework", "jax": "framework",
                          "tensorflow": "framework"}
-#: The optimiser rules of tasks.optim, in one of two shapes: objects that update the
-#: parameters in place where the backend steps eagerly (NumPy, TensorFlow variables),
-#: a state plus an update function where the step is traced or compiled (torch, JAX).
-OPTIMIZER_API: dict[str, tuple[str, ...]] = {
-    "numpy": ("SGD", "Adam", "make_optimizer"),
-    "tensorflow": ("SGD", "Adam", "make_optimizer"),
-    "torch": ("init_state", "make_update"),
-    "jax": ("init_state", "update"),
-}
 
 
 def contract(backend: str, module: str) -> tuple[str, ...]:
     """The names `impls/<backend>/<module>.py` must define."""
-    extra = OPTIMIZER_API[backend] if module == "optim" else ()
-    return CONTRACT[module] + CONTRACT_BY_KIND[KINDS[backend]].get(module, ()) + extra
+    return CONTRACT[module] + CONTRACT_BY_KIND[KINDS[backend]].get(module, ())
 
 
 __all__ = ["BACKENDS", "CONTRACT", "DTYPES", "PRECISIONS", "Backend", "BackendError",

@@ -112,7 +112,7 @@ def test_tf_compute_gradient_oracle(task_name, overrides):
     spec, _, program, data, cfg = _build(task_name, overrides, "function", "float64")
     x, y = data.batch(0, cfg.batch_size)
     xd, yd = program.put(x), program.put(y)
-    loss = tf.function(lambda v: program.model.loss(program.model.apply(v), yd))
+    loss = tf.function(lambda v: program.model.loss(program.model.forward(v), yd))
     theoretical, numerical = tf.test.compute_gradient(loss, [xd], delta=1e-6)
     np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-5, atol=1e-8)
     assert np.abs(theoretical[0]).max() > 0  # the input really reaches the loss

@@ -49,7 +49,49 @@ def _cast(tree, dtype):
     return jax.tree_util.tree_map(lambda a: a.astype(dtype), tree)
 
 
-def _scaled_step(loss, optimizer: OptimizerSpec):
+def _model_functions(spec: ModelSpec, dtype: np.dtype, unroll: int, nhwc: bool, module,
+                     precision: str):
+    """`forward(p, x)` and `loss(p, x, y)` of a program: the primitive-op model (or the
+    Flax `module`), and in a reduced mode ("bf16"/"fp16") the same run on parameters
+    and input cast to the compute dtype, its output cast back, the loss taken on it."""
+    if module is not None:
+        def exact_forward(p: model.Params, x: jax.Array) -> jax.Array:
+            return model.flax_forward(spec, p, x, module)
+
+        def exact_loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+            return model.flax_loss(spec, p, x, y, module)
+    else:
+        def exact_forward(p: model.Params, x: jax.Array) -> jax.Array:
+            return model.forward(spec, p, x, unroll, nhwc)
+
+        def exact_loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+            return model.loss(spec, p, x, y, unroll, nhwc)
+
+    if precision not in COMPUTE:
+        return exact_forward, exact_loss
+    half, full = COMPUTE[precision], dtype
+
+    def reduced_forward(p: model.Params, x: jax.Array) -> jax.Array:
+        return exact_forward(_cast(p, half), x.astype(half)).astype(full)
+
+    def reduced_loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+        return LOSSES[spec.loss](reduced_forward(p, x), y)
+
+    return reduced_forward, reduced_loss
+
+
+def _plain_step(loss, update: optim.Update):
+    """The step: gradients of the loss, then the optimiser update."""
+
+    def step(p: model.Params, state: optim.State, x: jax.Array, y: jax.Array):
+        value, grads = jax.value_and_grad(loss)(p, x, y)
+        p, state = update(p, grads, state)
+        return p, state, value
+
+    return step
+
+
+def _scaled_step(loss, update: optim.Update):
     """The fp16 step: gradients of the scaled loss, unscaled; an overflowing step
     keeps parameters and optimiser state and backs the scale off."""
     _, growth, backoff, interval = LOSS_SCALE
@@ -60,7 +102,7 @@ def _scaled_step(loss, optimizer: OptimizerSpec):
         grads = jax.tree_util.tree_map(lambda g: g / scale, grads)
         leaves = jax.tree_util.tree_leaves(grads)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]))
-        new_p, new_state = optim.update(optimizer, p, grads, state)
+        new_p, new_state = update(p, grads, state)
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
         p = jax.tree_util.tree_map(keep, new_p, p)
         state = jax.tree_util.tree_map(keep, new_state, state)
@@ -111,37 +153,13 @@ class JaxProgram(Program):
         # Committed to the device like the params, so the step's second call (fed
         # the committed outputs of the first) hits the same compiled executable.
         self._state = jax.device_put(optim.init_state(optimizer, self._params), device)
+        update = optim.make_update(optimizer)
 
         module = model.flax_module(spec, self.dtype) if flax else None
-
-        def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
-            if module is not None:
-                return model.flax_loss(spec, p, x, y, module)
-            return model.loss(spec, p, x, y, unroll, nhwc)
-
-        def forward(p: model.Params, x: jax.Array) -> jax.Array:
-            if module is not None:
-                return model.flax_forward(spec, p, x, module)
-            return model.forward(spec, p, x, unroll, nhwc)
-
-        if precision in COMPUTE:
-            half, full = COMPUTE[precision], self.dtype
-            exact = forward
-
-            def forward(p: model.Params, x: jax.Array) -> jax.Array:  # noqa: F811
-                return exact(_cast(p, half), x.astype(half)).astype(full)
-
-            def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:  # noqa: F811
-                return LOSSES[spec.loss](forward(p, x), y)
-
-        def step(p: model.Params, state: optim.State, x: jax.Array, y: jax.Array):
-            value, grads = jax.value_and_grad(loss)(p, x, y)
-            p, state = optim.update(optimizer, p, grads, state)
-            return p, state, value
-
+        forward, loss = _model_functions(spec, self.dtype, unroll, nhwc, module, precision)
         self._forward = jax.jit(forward)
         self._loss_and_grads = jax.jit(jax.value_and_grad(loss))
-        self._step = jax.jit(step, donate_argnums=(0, 1))
+        self._step = jax.jit(_plain_step(loss, update), donate_argnums=(0, 1))
         # d loss / d probes, jitted on first use only (hidden_state_grads is never timed)
         self._state_grads = jax.jit(jax.grad(
             lambda probes, p, x, y: model.loss_probed(spec, p, probes, x, y, unroll)))
@@ -149,7 +167,7 @@ class JaxProgram(Program):
         if precision == "fp16":
             self._scaler = jax.device_put((jnp.asarray(LOSS_SCALE[0], self.dtype),
                                            jnp.zeros((), jnp.int32)), device)
-            self._scaled = jax.jit(_scaled_step(loss, optimizer), donate_argnums=(0, 1, 2))
+            self._scaled = jax.jit(_scaled_step(loss, update), donate_argnums=(0, 1, 2))
         self._tf32 = precision == "tf32"
 
     def put(self, array: np.ndarray) -> jax.Array:

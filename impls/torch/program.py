@@ -116,9 +116,8 @@ class TorchProgram(Program):
         self.dtype = dtype
         self.device = device
         self._params = model.to_native(params, dtype, device)
-        state = init_state(optimizer, self._params)
-        self._t, self._slots = state.t, state.slots
-        forward, loss, update = model.forward, model.loss, make_update(optimizer)
+        self._state = init_state(optimizer, self._params)
+        forward, loss = model.forward, model.loss
         if precision in AUTOCAST:
             half = AUTOCAST[precision]
             forward, loss = (_autocast(model.forward, device, half),
@@ -129,8 +128,9 @@ class TorchProgram(Program):
             if precision == "fp16" else None
         # tf32 is a process setting in torch: switched on around each call only
         self._tf32 = precision == "tf32"
+        update = make_update(optimizer, _compile if compiled else None)
         if compiled:
-            forward, loss, update = _compile(forward), _compile(loss), _compile(update)
+            forward, loss = _compile(forward), _compile(loss)
         self._forward, self._loss, self._update = forward, loss, update
         self._compiled = compiled
         self._piecewise = None  # built on first use: only agreement checks need it
@@ -176,7 +176,7 @@ class TorchProgram(Program):
             loss, grads, found_inf = self._scaled_grads(x, y)
             # GradScaler.step reads found_inf on the host too: an overflowing step is skipped
             if not found_inf.item():
-                self._update(self._params, grads, self._t, self._slots)
+                self._params, self._state = self._update(self._params, grads, self._state)
             scale, tracker = self._scaler
             _, growth, backoff, interval = LOSS_SCALE
             torch._amp_update_scale_(scale, tracker, found_inf, growth, backoff, interval)
@@ -184,9 +184,9 @@ class TorchProgram(Program):
         loss, grads = self.loss_and_grads(x, y)
         if self._tf32:  # the update has no matmul, but a compiled one may retrace on flags
             with tf32_enabled():
-                self._update(self._params, list(grads), self._t, self._slots)
+                self._params, self._state = self._update(self._params, list(grads), self._state)
             return loss
-        self._update(self._params, list(grads), self._t, self._slots)
+        self._params, self._state = self._update(self._params, list(grads), self._state)
         return loss
 
     @property
