@@ -138,6 +138,28 @@ def test_no_retracing_in_steady_state(task_name, overrides, variant):
     assert all(np.isfinite(losses))
 
 
+def test_a_tensorflow_without_the_private_retracing_flag_runs_the_same(monkeypatch):
+    """`_traced` sets tf.function's private `_omit_frequent_tracing_warning` only where it
+    exists: with the flag's name pointing at an attribute this TensorFlow lacks, the
+    functions keep their own attributes and the program computes the same numbers."""
+    from impls.tensorflow import program as tf_program
+
+    def run():
+        _, _, program, data, cfg = _build("mlp_regression", {}, "function", "float64", "adam")
+        x, y = (program.put(a) for a in data.batch(0, cfg.batch_size))
+        losses = [float(program.to_numpy(program.step(x, y))) for _ in range(3)]
+        return program, losses, program.params()
+
+    quiet, losses, params = run()
+    assert getattr(quiet._step, tf_program.QUIET_RETRACING) is True
+    monkeypatch.setattr(tf_program, "QUIET_RETRACING", "_flag_this_tensorflow_lacks")
+    plain, losses_b, params_b = run()
+    assert not hasattr(plain._step, "_flag_this_tensorflow_lacks")
+    assert losses_b == losses
+    for name, value in params.items():
+        np.testing.assert_array_equal(params_b[name], value, err_msg=name)
+
+
 @pytest.mark.parametrize(("task_name", "overrides", "variant"), variant_matrix(BACKEND))
 def test_params_round_trip_through_native_layout(task_name, overrides, variant):
     spec, params, program, _, _ = _build(task_name, overrides, variant, "float64")

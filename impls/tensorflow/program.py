@@ -47,6 +47,8 @@ from tasks.spec import ModelSpec, Recurrent
 
 DEVICES = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 LABELS = label_dtype("tensorflow")
+#: tf.function's private switch for its "excessive retracing" warning (see `_traced`)
+QUIET_RETRACING = "_omit_frequent_tracing_warning"
 
 
 @contextlib.contextmanager
@@ -228,8 +230,8 @@ def _traced(body, jit_compile: bool):
     # that are false; real retracing is caught by `tracing_counts`. A private flag of
     # tf.function (TF 2.x): set only where it exists, so a TF without it still runs
     # (with the warnings) instead of carrying a flag nothing reads.
-    if hasattr(fn, "_omit_frequent_tracing_warning"):
-        fn._omit_frequent_tracing_warning = True
+    if hasattr(fn, QUIET_RETRACING):
+        setattr(fn, QUIET_RETRACING, True)
     return fn
 
 

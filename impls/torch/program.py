@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -42,12 +43,48 @@ _RECOMPILE_LIMIT = 64
 
 LABELS = label_dtype("torch")
 
-#: torch's private loss-scaling kernels (what torch.amp.GradScaler calls); without them
-#: the backend offers no fp16 mode (n/a, see `TorchBackend.supports_precision`)
-AMP_KERNELS = ("_amp_foreach_non_finite_check_and_unscale_", "_amp_update_scale_")
-HAS_AMP_KERNELS = all(hasattr(torch, name) for name in AMP_KERNELS)
+#: torch's private loss-scaling kernels (what torch.amp.GradScaler calls), by the name
+#: they have in `LoopScaling`; `loss_scaling` falls back to that where one is missing
+AMP_KERNELS = {"unscale_": "_amp_foreach_non_finite_check_and_unscale_",
+               "update_scale_": "_amp_update_scale_"}
 #: autocast's compute dtype per reduced mode
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class LoopScaling:
+    """The public fallback of torch's two loss-scaling kernels, with their arguments and
+    their arithmetic (the same products and comparisons, in public tensor ops)."""
+
+    @staticmethod
+    def unscale_(grads: list[torch.Tensor], found_inf: torch.Tensor,
+                 inv_scale: torch.Tensor) -> None:
+        """Multiply every gradient by `inv_scale` in place; `found_inf` becomes 1 if any
+        gradient held an inf or a NaN."""
+        bad = torch.stack([~torch.isfinite(g).all() for g in grads]).any()
+        for g in grads:
+            g.mul_(inv_scale)
+        found_inf.copy_(torch.maximum(found_inf, bad.to(found_inf.dtype)))
+
+    @staticmethod
+    def update_scale_(scale: torch.Tensor, tracker: torch.Tensor, found_inf: torch.Tensor,
+                      growth: float, backoff: float, interval: int) -> None:
+        """After an overflow: scale * backoff, tracker 0; else tracker + 1, and at
+        `interval` finite steps scale * growth (kept where that is not finite), tracker 0."""
+        overflow = found_inf > 0
+        count = tracker + 1
+        grow = ~overflow & (count >= interval)
+        grown = scale * growth
+        scale.copy_(torch.where(overflow, scale * backoff,
+                                torch.where(grow & torch.isfinite(grown), grown, scale)))
+        tracker.copy_(torch.where(overflow | grow, torch.zeros_like(count), count))
+
+
+def loss_scaling() -> Any:
+    """torch's private loss-scaling kernels where this torch has both, else
+    `LoopScaling`; both offer `unscale_` and `update_scale_`."""
+    if all(hasattr(torch, name) for name in AMP_KERNELS.values()):
+        return SimpleNamespace(**{k: getattr(torch, name) for k, name in AMP_KERNELS.items()})
+    return LoopScaling
 
 
 def _fp32_flags() -> list[tuple[Any, str]]:
@@ -126,6 +163,7 @@ class TorchProgram(Program):
         self._scaler = (torch.full((), LOSS_SCALE[0], device=device),
                         torch.zeros((), dtype=torch.int32, device=device)) \
             if precision == "fp16" else None
+        self._scaling = loss_scaling() if precision == "fp16" else None
         # tf32 is a process setting in torch: switched on around each call only
         self._tf32 = precision == "tf32"
         update = make_update(optimizer, _compile if compiled else None)
@@ -168,7 +206,7 @@ class TorchProgram(Program):
         loss = self._loss(self._params, x, y)
         grads = list(torch.autograd.grad(loss * scale, self._params))
         found_inf = torch.zeros((), device=scale.device)
-        torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, scale.reciprocal())
+        self._scaling.unscale_(grads, found_inf, scale.reciprocal())
         return loss.detach(), grads, found_inf
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -179,7 +217,7 @@ class TorchProgram(Program):
                 self._params, self._state = self._update(self._params, grads, self._state)
             scale, tracker = self._scaler
             _, growth, backoff, interval = LOSS_SCALE
-            torch._amp_update_scale_(scale, tracker, found_inf, growth, backoff, interval)
+            self._scaling.update_scale_(scale, tracker, found_inf, growth, backoff, interval)
             return loss
         loss, grads = self.loss_and_grads(x, y)
         if self._tf32:  # the update has no matmul, but a compiled one may retrace on flags
