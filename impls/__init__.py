@@ -13,13 +13,15 @@ Keras 3's `keras/src/backend/<framework>/` does):
                  sync, conversion back to canonical form, and `piecewise_inputs`
                  (ReLU pre-activations and max-pool inputs, from `model.py`,
                  for the agreement check's kink count; optional).
-- `model.py`     the whole `ModelSpec` as the framework's function (and, where
-                 native layouts differ, the canonical <-> native conversions).
+- `model.py`     the whole `ModelSpec` as the framework's function: `forward`,
+                 `loss`, `loss_probed`, `piecewise_inputs` (functions, or methods
+                 or fields of the model object) and, where native layouts differ,
+                 the canonical <-> native conversions.
 - `layers.py`    feed-forward layers and activations.
 - `recurrent.py` hand-written RNN/LSTM/GRU cells, and the framework's fused
                  recurrent layer (`FusedRecurrent`) where a variant uses one.
 - `losses.py`    `mse`, `softmax_cross_entropy` and `LOSSES` (name -> function).
-- `optim.py`     the rules of `tasks.optim`, written out.
+- `optim.py`     the rules of `tasks.optim`, written out: `init_state`, `make_update`.
 
 Same role, same name and argument order (`CONTRACT` below lists the names).
 Layer functions take the input first, then parameters in canonical order, then
@@ -36,8 +38,9 @@ Parameters arrive in the framework's native layout (variables created in
 `model.py`). The NumPy reference writes its backward by hand, so it has
 `<layer>_forward` (returning `(out, cache)`) and `<layer>_backward(dout,
 cache, need_dx)` pairs instead, with the same forward arguments. Rules shared
-by all four (dtypes, devices, precision label, label dtype) live in
-`impls.base`. No module in `impls` imports `bench`.
+by all four (dtypes, devices, precision modes and labels, fp16 loss scaling,
+label dtype, probe shapes) live once, framework-free, in `impls.base`. No
+module in `impls` imports `bench`.
 """
 
 from __future__ import annotations

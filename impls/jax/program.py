@@ -28,16 +28,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls.base import LOSS_SCALE, STRICT, Program, check_recurrent, label_dtype, state_width
+from impls.base import (
+    COMPUTE_DTYPES,
+    LOSS_SCALE,
+    STRICT,
+    Program,
+    check_recurrent,
+    label_dtype,
+    next_loss_scale,
+    probe_shapes,
+)
 from impls.jax import model, optim
 from impls.jax.losses import LOSSES
 from tasks.optim import OptimizerSpec
-from tasks.spec import ModelSpec, Recurrent
+from tasks.spec import ModelSpec
 
 LABELS = label_dtype("jax")  # int64, as every backend (impls.base.LABEL_DTYPES)
 
 #: compute dtype per reduced mode (parameters stay in the program's dtype)
-COMPUTE = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
+COMPUTE = {mode: getattr(jnp, name) for mode, name in COMPUTE_DTYPES.items()}
 
 
 def _tf32():
@@ -93,8 +102,7 @@ def _plain_step(loss, update: optim.Update):
 
 def _scaled_step(loss, update: optim.Update):
     """The fp16 step: gradients of the scaled loss, unscaled; an overflowing step
-    keeps parameters and optimiser state and backs the scale off."""
-    _, growth, backoff, interval = LOSS_SCALE
+    keeps parameters and optimiser state and backs the scale off (`next_loss_scale`)."""
 
     def step(p, state, scaler, x, y):
         scale, good = scaler
@@ -106,10 +114,7 @@ def _scaled_step(loss, update: optim.Update):
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
         p = jax.tree_util.tree_map(keep, new_p, p)
         state = jax.tree_util.tree_map(keep, new_state, state)
-        good = jnp.where(finite, good + 1, 0)
-        grow = good >= interval
-        scale = jnp.where(finite, jnp.where(grow, scale * growth, scale), scale * backoff)
-        good = jnp.where(grow, 0, good)
+        scale, good = next_loss_scale(jnp.where, jnp.isfinite, scale, good, finite)
         return p, state, (scale, good), value / scaler[0]
 
     return step
@@ -240,11 +245,8 @@ class JaxProgram(Program):
 
     def hidden_state_grads(self, x: jax.Array, y: jax.Array) -> dict[str, np.ndarray]:
         check_recurrent(self.spec)
-        probes = {}
-        for layer, shape in zip(self.spec.layers, self.spec.shapes(), strict=False):
-            if isinstance(layer, Recurrent):
-                zero = np.zeros((x.shape[0], shape[0], state_width(layer)), self.dtype)
-                probes[layer.name] = self.put(zero)
+        probes = {name: self.put(np.zeros(shape, self.dtype))
+                  for name, shape in probe_shapes(self.spec, x.shape[0]).items()}
         grads = self._state_grads(probes, self._params, x, y)
         return {k: np.array(v) for k, v in grads.items()}
 

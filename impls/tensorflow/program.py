@@ -38,12 +38,13 @@ from impls.base import (
     Program,
     check_recurrent,
     label_dtype,
-    state_width,
+    next_loss_scale,
+    probe_shapes,
 )
 from impls.tensorflow.model import Model, loss_probed, to_native_input
 from impls.tensorflow.optim import init_state, make_update
 from tasks.optim import OptimizerSpec
-from tasks.spec import ModelSpec, Recurrent
+from tasks.spec import ModelSpec
 
 DEVICES = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 LABELS = label_dtype("tensorflow")
@@ -202,11 +203,8 @@ class TensorFlowProgram(Program):
 
             self._state_grads = tf.function(grads)
         with tf.device(self._device):
-            probes = {
-                layer.name: tf.zeros((x.shape[0], shape[0], state_width(layer)), self.dtype)
-                for layer, shape in zip(self.spec.layers, self.spec.shapes(), strict=False)
-                if isinstance(layer, Recurrent)
-            }
+            probes = {name: tf.zeros(shape, self.dtype)
+                      for name, shape in probe_shapes(self.spec, x.shape[0]).items()}
             grads = self._state_grads(x, y, probes)
         return {k: np.asarray(v.numpy()) for k, v in grads.items()}
 
@@ -258,7 +256,6 @@ def _graph_bodies(model: Model, update, state, scaler=None):
     if scaler is None:
         return forward, loss_and_grads, step
     scale, good = scaler
-    _, growth, backoff, interval = LOSS_SCALE
 
     def scaled_grads(x: tf.Tensor, y: tf.Tensor):
         with tf.GradientTape() as tape:
@@ -280,10 +277,9 @@ def _graph_bodies(model: Model, update, state, scaler=None):
             return tf.constant(True)
 
         tf.cond(finite, apply, lambda: tf.constant(False))
-        count = tf.where(finite, good + 1, tf.zeros_like(good))
-        grow = count >= interval
-        scale.assign(tf.where(finite, tf.where(grow, scale * growth, scale), scale * backoff))
-        good.assign(tf.where(grow, tf.zeros_like(count), count))
+        new_scale, count = next_loss_scale(tf.where, tf.math.is_finite, scale, good, finite)
+        scale.assign(new_scale)
+        good.assign(count)
         return loss
 
     return forward, unscaled_loss_and_grads, scaled_step

@@ -28,12 +28,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from impls.base import LOSS_SCALE, STRICT, Program, check_recurrent, label_dtype, state_width
+from impls.base import (
+    COMPUTE_DTYPES,
+    LOSS_SCALE,
+    STRICT,
+    Program,
+    check_recurrent,
+    label_dtype,
+    next_loss_scale,
+    probe_shapes,
+)
 from impls.torch.losses import LOSSES
 from impls.torch.model import TorchModel
 from impls.torch.optim import init_state, make_update
 from tasks.optim import OptimizerSpec
-from tasks.spec import Recurrent
 
 # Dynamo caches compiled graphs per code object, and every program shares
 # TorchModel.loss / forward: each built program (other spec, dtype or batch)
@@ -48,7 +56,7 @@ LABELS = label_dtype("torch")
 AMP_KERNELS = {"unscale_": "_amp_foreach_non_finite_check_and_unscale_",
                "update_scale_": "_amp_update_scale_"}
 #: autocast's compute dtype per reduced mode
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST = {mode: getattr(torch, name) for mode, name in COMPUTE_DTYPES.items()}
 
 
 class LoopScaling:
@@ -68,15 +76,12 @@ class LoopScaling:
     @staticmethod
     def update_scale_(scale: torch.Tensor, tracker: torch.Tensor, found_inf: torch.Tensor,
                       growth: float, backoff: float, interval: int) -> None:
-        """After an overflow: scale * backoff, tracker 0; else tracker + 1, and at
-        `interval` finite steps scale * growth (kept where that is not finite), tracker 0."""
-        overflow = found_inf > 0
-        count = tracker + 1
-        grow = ~overflow & (count >= interval)
-        grown = scale * growth
-        scale.copy_(torch.where(overflow, scale * backoff,
-                                torch.where(grow & torch.isfinite(grown), grown, scale)))
-        tracker.copy_(torch.where(overflow | grow, torch.zeros_like(count), count))
+        """`scale` and `tracker` (finite steps in a row) after a step, in place: the rule
+        of `impls.base.next_loss_scale`."""
+        new_scale, count = next_loss_scale(torch.where, torch.isfinite, scale, tracker,
+                                           found_inf == 0, (growth, backoff, interval))
+        scale.copy_(new_scale)
+        tracker.copy_(count)
 
 
 def loss_scaling() -> Any:
@@ -267,9 +272,8 @@ class TorchProgram(Program):
         # Eager in every variant: the probed loss is a separate function from the timed
         # one, and compiling it would cost a compile per call shape for an untimed check.
         probes = {
-            layer.name: torch.zeros(x.shape[0], x_len, state_width(layer), dtype=self.dtype,
-                                    device=self.device, requires_grad=True)
-            for layer, x_len in _recurrent_lengths(self.model.spec)
+            name: torch.zeros(shape, dtype=self.dtype, device=self.device, requires_grad=True)
+            for name, shape in probe_shapes(self.model.spec, x.shape[0]).items()
         }
         loss = self.model.loss_probed(self._params, x, y, probes)
         grads = torch.autograd.grad(loss, list(probes.values()))
@@ -284,8 +288,3 @@ class TorchProgram(Program):
             return int(torch.cuda.max_memory_allocated(self.device))
         return None
 
-
-def _recurrent_lengths(spec) -> list[tuple[Recurrent, int]]:
-    """Each recurrent layer with its sequence length (the T of its (T, F) input)."""
-    return [(layer, shape[0]) for layer, shape in zip(spec.layers, spec.shapes(), strict=False)
-            if isinstance(layer, Recurrent)]
