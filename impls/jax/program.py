@@ -61,32 +61,37 @@ def _cast(tree, dtype):
 def _model_functions(spec: ModelSpec, dtype: np.dtype, unroll: int, nhwc: bool, module,
                      precision: str):
     """`forward(p, x)` and `loss(p, x, y)` of a program: the primitive-op model (or the
-    Flax `module`), and in a reduced mode ("bf16"/"fp16") the same run on parameters
-    and input cast to the compute dtype, its output cast back, the loss taken on it."""
+    Flax `module`), in a reduced mode ("bf16"/"fp16") run in its compute dtype
+    (`_reduced`)."""
     if module is not None:
-        def exact_forward(p: model.Params, x: jax.Array) -> jax.Array:
+        def forward(p: model.Params, x: jax.Array) -> jax.Array:
             return model.flax_forward(spec, p, x, module)
 
-        def exact_loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+        def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
             return model.flax_loss(spec, p, x, y, module)
     else:
-        def exact_forward(p: model.Params, x: jax.Array) -> jax.Array:
+        def forward(p: model.Params, x: jax.Array) -> jax.Array:
             return model.forward(spec, p, x, unroll, nhwc)
 
-        def exact_loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+        def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
             return model.loss(spec, p, x, y, unroll, nhwc)
 
-    if precision not in COMPUTE:
-        return exact_forward, exact_loss
-    half, full = COMPUTE[precision], dtype
+    if precision in COMPUTE:
+        return _reduced(spec, forward, COMPUTE[precision], dtype)
+    return forward, loss
 
-    def reduced_forward(p: model.Params, x: jax.Array) -> jax.Array:
-        return exact_forward(_cast(p, half), x.astype(half)).astype(full)
 
-    def reduced_loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
-        return LOSSES[spec.loss](reduced_forward(p, x), y)
+def _reduced(spec: ModelSpec, exact, half, full):
+    """`exact` forward run on parameters and input cast to `half`, its output cast back
+    to `full`; the loss taken on that output (gradients flow back through the casts)."""
 
-    return reduced_forward, reduced_loss
+    def forward(p: model.Params, x: jax.Array) -> jax.Array:
+        return exact(_cast(p, half), x.astype(half)).astype(full)
+
+    def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+        return LOSSES[spec.loss](forward(p, x), y)
+
+    return forward, loss
 
 
 def _plain_step(loss, update: optim.Update):
