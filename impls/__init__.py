@@ -13,13 +13,15 @@ Keras 3's `keras/src/backend/<framework>/` does):
                  sync, conversion back to canonical form, and `piecewise_inputs`
                  (ReLU pre-activations and max-pool inputs, from `model.py`,
                  for the agreement check's kink count; optional).
-- `model.py`     the whole `ModelSpec` as the framework's function (and, where
-                 native layouts differ, the canonical <-> native conversions).
+- `model.py`     the whole `ModelSpec` as the framework's function: `forward`,
+                 `loss`, `loss_probed`, `piecewise_inputs` (functions, or methods
+                 or fields of the model object) and, where native layouts differ,
+                 the canonical <-> native conversions.
 - `layers.py`    feed-forward layers and activations.
 - `recurrent.py` hand-written RNN/LSTM/GRU cells, and the framework's fused
                  recurrent layer (`FusedRecurrent`) where a variant uses one.
 - `losses.py`    `mse`, `softmax_cross_entropy` and `LOSSES` (name -> function).
-- `optim.py`     the rules of `tasks.optim`, written out.
+- `optim.py`     the rules of `tasks.optim`, written out: `init_state`, `make_update`.
 
 Same role, same name and argument order (`CONTRACT` below lists the names).
 Layer functions take the input first, then parameters in canonical order, then
@@ -36,8 +38,9 @@ Parameters arrive in the framework's native layout (variables created in
 `model.py`). The NumPy reference writes its backward by hand, so it has
 `<layer>_forward` (returning `(out, cache)`) and `<layer>_backward(dout,
 cache, need_dx)` pairs instead, with the same forward arguments. Rules shared
-by all four (dtypes, devices, precision label, label dtype) live in
-`impls.base`. No module in `impls` imports `bench`.
+by all four (dtypes, devices, precision modes and labels, fp16 loss scaling,
+label dtype, probe shapes) live once, framework-free, in `impls.base`. No
+module in `impls` imports `bench`.
 """
 
 from __future__ import annotations
@@ -55,19 +58,29 @@ BACKENDS: dict[str, str] = {
     "tensorflow": "tensorflow",
 }
 
+#: The optimiser rules of tasks.optim, one API in every backend's `optim.py`:
+#: `init_state(spec, params) -> state` and `make_update(spec) -> update`, where
+#: `update(params, grads, state) -> (params, state)`. Params, grads and state are the
+#: backend's native containers. NumPy, torch and TensorFlow update in place and return
+#: the same objects; JAX returns new ones (its update is pure, traced inside the jitted
+#: step). A program always keeps what `update` returns.
+OPTIMIZER_API: tuple[str, ...] = ("init_state", "make_update")
 #: The contract beyond file names: the public names each module of every backend
 #: defines (tests/test_backend_contract.py parses the modules, importing no framework,
-#: and checks them). "Backend"/"Program": a subclass of that class; "Cls.name": a
-#: method of a public class of the module, where the backend's model is an object.
+#: and checks them). "Backend"/"Program": a subclass of that class. A method or field
+#: of a public class counts as the module's name where the backend's model is an object
+#: (torch's `TorchModel.forward`, TensorFlow's `Model.forward`).
 CONTRACT: dict[str, tuple[str, ...]] = {
     "__init__": ("BACKEND",),
     "backend": ("Backend", "version", "devices"),
     "program": ("Program", "LABELS"),
-    "model": ("loss_probed",),  # the loss with probes added to the hidden states
+    # the network's output; the loss; the loss with probes added to the hidden states
+    # (`Program.hidden_state_grads`); ReLU pre-activations and max-pool inputs
+    "model": ("forward", "loss", "loss_probed", "piecewise_inputs"),
     "layers": ("ACTIVATIONS", "activate"),
     "recurrent": (),
     "losses": ("mse", "softmax_cross_entropy", "LOSSES"),
-    "optim": (),
+    "optim": OPTIMIZER_API,
 }
 #: What a backend's kind adds. The NumPy reference writes its backward by hand, so its
 #: layers are forward/backward pairs; the frameworks' layers are plain functions that
@@ -86,21 +99,11 @@ CONTRACT_BY_KIND: dict[str, dict[str, tuple[str, ...]]] = {
 }
 KINDS: dict[str, str] = {"numpy": "reference", "torch": "framework", "jax": "framework",
                          "tensorflow": "framework"}
-#: The optimiser rules of tasks.optim, in one of two shapes: objects that update the
-#: parameters in place where the backend steps eagerly (NumPy, TensorFlow variables),
-#: a state plus an update function where the step is traced or compiled (torch, JAX).
-OPTIMIZER_API: dict[str, tuple[str, ...]] = {
-    "numpy": ("SGD", "Adam", "make_optimizer"),
-    "tensorflow": ("SGD", "Adam", "make_optimizer"),
-    "torch": ("init_state", "make_update"),
-    "jax": ("init_state", "update"),
-}
 
 
 def contract(backend: str, module: str) -> tuple[str, ...]:
     """The names `impls/<backend>/<module>.py` must define."""
-    extra = OPTIMIZER_API[backend] if module == "optim" else ()
-    return CONTRACT[module] + CONTRACT_BY_KIND[KINDS[backend]].get(module, ()) + extra
+    return CONTRACT[module] + CONTRACT_BY_KIND[KINDS[backend]].get(module, ())
 
 
 __all__ = ["BACKENDS", "CONTRACT", "DTYPES", "PRECISIONS", "Backend", "BackendError",

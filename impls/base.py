@@ -7,10 +7,14 @@ loss-and-gradients and an optimiser step. Layout conversions happen in
 `Backend.build` and in `grads_to_canonical` / `params`, never inside the timed
 methods. This module imports no framework.
 
-Rules every backend applies the same way live here, once: which dtypes and
+Rules every backend applies the same way live here, once, framework-free (as
+Keras 3 keeps its backends' shared code in `backend/common/`): which dtypes and
 devices exist (`DTYPES`, `DEVICES`), which precision modes exist
-(`PRECISIONS`), the precision label a program records (`precision_label`) and
-the integer dtype of class labels (`label_dtype`). See docs/design.md for why.
+(`PRECISIONS`, strict `STRICT`) and the dtype each reduced one computes in
+(`COMPUTE_DTYPES`), the precision label a program records (`precision_label`),
+fp16's dynamic loss scaling (`LOSS_SCALE`, `next_loss_scale`), the integer
+dtype of class labels (`label_dtype`) and the shapes of the hidden-state probes
+(`probe_shapes`). See docs/design.md for why.
 
 Precision modes are a property of one Program, never of the process: a
 backend applies a mode around (or inside) the program's own calls and
@@ -21,6 +25,7 @@ the strict program built after it in the same worker.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,6 +48,9 @@ PRECISIONS = (STRICT, "tf32", "bf16", "fp16")
 #: Dynamic loss scaling for "fp16", the same in every backend (torch.amp.GradScaler's
 #: defaults): initial scale, growth and backoff factors, finite steps between growths.
 LOSS_SCALE = (2.0**16, 2.0, 0.5, 2000)
+#: The compute dtype of each reduced mode, by the name every framework gives it
+#: (`torch.bfloat16`, `jnp.bfloat16`, `tf.bfloat16`, ...).
+COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 #: What each mode means, as recorded in `Program.precision` (see `precision_label`).
 PRECISION_LABELS = {
     "tf32": "tf32 (TensorFloat-32 matmuls/convolutions)",
@@ -280,6 +288,35 @@ class Backend(ABC):
     def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
                dtype: str, device: str, optimizer: OptimizerSpec) -> Program:
         """Build a Program for a request `build` has already checked."""
+
+
+def next_loss_scale(where: Callable, isfinite: Callable, scale: Any, good: Any, finite: Any,
+                    factors: tuple[float, float, int] = LOSS_SCALE[1:]) -> tuple[Any, Any]:
+    """fp16's dynamic loss scale after one step, as torch.amp.GradScaler updates it with
+    `LOSS_SCALE`'s growth, backoff and interval (`factors`): `(scale, good)`, where
+    `good` counts the finite steps since the scale last changed and `finite` says
+    whether this step's gradients were all finite.
+
+    An overflow multiplies the scale by the backoff factor and restarts the count; the
+    `interval`-th finite step in a row multiplies it by the growth factor (unless that
+    is not finite) and restarts the count. Framework-free: `where` and `isfinite` are the
+    backend's own (`jnp.where`, `tf.where`, `torch.where`, ...), the rest are its
+    0-d tensors, so the rule runs inside a jitted or traced step."""
+    growth, backoff, interval = factors
+    count = where(finite, good + 1, 0 * good)
+    grow = count >= interval
+    grown = scale * growth
+    scale = where(finite, where(grow & isfinite(grown), grown, scale), scale * backoff)
+    return scale, where(grow, 0 * count, count)
+
+
+def probe_shapes(spec: ModelSpec, batch: int) -> dict[str, tuple[int, int, int]]:
+    """The (N, T, S) shape of the probe `Program.hidden_state_grads` adds to each
+    recurrent layer's states, by layer name: batch, the layer's sequence length and
+    its `state_width`."""
+    return {layer.name: (batch, shape[0], state_width(layer))
+            for layer, shape in zip(spec.layers, spec.shapes(), strict=False)
+            if isinstance(layer, Recurrent)}
 
 
 def state_width(layer: Recurrent) -> int:

@@ -12,7 +12,7 @@ import impls
 from bench.agreement.finite_diff import INPUT, check_model, numerical_grads
 from impls.base import BackendError
 from impls.numpy import BACKEND, model
-from impls.numpy.optim import make_optimizer
+from impls.numpy.optim import init_state, make_update
 from tasks.optim import OptimizerSpec
 
 TOL = 1e-6
@@ -137,9 +137,10 @@ def _two_params() -> tuple[dict, list[dict]]:
 
 def test_sgd_momentum_matches_hand_computation() -> None:
     params, grads = _two_params()
-    opt = make_optimizer(OptimizerSpec("sgd", lr=0.1, momentum=0.9), params)
+    spec = OptimizerSpec("sgd", lr=0.1, momentum=0.9)
+    update, state = make_update(spec), init_state(spec, params)
     for g in grads:
-        opt.update(params, g)
+        params, state = update(params, g, state)
     # v1 = g1; p1 = p0 - 0.1 g1; v2 = 0.9 g1 + g2; p2 = p1 - 0.1 v2
     np.testing.assert_allclose(
         params["a"],
@@ -152,14 +153,16 @@ def test_sgd_momentum_matches_hand_computation() -> None:
 def test_adam_matches_hand_computation() -> None:
     params, grads = _two_params()
     lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
-    opt = make_optimizer(OptimizerSpec("adam", lr=lr, beta1=b1, beta2=b2, eps=eps), params)
-    opt.update(params, grads[0])
+    spec = OptimizerSpec("adam", lr=lr, beta1=b1, beta2=b2, eps=eps)
+    update, state = make_update(spec), init_state(spec, params)
+    params, state = update(params, grads[0], state)
     # After one step the bias-corrected m/sqrt(v) is sign(g) up to eps.
     g = grads[0]["a"]
     np.testing.assert_allclose(
         params["a"], np.array([1.0, -2.0]) - lr * g / (np.abs(g) + eps), rtol=1e-15
     )
-    opt.update(params, grads[1])
+    params, state = update(params, grads[1], state)
+    assert state["t"] == 2
     g1, g2 = grads[0]["b"][0, 0], grads[1]["b"][0, 0]
     m = b1 * (1 - b1) * g1 + (1 - b1) * g2
     v = b2 * (1 - b2) * g1 * g1 + (1 - b2) * g2 * g2

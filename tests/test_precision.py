@@ -285,6 +285,34 @@ def test_torch_fp16_skips_an_overflowing_step_and_backs_the_scale_off():
     assert all(np.all(np.isfinite(g)) for g in grads.values())
 
 
+#: (scale, finite steps in a row, gradients finite) -> (scale, count) after the step:
+#: an overflow, an ordinary step, growth at the 2000th step, growth past float32's range
+LOSS_SCALE_CASES = [((2.0**16, 5, False), (2.0**15, 0)), ((2.0**16, 5, True), (2.0**16, 6)),
+                    ((2.0**16, 1999, True), (2.0**17, 0)), ((3e38, 1999, True), (3e38, 0))]
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "jax", "tensorflow"])
+def test_every_framework_runs_the_one_loss_scale_rule(framework):
+    """`impls.base.next_loss_scale` (what the jax and tensorflow fp16 steps and torch's
+    public fallback run) on each framework's own 0-d tensors gives GradScaler's answers."""
+    from impls.base import next_loss_scale
+
+    mod = pytest.importorskip(framework)
+    if framework == "numpy":
+        where, isfinite, tensor = np.where, np.isfinite, np.asarray
+    elif framework == "jax":
+        where, isfinite, tensor = mod.numpy.where, mod.numpy.isfinite, mod.numpy.asarray
+    elif framework == "torch":
+        where, isfinite, tensor = mod.where, mod.isfinite, mod.tensor
+    else:
+        where, isfinite, tensor = mod.where, mod.math.is_finite, mod.constant
+    for (scale, good, finite), expected in LOSS_SCALE_CASES:
+        s, g = next_loss_scale(where, isfinite, tensor(np.float32(scale)),
+                               tensor(np.int64(good)), tensor(finite))
+        assert (float(np.asarray(s)), int(np.asarray(g))) == \
+            (float(np.float32(expected[0])), expected[1]), (scale, good, finite)
+
+
 def test_jax_fp16_skips_an_overflowing_step_and_backs_the_scale_off():
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
@@ -303,6 +331,30 @@ def test_jax_fp16_skips_an_overflowing_step_and_backs_the_scale_off():
         assert np.array_equal(value, start[name]), name
     program._scaler = (jnp.asarray(2.0**10, jnp.float32), program._scaler[1])
     program.sync(program.step(xd, yd))
+    assert any(not np.array_equal(v, start[k]) for k, v in program.params().items())
+
+
+def test_tensorflow_fp16_skips_an_overflowing_step_and_backs_the_scale_off():
+    pytest.importorskip("tensorflow")
+    import impls
+
+    spec, params, x, y, opt = _request()
+    # built directly: the selection offers fp16 on GPUs only
+    program = impls.load("tensorflow")._build(spec, params, variant="function",
+                                              dtype="float32", device="cpu", optimizer=opt,
+                                              precision="fp16")
+    xd, yd = program.put(x), program.put(y)
+    start = program.params()
+    program._scaler[0].assign(3e38)
+    program.sync(program.step(xd, yd))
+    assert program.loss_scale == pytest.approx(1.5e38)
+    assert int(program._scaler[1].numpy()) == 0
+    for name, value in program.params().items():
+        assert np.array_equal(value, start[name]), name
+    program._scaler[0].assign(2.0**10)
+    program._scaler[1].assign(1999)  # this finite step is the 2000th: the scale grows
+    program.sync(program.step(xd, yd))
+    assert program.loss_scale == 2.0**11 and int(program._scaler[1].numpy()) == 0
     assert any(not np.array_equal(v, start[k]) for k, v in program.params().items())
 
 

@@ -112,7 +112,7 @@ def test_tf_compute_gradient_oracle(task_name, overrides):
     spec, _, program, data, cfg = _build(task_name, overrides, "function", "float64")
     x, y = data.batch(0, cfg.batch_size)
     xd, yd = program.put(x), program.put(y)
-    loss = tf.function(lambda v: program.model.loss(program.model.apply(v), yd))
+    loss = tf.function(lambda v: program.model.loss(program.model.forward(v), yd))
     theoretical, numerical = tf.test.compute_gradient(loss, [xd], delta=1e-6)
     np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-5, atol=1e-8)
     assert np.abs(theoretical[0]).max() > 0  # the input really reaches the loss
@@ -136,6 +136,28 @@ def test_no_retracing_in_steady_state(task_name, overrides, variant):
     # One concrete function per batch shape: the second pass over both shapes traced nothing.
     assert program.tracing_counts() == {"forward": 2, "loss_and_grads": 2, "step": 2}
     assert all(np.isfinite(losses))
+
+
+def test_a_tensorflow_without_the_private_retracing_flag_runs_the_same(monkeypatch):
+    """`_traced` sets tf.function's private `_omit_frequent_tracing_warning` only where it
+    exists: with the flag's name pointing at an attribute this TensorFlow lacks, the
+    functions keep their own attributes and the program computes the same numbers."""
+    from impls.tensorflow import program as tf_program
+
+    def run():
+        _, _, program, data, cfg = _build("mlp_regression", {}, "function", "float64", "adam")
+        x, y = (program.put(a) for a in data.batch(0, cfg.batch_size))
+        losses = [float(program.to_numpy(program.step(x, y))) for _ in range(3)]
+        return program, losses, program.params()
+
+    quiet, losses, params = run()
+    assert getattr(quiet._step, tf_program.QUIET_RETRACING) is True
+    monkeypatch.setattr(tf_program, "QUIET_RETRACING", "_flag_this_tensorflow_lacks")
+    plain, losses_b, params_b = run()
+    assert not hasattr(plain._step, "_flag_this_tensorflow_lacks")
+    assert losses_b == losses
+    for name, value in params.items():
+        np.testing.assert_array_equal(params_b[name], value, err_msg=name)
 
 
 @pytest.mark.parametrize(("task_name", "overrides", "variant"), variant_matrix(BACKEND))

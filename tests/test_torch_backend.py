@@ -155,6 +155,96 @@ def test_params_round_trip_canonical_layout():
             np.testing.assert_array_equal(back[name], value)
 
 
+# -- torch's private kernels and their public fallbacks ------------------------------------
+
+def _steps(program, x, y, n=5):
+    xd, yd = program.put(x), program.put(y)
+    losses = [program.to_numpy(program.step(xd, yd)) for _ in range(n)]
+    return losses, program.params()
+
+
+def _same_run(a, b) -> None:
+    (losses_a, params_a), (losses_b, params_b) = a, b
+    np.testing.assert_array_equal(np.array(losses_a), np.array(losses_b))
+    assert list(params_a) == list(params_b)
+    for name, value in params_a.items():
+        np.testing.assert_array_equal(value, params_b[name], err_msg=name)
+
+
+@pytest.mark.parametrize("optimizer", ("sgd", "adam"))
+def test_updates_without_foreach_kernels_give_the_same_numbers(monkeypatch, optimizer):
+    """A torch without `torch._foreach_*` gets `LoopOps`: the same parameters, bit for bit."""
+    from impls.torch import optim
+
+    cfg, spec, params, x, y = setup_case("cnn_classification", {})
+
+    def run():
+        program = BACKEND.build(spec, params, variant="eager", dtype="float32", device="cpu",
+                                optimizer=OptimizerSpec(optimizer, cfg.lr))
+        return _steps(program, x, y)
+
+    assert optim.foreach_ops() is not optim.LoopOps  # torch 2.x has them all
+    fused = run()
+    monkeypatch.delattr(torch, "_foreach_addcmul_")
+    assert optim.foreach_ops() is optim.LoopOps
+    _same_run(run(), fused)
+    assert not np.array_equal(fused[1]["conv1.weight"], params["conv1.weight"])  # it moved
+
+
+def test_loss_scaling_without_amp_kernels_gives_the_same_numbers(monkeypatch):
+    """fp16 on a torch without `torch._amp_*` uses `LoopScaling`: the same unscaled
+    gradients, overflow flag, scale and tracker as the private kernels, and the same run."""
+    from impls.torch.program import LoopScaling, TorchProgram, loss_scaling
+
+    fused = loss_scaling()
+    assert fused is not LoopScaling
+    grads = [torch.tensor([1.5, -3.0]), torch.tensor([[2.0**20]])]
+    for bad in (None, float("inf"), float("nan")):
+        got = []
+        for ops in (fused, LoopScaling):
+            gs = [g.clone() for g in grads]
+            if bad is not None:
+                gs[1][0, 0] = bad
+            found = torch.zeros(())
+            ops.unscale_(gs, found, torch.tensor(2.0**-16))
+            got.append((gs, found))
+        (g_a, f_a), (g_b, f_b) = got
+        assert f_a.item() == f_b.item() == (bad is not None)
+        for a, b in zip(g_a, g_b, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    # (scale, tracker, found_inf): overflow, an ordinary step, growth at the interval,
+    # growth that would overflow float32
+    for scale, tracker, found in ((2.0**16, 5, 1.0), (2.0**16, 5, 0.0), (2.0**16, 1999, 0.0),
+                                  (3e38, 1999, 0.0)):
+        got = []
+        for ops in (fused, LoopScaling):
+            s, t = torch.tensor(scale), torch.tensor(tracker, dtype=torch.int32)
+            ops.update_scale_(s, t, torch.tensor(found), 2.0, 0.5, 2000)
+            got.append((s.item(), t.item()))
+        assert got[0] == got[1], (scale, tracker, found, got)
+
+    cfg, spec, params, x, y = setup_case("mlp_regression", {})
+
+    def run():
+        program = TorchProgram(TorchModel(spec), params, compiled=False, dtype=torch.float32,
+                               device=torch.device("cpu"), optimizer=OptimizerSpec("adam", cfg.lr),
+                               precision="fp16")
+        program._scaler[0].fill_(3e38)  # this step overflows: skipped, the scale halved
+        skipped, _ = _steps(program, x, y, n=1)
+        halved = program.loss_scale
+        program._scaler[0].fill_(2.0**10)
+        losses, final = _steps(program, x, y, n=4)
+        return (skipped + losses, final), (halved, program.loss_scale)
+
+    with_kernels, scales = run()
+    monkeypatch.delattr(torch, "_amp_update_scale_")
+    assert loss_scaling() is LoopScaling
+    without, scales_b = run()
+    _same_run(without, with_kernels)
+    assert scales == scales_b == (float(np.float32(3e38)) / 2, 2.0**10)
+    assert not np.array_equal(without[1]["dense0.weight"], params["dense0.weight"])  # it moved
+
+
 def test_native_needs_a_recurrent_layer():
     cfg, spec, params, _, _ = setup_case("mlp_regression", {})
     assert not BACKEND.supports(spec, "native")

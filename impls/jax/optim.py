@@ -4,9 +4,16 @@ Written out rather than taken from optax so the arithmetic is exactly the
 reference rule (PyTorch-style momentum; Adam with eps outside the square root
 and bias correction by the step count). The step counter lives on the device,
 so an update never needs the host. Must not import `bench`.
+
+The optimiser API of every backend (`impls.OPTIMIZER_API`): `init_state(spec,
+params) -> state` and `make_update(spec) -> update(params, grads, state) ->
+(params, state)`. Here `update` is pure (new arrays, nothing changed in
+place), so the program's jitted step traces it and donates the old buffers.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +23,7 @@ from tasks.optim import OptimizerSpec
 Array = jax.Array
 Params = dict[str, Array]
 State = dict[str, object]
+Update = Callable[[Params, Params, State], tuple[Params, State]]
 
 
 def init_state(opt: OptimizerSpec, params: Params) -> State:
@@ -29,7 +37,8 @@ def init_state(opt: OptimizerSpec, params: Params) -> State:
     return {"m": zeros(), "v": zeros(), "t": jnp.zeros((), dtype=jnp.int32)}
 
 
-def update(opt: OptimizerSpec, params: Params, grads: Params, state: State) -> tuple[Params, State]:
+def _update(opt: OptimizerSpec, params: Params, grads: Params, state: State
+            ) -> tuple[Params, State]:
     """New (params, state) after one step with gradients `grads`."""
     if opt.name == "sgd":
         v = {k: opt.momentum * state["v"][k] + g for k, g in grads.items()}
@@ -49,3 +58,12 @@ def update(opt: OptimizerSpec, params: Params, grads: Params, state: State) -> t
         new_p[k] = p - opt.lr * m_hat / (jnp.sqrt(v_hat) + opt.eps)
         new_m[k], new_v[k] = m, v
     return new_p, {"m": new_m, "v": new_v, "t": t}
+
+
+def make_update(spec: OptimizerSpec) -> Update:
+    """`update(params, grads, state) -> (params, state)`, pure: for tracing under `jit`."""
+
+    def update(params: Params, grads: Params, state: State) -> tuple[Params, State]:
+        return _update(spec, params, grads, state)
+
+    return update

@@ -28,16 +28,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls.base import LOSS_SCALE, STRICT, Program, check_recurrent, label_dtype, state_width
+from impls.base import (
+    COMPUTE_DTYPES,
+    LOSS_SCALE,
+    STRICT,
+    Program,
+    check_recurrent,
+    label_dtype,
+    next_loss_scale,
+    probe_shapes,
+)
 from impls.jax import model, optim
 from impls.jax.losses import LOSSES
 from tasks.optim import OptimizerSpec
-from tasks.spec import ModelSpec, Recurrent
+from tasks.spec import ModelSpec
 
 LABELS = label_dtype("jax")  # int64, as every backend (impls.base.LABEL_DTYPES)
 
 #: compute dtype per reduced mode (parameters stay in the program's dtype)
-COMPUTE = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
+COMPUTE = {mode: getattr(jnp, name) for mode, name in COMPUTE_DTYPES.items()}
 
 
 def _tf32():
@@ -49,10 +58,56 @@ def _cast(tree, dtype):
     return jax.tree_util.tree_map(lambda a: a.astype(dtype), tree)
 
 
-def _scaled_step(loss, optimizer: OptimizerSpec):
+def _model_functions(spec: ModelSpec, dtype: np.dtype, unroll: int, nhwc: bool, module,
+                     precision: str):
+    """`forward(p, x)` and `loss(p, x, y)` of a program: the primitive-op model (or the
+    Flax `module`), in a reduced mode ("bf16"/"fp16") run in its compute dtype
+    (`_reduced`)."""
+    if module is not None:
+        def forward(p: model.Params, x: jax.Array) -> jax.Array:
+            return model.flax_forward(spec, p, x, module)
+
+        def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+            return model.flax_loss(spec, p, x, y, module)
+    else:
+        def forward(p: model.Params, x: jax.Array) -> jax.Array:
+            return model.forward(spec, p, x, unroll, nhwc)
+
+        def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+            return model.loss(spec, p, x, y, unroll, nhwc)
+
+    if precision in COMPUTE:
+        return _reduced(spec, forward, COMPUTE[precision], dtype)
+    return forward, loss
+
+
+def _reduced(spec: ModelSpec, exact, half, full):
+    """`exact` forward run on parameters and input cast to `half`, its output cast back
+    to `full`; the loss taken on that output (gradients flow back through the casts)."""
+
+    def forward(p: model.Params, x: jax.Array) -> jax.Array:
+        return exact(_cast(p, half), x.astype(half)).astype(full)
+
+    def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+        return LOSSES[spec.loss](forward(p, x), y)
+
+    return forward, loss
+
+
+def _plain_step(loss, update: optim.Update):
+    """The step: gradients of the loss, then the optimiser update."""
+
+    def step(p: model.Params, state: optim.State, x: jax.Array, y: jax.Array):
+        value, grads = jax.value_and_grad(loss)(p, x, y)
+        p, state = update(p, grads, state)
+        return p, state, value
+
+    return step
+
+
+def _scaled_step(loss, update: optim.Update):
     """The fp16 step: gradients of the scaled loss, unscaled; an overflowing step
-    keeps parameters and optimiser state and backs the scale off."""
-    _, growth, backoff, interval = LOSS_SCALE
+    keeps parameters and optimiser state and backs the scale off (`next_loss_scale`)."""
 
     def step(p, state, scaler, x, y):
         scale, good = scaler
@@ -60,14 +115,11 @@ def _scaled_step(loss, optimizer: OptimizerSpec):
         grads = jax.tree_util.tree_map(lambda g: g / scale, grads)
         leaves = jax.tree_util.tree_leaves(grads)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]))
-        new_p, new_state = optim.update(optimizer, p, grads, state)
+        new_p, new_state = update(p, grads, state)
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
         p = jax.tree_util.tree_map(keep, new_p, p)
         state = jax.tree_util.tree_map(keep, new_state, state)
-        good = jnp.where(finite, good + 1, 0)
-        grow = good >= interval
-        scale = jnp.where(finite, jnp.where(grow, scale * growth, scale), scale * backoff)
-        good = jnp.where(grow, 0, good)
+        scale, good = next_loss_scale(jnp.where, jnp.isfinite, scale, good, finite)
         return p, state, (scale, good), value / scaler[0]
 
     return step
@@ -111,37 +163,13 @@ class JaxProgram(Program):
         # Committed to the device like the params, so the step's second call (fed
         # the committed outputs of the first) hits the same compiled executable.
         self._state = jax.device_put(optim.init_state(optimizer, self._params), device)
+        update = optim.make_update(optimizer)
 
         module = model.flax_module(spec, self.dtype) if flax else None
-
-        def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
-            if module is not None:
-                return model.flax_loss(spec, p, x, y, module)
-            return model.loss(spec, p, x, y, unroll, nhwc)
-
-        def forward(p: model.Params, x: jax.Array) -> jax.Array:
-            if module is not None:
-                return model.flax_forward(spec, p, x, module)
-            return model.forward(spec, p, x, unroll, nhwc)
-
-        if precision in COMPUTE:
-            half, full = COMPUTE[precision], self.dtype
-            exact = forward
-
-            def forward(p: model.Params, x: jax.Array) -> jax.Array:  # noqa: F811
-                return exact(_cast(p, half), x.astype(half)).astype(full)
-
-            def loss(p: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:  # noqa: F811
-                return LOSSES[spec.loss](forward(p, x), y)
-
-        def step(p: model.Params, state: optim.State, x: jax.Array, y: jax.Array):
-            value, grads = jax.value_and_grad(loss)(p, x, y)
-            p, state = optim.update(optimizer, p, grads, state)
-            return p, state, value
-
+        forward, loss = _model_functions(spec, self.dtype, unroll, nhwc, module, precision)
         self._forward = jax.jit(forward)
         self._loss_and_grads = jax.jit(jax.value_and_grad(loss))
-        self._step = jax.jit(step, donate_argnums=(0, 1))
+        self._step = jax.jit(_plain_step(loss, update), donate_argnums=(0, 1))
         # d loss / d probes, jitted on first use only (hidden_state_grads is never timed)
         self._state_grads = jax.jit(jax.grad(
             lambda probes, p, x, y: model.loss_probed(spec, p, probes, x, y, unroll)))
@@ -149,7 +177,7 @@ class JaxProgram(Program):
         if precision == "fp16":
             self._scaler = jax.device_put((jnp.asarray(LOSS_SCALE[0], self.dtype),
                                            jnp.zeros((), jnp.int32)), device)
-            self._scaled = jax.jit(_scaled_step(loss, optimizer), donate_argnums=(0, 1, 2))
+            self._scaled = jax.jit(_scaled_step(loss, update), donate_argnums=(0, 1, 2))
         self._tf32 = precision == "tf32"
 
     def put(self, array: np.ndarray) -> jax.Array:
@@ -222,11 +250,8 @@ class JaxProgram(Program):
 
     def hidden_state_grads(self, x: jax.Array, y: jax.Array) -> dict[str, np.ndarray]:
         check_recurrent(self.spec)
-        probes = {}
-        for layer, shape in zip(self.spec.layers, self.spec.shapes(), strict=False):
-            if isinstance(layer, Recurrent):
-                zero = np.zeros((x.shape[0], shape[0], state_width(layer)), self.dtype)
-                probes[layer.name] = self.put(zero)
+        probes = {name: self.put(np.zeros(shape, self.dtype))
+                  for name, shape in probe_shapes(self.spec, x.shape[0]).items()}
         grads = self._state_grads(probes, self._params, x, y)
         return {k: np.array(v) for k, v in grads.items()}
 

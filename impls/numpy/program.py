@@ -14,7 +14,7 @@ import numpy as np
 
 from impls.base import Program, check_recurrent, label_dtype
 from impls.numpy import model
-from impls.numpy.optim import make_optimizer
+from impls.numpy.optim import init_state, make_update
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec
 
@@ -30,7 +30,8 @@ class NumpyProgram(Program):
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self._params = {k: np.array(v, dtype=self.dtype) for k, v in params.items()}
-        self._optimizer = make_optimizer(optimizer, self._params)
+        self._state = init_state(optimizer, self._params)
+        self._update = make_update(optimizer)
 
     def put(self, array: np.ndarray) -> np.ndarray:
         array = np.asarray(array)
@@ -46,7 +47,7 @@ class NumpyProgram(Program):
 
     def step(self, x: np.ndarray, y: np.ndarray) -> Any:
         loss, grads = model.loss_and_grads(self.spec, self._params, x, y)
-        self._optimizer.update(self._params, grads)
+        self._params, self._state = self._update(self._params, grads, self._state)
         return loss
 
     def piecewise_inputs(self, x: np.ndarray) -> dict[str, np.ndarray]:

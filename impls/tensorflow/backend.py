@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 import tensorflow as tf
 
-from impls.base import Backend, Program
+from impls.base import COMPUTE_DTYPES, Backend, Program
 from impls.tensorflow.model import build_model
 from impls.tensorflow.program import DEVICES, TensorFlowProgram
 from impls.threads import threads
@@ -36,7 +36,7 @@ VARIANTS: dict[str, tuple[bool, bool, bool]] = {
 
 
 #: compute dtype of each reduced mode that casts (tf32 changes kernels, not dtypes)
-_COMPUTE = {"bf16": tf.bfloat16, "fp16": tf.float16}
+_COMPUTE = {mode: getattr(tf, name) for mode, name in COMPUTE_DTYPES.items()}
 
 
 class TensorFlowBackend(Backend):

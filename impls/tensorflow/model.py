@@ -68,14 +68,14 @@ class NativeParam:
 
 @dataclass(frozen=True)
 class Model:
-    """`apply(x) -> output` over native variables; `loss(output, y) -> scalar`."""
+    """`forward(x) -> output` over native variables; `loss(output, y) -> scalar`."""
 
-    apply: Apply
+    forward: Apply
     loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
     params: tuple[NativeParam, ...]
-    #: `apply`, keeping each ReLU layer's pre-activation and each max-pool's
+    #: `forward`, keeping each ReLU layer's pre-activation and each max-pool's
     #: input by layer name, in native (NHWC) layout (`Program.piecewise_inputs`)
-    piecewise: Callable[[tf.Tensor], dict[str, tf.Tensor]] | None = None
+    piecewise_inputs: Callable[[tf.Tensor], dict[str, tf.Tensor]] | None = None
 
 
 def _same(name: str) -> ToCanonical:

@@ -38,15 +38,18 @@ from impls.base import (
     Program,
     check_recurrent,
     label_dtype,
-    state_width,
+    next_loss_scale,
+    probe_shapes,
 )
 from impls.tensorflow.model import Model, loss_probed, to_native_input
-from impls.tensorflow.optim import make_optimizer
+from impls.tensorflow.optim import init_state, make_update
 from tasks.optim import OptimizerSpec
-from tasks.spec import ModelSpec, Recurrent
+from tasks.spec import ModelSpec
 
 DEVICES = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 LABELS = label_dtype("tensorflow")
+#: tf.function's private switch for its "excessive retracing" warning (see `_traced`)
+QUIET_RETRACING = "_omit_frequent_tracing_warning"
 
 
 @contextlib.contextmanager
@@ -83,7 +86,7 @@ class TensorFlowProgram(Program):
         self.precision_mode = precision
         self._device = DEVICES[device]
         with tf.device(self._device):
-            self._optimizer = make_optimizer(optimizer, list(model.params))
+            self._state = init_state(optimizer, list(model.params))
             self._scaler = None
             if precision == "fp16":  # [scale, finite steps since the last change]
                 self._scaler = (tf.Variable(LOSS_SCALE[0], dtype=dtype, trainable=False),
@@ -91,7 +94,8 @@ class TensorFlowProgram(Program):
         self._tf32 = precision == "tf32"
         self._jit_compile = jit_compile
         self._piecewise = None  # built on first use: only agreement checks need it
-        forward, loss_and_grads, step = _graph_bodies(model, self._optimizer, self._scaler)
+        forward, loss_and_grads, step = _graph_bodies(model, make_update(optimizer), self._state,
+                                                      self._scaler)
         self._forward = _traced(forward, jit_compile)
         self._loss_and_grads = _traced(loss_and_grads, jit_compile)
         self._step = _traced(step, jit_compile)
@@ -145,11 +149,11 @@ class TensorFlowProgram(Program):
         # MLP where XLA's fused kernels had none, and left its gradients 7x over
         # tolerance against the reference on those masks. tf.function variants run it
         # eagerly: the same kernels as their graphs.
-        if self.model.piecewise is None:
+        if self.model.piecewise_inputs is None:
             return None
         if self._piecewise is None:
-            self._piecewise = (_traced(self.model.piecewise, True)
-                               if self._jit_compile else self.model.piecewise)
+            self._piecewise = (_traced(self.model.piecewise_inputs, True)
+                               if self._jit_compile else self.model.piecewise_inputs)
         with tf.device(self._device):
             found = self._piecewise(x)
         # images run NHWC inside; canonical is NCHW
@@ -199,11 +203,8 @@ class TensorFlowProgram(Program):
 
             self._state_grads = tf.function(grads)
         with tf.device(self._device):
-            probes = {
-                layer.name: tf.zeros((x.shape[0], shape[0], state_width(layer)), self.dtype)
-                for layer, shape in zip(self.spec.layers, self.spec.shapes(), strict=False)
-                if isinstance(layer, Recurrent)
-            }
+            probes = {name: tf.zeros(shape, self.dtype)
+                      for name, shape in probe_shapes(self.spec, x.shape[0]).items()}
             grads = self._state_grads(x, y, probes)
         return {k: np.asarray(v.numpy()) for k, v in grads.items()}
 
@@ -227,37 +228,38 @@ def _traced(body, jit_compile: bool):
     # that are false; real retracing is caught by `tracing_counts`. A private flag of
     # tf.function (TF 2.x): set only where it exists, so a TF without it still runs
     # (with the warnings) instead of carrying a flag nothing reads.
-    if hasattr(fn, "_omit_frequent_tracing_warning"):
-        fn._omit_frequent_tracing_warning = True
+    if hasattr(fn, QUIET_RETRACING):
+        setattr(fn, QUIET_RETRACING, True)
     return fn
 
 
-def _graph_bodies(model: Model, optimizer, scaler=None):
-    """The three Python bodies that `tf.function` traces, as closures over one model;
+def _graph_bodies(model: Model, update, state, scaler=None):
+    """The three Python bodies that `tf.function` traces, as closures over one model and
+    its optimiser `update` and `state` (`impls.tensorflow.optim`);
     with a `scaler` (fp16) the loss is scaled and an overflowing step skipped."""
-    variables = [p.variable for p in model.params]
+    params = list(model.params)
+    variables = [p.variable for p in params]
 
     def forward(x: tf.Tensor) -> tf.Tensor:
-        return model.apply(x)
+        return model.forward(x)
 
     def loss_and_grads(x: tf.Tensor, y: tf.Tensor):
         with tf.GradientTape() as tape:
-            loss = model.loss(model.apply(x), y)
+            loss = model.loss(model.forward(x), y)
         return loss, tape.gradient(loss, variables)
 
     def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         loss, grads = loss_and_grads(x, y)
-        optimizer.apply(grads)
+        update(params, grads, state)
         return loss
 
     if scaler is None:
         return forward, loss_and_grads, step
     scale, good = scaler
-    _, growth, backoff, interval = LOSS_SCALE
 
     def scaled_grads(x: tf.Tensor, y: tf.Tensor):
         with tf.GradientTape() as tape:
-            loss = model.loss(model.apply(x), y)
+            loss = model.loss(model.forward(x), y)
             scaled = loss * scale
         grads = [g / scale for g in tape.gradient(scaled, variables)]
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
@@ -271,14 +273,13 @@ def _graph_bodies(model: Model, optimizer, scaler=None):
         loss, grads, finite = scaled_grads(x, y)
 
         def apply() -> tf.Tensor:
-            optimizer.apply(grads)
+            update(params, grads, state)
             return tf.constant(True)
 
         tf.cond(finite, apply, lambda: tf.constant(False))
-        count = tf.where(finite, good + 1, tf.zeros_like(good))
-        grow = count >= interval
-        scale.assign(tf.where(finite, tf.where(grow, scale * growth, scale), scale * backoff))
-        good.assign(tf.where(grow, tf.zeros_like(count), count))
+        new_scale, count = next_loss_scale(tf.where, tf.math.is_finite, scale, good, finite)
+        scale.assign(new_scale)
+        good.assign(count)
         return loss
 
     return forward, unscaled_loss_and_grads, scaled_step

@@ -19,7 +19,7 @@ import torch
 
 from impls.base import Backend, Program
 from impls.torch.model import TorchModel
-from impls.torch.program import HAS_AMP_KERNELS, TorchProgram
+from impls.torch.program import TorchProgram
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec
 
@@ -59,8 +59,6 @@ class TorchBackend(Backend):
         # its primitive ("could not create a primitive descriptor for the LSTM forward
         # propagation primitive", torch 2.13 on a CPU without native bf16): n/a, not an error.
         if variant == "native" and device == "cpu" and precision != "fp32":
-            return False
-        if precision == "fp16" and not HAS_AMP_KERNELS:  # loss scaling needs them
             return False
         return super().supports_precision(spec, variant, dtype, device, precision)
 

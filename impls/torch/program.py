@@ -22,17 +22,26 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
-from impls.base import LOSS_SCALE, STRICT, Program, check_recurrent, label_dtype, state_width
+from impls.base import (
+    COMPUTE_DTYPES,
+    LOSS_SCALE,
+    STRICT,
+    Program,
+    check_recurrent,
+    label_dtype,
+    next_loss_scale,
+    probe_shapes,
+)
 from impls.torch.losses import LOSSES
 from impls.torch.model import TorchModel
 from impls.torch.optim import init_state, make_update
 from tasks.optim import OptimizerSpec
-from tasks.spec import Recurrent
 
 # Dynamo caches compiled graphs per code object, and every program shares
 # TorchModel.loss / forward: each built program (other spec, dtype or batch)
@@ -42,12 +51,45 @@ _RECOMPILE_LIMIT = 64
 
 LABELS = label_dtype("torch")
 
-#: torch's private loss-scaling kernels (what torch.amp.GradScaler calls); without them
-#: the backend offers no fp16 mode (n/a, see `TorchBackend.supports_precision`)
-AMP_KERNELS = ("_amp_foreach_non_finite_check_and_unscale_", "_amp_update_scale_")
-HAS_AMP_KERNELS = all(hasattr(torch, name) for name in AMP_KERNELS)
+#: torch's private loss-scaling kernels (what torch.amp.GradScaler calls), by the name
+#: they have in `LoopScaling`; `loss_scaling` falls back to that where one is missing
+AMP_KERNELS = {"unscale_": "_amp_foreach_non_finite_check_and_unscale_",
+               "update_scale_": "_amp_update_scale_"}
 #: autocast's compute dtype per reduced mode
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST = {mode: getattr(torch, name) for mode, name in COMPUTE_DTYPES.items()}
+
+
+class LoopScaling:
+    """The public fallback of torch's two loss-scaling kernels, with their arguments and
+    their arithmetic (the same products and comparisons, in public tensor ops)."""
+
+    @staticmethod
+    def unscale_(grads: list[torch.Tensor], found_inf: torch.Tensor,
+                 inv_scale: torch.Tensor) -> None:
+        """Multiply every gradient by `inv_scale` in place; `found_inf` becomes 1 if any
+        gradient held an inf or a NaN."""
+        bad = torch.stack([~torch.isfinite(g).all() for g in grads]).any()
+        for g in grads:
+            g.mul_(inv_scale)
+        found_inf.copy_(torch.maximum(found_inf, bad.to(found_inf.dtype)))
+
+    @staticmethod
+    def update_scale_(scale: torch.Tensor, tracker: torch.Tensor, found_inf: torch.Tensor,
+                      growth: float, backoff: float, interval: int) -> None:
+        """`scale` and `tracker` (finite steps in a row) after a step, in place: the rule
+        of `impls.base.next_loss_scale`."""
+        new_scale, count = next_loss_scale(torch.where, torch.isfinite, scale, tracker,
+                                           found_inf == 0, (growth, backoff, interval))
+        scale.copy_(new_scale)
+        tracker.copy_(count)
+
+
+def loss_scaling() -> Any:
+    """torch's private loss-scaling kernels where this torch has both, else
+    `LoopScaling`; both offer `unscale_` and `update_scale_`."""
+    if all(hasattr(torch, name) for name in AMP_KERNELS.values()):
+        return SimpleNamespace(**{k: getattr(torch, name) for k, name in AMP_KERNELS.items()})
+    return LoopScaling
 
 
 def _fp32_flags() -> list[tuple[Any, str]]:
@@ -116,9 +158,8 @@ class TorchProgram(Program):
         self.dtype = dtype
         self.device = device
         self._params = model.to_native(params, dtype, device)
-        state = init_state(optimizer, self._params)
-        self._t, self._slots = state.t, state.slots
-        forward, loss, update = model.forward, model.loss, make_update(optimizer)
+        self._state = init_state(optimizer, self._params)
+        forward, loss = model.forward, model.loss
         if precision in AUTOCAST:
             half = AUTOCAST[precision]
             forward, loss = (_autocast(model.forward, device, half),
@@ -127,10 +168,12 @@ class TorchProgram(Program):
         self._scaler = (torch.full((), LOSS_SCALE[0], device=device),
                         torch.zeros((), dtype=torch.int32, device=device)) \
             if precision == "fp16" else None
+        self._scaling = loss_scaling() if precision == "fp16" else None
         # tf32 is a process setting in torch: switched on around each call only
         self._tf32 = precision == "tf32"
+        update = make_update(optimizer, _compile if compiled else None)
         if compiled:
-            forward, loss, update = _compile(forward), _compile(loss), _compile(update)
+            forward, loss = _compile(forward), _compile(loss)
         self._forward, self._loss, self._update = forward, loss, update
         self._compiled = compiled
         self._piecewise = None  # built on first use: only agreement checks need it
@@ -168,7 +211,7 @@ class TorchProgram(Program):
         loss = self._loss(self._params, x, y)
         grads = list(torch.autograd.grad(loss * scale, self._params))
         found_inf = torch.zeros((), device=scale.device)
-        torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, scale.reciprocal())
+        self._scaling.unscale_(grads, found_inf, scale.reciprocal())
         return loss.detach(), grads, found_inf
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -176,17 +219,17 @@ class TorchProgram(Program):
             loss, grads, found_inf = self._scaled_grads(x, y)
             # GradScaler.step reads found_inf on the host too: an overflowing step is skipped
             if not found_inf.item():
-                self._update(self._params, grads, self._t, self._slots)
+                self._params, self._state = self._update(self._params, grads, self._state)
             scale, tracker = self._scaler
             _, growth, backoff, interval = LOSS_SCALE
-            torch._amp_update_scale_(scale, tracker, found_inf, growth, backoff, interval)
+            self._scaling.update_scale_(scale, tracker, found_inf, growth, backoff, interval)
             return loss
         loss, grads = self.loss_and_grads(x, y)
         if self._tf32:  # the update has no matmul, but a compiled one may retrace on flags
             with tf32_enabled():
-                self._update(self._params, list(grads), self._t, self._slots)
+                self._params, self._state = self._update(self._params, list(grads), self._state)
             return loss
-        self._update(self._params, list(grads), self._t, self._slots)
+        self._params, self._state = self._update(self._params, list(grads), self._state)
         return loss
 
     @property
@@ -229,9 +272,8 @@ class TorchProgram(Program):
         # Eager in every variant: the probed loss is a separate function from the timed
         # one, and compiling it would cost a compile per call shape for an untimed check.
         probes = {
-            layer.name: torch.zeros(x.shape[0], x_len, state_width(layer), dtype=self.dtype,
-                                    device=self.device, requires_grad=True)
-            for layer, x_len in _recurrent_lengths(self.model.spec)
+            name: torch.zeros(shape, dtype=self.dtype, device=self.device, requires_grad=True)
+            for name, shape in probe_shapes(self.model.spec, x.shape[0]).items()
         }
         loss = self.model.loss_probed(self._params, x, y, probes)
         grads = torch.autograd.grad(loss, list(probes.values()))
@@ -246,8 +288,3 @@ class TorchProgram(Program):
             return int(torch.cuda.max_memory_allocated(self.device))
         return None
 
-
-def _recurrent_lengths(spec) -> list[tuple[Recurrent, int]]:
-    """Each recurrent layer with its sequence length (the T of its (T, F) input)."""
-    return [(layer, shape[0]) for layer, shape in zip(spec.layers, spec.shapes(), strict=False)
-            if isinstance(layer, Recurrent)]
