@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.commands import run as run_command
 from bench.options import InputError
 from bench.results import write as records
+from bench.results.check import check_file
 from bench.results.read import load_run
 from bench.timing import runner
 
@@ -192,11 +194,11 @@ def test_an_injected_enospc_stops_cleanly_and_keeps_written_groups(tmp_path, mon
 
     monkeypatch.setattr(records, "write_group_file", second_fails)
     out = tmp_path / "run"
-    parser = runner.argparse.ArgumentParser()
-    runner.add_arguments(parser)
+    parser = run_command.argparse.ArgumentParser()
+    run_command.add_arguments(parser)
     args = parser.parse_args([*TINY, "--tasks", "mlp_regression,cnn_classification",
                               "--out", str(out)])
-    assert runner.main(args) == 2
+    assert run_command.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "No space left on device" in err[-1] and "1 of 2 groups kept" in err[-1]
     assert [p.name for p in out.glob("*.json")] == ["numpy_mlp_regression.json"]
@@ -346,9 +348,9 @@ def test_a_backend_that_raises_at_import_records_its_real_error(tmp_path) -> Non
 
 def test_a_corrupt_describe_cache_is_ignored_and_rebuilt(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(runner, "DESCRIBE_CACHE", tmp_path / "cache")
-    parser = runner.argparse.ArgumentParser()
-    runner.add_arguments(parser)
-    sel = runner.selection_from_args(parser.parse_args(TINY + ["--tasks", "mlp_regression"]))
+    parser = run_command.argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    sel = run_command.selection_from_args(parser.parse_args(TINY + ["--tasks", "mlp_regression"]))
     first = runner.describe(sel, tmp_path, 1)
     files = list((tmp_path / "cache").glob("*.json"))
     assert first["numpy"]["installed"] and len(files) == 1

@@ -336,14 +336,14 @@ def test_summary_ranks_frameworks_and_ties_what_is_within_noise(tmp_path):
 def test_a_run_from_a_modified_tree_is_marked_in_the_report_and_by_validate(tmp_path, capsys):
     import argparse
 
+    from bench.commands import validate
     from bench.report import markdown as report
-    from bench.results import check
 
     _report_run(tmp_path, {"numpy": 1e-3, "torch": 2e-3}, commit="abc123+dirty")
     text = report.render(report.tidy(load_run(tmp_path)), [])
     head = text.split("## Summary")[0]
     assert "**Measured from a modified tree** (commit abc123+dirty)" in head
-    assert check.main(argparse.Namespace(run_dir=str(tmp_path))) == 0  # a warning, not a fail
+    assert validate.main(argparse.Namespace(run_dir=str(tmp_path))) == 0  # a warning, not a fail
     assert "modified tree" in capsys.readouterr().err
 
 
@@ -448,15 +448,30 @@ def test_a_round_cut_short_keeps_earlier_samples_but_not_for_the_cell_that_hung(
 
 
 def test_continuous_runs_one_round_per_run_where_the_revision_knows_rounds(tmp_path):
+    """The probe asks each revision's own `run --help`, wherever it keeps its runner."""
     from bench.regress.continuous import ONE_ROUND, Side, _one_round
 
-    new, old = tmp_path / "new", tmp_path / "old"
-    for tree, text in ((new, 'arg("--extra-rounds", type=int)'), (old, 'arg("--budget")')):
-        (tree / "bench" / "timing").mkdir(parents=True)
-        (tree / "bench" / "timing" / "runner.py").write_text(text)
-    assert _one_round(Side("head", "HEAD", "0" * 40, new), []) == ONE_ROUND
-    assert _one_round(Side("base", "v1", "1" * 40, old), []) == []  # an older runner
-    assert _one_round(Side("head", "HEAD", "0" * 40, new), ["--rounds", "3"]) == []
+    def tree(name: str, cli: str) -> Path:
+        (tmp_path / name / "bench").mkdir(parents=True)
+        (tmp_path / name / "bench" / "__init__.py").write_text("")
+        (tmp_path / name / "bench" / "cli.py").write_text(cli)
+        return tmp_path / name
+
+    # a revision whose runner lives elsewhere, and whose source never spells the option
+    new = tree("new", "import sys\nassert sys.argv[1:] == ['run', '--help']\n"
+                      "print('  --rounds N\\n  --' + 'extra-rounds N  more rounds')\n")
+    old = tree("old", "print('usage: nnparity run [--budget B] [--out OUT]')\n")
+    # one that only mentions the option in another's help text is not taken for it
+    near = tree("near", "print('  --extra-rounds-max N')\n")
+    broken = tree("broken", "import sys\nprint('--extra-rounds'); sys.exit(1)\n")
+    py = sys.executable
+    assert _one_round(Side("head", "HEAD", "0" * 40, new), [], py) == ONE_ROUND
+    assert _one_round(Side("base", "v1", "1" * 40, old), [], py) == []  # an older runner
+    assert _one_round(Side("base", "v2", "2" * 40, near), [], py) == []
+    assert _one_round(Side("base", "v3", "3" * 40, broken), [], py) == []  # help failed
+    assert _one_round(Side("head", "HEAD", "0" * 40, new), ["--rounds", "3"], py) == []
+    # this checkout's real `nnparity run --help`
+    assert _one_round(Side("head", "HEAD", "0" * 40, ROOT), [], py) == ONE_ROUND
 
 
 def test_rounds_interleave_across_groups(tmp_path):

@@ -39,6 +39,11 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 #: a ratio counts as a difference only when its CI lies wholly outside [1/1.02, 1.02]
 NOISE_BAND = 0.02
+#: the comparison rule's defaults (`compare_samples`; `nnparity compare --factor/--alpha/
+#: --confidence`): a change beyond 1.2x, significant at 1%, with its 95% interval
+FACTOR = 1.2
+ALPHA = 0.01
+CONFIDENCE = 0.95
 #: a cell is unstable when IQR / median reaches this (torch.utils.benchmark's rule) ...
 UNSTABLE_IQR = 0.10
 #: ... or when its rounds disagree: slowest round median / fastest above 1 + this
@@ -267,9 +272,9 @@ def mann_whitney_p(baseline: np.ndarray, current: np.ndarray) -> float:
 def compare_samples(
     baseline: np.ndarray,
     current: np.ndarray,
-    factor: float = 1.2,
-    alpha: float = 0.01,
-    confidence: float = 0.95,
+    factor: float = FACTOR,
+    alpha: float = ALPHA,
+    confidence: float = CONFIDENCE,
     base_rounds: Sequence[float] = (),
     current_rounds: Sequence[float] = (),
     base_sizes: Sequence[int] = (),
