@@ -68,6 +68,29 @@ def test_round_order_is_random_per_round_reproducible_and_keeps_programs_togethe
     assert len(phase_orders) > 1
 
 
+def test_one_round_with_extra_rounds_runs_them(tmp_path):
+    """`--rounds 1 --extra-rounds 1` used to drop the extra round without a word: the
+    wide cells get it, in a second worker process, and the run block says so."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "--preset", "tiny", "--backends", "numpy",
+         "--tasks", "mlp_regression", "--phases", "forward,step", "--no-gradcheck",
+         "--rounds", "1", "--extra-rounds", "1", "--target-ci", "1e-9", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "numpy_mlp_regression.json").read_text())
+    block = doc["nnparity_run"]
+    assert (block["rounds"], block["rounds_run"], block["extra_rounds"]) == (1, 2, [2])
+    timed = {b["extra_info"]["phase"]: b["extra_info"] for b in doc["benchmarks"]
+             if b["extra_info"]["phase"] != "calibration"}
+    assert set(timed) == {"forward", "step"}
+    for info in timed.values():
+        assert info["status"] == "ok" and len(info["round_sizes"]) == 2
+        assert len(info["median_ci"]) == 2
+    # every round's scratch files removed (the worker logs are kept, as for any run)
+    assert {p.suffix for p in (out / ".work").iterdir()} <= {".log"}
+
+
 def test_round_plan_splits_the_budget_and_sample_counts():
     plan = PLANS["standard"]
     assert plan.rounds == 3 and PLANS["quick"].rounds == 2

@@ -36,6 +36,7 @@ from bench.options import (
     choice_list,
     int_range,
     knob_overrides,
+    non_negative_int,
     positive_float,
     positive_int,
     seed_int,
@@ -100,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "seeded random order with its share of the budget (default: the preset's, "
              "2 for quick, 3 for standard); a cell's confidence interval then includes "
              "how much it moves from one process to the next")
-    arg("--extra-rounds", type=int, default=None, metavar="N",
+    arg("--extra-rounds", type=non_negative_int, default=None, metavar="N",
         help="after the rounds, up to N more rounds of only the cells whose 95%% interval "
              "is wider than --target-ci (default: the preset's, 1)")
     arg("--target-ci", type=positive_float, default=None, metavar="F",
@@ -155,13 +156,10 @@ def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
     if getattr(args, "min_rounds", None) is not None:
         plan = replace(plan, min_rounds=args.min_rounds,
                        max_rounds=max(plan.max_rounds, args.min_rounds))
+    # --rounds and --extra-rounds are in range by their argparse types
     if getattr(args, "rounds", None) is not None:
-        if args.rounds <= 0:
-            raise MatrixError(f"--rounds must be a positive integer, got {args.rounds}")
         plan = replace(plan, rounds=args.rounds)
     if getattr(args, "extra_rounds", None) is not None:
-        if args.extra_rounds < 0:
-            raise MatrixError(f"--extra-rounds must be 0 or more, got {args.extra_rounds}")
         plan = replace(plan, extra_rounds=args.extra_rounds)
     if getattr(args, "target_ci", None) is not None:
         if not 0 < args.target_ci < 1:
@@ -279,10 +277,11 @@ def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
              args: argparse.Namespace, executor, threads: int, timeout: float) -> int:
     out = run_dir.path
     groups = executor.prepare(groups)
-    if not isinstance(executor, LocalExecutor) and plan.rounds > 1:
-        plan = replace(plan, rounds=1)  # a cluster node runs one process per group
-        sys.stderr.write("nnparity run: one round per group on this executor (--rounds is "
-                         "for the local executor)\n")
+    if not isinstance(executor, LocalExecutor) and (plan.rounds > 1 or plan.extra_rounds):
+        # a cluster node runs one process per group, and no extra rounds
+        plan = replace(plan, rounds=1, extra_rounds=0)
+        sys.stderr.write("nnparity run: one round per group on this executor (--rounds and "
+                         "--extra-rounds are for the local executor)\n")
     work = out / ".work"  # worker specs, logs and streams; hidden, so readers skip it
     try:
         work.mkdir(exist_ok=True)

@@ -309,8 +309,9 @@ def run_rounds(runs: list[GroupRun], sel: Selection, out: Path, work: Path, thre
             part = run.next_part(seed)
             if part is not None:
                 _one_round(run, part, sel, out, work, threads, seed, timeout, progress,
-                           gradcheck and r == 0, plan, final=planned == 1)
-    for _ in range(plan.extra_rounds if planned > 1 else 0):
+                           gradcheck and r == 0, plan,
+                           final=planned == 1 and not plan.extra_rounds)
+    for _ in range(plan.extra_rounds):
         for run in runs:
             if run.error or run.settled:
                 continue
@@ -336,7 +337,7 @@ def _one_round(run: GroupRun, part: Group, sel: Selection, out: Path, work: Path
     try:
         with run.load.measuring():
             error = _run_round(run.parts, sel, out, work, threads, seed, timeout, progress,
-                               gradcheck, round_plan(plan))
+                               gradcheck, round_plan(plan), run_block(run, seed))
     except KeyboardInterrupt:
         run.interrupted = True
         try:
@@ -346,10 +347,8 @@ def _one_round(run: GroupRun, part: Group, sel: Selection, out: Path, work: Path
             sys.stderr.write(f"nnparity run: error: {exc}\n")
         raise
     if error:
-        if planned == 1:
-            run.error = error
-        elif r < planned:
-            run.error = f"round {r + 1} of {planned}: {error}"
+        if r < planned:
+            run.error = error if planned == 1 else f"round {r + 1} of {planned}: {error}"
             # a hang or crash would repeat: no further rounds
             progress.skip(len(run.group.cells) * (planned - r - 1))
         else:
@@ -383,8 +382,9 @@ def wide_cells(doc: dict[str, Any], target: float) -> set[str]:
 
 def _run_round(parts: list[Group], sel: Selection, out: Path, work: Path, threads: int,
                seed: int, timeout: float, progress: Progress, gradcheck: bool,
-               plan: Plan) -> str:
-    """Run the last of `parts` (round len(parts) - 1) in a fresh worker process."""
+               plan: Plan, block: dict[str, Any]) -> str:
+    """Run the last of `parts` (round len(parts) - 1) in a fresh worker process; `block`
+    is the run block its group file carries, should the worker have to write it."""
     r, part = len(parts) - 1, parts[-1]
     stream, pytest_json, spec_path, log = round_files(work, part, r)
     for path in (stream, pytest_json):
@@ -394,7 +394,7 @@ def _run_round(parts: list[Group], sel: Selection, out: Path, work: Path, thread
     write_text_atomic(spec_path, json.dumps({
         **spec.to_json(files, threads, out / f"{part.name}.json"),
         # a worker whose runner dies writes the group file from every round so far
-        "round": r, "orders": [[c.id for c in p.cells] for p in parts],
+        "round": r, "orders": [[c.id for c in p.cells] for p in parts], "run_block": block,
         "previous_rounds": [[str(p) for p in round_files(work, part, k)[:2]] for k in range(r)],
     }))
     cells = follow(spec_path, log, stream, timeout, env=_worker_env())
@@ -405,7 +405,7 @@ def _merged(run: GroupRun, sel: Selection, work: Path, threads: int, error: str,
             intervals: bool = True) -> dict[str, Any]:
     """The group's document from the rounds that ran (their streams and pytest-benchmark
     files), with error entries for what the last round never reached (`error`)."""
-    group, parts, plan = run.group, run.parts, run.plan
+    group, parts = run.group, run.parts
     machine_info = records.default_machine_info(
         environment.nnparity_info(threads, recorded_precisions(sel.precisions)))
     docs = []
@@ -416,12 +416,18 @@ def _merged(run: GroupRun, sel: Selection, work: Path, threads: int, error: str,
                                            (error if last else "") or "", threads))
     if error and len(docs) > 1:
         _unreached_keep_earlier(docs, parts[-1], error)
-    planned = max(1, plan.rounds)
-    run_block = {"rounds": planned, "rounds_run": len(parts), "order_seed": seed,
-                 "extra_rounds": [len(p.cells) for p in parts[planned:]],
-                 "target_ci": plan.target_ci, "machine_load": run.load.block()}
     return records.merge_rounds(docs, [[c.id for c in p.cells] for p in parts or [group]],
-                                run_block, intervals=intervals)
+                                run_block(run, seed), intervals=intervals)
+
+
+def run_block(run: GroupRun, seed: int) -> dict[str, Any]:
+    """The group file's run block (`nnparity_run`, which `validate` checks and the report
+    reads): the rounds planned and run so far, their order's seed, the extra rounds'
+    sizes, the target and the machine's load while the group ran."""
+    planned = max(1, run.plan.rounds)
+    return {"rounds": planned, "rounds_run": len(run.parts), "order_seed": seed,
+            "extra_rounds": [len(p.cells) for p in run.parts[planned:]],
+            "target_ci": run.plan.target_ci, "machine_load": run.load.block()}
 
 
 def _unreached_keep_earlier(docs: list[dict[str, Any]], last: Group, error: str) -> None:
