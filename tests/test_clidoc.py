@@ -75,6 +75,19 @@ def test_the_reference_names_every_option_that_help_prints_and_no_other(command:
         assert len(in_help) > 25
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_reference_gives_each_help_text_as_help_prints_it(command: str) -> None:
+    """argparse expands `%%` and `%(default)s` in help texts; the reference must too."""
+    parser = clidoc.subparsers(cli.build_parser())[command]
+    section = " ".join(_section(clidoc.generate(), command).split())
+    for action in parser._actions:
+        if action.help and action.dest != "help":
+            printed = " ".join(clidoc.portable(
+                parser._get_formatter()._expand_help(action)).split()).replace("|", "\\|")
+            assert printed in section, (command, action.option_strings, printed)
+    assert "%%" not in section and "%(" not in section
+
+
 def _list_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     """Options that take comma lists: appended to, named in the plural."""
     return [a for a in parser._actions if isinstance(a, argparse._AppendAction)
