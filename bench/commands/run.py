@@ -43,7 +43,6 @@ from bench.options import (
 )
 from bench.progress import clock
 from bench.timing import environment, runner
-from bench.timing import executor as executors
 from bench.timing.executor import EXECUTORS, Executor, Progress, RunContext
 from bench.timing.matrix import (
     PHASES,
@@ -110,7 +109,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--no-gradcheck", action="store_true", help="skip the per-cell agreement check")
     arg("--shard", default=None, metavar="K/N",
         help="run only shard K of N (a deterministic share of the groups, e.g. 2/4)")
-    executors.add_arguments(parser)
+    add_executor_arguments(parser)
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """--executor (by name, `EXECUTORS`), and the Ray executor's --address and --machines."""
+    arg = parser.add_argument
+    arg("--executor", default="local", help=f"one of {', '.join(EXECUTORS)} (default local)")
+    arg("--address", default=None,
+        help="Ray cluster address for --executor ray (default: RAY_ADDRESS or a local Ray)")
+    add_list_option(parser, "machines",
+                    "comma list of Ray machines (node label nnparity-machine, or a custom "
+                    "resource name, or a hostname) to run on; default every node with a slot")
 
 
 #: more threads than any machine has cores is a typo, not a setting
