@@ -130,3 +130,7 @@ def test_readme_names_every_command_and_every_singular_alias() -> None:
                  for p in clidoc.subparsers(cli.build_parser()).values()
                  for a in _list_options(p)}
     assert singulars <= said
+    # ... and names no alias the parser lacks: the list after "as an alias" is exactly them
+    claim = re.search(r"singular spelling as an alias\s*\(([^)]*)\)", section)
+    assert claim, "README must say which options take a singular alias"
+    assert set(re.findall(r"`(--[\w-]+)`", claim.group(1))) == singulars
