@@ -1,7 +1,8 @@
 """`nnparity` command line: one dispatcher over the subcommand modules.
 
-Each subcommand lives in its own module exposing `add_arguments(parser)` and
-`main(args) -> int`; this file only wires them and turns bad input into exit
+Each subcommand lives in its own module of bench/commands/ exposing
+`add_arguments(parser)` and `main(args) -> int` (the study and race commands in
+their own packages); this file only wires them and turns bad input into exit
 code 2 with one line on stderr (never a traceback). Exit codes: 0 success,
 1 a check failed, 2 bad usage or input. Must not import a framework.
 """
@@ -18,20 +19,21 @@ from tasks.spec import SpecError
 
 # (command, module, help); modules are imported lazily when their command runs
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("list", "bench.timing.listing", "tasks, presets, backends (installed?), variants, devices"),
-    ("gradcheck", "bench.agreement.gradcheck",
+    ("list", "bench.commands.list", "tasks, presets, backends (installed?), variants, devices"),
+    ("gradcheck", "bench.commands.gradcheck",
      "prove every backend computes the reference's gradients"),
-    ("export", "bench.agreement.export",
+    ("export", "bench.commands.export",
      "write a task's parameters, batch and reference gradients to .npz"),
-    ("train", "bench.training.train", "train a task on one backend and report the held-out metric"),
-    ("run", "bench.timing.runner", "time the benchmark matrix into a raw results directory"),
-    ("report", "bench.report.report_command", "write REPORT.md and figures for a run directory"),
-    ("compare", "bench.regress.compare_command",
+    ("train", "bench.commands.train", "train a task on one backend and report the held-out metric"),
+    ("run", "bench.commands.run", "time the benchmark matrix into a raw results directory"),
+    ("report", "bench.commands.report", "write REPORT.md and figures for a run directory"),
+    ("compare", "bench.commands.compare",
      "compare two runs; exit 1 on a significant regression"),
-    ("continuous", "bench.regress.continuous", "A/B-time two git revisions in one job and compare"),
-    ("validate", "bench.results.check", "check a run's raw results against the results format"),
-    ("baseline", "bench.regress.baseline", "manage committed per-machine baselines"),
-    ("history", "bench.regress.history", "plot each cell's timing over commits"),
+    ("continuous", "bench.commands.continuous",
+     "A/B-time two git revisions in one job and compare"),
+    ("validate", "bench.commands.validate", "check a run's raw results against the results format"),
+    ("baseline", "bench.commands.baseline", "manage committed per-machine baselines"),
+    ("history", "bench.commands.history", "plot each cell's timing over commits"),
     ("study", "bench.study.run",
      "gradient flow through time and depth, and learning, measured in every backend"),
     ("race", "bench.commands.race",

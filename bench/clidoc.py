@@ -87,7 +87,8 @@ def command_section(name: str, parser: argparse.ArgumentParser) -> str:
                 names, value = ", ".join(f"`{o}`" for o in action.option_strings), _value(action)
             else:  # a positional: its name is its value
                 names, value = f"`{_value(action)}`", ""
-            meaning = action.help or ""
+            # as `--help` prints it: argparse expands %(default)s, %(prog)s and %% in help
+            meaning = parser._get_formatter()._expand_help(action) if action.help else ""
             if action.choices and action.metavar is not None:
                 meaning += f" (one of {', '.join(map(str, action.choices))})"
             if action.option_strings and action.required:

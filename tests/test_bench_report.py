@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bench import cli
+from bench.commands import report as report_command
 from bench.report import markdown as report
-from bench.report import report_command
 from bench.results import write as records
 from bench.results.read import load_run
 from bench.timing import environment

@@ -75,6 +75,19 @@ def test_the_reference_names_every_option_that_help_prints_and_no_other(command:
         assert len(in_help) > 25
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_reference_gives_each_help_text_as_help_prints_it(command: str) -> None:
+    """argparse expands `%%` and `%(default)s` in help texts; the reference must too."""
+    parser = clidoc.subparsers(cli.build_parser())[command]
+    section = " ".join(_section(clidoc.generate(), command).split())
+    for action in parser._actions:
+        if action.help and action.dest != "help":
+            printed = " ".join(clidoc.portable(
+                parser._get_formatter()._expand_help(action)).split()).replace("|", "\\|")
+            assert printed in section, (command, action.option_strings, printed)
+    assert "%%" not in section and "%(" not in section
+
+
 def _list_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     """Options that take comma lists: appended to, named in the plural."""
     return [a for a in parser._actions if isinstance(a, argparse._AppendAction)
@@ -117,3 +130,7 @@ def test_readme_names_every_command_and_every_singular_alias() -> None:
                  for p in clidoc.subparsers(cli.build_parser()).values()
                  for a in _list_options(p)}
     assert singulars <= said
+    # ... and names no alias the parser lacks: the list after "as an alias" is exactly them
+    claim = re.search(r"singular spelling as an alias\s*\(([^)]*)\)", section)
+    assert claim, "README must say which options take a singular alias"
+    assert set(re.findall(r"`(--[\w-]+)`", claim.group(1))) == singulars

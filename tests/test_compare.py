@@ -263,6 +263,9 @@ def test_merge_runs_pools_samples(base_dir: Path, tmp_path: Path) -> None:
 FAKE_CLI = '''
 import json, os, pathlib, random, re, sys, zlib
 args = sys.argv[1:]
+if "--help" in args:  # continuous asks a revision's `run --help` whether it has rounds
+    print("usage: nnparity run [--preset PRESET] [--out OUT] [-k EXPR] [--no-gradcheck]")
+    sys.exit(0)
 out = pathlib.Path(args[args.index("--out") + 1])
 speed = float(pathlib.Path("speed.txt").read_text())
 speed *= 1.0 + float(os.environ.get("NNPARITY_FAKE_DELAY", "0"))
@@ -324,7 +327,11 @@ def fake_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_continuous(repo: Path, *argv: str) -> int:
-    return cli.main(["continuous", *argv, "--repo", str(repo)])
+    """`nnparity continuous` in-process; its exit code (argparse's own exit included)."""
+    try:
+        return cli.main(["continuous", *argv, "--repo", str(repo)])
+    except SystemExit as exc:  # a bad option value, refused by the parser
+        return int(exc.code)
 
 
 def test_continuous_interleaves_and_flags_a_real_slowdown(fake_repo: Path,

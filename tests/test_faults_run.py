@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.commands import run as run_command
 from bench.options import InputError
 from bench.results import write as records
+from bench.results.check import check_file
 from bench.results.read import load_run
 from bench.timing import runner
 
@@ -192,11 +194,11 @@ def test_an_injected_enospc_stops_cleanly_and_keeps_written_groups(tmp_path, mon
 
     monkeypatch.setattr(records, "write_group_file", second_fails)
     out = tmp_path / "run"
-    parser = runner.argparse.ArgumentParser()
-    runner.add_arguments(parser)
+    parser = run_command.argparse.ArgumentParser()
+    run_command.add_arguments(parser)
     args = parser.parse_args([*TINY, "--tasks", "mlp_regression,cnn_classification",
                               "--out", str(out)])
-    assert runner.main(args) == 2
+    assert run_command.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "No space left on device" in err[-1] and "1 of 2 groups kept" in err[-1]
     assert [p.name for p in out.glob("*.json")] == ["numpy_mlp_regression.json"]
@@ -286,6 +288,60 @@ def test_kill_9_of_the_runner_ends_its_worker_which_saves_the_group(tmp_path) ->
     lost = {c: (e["status"], e.get("error", "")) for c, e in status.items()
             if not (e["status"] == "ok" or "runner died" in e.get("error", ""))}
     assert not lost, lost
+    # the worker wrote the file as the runner would have: with its run block, and valid
+    assert doc["nnparity_run"]["rounds"] == 1 and doc["nnparity_run"]["rounds_run"] == 1
+    assert check_file(out / "numpy_mlp_regression.json")[0] == []
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_a_worker_whose_runner_died_writes_a_valid_group_file_with_its_run_block(
+        tmp_path, capsys, rounds) -> None:
+    """`worker_main._rescue` on a spec the runner wrote: every earlier round merged,
+    the cut-off round's unreached cells recorded, the run block the runner handed over."""
+    import argparse
+    from dataclasses import replace
+
+    from bench.commands import validate
+    from bench.timing import worker_main
+    from bench.timing.matrix import PLANS, Cell, Group, TaskConfig, group_to_dict
+
+    cfg = TaskConfig("mlp_regression", (), (), 4, (4,), "tiny")
+    cells = tuple(Cell(cfg, "numpy", "reference", "cpu", "float32", 4, phase)
+                  for phase in ("forward", "backward", "step"))
+    group = Group("numpy", "mlp_regression", cells, ())
+    run = runner.GroupRun(group, replace(PLANS["quick"], rounds=rounds))
+    work, out = tmp_path / ".work", tmp_path / "run"
+    work.mkdir()
+    out.mkdir()
+    for r in range(rounds):  # every round but the last finished; the last timed one cell
+        run.parts.append(group)
+        stream = runner.round_files(work, group, r).stream
+        for cell in cells if r < rounds - 1 else cells[:1]:
+            rec = records.record_for(cell, "tiny", 1)
+            records.append_stream(stream, records.benchmark_entry(rec, [1e-3, 2e-3, 3e-3]))
+    files = runner.round_files(work, group, rounds - 1)
+    spec = files.spec
+    spec.write_text(json.dumps({
+        "group": group_to_dict(group), "preset": "tiny", "threads": 1, "seed": 0,
+        "stream": str(files.stream), "pytest_json": str(files.pytest_json),
+        "result": str(out / f"{group.name}.json"), "round": rounds - 1,
+        "orders": [[c.id for c in cells]] * rounds,
+        "previous_rounds": [[str(p) for p in runner.round_files(work, group, k)[:2]]
+                            for k in range(rounds - 1)],
+        "run_block": runner.run_block(run, 7)}))
+    worker_main._rescue(str(spec), "runner died before this cell finished")
+    doc = json.loads((out / f"{group.name}.json").read_text())
+    block = doc["nnparity_run"]
+    assert (block["rounds"], block["rounds_run"], block["order_seed"]) == (rounds, rounds, 7)
+    assert validate.main(argparse.Namespace(run_dir=str(out))) == 0, capsys.readouterr().out
+    status = {b["extra_info"]["cell"]: b["extra_info"] for b in doc["benchmarks"]}
+    assert status[cells[0].id]["status"] == "ok"
+    first = next(b for b in doc["benchmarks"] if b["extra_info"]["cell"] == cells[0].id)
+    assert len(first["stats"]["data"]) == 3 * rounds  # every round's samples
+    assert len(status[cells[0].id]["median_ci"]) == 2  # an interval, as the runner records
+    for cell in cells[1:]:
+        assert status[cell.id]["status"] == "error"
+        assert "runner died" in status[cell.id]["error"]
 
 
 # -- 7. a backend that hangs or raises at import ----------------------------------------------
@@ -346,9 +402,9 @@ def test_a_backend_that_raises_at_import_records_its_real_error(tmp_path) -> Non
 
 def test_a_corrupt_describe_cache_is_ignored_and_rebuilt(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(runner, "DESCRIBE_CACHE", tmp_path / "cache")
-    parser = runner.argparse.ArgumentParser()
-    runner.add_arguments(parser)
-    sel = runner.selection_from_args(parser.parse_args(TINY + ["--tasks", "mlp_regression"]))
+    parser = run_command.argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    sel = run_command.selection_from_args(parser.parse_args(TINY + ["--tasks", "mlp_regression"]))
     first = runner.describe(sel, tmp_path, 1)
     files = list((tmp_path / "cache").glob("*.json"))
     assert first["numpy"]["installed"] and len(files) == 1

@@ -493,7 +493,7 @@ def test_concurrent_history_and_baseline_writers_lose_nothing(tmp_path) -> None:
 # -- 9. history judges with compare's rule, checked the same way ----------------------------
 
 @pytest.mark.parametrize("option", [["--factor", "0.5"], ["--factor", "-1"], ["--alpha", "5"],
-                                    ["--confidence", "2"]])
+                                    ["--confidence", "2"], ["--noise", "1.5"]])
 def test_history_refuses_the_rule_values_compare_refuses(option, run_dir, tmp_path,
                                                          capsys) -> None:
     csv = tmp_path / "h.csv"
@@ -502,8 +502,25 @@ def test_history_refuses_the_rule_values_compare_refuses(option, run_dir, tmp_pa
     assert cli_exit(argv) == 2
     assert option[0] in one_line_error(capsys)
     assert not csv.exists()
-    assert cli_exit(["compare", str(run_dir), str(run_dir), *option]) == 2
-    assert option[0] in one_line_error(capsys)
+    # ... and so do the other commands that judge with it, before any other work
+    for other in (["compare", str(run_dir), str(run_dir)], ["baseline", "check", str(run_dir)],
+                  ["continuous", "HEAD", "--repo", str(tmp_path)]):
+        assert cli_exit([*other, *option]) == 2, other
+        assert option[0] in one_line_error(capsys)
+
+
+def test_every_judging_command_takes_the_one_rule_with_the_same_defaults() -> None:
+    from bench import cli, clidoc
+    from bench.results.stats import ALPHA, CONFIDENCE, FACTOR, NOISE_BAND
+
+    commands = clidoc.subparsers(cli.build_parser())
+    judging = {name: commands[name] for name in ("compare", "continuous", "history")}
+    judging["baseline check"] = clidoc.subparsers(commands["baseline"])["check"]
+    for name, parser in judging.items():
+        rule = {a.dest: a.default for a in parser._actions
+                if a.dest in ("factor", "alpha", "confidence", "noise")}
+        assert rule == {"factor": FACTOR, "alpha": ALPHA, "confidence": CONFIDENCE,
+                        "noise": NOISE_BAND}, name
 
 
 # -- 10. bad paths and arguments: one line, exit 2, never a traceback ---------------------------

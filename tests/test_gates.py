@@ -80,13 +80,13 @@ def test_gradcheck_jobs_check_the_same_rows_as_one_process(tmp_path, capsys) -> 
 
 
 def test_gradcheck_jobs_report_an_error_raised_in_a_worker() -> None:
-    from bench.agreement.gradcheck import Config, _run_all
+    from bench.agreement.gradcheck import Config, run_all
 
     good = Config("mlp_regression", {"activation": "tanh"}, "numpy", "reference", "float64",
                   "cpu")
     bad = Config("mlp_regression", {"activation": "tanh"}, "numpy", "no-such-variant",
                  "float64", "cpu")
-    done = list(_run_all([good, bad], "tiny", 0, [], jobs=2, threads=1))
+    done = list(run_all([good, bad], "tiny", 0, [], jobs=2, threads=1))
     assert sorted(c.variant for c in done) == ["no-such-variant", "reference"]
     assert good.status == "ok" and good.rows
     assert bad.status == "error" and "no-such-variant" in bad.reason

@@ -68,6 +68,29 @@ def test_round_order_is_random_per_round_reproducible_and_keeps_programs_togethe
     assert len(phase_orders) > 1
 
 
+def test_one_round_with_extra_rounds_runs_them(tmp_path):
+    """`--rounds 1 --extra-rounds 1` used to drop the extra round without a word: the
+    wide cells get it, in a second worker process, and the run block says so."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "--preset", "tiny", "--backends", "numpy",
+         "--tasks", "mlp_regression", "--phases", "forward,step", "--no-gradcheck",
+         "--rounds", "1", "--extra-rounds", "1", "--target-ci", "1e-9", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "numpy_mlp_regression.json").read_text())
+    block = doc["nnparity_run"]
+    assert (block["rounds"], block["rounds_run"], block["extra_rounds"]) == (1, 2, [2])
+    timed = {b["extra_info"]["phase"]: b["extra_info"] for b in doc["benchmarks"]
+             if b["extra_info"]["phase"] != "calibration"}
+    assert set(timed) == {"forward", "step"}
+    for info in timed.values():
+        assert info["status"] == "ok" and len(info["round_sizes"]) == 2
+        assert len(info["median_ci"]) == 2
+    # every round's scratch files removed (the worker logs are kept, as for any run)
+    assert {p.suffix for p in (out / ".work").iterdir()} <= {".log"}
+
+
 def test_round_plan_splits_the_budget_and_sample_counts():
     plan = PLANS["standard"]
     assert plan.rounds == 3 and PLANS["quick"].rounds == 2
@@ -336,14 +359,14 @@ def test_summary_ranks_frameworks_and_ties_what_is_within_noise(tmp_path):
 def test_a_run_from_a_modified_tree_is_marked_in_the_report_and_by_validate(tmp_path, capsys):
     import argparse
 
+    from bench.commands import validate
     from bench.report import markdown as report
-    from bench.results import check
 
     _report_run(tmp_path, {"numpy": 1e-3, "torch": 2e-3}, commit="abc123+dirty")
     text = report.render(report.tidy(load_run(tmp_path)), [])
     head = text.split("## Summary")[0]
     assert "**Measured from a modified tree** (commit abc123+dirty)" in head
-    assert check.main(argparse.Namespace(run_dir=str(tmp_path))) == 0  # a warning, not a fail
+    assert validate.main(argparse.Namespace(run_dir=str(tmp_path))) == 0  # a warning, not a fail
     assert "modified tree" in capsys.readouterr().err
 
 
@@ -448,15 +471,30 @@ def test_a_round_cut_short_keeps_earlier_samples_but_not_for_the_cell_that_hung(
 
 
 def test_continuous_runs_one_round_per_run_where_the_revision_knows_rounds(tmp_path):
+    """The probe asks each revision's own `run --help`, wherever it keeps its runner."""
     from bench.regress.continuous import ONE_ROUND, Side, _one_round
 
-    new, old = tmp_path / "new", tmp_path / "old"
-    for tree, text in ((new, 'arg("--extra-rounds", type=int)'), (old, 'arg("--budget")')):
-        (tree / "bench" / "timing").mkdir(parents=True)
-        (tree / "bench" / "timing" / "runner.py").write_text(text)
-    assert _one_round(Side("head", "HEAD", "0" * 40, new), []) == ONE_ROUND
-    assert _one_round(Side("base", "v1", "1" * 40, old), []) == []  # an older runner
-    assert _one_round(Side("head", "HEAD", "0" * 40, new), ["--rounds", "3"]) == []
+    def tree(name: str, cli: str) -> Path:
+        (tmp_path / name / "bench").mkdir(parents=True)
+        (tmp_path / name / "bench" / "__init__.py").write_text("")
+        (tmp_path / name / "bench" / "cli.py").write_text(cli)
+        return tmp_path / name
+
+    # a revision whose runner lives elsewhere, and whose source never spells the option
+    new = tree("new", "import sys\nassert sys.argv[1:] == ['run', '--help']\n"
+                      "print('  --rounds N\\n  --' + 'extra-rounds N  more rounds')\n")
+    old = tree("old", "print('usage: nnparity run [--budget B] [--out OUT]')\n")
+    # one that only mentions the option in another's help text is not taken for it
+    near = tree("near", "print('  --extra-rounds-max N')\n")
+    broken = tree("broken", "import sys\nprint('--extra-rounds'); sys.exit(1)\n")
+    py = sys.executable
+    assert _one_round(Side("head", "HEAD", "0" * 40, new), [], py) == ONE_ROUND
+    assert _one_round(Side("base", "v1", "1" * 40, old), [], py) == []  # an older runner
+    assert _one_round(Side("base", "v2", "2" * 40, near), [], py) == []
+    assert _one_round(Side("base", "v3", "3" * 40, broken), [], py) == []  # help failed
+    assert _one_round(Side("head", "HEAD", "0" * 40, new), ["--rounds", "3"], py) == []
+    # this checkout's real `nnparity run --help`
+    assert _one_round(Side("head", "HEAD", "0" * 40, ROOT), [], py) == ONE_ROUND
 
 
 def test_rounds_interleave_across_groups(tmp_path):

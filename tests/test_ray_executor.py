@@ -22,10 +22,10 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from bench import cli  # noqa: E402
+from bench.commands import run as runner  # noqa: E402
 from bench.distributed.ray_executor import EXCLUDES, LABEL, SLOT  # noqa: E402
 from bench.results.paths import ROOT  # noqa: E402
 from bench.results.read import load_run  # noqa: E402
-from bench.timing import runner  # noqa: E402
 
 NODE = {"num_cpus": 1, "object_store_memory": 100 * 1024**2, "include_dashboard": False}
 TASKS = "mlp_regression,cnn_classification"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench import cli
-from bench.report import report_command
+from bench.commands import report as report_command
 from bench.results import write as records
 from bench.results.schema import CALIBRATION
 from bench.timing.matrix import Selection, build_groups, task_configs

@@ -21,8 +21,9 @@ from bench.timing.matrix import PLANS, Selection, build_groups, task_configs
 from bench.timing.watch import relay, run_through
 
 PATHS = ("stream", "pytest_json", "result")  # where the files lie differs by machine
-#: what only the local runner's rounds add (Ray runs one round per group)
-ROUND_KEYS = ("round", "orders", "previous_rounds")
+#: what only the local runner's rounds add (Ray runs one round per group; the run block
+#: is for a worker that must write the group file itself when its runner dies)
+ROUND_KEYS = ("round", "orders", "previous_rounds", "run_block")
 
 
 def _context(tmp_path: Path, precisions: tuple[str, ...]) -> tuple[RunContext, object]:

@@ -1,6 +1,7 @@
-"""`nnparity export`: one task's parameters, batch and float64 reference gradients.
+"""One task's parameters, batch and float64 reference gradients as arrays, and the .npz
+they are written to: the library of `nnparity export` (bench/commands/export.py).
 
-Writes a single .npz (docs/design.md §6): `param/<name>` and `grad/<name>` in
+A single .npz (docs/design.md §6): `param/<name>` and `grad/<name>` in
 canonical layout, `x`, `y`, `loss` and `meta` (a JSON string describing the
 model), so anyone can check our reference with their own framework code. The
 file is written atomically. Imports no framework.
@@ -8,7 +9,6 @@ file is written atomically. Imports no framework.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 from pathlib import Path
@@ -16,18 +16,11 @@ from pathlib import Path
 import numpy as np
 
 import impls
-from bench.options import add_task_options, knob_overrides, seed_int
-from bench.results.write import check_output_file, write_text_atomic
+from bench.results.write import write_text_atomic
 from tasks import get_task
 from tasks.optim import OptimizerSpec
 from tasks.params import init_params
 from tasks.spec import layer_to_dict
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_task_options(parser, many=False)
-    parser.add_argument("--seed", type=seed_int, default=None, help="parameter and data seed")
-    parser.add_argument("--out", required=True, help="the .npz file to write")
 
 
 def export_arrays(task_name: str, preset: str, overrides: dict, seed: int | None) -> dict:
@@ -61,13 +54,3 @@ def write_npz_atomic(path: Path, arrays: dict) -> None:
     write_text_atomic(path, buffer.getvalue())
 
 
-def main(args: argparse.Namespace) -> int:
-    check_output_file(args.out)
-    arrays = export_arrays(args.task, args.preset or "tiny", knob_overrides(args), args.seed)
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        out = out.with_suffix(out.suffix + ".npz")  # np.savez would append it anyway
-    write_npz_atomic(out, arrays)
-    n = sum(1 for k in arrays if k.startswith("param/"))
-    print(f"wrote {out}: {n} parameter tensors, loss {float(arrays['loss']):.6g}")
-    return 0

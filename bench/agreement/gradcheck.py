@@ -1,24 +1,23 @@
-"""`nnparity gradcheck`: agreement of every backend with the float64 reference.
+"""Agreement of every backend with the float64 reference, configuration by configuration:
+the library of `nnparity gradcheck` (its command is bench/commands/gradcheck.py).
 
-Runs over tasks x swept knobs (recurrent cells, MLP activations) x backends x
-variants x dtype x devices. The NumPy backend is additionally checked against
-central finite differences in float64. With `--steps N`, trajectories of N
-optimiser steps (SGD-momentum and Adam) are compared too. Prints one line per
-configuration with its worst tensor (and, for models with ReLU / max-pool,
-the kink flips and the error after aligning the reference's masks with the
-backend's); `--json` keeps every tensor. Exit 1 on any disagreement, and on
-any requested backend that cannot run (not installed) or explicitly requested
-device it lacks, unless `--allow-missing`: a gate must not pass by checking
-less than it was asked to. The summary line names what was not checked.
+`plan` lists the configurations: tasks x swept knobs (recurrent cells, MLP
+activations) x backends x variants x dtype x devices, each marked skipped or
+missing (requested, cannot run) where it will not be checked. The NumPy backend
+is additionally checked against central finite differences in float64. With
+`steps`, trajectories of N optimiser steps (SGD-momentum and Adam) are compared
+too. `config_line` is one configuration's line (its worst tensor and, for
+models with ReLU / max-pool, the kink flips and the error after aligning the
+reference's masks with the backend's); `write_json` keeps every tensor.
 
 Finite differences of the reference sample entries per tensor on the first
 rows of the batch, as `bench.agreement.check.FD_SAMPLING[preset]` says (each
 entry costs two forward passes of the whole model in float64).
 
-With `--jobs N` the configurations run in N worker processes (each imports the
-frameworks once and keeps them; every worker gets `threads / N` intra-op threads
-unless `--threads` says otherwise); lines print as configurations finish, and
-the summary, the exit code and `--json` (in plan order) are the same as serially.
+`run_all` with `jobs` N runs the configurations in N worker processes (each
+imports the frameworks once and keeps them; every worker gets `threads / N`
+intra-op threads unless `threads` says otherwise) and yields them as they
+finish.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,42 +35,15 @@ import impls
 from bench.agreement import check as agreement
 from bench.options import (
     DEVICES,
-    add_list_option,
-    add_task_options,
     backend_list,
     check_overrides_known,
     choice_list,
     knob_overrides,
-    non_negative_int,
-    positive_int,
     task_overrides,
 )
-from bench.progress import ProgressLine
-from bench.results.write import check_output_file, write_text_atomic
+from bench.results.write import write_text_atomic
 from impls import DTYPES
 from tasks import TASKS, TaskError, get_task
-from tasks.optim import OPTIMIZERS
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_task_options(parser, many=True)
-    add_list_option(parser, "backends", f"comma list of {', '.join(impls.BACKENDS)}")
-    add_list_option(parser, "variants", "only these variants (comma list)")
-    add_list_option(parser, "dtypes", "comma list of float32, float64 (default float64)")
-    add_list_option(parser, "devices", "comma list of cpu, cuda (default: every available)")
-    parser.add_argument("--steps", type=non_negative_int, default=0,
-                        help="also compare N-step optimiser trajectories (SGD and Adam)")
-    add_list_option(parser, "optimizers",
-                    f"for --steps: comma list of {', '.join(OPTIMIZERS)} (default all)")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="threads for every framework")
-    parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="worker processes that check configurations in parallel "
-                             "(default 1: this process)")
-    parser.add_argument("--json", default=None, metavar="PATH", help="write every row as JSON")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="exit 0 even when a requested backend or device cannot run "
-                             "(it is still named in the summary)")
 
 
 @dataclass
@@ -121,7 +92,7 @@ def _run_in_worker(cfg: Config, preset: str, steps: int, optimizers: list[str]) 
     return cfg
 
 
-def _run_all(todo: list[Config], preset: str, steps: int, optimizers: list[str],
+def run_all(todo: list[Config], preset: str, steps: int, optimizers: list[str],
              jobs: int, threads: int | None):
     """Yield each configuration of `todo` once checked: in order with one job, else as
     the workers finish them (each worker keeps its imported frameworks)."""
@@ -192,7 +163,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Config], str]:
 _SHORT = {"gradient": "grad", "trajectory": "traj", "finite_difference": "fd"}
 
 
-def _line(cfg: Config) -> str:
+def config_line(cfg: Config) -> str:
     label = f"{cfg.task}[{agreement.knobs_label(cfg.overrides)}]" if cfg.overrides else cfg.task
     head = f"{label:<36} {cfg.backend:<10} {cfg.variant:<11} {cfg.dtype:<8} {cfg.device:<5}"
     if not cfg.rows:
@@ -213,48 +184,7 @@ def _line(cfg: Config) -> str:
             f"{worst.rel_err:9.2e} <= {worst.tolerance:.1e}{note}")
 
 
-def main(args: argparse.Namespace) -> int:
-    from impls.threads import configure
-
-    configure(args.threads)
-    if args.json:  # before the checks run, not after
-        check_output_file(args.json)
-    if args.steps < 0:
-        raise TaskError(f"--steps must be >= 0, got {args.steps}")
-    optimizers = choice_list(args.optimizers, OPTIMIZERS, "optimizer")
-    configs, preset = plan(args)
-    print(f"{'':>7} {'configuration':<36} {'backend':<10} {'variant':<11} {'dtype':<8} {'dev':<5} "
-          f"{'status':<7} worst tensor (normwise relative error <= tolerance)")
-    todo = [c for c in configs if c.status not in ("skipped", "missing")]
-    for cfg in configs:  # what will not be checked, named first
-        if cfg not in todo:
-            print(f"{'-':>7} {_line(cfg)}", flush=True)
-    # each line prints as its check finishes, led by the counts, elapsed time and ETA
-    # (a live bar below them on a terminal): the progress display
-    checks = _run_all(todo, preset, args.steps, optimizers, args.jobs, args.threads)
-    with ProgressLine(len(todo), "gradcheck", stream=sys.stdout) as progress:
-        for cfg in checks:
-            progress.advance(_line(cfg))
-    bad = [c for c in configs if c.status in ("FAIL", "error")]
-    missing = [c for c in configs if c.status == "missing"]
-    skipped = len(configs) - len(todo) - len(missing)
-    checked = len(todo) - len(bad)
-    line = f"\n{checked} of {len(todo)} configurations agree"
-    if missing:
-        named = ", ".join(f"{c.backend}" + (f" {c.device}" if c.device != "*" else "")
-                          + f" ({c.reason})" for c in missing)
-        line += (f"; NOT CHECKED: {named}"
-                 + (" (allowed by --allow-missing)" if args.allow_missing else
-                    " (exit 1; --allow-missing to accept)"))
-    if skipped:
-        line += f"; {skipped} skipped"
-    print(line)
-    if args.json:
-        _write_json(Path(args.json), configs, preset)
-    return 1 if bad or (missing and not args.allow_missing) else 0
-
-
-def _write_json(path: Path, configs: list[Config], preset: str) -> None:
+def write_json(path: Path, configs: list[Config], preset: str) -> None:
     rows = []
     for cfg in configs:
         if cfg.rows:

@@ -1,12 +1,12 @@
-"""Committed per-machine baselines and the github-action-benchmark export.
+"""Committed per-machine baselines and the github-action-benchmark export: the library
+of `nnparity baseline` (bench/commands/baseline.py).
 
-`nnparity baseline update RUN` merges a run's cells into
-`results/baselines/<fingerprint>.json` (a pytest-benchmark-compatible JSON
-with raw samples, so `pytest-benchmark compare` and `nnparity compare` both
-read it); `nnparity baseline check RUN` compares a run with the baseline of
-its own machine, or says that none exists (what `nox -s bench` calls);
-`nnparity baseline github RUN --out FILE` writes the `customSmallerIsBetter`
-JSON that github-action-benchmark reads.
+`update_baseline` merges a run's cells into `results/baselines/<fingerprint>.json`
+(a pytest-benchmark-compatible JSON with raw samples, so `pytest-benchmark
+compare` and `nnparity compare` both read it); `find_baseline` finds the
+baseline of a run's own machine and `baseline_age` says which commit and date it
+holds; `write_github_benchmark` writes the `customSmallerIsBetter` JSON that
+github-action-benchmark reads.
 
 This module must not run benchmarks; every file it writes is written
 atomically, and nothing is written when an input cannot be read.
@@ -14,22 +14,18 @@ atomically, and nothing is written when an input cannot be read.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench.regress.compare import add_rule_arguments, check_rule_arguments, compare_runs, emit
-from bench.results.machines import runs_by_machine
 from bench.results.paths import BASELINES
-from bench.results.read import LoadError, RunInfo, load_run
+from bench.results.read import RunInfo, load_run
 from bench.results.schema import stats_block
-from bench.results.write import check_output_file, file_lock, write_text_atomic
+from bench.results.write import file_lock, write_text_atomic
 
 
 def baseline_path(fingerprint: str, root: Path = BASELINES) -> Path:
@@ -42,7 +38,6 @@ def find_baseline(run: pd.DataFrame, root: Path = BASELINES) -> Path | None:
     info: RunInfo = run.attrs["run"]
     path = baseline_path(info.fingerprint, root)
     return path if info.fingerprint != "unknown" and path.is_file() else None
-
 
 
 def benchmark_document(run: pd.DataFrame) -> dict[str, Any]:
@@ -106,65 +101,6 @@ def write_github_benchmark(run: pd.DataFrame, path: str | Path) -> int:
                         "range": f"± {row.iqr * 1e3:.4g}", "extra": extra})
     write_text_atomic(path, json.dumps(entries, indent=1) + "\n")
     return len(entries)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="baseline_action", required=True, metavar="ACTION",
-                                    parser_class=type(parser))
-    update = actions.add_parser("update", help="merge a run into its machine's committed baseline")
-    check = actions.add_parser("check", help="compare a run with its machine's baseline, if any")
-    github = actions.add_parser("github", help="write github-action-benchmark JSON for a run")
-    for sub in (update, check, github):
-        sub.add_argument("run", help="run directory or results JSON")
-    for sub in (update, check):
-        sub.add_argument("--dir", type=Path, default=BASELINES,
-                         help=f"baselines directory (default {BASELINES})")
-    add_rule_arguments(check)
-    github.add_argument("--out", required=True, metavar="FILE", help="where to write the JSON")
-
-
-def main(args: argparse.Namespace) -> int:
-    """`nnparity baseline update|check|github`: 0 ok, 1 regression (check), 2 bad input."""
-    prog = f"nnparity baseline {args.baseline_action}"
-    if args.baseline_action == "check":
-        check_rule_arguments(args)
-    if args.baseline_action == "github":
-        check_output_file(args.out)
-    try:
-        if args.baseline_action == "update":
-            # each machine's cells into its own baseline (a Ray run may span several)
-            for run in runs_by_machine(args.run).values():
-                path, updated, kept = update_baseline(run, args.dir)
-                print(f"{path}: {updated} cells from {args.run}, {kept} kept from before")
-            return 0
-        if args.baseline_action == "check":
-            runs = runs_by_machine(args.run)
-            if len(runs) > 1:
-                return max(_check(run, args) for run in runs.values())
-        run = load_run(args.run)
-        if args.baseline_action == "github":
-            n = write_github_benchmark(run, args.out)
-            print(f"{args.out}: {n} benchmarks (customSmallerIsBetter)")
-            return 0
-        return _check(run, args)
-    except LoadError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _check(run: pd.DataFrame, args: argparse.Namespace) -> int:
-    """Compare one machine's cells with that machine's baseline, if one exists."""
-    path = find_baseline(run, args.dir)
-    if path is None:
-        fp = run.attrs["run"].fingerprint
-        print(f"no baseline for machine {fp} in {args.dir}: not compared "
-              f"(create one with `nnparity baseline update {args.run}`)")
-        return 0
-    print(f"comparing with the baseline of this machine: {path}", file=sys.stderr)
-    base = load_run(path)
-    print(baseline_age(path), file=sys.stderr)
-    return emit(compare_runs(base, run, args.factor, args.alpha, args.confidence, args.noise),
-                args)
 
 
 def baseline_age(path: Path, now: dt.datetime | None = None) -> str:

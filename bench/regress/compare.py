@@ -1,5 +1,5 @@
 """Flag real regressions and improvements between two runs (the library behind
-`nnparity compare`, whose command is bench/regress/compare_command.py).
+`nnparity compare`, whose command is bench/commands/compare.py).
 
 Runs are read by bench/results/read.py (`load_run`). `compare_runs` matches cells by
 their canonical id and applies the rule in bench/results/stats.py; when the two runs
@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.options import InputError, finite_float
 from bench.results.envdiff import differences
 from bench.results.escape import md_text
 from bench.results.read import LoadError, RunInfo, load_run, merge_runs
@@ -39,7 +38,7 @@ from bench.results.stats import (
     within_noise,
 )
 from bench.results.text import number
-from bench.results.write import check_output_file, write_text_atomic
+from bench.results.write import write_text_atomic
 
 __all__ = ["Comparison", "LoadError", "compare_runs", "load_run", "merge_runs"]
 
@@ -316,47 +315,6 @@ def format_json(cmp: Comparison) -> str:
            "regressed": cmp.regressed, "lost": cmp.lost,
            "counts": {v.value: cmp.count(v) for v in Verdict}, "cells": cells}
     return json.dumps(doc, indent=2) + "\n"
-
-
-def add_rule_options(parser: argparse.ArgumentParser, factor: float = 1.2) -> None:
-    """--factor/--alpha/--confidence/--noise: the rule, shared by every command that judges
-    (compare, continuous, baseline check, history); `check_rule_arguments` checks them."""
-    parser.add_argument("--factor", type=finite_float, default=factor,
-                        help=f"flag only changes beyond this ratio of medians (default {factor})")
-    parser.add_argument("--alpha", type=finite_float, default=0.01,
-                        help="Mann-Whitney U significance level (default 0.01)")
-    parser.add_argument("--confidence", type=finite_float, default=0.95,
-                        help="bootstrap confidence level of the ratio interval (default 0.95)")
-    parser.add_argument("--noise", type=finite_float, default=NOISE_BAND,
-                        help="noise band: a change counts only when its interval lies wholly "
-                             f"outside +-NOISE (default {NOISE_BAND:g})")
-
-
-def add_rule_arguments(parser: argparse.ArgumentParser, factor: float = 1.2) -> None:
-    """The rule (`add_rule_options`) and the output format, shared with `continuous`."""
-    add_rule_options(parser, factor)
-    fmt = parser.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    fmt.add_argument("--markdown", action="store_true", help="print Markdown instead")
-    parser.add_argument("--out", metavar="FILE", help="also write the report to FILE")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="exit 0 even when cells the baseline timed are missing or errored "
-                             "in the current run (they are still listed)")
-
-
-def check_rule_arguments(args: argparse.Namespace) -> None:
-    """Raise `InputError` for a bad --factor/--alpha/--confidence."""
-    if not args.factor > 1.0:
-        raise InputError(f"--factor {args.factor:g}: must be > 1 (e.g. 1.2 for 20%)")
-    if not 0.0 < args.alpha < 1.0:
-        raise InputError(f"--alpha {args.alpha:g}: must be between 0 and 1 (e.g. 0.01)")
-    if not 0.0 < args.confidence < 1.0:
-        raise InputError(
-            f"--confidence {args.confidence:g}: must be between 0 and 1 (e.g. 0.95)")
-    if not 0.0 <= getattr(args, "noise", NOISE_BAND) < 1.0:
-        raise InputError(f"--noise {args.noise:g}: must be between 0 and 1 (e.g. 0.02)")
-    if getattr(args, "out", None):  # before the work, not after it
-        check_output_file(args.out)
 
 
 def compared_cells(cmp: Comparison) -> int:

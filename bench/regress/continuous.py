@@ -1,4 +1,5 @@
-"""`nnparity continuous BASE [HEAD]`: A/B-time two git revisions in one job, then compare.
+"""A/B-timing two git revisions in one job, then comparing them: the library of
+`nnparity continuous BASE [HEAD]` (its command is bench/commands/continuous.py).
 
 In the spirit of `asv continuous`: both revisions are checked out into
 temporary git worktrees and the timing harness runs in each as a subprocess
@@ -8,8 +9,9 @@ base, head, base, head ... for `--repeat` rounds, so slow drifts of a shared
 runner (thermal, noisy neighbours) hit both sides alike; each side's samples
 are pooled per cell and compared with bench/regress/compare.py's rule. The
 interleaved runs are the rounds here: a revision whose `run` has `--rounds`
-runs each group in one worker process (`--rounds 1 --extra-rounds 0`, unless
---run-args chooses), so the job costs what it did before runs had rounds.
+(its `nnparity run --help` says so) runs each group in one worker process
+(`--rounds 1 --extra-rounds 0`, unless --run-args chooses), so the job costs
+what it did before runs had rounds.
 
 That first pass is a screen. A process can land in a slow state for its whole
 life (thread placement, a neighbour's burst, a framework's per-process
@@ -40,7 +42,9 @@ removed afterwards, even on failure).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -53,14 +57,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.options import InputError
-from bench.regress.compare import (
-    Comparison,
-    add_rule_arguments,
-    check_rule_arguments,
-    compare_runs,
-    emit,
-    sort_table,
-)
+from bench.regress.compare import Comparison, compare_runs, emit, sort_table
 from bench.results.read import RunInfo, load_run, merge_runs
 from bench.results.schema import CALIBRATION
 from bench.results.stats import Verdict
@@ -115,20 +112,52 @@ def resolve(repo: Path, ref: str) -> str:
 ONE_ROUND = ["--rounds", "1", "--extra-rounds", "0"]
 
 
-def _one_round(side: Side, run_args: list[str]) -> list[str]:
-    """ONE_ROUND for a revision whose runner knows --rounds (an older one does not, and
-    runs one process per group anyway), unless the caller chose rounds."""
+def _one_round(side: Side, run_args: list[str], python: str = "") -> list[str]:
+    """ONE_ROUND for a revision whose `run` knows --extra-rounds (an older one does not,
+    and runs one process per group anyway), unless the caller chose rounds."""
     if any(a.startswith(("--rounds", "--extra-rounds")) for a in run_args):
         return []
+    return ONE_ROUND if knows_rounds(side, side.python or python or sys.executable) else []
+
+
+#: seconds the `run --help` probe may take (an interpreter start and the parser's imports)
+PROBE_TIMEOUT_S = 120.0
+
+
+def knows_rounds(side: Side, python: str) -> bool:
+    """Whether this side's `nnparity run` takes `--extra-rounds`, asked of the revision
+    itself: its own `python -m bench.cli run --help`, run as its runs are (the worktree
+    as cwd and first on PYTHONPATH, its interpreter and environment), so the answer does
+    not depend on where a revision keeps its runner. A revision whose help cannot be
+    read is taken as one without rounds (its run fails later, with its own message)."""
+    return _help_mentions(str(side.worktree), python, side.env, "--extra-rounds")
+
+
+@functools.lru_cache(maxsize=32)
+def _help_mentions(worktree: str, python: str, env: tuple[tuple[str, str], ...],
+                   option: str) -> bool:
     try:
-        source = (side.worktree / "bench" / "timing" / "runner.py").read_text(encoding="utf-8")
-    except OSError:
-        return []
-    return ONE_ROUND if '"--extra-rounds"' in source else []
+        proc = subprocess.run([python, "-m", "bench.cli", "run", "--help"], cwd=worktree,
+                              env=_side_env(worktree, env), capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0 and re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])",
+                                               proc.stdout) is not None
+
+
+def _side_env(worktree: str, extra: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """The environment of a side's processes: ours, its worktree first on PYTHONPATH,
+    and its own extra variables."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (worktree, env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
 
 
 def run_command(python: str, preset: str, out: Path, run_args: list[str]) -> list[str]:
-    """The harness invocation for one side and round (the contract with bench/timing/runner.py)."""
+    """The harness invocation for one side and round (the contract with `nnparity run`,
+    bench/commands/run.py)."""
     return [python, "-m", "bench.cli", "run", "--preset", preset, "--out", str(out), *run_args]
 
 
@@ -144,10 +173,7 @@ RUN_CHECK_FAILED = 1
 
 def _run_side(side: Side, cmd: list[str], out: Path, log: Path) -> tuple[float, str]:
     """Run one side's round; (seconds, "" or why the run exited 1 with its records kept)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(side.worktree), env.get("PYTHONPATH", "")) if p)
-    env.update(side.env)
+    env = _side_env(str(side.worktree), side.env)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log.open("w") as fh:
@@ -180,7 +206,7 @@ def run_ab(sides: dict[str, Side], results: Path, repeat: int, python: str, pres
         out = results / name / f"round{rnd + 1}"
         log = results / name / f"round{rnd + 1}.log"
         unchecked = (name == "base" or rnd > 0) and NO_CHECK not in run_args
-        args = [*run_args, *_one_round(side, run_args)]
+        args = [*run_args, *_one_round(side, run_args, python)]
         cmd = run_command(side.python or python, preset, out,
                           [NO_CHECK, *args] if unchecked else args)
         print(f"{stage}[{i}/{len(plan)}] {name} {side.ref} ({side.sha[:10]}) round {rnd + 1}: "
@@ -369,68 +395,3 @@ def _continuous(args: argparse.Namespace, repo: Path, shas: dict[str, str]) -> i
     return code
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("base", metavar="BASE_REF", nargs="?",
-                        help="baseline revision (e.g. HEAD~1, main); with --framework, the "
-                             "one revision both sides run (default HEAD)")
-    parser.add_argument("head", metavar="HEAD_REF", nargs="?",
-                        help="revision under test (default HEAD; uncommitted changes are "
-                             "not included)")
-    parser.add_argument("--framework", metavar="A,B",
-                        help="instead of two revisions, two versions of one framework, e.g. "
-                             "numpy==2.3.5,numpy==2.4.6: each side runs in its own venv "
-                             "(python -m venv + pip install from PyPI), timing that backend")
-    parser.add_argument("--venv-cache", default="~/.cache/nnparity/venvs", metavar="DIR",
-                        help="where --framework keeps (and reuses) its virtual environments")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="interleaved rounds per side: base, head, base, head ... (default 2)")
-    parser.add_argument("--confirm", type=int, default=5, metavar="N",
-                        help="re-time the cells the first pass flags in N more interleaved "
-                             "rounds per side; a verdict stands only if it repeats "
-                             "(default 5; 0 turns the confirmation off)")
-    parser.add_argument("--confirm-only", choices=("both", "regressions"), default="both",
-                        help="which screen verdicts the confirmation re-times (default both; "
-                             "with regressions, unconfirmed improvements count as unchanged)")
-    parser.add_argument("--preset", default="quick", help="preset for both sides (default quick)")
-    parser.add_argument("--run-args", default="", metavar="ARGS",
-                        help="extra arguments for `nnparity run`, one quoted string, e.g. "
-                             "\"--tasks mlp_regression --backends numpy torch\"")
-    parser.add_argument("--head-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="environment only for the head side's runs (e.g. a test delay)")
-    parser.add_argument("--repo", help="the git repository (default: the one around the cwd)")
-    parser.add_argument("--keep", metavar="DIR", help="keep the raw results under DIR")
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter that runs the harness (default: this one)")
-    add_rule_arguments(parser)
-
-
-def main(args: argparse.Namespace) -> int:
-    """`nnparity continuous`: 0 no regression, 1 regression, 2 bad ref or failed run."""
-    check_rule_arguments(args)
-    if args.repeat < 1:
-        raise InputError(f"--repeat {args.repeat}: must be at least 1")
-    if args.confirm < 0:
-        raise InputError(f"--confirm {args.confirm}: must be 0 (off) or more")
-    if args.framework:
-        if args.head is not None:
-            raise InputError("--framework times one revision: give at most BASE_REF")
-    elif args.base is None:
-        raise InputError("give BASE_REF (and optionally HEAD_REF), or --framework A,B")
-    args.head = args.head or "HEAD"
-    check_paths(args)
-    return continuous(args)
-
-
-def check_paths(args: argparse.Namespace) -> None:
-    """Bad input found before any worktree, venv or run: one line each."""
-    try:
-        shlex.split(args.run_args)
-    except ValueError as exc:
-        raise InputError(f"--run-args {args.run_args!r}: {exc}") from None
-    if args.keep is not None:
-        keep = Path(args.keep)
-        if not args.keep or (keep.exists() and not keep.is_dir()):
-            raise InputError(f"--keep {args.keep!r}: not a directory")
-    python = shutil.which(args.python) if os.sep not in args.python else args.python
-    if not python or not Path(python).is_file() or not os.access(python, os.X_OK):
-        raise InputError(f"--python {args.python}: not an executable file")

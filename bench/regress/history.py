@@ -1,4 +1,5 @@
-"""`nnparity history`: one row per cell per run in results/history.csv, and its plots.
+"""One row per cell per run in results/history.csv, and its plots: the library of
+`nnparity history` (bench/commands/history.py).
 
 `append_history` adds a run's cells (commit, date, machine, cell, median, IQR,
 rounds and the verdict of comparing the run with its machine's baseline) to
@@ -12,25 +13,20 @@ rewritten only through a temp file + rename, and not at all when an input is bad
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from bench.options import OutputError
-from bench.regress.baseline import find_baseline
-from bench.regress.compare import add_rule_options, check_rule_arguments, compare_runs
-from bench.results.machines import runs_by_machine
-from bench.results.paths import BASELINES, HISTORY_FILE, HISTORY_PLOTS
-from bench.results.read import LoadError, RunInfo, load_run
+from bench.results.paths import HISTORY_FILE, HISTORY_PLOTS
+from bench.results.read import LoadError, RunInfo
 from bench.results.schema import parse_cell_id
 from bench.results.write import file_lock, safe_name, write_atomic, write_text_atomic
 
 COLUMNS = ("commit", "date", "machine", "cell", "task", "backend", "variant", "device",
            "dtype", "phase", "median_s", "iqr_s", "rounds", "flag")
 _KEY = ["commit", "date", "machine", "cell"]
-
 
 
 def read_history(path: Path = HISTORY_FILE) -> pd.DataFrame:
@@ -184,63 +180,3 @@ def plot_history(history: pd.DataFrame, out_dir: Path = HISTORY_PLOTS,
     return written
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--add", metavar="RUN", help="first append this run's cells")
-    parser.add_argument("--against", metavar="BASELINE",
-                        help="flag the added run against this run/file (default: the "
-                             "committed baseline of its machine, when one exists)")
-    add_rule_options(parser)  # the rule compare uses, checked the same way
-    parser.add_argument("--file", type=Path, default=HISTORY_FILE,
-                        help=f"history CSV (default {HISTORY_FILE})")
-    parser.add_argument("--plots", type=Path, default=HISTORY_PLOTS,
-                        help=f"where the PNGs go (default {HISTORY_PLOTS})")
-    parser.add_argument("--machine", help="machine fingerprint to plot (default: the latest)")
-    parser.add_argument("--no-plot", action="store_true", help="only append, draw nothing")
-
-
-def main(args: argparse.Namespace) -> int:
-    """`nnparity history [--add RUN]`: 0 ok, 2 bad input (history left untouched)."""
-    check_rule_arguments(args)
-    try:
-        if args.add:
-            # each machine's rows carry that machine (a Ray run may span several)
-            runs = list(runs_by_machine(args.add).values())
-            against = runs_by_machine(args.against) if args.against else None
-            flags: list[dict[str, str]] = []
-            for run in runs:
-                fp = run.attrs["run"].fingerprint
-                if against is not None:  # that machine's cells, else the one machine given
-                    base = against.get(fp) if len(against) > 1 else next(iter(against.values()))
-                else:
-                    found = find_baseline(run, BASELINES)
-                    base = load_run(found) if found is not None else None
-                mine: dict[str, str] = {}
-                if base is not None:
-                    cmp = compare_runs(base, run, args.factor, args.alpha, args.confidence,
-                                       args.noise)
-                    mine = dict(zip(cmp.table["cell"], cmp.table["verdict"], strict=True))
-                flags.append(mine)
-            n = append_history(runs, args.file, flags)
-            n_bad = sum(v == "regression" for f in flags for v in f.values())
-            flagged = any(flags)
-            print(f"{args.file}: {n} rows added" + (
-                f" from {len(runs)} machines" if len(runs) > 1 else "") + (
-                f", flagged against {args.against or 'the machine baseline'} "
-                f"({n_bad} regressions)" if flagged else
-                " (no baseline for this machine: nothing flagged)"))
-        history = read_history(args.file)
-    except LoadError as exc:
-        print(f"nnparity history: error: {exc}", file=sys.stderr)
-        return 2
-    if args.no_plot:
-        return 0
-    if history.empty:
-        print(f"{args.file}: no history yet (add a run with --add RUN)")
-        return 0
-    if args.machine and args.machine not in set(history["machine"]):
-        print(f"nnparity history: error: --machine {args.machine}: not in {args.file} "
-              f"(known: {', '.join(sorted(set(history['machine'])))})", file=sys.stderr)
-        return 2
-    for path in plot_history(history, args.plots, args.machine):
-        print(path)
-    return 0

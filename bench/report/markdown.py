@@ -1,7 +1,7 @@
 """REPORT.md of one run: the tables, as the library behind `nnparity report`.
 
 The command itself (options, figures, writing the files, the merged and HTML
-reports) is bench/report/report_command.py; this module, which `plots`, `html`
+reports) is bench/commands/report.py; this module, which `plots`, `html`
 and `machines` import, imports none of them. Reads the run with
 `bench.results.read.load_run`, turns it into one tidy table (one
 row per cell, extra_info flattened, each steady cell's 95% interval from its raw

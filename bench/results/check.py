@@ -1,27 +1,19 @@
-"""`nnparity validate RUN_DIR`: check a run (or one results file) against the results format.
+"""Checking the files of a run against the results format, reading included: the
+library of `nnparity validate` (bench/commands/validate.py).
 
-Reads every `*.json` below RUN_DIR (or the one file given) and prints one line
-per problem found by `bench.results.validate.problems`, plus one for a file that
-is not JSON at all; exit 0 when every file is valid, 1 otherwise, 2 when there
-is nothing to check. A file recorded from a modified tree (its commit ends in
-`+dirty`) is valid but warned about on stderr: its numbers belong to no commit.
-It changes no file and imports no framework.
+`files_of` lists every `*.json` below a run directory (or the one file given);
+`check_file` reads one through the one reader and returns the problems found by
+`bench.results.validate.problems` (one for a file that is not JSON at all), and
+for a valid file its format version and the commit it records. It changes no
+file and imports no framework.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from bench.options import InputError
-from bench.results.schema import FORMAT_VERSION
 from bench.results.validate import format_version, problems
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="a run directory (every *.json below it) or one results file")
 
 
 def files_of(path: Path) -> list[Path]:
@@ -46,37 +38,10 @@ def check_file(file: Path) -> tuple[list[str], int | None, str]:
     except LoadError as exc:
         return [str(exc)], None, ""
     found = problems(doc, str(file))
-    return found, None if found else format_version(doc), "" if found else _commit(doc)
+    return found, None if found else format_version(doc), "" if found else recorded_commit(doc)
 
 
-def main(args: argparse.Namespace) -> int:
-    """0: every file valid; 1: a problem (one line each on stdout); 2: nothing to check."""
-    files = files_of(Path(args.run_dir))
-    found: list[str] = []
-    versions: set[int] = set()
-    dirty: list[str] = []
-    for file in files:
-        lines, version, commit = check_file(file)
-        found += lines
-        if not lines:
-            versions.add(version or 0)
-            if commit.endswith("+dirty"):
-                dirty.append(f"{file} ({commit.removesuffix('+dirty')[:10]}+dirty)")
-    if dirty:
-        sys.stderr.write(f"warning: {len(dirty)} file(s) recorded from a modified tree, so "
-                         f"their numbers belong to no commit: {', '.join(dirty[:3])}"
-                         f"{', ...' if len(dirty) > 3 else ''}\n")
-    for line in found:
-        print(line)
-    if found:
-        return 1
-    shown = ", ".join(str(v) for v in sorted(versions))
-    print(f"{args.run_dir}: {len(files)} file(s) valid (results format version {shown}; "
-          f"this checker knows up to {FORMAT_VERSION})")
-    return 0
-
-
-def _commit(doc: object) -> str:
+def recorded_commit(doc: object) -> str:
     try:
         commit = doc["machine_info"]["nnparity"].get("git_commit", "")  # type: ignore[index]
     except (KeyError, TypeError, AttributeError):

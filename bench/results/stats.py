@@ -39,8 +39,8 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 #: a ratio counts as a difference only when its CI lies wholly outside [1/1.02, 1.02]
 NOISE_BAND = 0.02
-#: the regression rule's defaults (`compare_samples`): a change beyond this ratio of
-#: medians, at this significance level, with an interval at this confidence
+#: the comparison rule's defaults (`compare_samples`; `nnparity compare --factor/--alpha/
+#: --confidence`): a change beyond 1.2x, significant at 1%, with its 95% interval
 FACTOR = 1.2
 ALPHA = 0.01
 CONFIDENCE = 0.95

@@ -14,7 +14,7 @@ Version 1 is the format before versioning (no `format_version`); version 2
 and requires them. A version newer than this checker knows is a problem.
 
 This module reads no file, prints nothing and imports no framework;
-`nnparity validate` (bench/results/check.py) is its command.
+`nnparity validate` (bench/commands/validate.py) is its command.
 """
 
 from __future__ import annotations

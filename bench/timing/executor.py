@@ -1,5 +1,5 @@
 """How `nnparity run` executes its groups: the executor interface, the executors by
-name, the `--executor` options and the `Progress` line every executor feeds.
+name and the `Progress` line every executor feeds.
 
 The runner builds the matrix and hands the groups to an executor, which runs
 each group (one worker process at a time per machine), feeds every finished
@@ -7,19 +7,18 @@ cell to the shared `Progress` line and writes each group's results file into
 the run directory. `local` (bench/timing/runner.py, the default) runs the
 groups one after another on this machine; `ray` (bench/distributed/ray_executor.py)
 sends each group to a node of a Ray cluster. Ray is imported only when asked for:
-`bench.timing.runner.executor_for` imports the chosen one by its name here.
+`bench.commands.run.executor_for` imports the chosen one by its name here (the
+`--executor` options are that command's).
 
 This module holds no execution itself and must not import a framework or Ray.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench.options import add_list_option
 from bench.progress import ProgressLine
 from bench.timing.matrix import Group, Plan, Selection
 
@@ -84,11 +83,3 @@ class Executor(Protocol):
         ...
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    arg = parser.add_argument
-    arg("--executor", default="local", help=f"one of {', '.join(EXECUTORS)} (default local)")
-    arg("--address", default=None,
-        help="Ray cluster address for --executor ray (default: RAY_ADDRESS or a local Ray)")
-    add_list_option(parser, "machines",
-                    "comma list of Ray machines (node label nnparity-machine, or a custom "
-                    "resource name, or a hostname) to run on; default every node with a slot")

@@ -1,8 +1,9 @@
-"""`nnparity run`: time the benchmark matrix, one worker process per (backend, task) group.
+"""Timing the benchmark matrix on this machine: the local executor and the run directory,
+the library of `nnparity run` (its command, bench/commands/run.py, validates the
+selection and chooses the executor).
 
-The runner validates the selection (exit 2 with one line on a bad value),
-asks each backend's worker to describe itself (variants, devices, which
-variants fit which model), builds the matrix, then runs the groups one after
+`describe` asks each backend's worker to describe itself (variants, devices,
+which variants fit which model). `LocalExecutor` runs the groups one after
 another so no two ever share the cores: each group in `--rounds` worker
 processes with its cells in a seeded random order per round, the rounds
 interleaved across groups (round 1 of every group, then round 2, ...), then
@@ -16,7 +17,6 @@ a framework and never times anything itself.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -24,13 +24,9 @@ import importlib
 import importlib.util
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -41,39 +37,21 @@ import impls
 from bench.options import (
     InputError,
     OutputError,
-    add_list_option,
-    add_task_options,
-    check_overrides_known,
-    choice_list,
-    int_range,
-    knob_overrides,
-    positive_float,
-    positive_int,
-    seed_int,
 )
-from bench.progress import clock
 from bench.results import write as records
 from bench.results.paths import ROOT, RUNS
 from bench.results.schema import STEADY_PHASES
 from bench.results.write import write_text_atomic
 from bench.timing import environment
-from bench.timing import executor as executors
-from bench.timing.executor import EXECUTORS, Executor, Outcome, Progress, RunContext
+from bench.timing.executor import Outcome, Progress, RunContext
 from bench.timing.matrix import (
-    PHASES,
-    PLANS,
     Group,
-    MatrixError,
     Plan,
     Selection,
-    build_groups,
-    keyword_matcher,
-    not_applicable,
     round_order,
     round_plan,
     task_configs,
 )
-from bench.timing.shard import parse_shard, shard_groups
 from bench.timing.watch import (
     WorkerSpec,
     WorkFiles,
@@ -85,87 +63,8 @@ from bench.timing.watch import (
     work_files,
     worker_command,
 )
-from impls.base import DEVICES, DTYPES, PRECISIONS, STRICT, BackendError
-from tasks import PRESETS, TASKS
-from tasks.spec import SpecError
 
 DESCRIBE_CACHE = RUNS / ".describe-cache"  # git-ignored with raw runs
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_task_options(parser, many=True)
-    arg = parser.add_argument
-    # list options are plural; the singular spelling is an alias (add_list_option)
-    add_list_option(parser, "backends", f"comma list of {', '.join(impls.BACKENDS)}")
-    add_list_option(parser, "variants", "comma list, e.g. eager,jit,xla")
-    add_list_option(parser, "devices", "comma list of cpu, cuda (default: all present)")
-    add_list_option(parser, "dtypes", "comma list of float32, float64 (default float32)")
-    add_list_option(parser, "precisions",
-                    f"comma list of {', '.join(PRECISIONS)} (default fp32: strict float32, "
-                    "TF32 off); reduced modes are timed beside their error against float64, "
-                    "and combinations a backend does not offer are n/a")
-    add_list_option(parser, "phases", f"comma list of {', '.join(PHASES)}")
-    arg("-k", dest="keyword", default=None, metavar="EXPR",
-        help="pytest-style expression over cell ids, e.g. 'lstm and not compile'")
-    arg("--out", default=None, help="run directory (default results/runs/<timestamp>)")
-    arg("--threads", type=int_range(1, MAX_THREADS), default=None,
-        help="threads for every framework (default: all)")
-    arg("--timeout", type=positive_float, default=None,
-        help="seconds per group (and per backend description) before it is killed")
-    arg("--seed", type=seed_int, default=0, help="parameter initialisation seed")
-    arg("--budget", type=positive_float, default=None,
-        help="timed seconds per cell (default: the preset's plan, e.g. 0.05 for quick)")
-    arg("--min-rounds", type=positive_int, default=None,
-        help="timed samples per cell, at least (pytest-benchmark's rounds)")
-    arg("--rounds", type=positive_int, default=None,
-        help="independent worker processes per group, each timing every cell in its own "
-             "seeded random order with its share of the budget (default: the preset's, "
-             "2 for quick, 3 for standard); a cell's confidence interval then includes "
-             "how much it moves from one process to the next")
-    arg("--extra-rounds", type=int, default=None, metavar="N",
-        help="after the rounds, up to N more rounds of only the cells whose 95%% interval "
-             "is wider than --target-ci (default: the preset's, 1)")
-    arg("--target-ci", type=positive_float, default=None, metavar="F",
-        help="the interval half-width, relative to the median, that a cell needs no extra "
-             "round for (default 0.03: +-3%%)")
-    arg("--no-gradcheck", action="store_true", help="skip the per-cell agreement check")
-    arg("--shard", default=None, metavar="K/N",
-        help="run only shard K of N (a deterministic share of the groups, e.g. 2/4)")
-    executors.add_arguments(parser)
-
-
-#: more threads than any machine has cores is a typo, not a setting
-MAX_THREADS = 4096
-
-
-def selection_from_args(args: argparse.Namespace) -> Selection:
-    preset = args.preset or "quick"
-    if preset not in PRESETS:
-        raise MatrixError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    overrides = knob_overrides(args)
-    tasks = choice_list(args.tasks, TASKS, "task")
-    check_overrides_known(tasks, overrides)
-    default_devices = ["cpu", "cuda"] if environment.has_cuda() else ["cpu"]
-    variants = None
-    if args.variants:
-        variants = tuple(v.strip() for part in args.variants for v in part.split(",") if v.strip())
-    sel = Selection(
-        tasks=tuple(tasks),
-        backends=tuple(choice_list(args.backends, impls.BACKENDS, "backend")),
-        variants=variants,
-        devices=tuple(choice_list(args.devices, DEVICES, "device", default=default_devices)),
-        dtypes=tuple(choice_list(args.dtypes, DTYPES, "dtype", default=["float32"])),
-        phases=tuple(choice_list(args.phases, PHASES, "phase")),
-        preset=preset,
-        overrides=overrides,
-        keyword=args.keyword,
-        precisions=tuple(choice_list(getattr(args, "precisions", None), PRECISIONS, "precision",
-                                     default=[STRICT])),
-    )
-    for task in sel.tasks:  # validates knob values now, before anything runs
-        task_configs(task, preset, overrides)
-    keyword_matcher(sel.keyword)
-    return sel
 
 
 DESCRIBE_TIMEOUT_S = 300.0  # without --timeout: a framework import can take a minute cold
@@ -257,30 +156,6 @@ def _describe_cache(backend: str, preset: str, configs: list) -> Path:
     return DESCRIBE_CACHE / f"{backend}-{digest.hexdigest()[:16]}.json"
 
 
-def plan_for(sel: Selection, args: argparse.Namespace) -> Plan:
-    """The preset's plan with the user's --budget / --min-rounds applied."""
-    plan = PLANS[sel.preset]
-    # --budget and --min-rounds are positive by their argparse types
-    if getattr(args, "budget", None) is not None:
-        plan = replace(plan, budget_s=args.budget)
-    if getattr(args, "min_rounds", None) is not None:
-        plan = replace(plan, min_rounds=args.min_rounds,
-                       max_rounds=max(plan.max_rounds, args.min_rounds))
-    if getattr(args, "rounds", None) is not None:
-        if args.rounds <= 0:
-            raise MatrixError(f"--rounds must be a positive integer, got {args.rounds}")
-        plan = replace(plan, rounds=args.rounds)
-    if getattr(args, "extra_rounds", None) is not None:
-        if args.extra_rounds < 0:
-            raise MatrixError(f"--extra-rounds must be 0 or more, got {args.extra_rounds}")
-        plan = replace(plan, extra_rounds=args.extra_rounds)
-    if getattr(args, "target_ci", None) is not None:
-        if not 0 < args.target_ci < 1:
-            raise MatrixError(f"--target-ci must be between 0 and 1, got {args.target_ci:g}")
-        plan = replace(plan, target_ci=args.target_ci)
-    return plan
-
-
 def round_files(work: Path, group: Group, round_index: int = 0) -> WorkFiles:
     """A group's scratch files for one round (`bench.timing.watch.work_files`, one set
     per round; round 0 keeps the names a single-process run always had)."""
@@ -304,6 +179,11 @@ def drop_work_files(work: Path, group: Group, keep_log: bool = False,
 
 #: the 1-, 5- and 15-minute load averages when this run started (before describing)
 RUN_START_LOAD: list[tuple[float, float, float]] = []
+
+
+def note_run_start() -> None:
+    """Record the load averages as the run starts (`RUN_START_LOAD`), before describing."""
+    RUN_START_LOAD[:] = [tuple(_loadavg())] if _loadavg() else []
 
 
 def _loadavg() -> list[float]:
@@ -430,8 +310,9 @@ def run_rounds(runs: list[GroupRun], sel: Selection, out: Path, work: Path, thre
             part = run.next_part(seed)
             if part is not None:
                 _one_round(run, part, sel, out, work, threads, seed, timeout, progress,
-                           gradcheck and r == 0, plan, final=planned == 1)
-    for _ in range(plan.extra_rounds if planned > 1 else 0):
+                           gradcheck and r == 0, plan,
+                           final=planned == 1 and not plan.extra_rounds)
+    for _ in range(plan.extra_rounds):
         for run in runs:
             if run.error or run.settled:
                 continue
@@ -457,7 +338,7 @@ def _one_round(run: GroupRun, part: Group, sel: Selection, out: Path, work: Path
     try:
         with run.load.measuring():
             error = _run_round(run.parts, sel, out, work, threads, seed, timeout, progress,
-                               gradcheck, round_plan(plan))
+                               gradcheck, round_plan(plan), run_block(run, seed))
     except KeyboardInterrupt:
         run.interrupted = True
         try:
@@ -467,10 +348,8 @@ def _one_round(run: GroupRun, part: Group, sel: Selection, out: Path, work: Path
             sys.stderr.write(f"nnparity run: error: {exc}\n")
         raise
     if error:
-        if planned == 1:
-            run.error = error
-        elif r < planned:
-            run.error = f"round {r + 1} of {planned}: {error}"
+        if r < planned:
+            run.error = error if planned == 1 else f"round {r + 1} of {planned}: {error}"
             # a hang or crash would repeat: no further rounds
             progress.skip(len(run.group.cells) * (planned - r - 1))
         else:
@@ -504,8 +383,9 @@ def wide_cells(doc: dict[str, Any], target: float) -> set[str]:
 
 def _run_round(parts: list[Group], sel: Selection, out: Path, work: Path, threads: int,
                seed: int, timeout: float, progress: Progress, gradcheck: bool,
-               plan: Plan) -> str:
-    """Run the last of `parts` (round len(parts) - 1) in a fresh worker process."""
+               plan: Plan, block: dict[str, Any]) -> str:
+    """Run the last of `parts` (round len(parts) - 1) in a fresh worker process; `block`
+    is the run block its group file carries, should the worker have to write it."""
     r, part = len(parts) - 1, parts[-1]
     files = round_files(work, part, r)
     for path in (files.stream, files.pytest_json):
@@ -514,7 +394,7 @@ def _run_round(parts: list[Group], sel: Selection, out: Path, work: Path, thread
     write_text_atomic(files.spec, json.dumps({
         **spec.to_json(files, threads, group_file(out, part.name)),
         # a worker whose runner dies writes the group file from every round so far
-        "round": r, "orders": [[c.id for c in p.cells] for p in parts],
+        "round": r, "orders": [[c.id for c in p.cells] for p in parts], "run_block": block,
         "previous_rounds": [[str(p) for p in round_files(work, part, k)[:2]] for k in range(r)],
     }))
     cells = follow(files.spec, files.log, files.stream, timeout, env=_worker_env())
@@ -525,7 +405,7 @@ def _merged(run: GroupRun, sel: Selection, work: Path, threads: int, error: str,
             intervals: bool = True) -> dict[str, Any]:
     """The group's document from the rounds that ran (their streams and pytest-benchmark
     files), with error entries for what the last round never reached (`error`)."""
-    group, parts, plan = run.group, run.parts, run.plan
+    group, parts = run.group, run.parts
     machine_info = records.default_machine_info(
         environment.nnparity_info(threads, recorded_precisions(sel.precisions)))
     docs = []
@@ -536,12 +416,18 @@ def _merged(run: GroupRun, sel: Selection, work: Path, threads: int, error: str,
                                            (error if last else "") or "", threads))
     if error and len(docs) > 1:
         _unreached_keep_earlier(docs, parts[-1], error)
-    planned = max(1, plan.rounds)
-    run_block = {"rounds": planned, "rounds_run": len(parts), "order_seed": seed,
-                 "extra_rounds": [len(p.cells) for p in parts[planned:]],
-                 "target_ci": plan.target_ci, "machine_load": run.load.block()}
     return records.merge_rounds(docs, [[c.id for c in p.cells] for p in parts or [group]],
-                                run_block, intervals=intervals)
+                                run_block(run, seed), intervals=intervals)
+
+
+def run_block(run: GroupRun, seed: int) -> dict[str, Any]:
+    """The group file's run block (`nnparity_run`, which `validate` checks and the report
+    reads): the rounds planned and run so far, their order's seed, the extra rounds'
+    sizes, the target and the machine's load while the group ran."""
+    planned = max(1, run.plan.rounds)
+    return {"rounds": planned, "rounds_run": len(run.parts), "order_seed": seed,
+            "extra_rounds": [len(p.cells) for p in run.parts[planned:]],
+            "target_ci": run.plan.target_ci, "machine_load": run.load.block()}
 
 
 def _unreached_keep_earlier(docs: list[dict[str, Any]], last: Group, error: str) -> None:
@@ -583,19 +469,6 @@ def _worker_env() -> dict[str, str]:
     return {**os.environ, PARENT_ENV: str(os.getpid())}
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def _interrupt(_signum: int, _frame: Any) -> None:
-    """SIGINT, SIGTERM and SIGHUP take the Ctrl-C path, so the current worker (in its
-    own session) is stopped too and finished records are kept. The first one turns
-    the others off: a second Ctrl-C must not interrupt the writing of what the first
-    one saved."""
-    for sig in _STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 class LocalExecutor:
     """The default executor: the groups one after another on this machine, so no two
     ever share the cores; Ctrl-C stops the current worker and keeps finished records;
@@ -629,15 +502,6 @@ class LocalExecutor:
             return Outcome((), output_error=True)
         _remove_if_empty(work)
         return Outcome(tuple(f"{r.group.name}: {r.error}" for r in runs if r.error))
-
-
-def _install_signal_handlers() -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in _STOP_SIGNALS:
-        # a signal ignored by whoever started us (nohup, a background job) stays ignored
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, _interrupt)
 
 
 class RunDirectory:
@@ -717,137 +581,6 @@ class RunDirectory:
         if work.is_dir() and any(work.iterdir()):
             found.append(".work/")
         return found
-
-
-def executor_for(args: argparse.Namespace) -> Executor:
-    """The executor the options ask for; bad combinations are one-line InputErrors.
-    Executors are registered by name in `bench.timing.executor.EXECUTORS` and imported
-    only when chosen (Ray's only when asked for), as `bench.cli.COMMANDS` registers
-    commands."""
-    name = getattr(args, "executor", None) or "local"
-    if name not in EXECUTORS:
-        raise InputError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
-    machines = [m.strip() for part in (getattr(args, "machines", None) or [])
-                for m in part.split(",") if m.strip()]
-    if name == "local":
-        if getattr(args, "address", None) or machines:
-            raise InputError("--address and --machines need --executor ray")
-        return LocalExecutor()
-    module, _, cls = EXECUTORS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)(
-        address=getattr(args, "address", None), machines=tuple(machines))
-
-
-def check_environment() -> None:
-    """Environment variables the workers read, checked before any worker starts: a bad
-    one is bad input (exit 2, one line), not an error in every cell."""
-    from impls.threads import interop_threads
-
-    interop_threads()  # NNPARITY_INTEROP_THREADS: a positive integer or unset
-
-
-def main(args: argparse.Namespace) -> int:
-    _install_signal_handlers()
-    RUN_START_LOAD[:] = [tuple(_loadavg())] if _loadavg() else []
-    check_environment()
-    if getattr(args, "out", None) is not None and not args.out.strip():
-        raise InputError("--out '': an empty path (leave --out out for the default)")
-    sel = selection_from_args(args)
-    plan = plan_for(sel, args)
-    shard = parse_shard(getattr(args, "shard", None))
-    executor = executor_for(args)
-    threads = args.threads or os.cpu_count() or 1
-    # own the run directory first, so a busy --out fails before anything slow runs;
-    # bad input found below removes it again (it has written nothing)
-    run_dir = RunDirectory(args.out)  # held until this process exits
-    try:
-        groups, sel_timeout = _select_groups(sel, args, shard, threads)
-    except EmptyShard as note:  # not an error: a CI matrix may have more shards than groups
-        run_dir.discard()
-        sys.stderr.write(f"{note}\n")
-        return 0
-    except (InputError, SpecError, BackendError):
-        run_dir.discard()
-        raise
-    return _execute(run_dir, groups, sel, plan, args, executor, threads, sel_timeout)
-
-
-class EmptyShard(Exception):
-    """This shard of a valid selection holds no group."""
-
-
-def _select_groups(sel: Selection, args: argparse.Namespace, shard, threads: int):
-    """The groups to run (validated, sharded), and the group timeout."""
-    # each precision mode is another program per cell, plus its error measurement
-    timeout = args.timeout or PLANS[sel.preset].timeout_s * len(sel.precisions)
-    with tempfile.TemporaryDirectory(prefix="nnparity-describe-") as tmp:
-        described = describe(sel, Path(tmp), threads,
-                             args.timeout if args.timeout else DESCRIBE_TIMEOUT_S)
-    check_devices(sel, described)
-    groups = build_groups(sel, described)
-    if shard is not None:
-        everything = len(groups)
-        groups = shard_groups(groups, sel, *shard)
-        if everything and not groups:  # more CI shards than groups: this one has none
-            raise EmptyShard(f"nnparity run: shard {shard[0]}/{shard[1]} has no group (the "
-                             f"selection has {everything}); nothing to run")
-    unoffered = not_applicable(sel, described)
-    if not groups:
-        extra = (f" ({len(unoffered)} combinations are n/a: no backend offers that precision "
-                 "there)") if unoffered else ""
-        raise InputError("the selection matches no cell"
-                         + (f" in shard {shard[0]}/{shard[1]}" if shard else "") + extra)
-    for backend, device, dtype, precision in sorted({(b, d, t, p) for _, b, _, d, t, p
-                                                     in unoffered}):
-        sys.stderr.write(f"n/a: {backend} {dtype} {precision} on {device} (not offered)\n")
-    return groups, timeout
-
-
-def _execute(run_dir: RunDirectory, groups: list[Group], sel: Selection, plan,
-             args: argparse.Namespace, executor, threads: int, timeout: float) -> int:
-    out = run_dir.path
-    groups = executor.prepare(groups)
-    if not isinstance(executor, LocalExecutor) and plan.rounds > 1:
-        plan = replace(plan, rounds=1)  # a cluster node runs one process per group
-        sys.stderr.write("nnparity run: one round per group on this executor (--rounds is "
-                         "for the local executor)\n")
-    work = out / ".work"  # worker specs, logs and streams; hidden, so readers skip it
-    try:
-        work.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {work}: {exc.strerror or exc}") from None
-    cells = sum(g.size for g in groups)
-    progress = Progress(sum(round_cells(g, plan.rounds) for g in groups))
-    sys.stderr.write(f"nnparity run: {cells} cells in {len(groups)} groups x {plan.rounds} "
-                     f"round(s) ({len(groups) * plan.rounds} worker processes, each cell's "
-                     f"order randomised per round), preset {sel.preset}, {threads} threads "
-                     f"-> {out}\n")
-    ctx = RunContext(sel, plan, out, work, threads, args.threads is not None, args.seed,
-                     timeout, not args.no_gradcheck)
-    if hasattr(executor, "abandon"):  # a connection that never answers ends the process
-        executor.abandon = lambda: (shutil.rmtree(work, ignore_errors=True),
-                                    run_dir.discard())
-    try:
-        outcome = executor.run(groups, ctx, progress)
-    except InputError:  # e.g. a Ray cluster that cannot be reached: nothing ran
-        if not any(out.glob("*.json")):
-            shutil.rmtree(work, ignore_errors=True)
-            run_dir.discard()
-        raise
-    if outcome.interrupted:
-        return 130
-    if outcome.output_error:
-        return 2
-    for line in outcome.failed:
-        sys.stderr.write(f"group error: {line}\n")
-    disagree, errors = count_failures(out)
-    verdict = (f"{disagree} cell(s) failed gradient agreement, {errors} cell(s) errored"
-               if disagree or errors else "every cell ran and agreed" if not args.no_gradcheck
-               else "every cell ran (agreement not checked: --no-gradcheck)")
-    progress.close()
-    sys.stderr.write(f"nnparity run: done in {clock(progress.elapsed)}; "
-                     f"results in {out}; {verdict}\n")
-    return 1 if disagree or errors else 0
 
 
 def count_failures(out: Path) -> tuple[int, int]:

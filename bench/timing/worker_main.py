@@ -91,7 +91,9 @@ def _record_load_error(kind: str, what: Any, exc: BaseException) -> None:
 
 def _rescue(spec_path: str, why: str) -> None:
     """The runner is gone: write the group's results file from what this worker has
-    streamed so far (the runner would have), so no finished cell is lost."""
+    streamed so far, as the runner would have (`bench.timing.runner`: every round so
+    far merged, each cell's interval, the run block the runner put in the spec), so no
+    finished cell is lost and the file is valid."""
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     if "result" not in spec:
         return
@@ -101,19 +103,15 @@ def _rescue(spec_path: str, why: str) -> None:
 
     group = group_from_dict(spec["group"])
     info = records.default_machine_info(nnparity_info(spec["threads"], spec.get("precisions")))
-    previous = spec.get("previous_rounds") or []
-    if not previous:
-        records.finish_group(group, spec["preset"], Path(spec["result"]),
-                             Path(spec["pytest_json"]), Path(spec["stream"]), info, why,
-                             spec["threads"])
-        return
     # earlier rounds of this group (other processes) come first, as the runner merges them
+    previous = spec.get("previous_rounds") or []
     docs = [records.group_document(group, spec["preset"], Path(pj), Path(st), info, "",
                                    spec["threads"]) for st, pj in previous]
     docs.append(records.group_document(group, spec["preset"], Path(spec["pytest_json"]),
                                        Path(spec["stream"]), info, why, spec["threads"]))
     records.write_group_file(Path(spec["result"]), records.merge_rounds(
-        docs, spec.get("orders") or [[c.id for c in group.cells]] * len(docs)))
+        docs, spec.get("orders") or [[c.id for c in group.cells]] * len(docs),
+        spec.get("run_block")))
 
 
 def _reparented(parent: int, wait_s: float = 0.5) -> bool:

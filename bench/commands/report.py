@@ -4,8 +4,7 @@ One run from one machine: its tables (bench/report/markdown.py) and figures
 (bench/report/plots.py) written into the run itself. Several runs, or one run
 over several machines (a Ray run, CI shards): the merged report
 (bench/report/machines.py). `--html`: one run's interactive REPORT.html
-(bench/report/html.py). Kept apart from those library modules so that none of
-them imports a command. It never runs or times anything, and never imports a
+(bench/report/html.py). It never runs or times anything, and never imports a
 framework.
 """
 
@@ -14,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands.common import check_out_dir
 from bench.options import InputError, OutputError
 from bench.report.html import write_html
 from bench.report.machines import write_merged_report
@@ -60,8 +60,7 @@ def main(args: argparse.Namespace) -> int:
         if not run.is_dir():
             raise InputError(f"{run} is not a run directory")
     out_dir = getattr(args, "out", None)
-    if out_dir is not None and not out_dir.strip():
-        raise InputError("--out '': an empty path (leave --out out for the default)")
+    check_out_dir(out_dir)
     if getattr(args, "html", False):  # callers building a Namespace by hand may omit it
         if len(dirs) != 1:
             raise InputError("--html takes one run directory")
@@ -73,11 +72,3 @@ def main(args: argparse.Namespace) -> int:
         out = write_merged_report(dirs, out_dir, plots=not args.no_plots)
     print(out)
     return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    _parser = argparse.ArgumentParser(prog="nnparity report", description=__doc__)
-    add_arguments(_parser)
-    sys.exit(main(_parser.parse_args()))

@@ -1,4 +1,4 @@
-"""`nnparity list`: tasks with their knobs and presets, backends, variants, devices
+"""The `nnparity list` command: tasks with their knobs and presets, backends, variants, devices
 and the precision modes each backend offers per device (present or not).
 
 A backend whose framework is missing is listed as "not installed"; one that

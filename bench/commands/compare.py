@@ -1,18 +1,18 @@
 """The `nnparity compare` command: options, and the choice between one machine's
 comparison (`compare.compare_runs`) and a cell-by-machine one (`by_machine`).
 
-Kept apart from bench/regress/compare.py, the library that `by_machine`,
-`continuous`, `baseline` and `history` import, so that no library module
-imports a command. Reads only; writes nothing but the report file asked for.
+The rule's options and the report's format are the ones every judging command
+shares (bench/commands/common.py). Reads only; writes nothing but the report file
+asked for.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
+from bench.commands.common import add_rule_arguments, check_rule_arguments
 from bench.regress.by_machine import compare_by_machine, spans_machines
-from bench.regress.compare import add_rule_arguments, check_rule_arguments, compare_runs, emit
+from bench.regress.compare import compare_runs, emit
 from bench.results.read import load_run
 
 
@@ -32,9 +32,3 @@ def main(args: argparse.Namespace) -> int:
     base, current = load_run(args.baseline), load_run(args.current)
     return emit(compare_runs(base, current, args.factor, args.alpha, args.confidence,
                              args.noise), args)
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="nnparity compare", description=__doc__)
-    add_arguments(_parser)
-    sys.exit(main(_parser.parse_args()))
