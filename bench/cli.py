@@ -32,7 +32,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("validate", "bench.results.check", "check a run's raw results against the results format"),
     ("baseline", "bench.regress.baseline", "manage committed per-machine baselines"),
     ("history", "bench.regress.history", "plot each cell's timing over commits"),
-    ("study", "bench.study.run",
+    ("study", "bench.commands.study",
      "gradient flow through time and depth, and learning, measured in every backend"),
     ("race", "bench.race.run",
      "time to a trained model: every backend to the same held-out target, same start"),

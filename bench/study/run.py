@@ -1,4 +1,4 @@
-"""`nnparity study`: schedule the study's jobs over worker processes, write the raw data, report.
+"""The study's scheduler: its jobs over worker processes, the journal, the raw data files.
 
 Phase 1 times one short training run per cell and backend and picks the
 fastest backend per cell for training; phase 2 trains (the adding problem
@@ -6,18 +6,17 @@ on the chosen backends, the subset repeated on every backend, the MLPs);
 phase 3 measures gradients at initial and trained parameters, the NumPy
 reference for every seed and every other backend for the first seed. A
 progress line with an ETA goes to stderr. Raw data goes to `study.json` (and
-CSV tables beside it); `--report DIR` rebuilds REPORT.md and the figures
-from that file alone. This module computes no statistics itself
-(`summary` does) and imports no framework (jobs do, in the workers).
+CSV tables beside it), from which `report` rebuilds REPORT.md and the figures.
+The command (`bench.commands.study`) parses the options and calls `execute`.
+This module computes no statistics itself (`summary` does) and imports no
+framework (jobs do, in the workers).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -26,13 +25,12 @@ from typing import Any
 
 import numpy as np
 
-import impls
-from bench.options import InputError, add_list_option, backend_list
+from bench.options import InputError
 from bench.progress import ProgressLine
 from bench.results.paths import RUNS
 from bench.results.write import write_text_atomic
 from bench.study import jobs
-from bench.study.config import PRESETS, StudyConfig, study_config
+from bench.study.config import StudyConfig
 from tasks.params import init_params
 
 RAW = "study.json"
@@ -43,29 +41,12 @@ DEFAULT_OUT = RUNS / "study"
 Job = tuple[float, Callable[..., dict], tuple]  # (estimated cost, function, arguments)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
-    parser.add_argument("--out", default=None, help=f"output directory (default {DEFAULT_OUT})")
-    add_list_option(parser, "backends",
-                    "comma list (default: every installed backend; numpy always runs)")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...)")
-    parser.add_argument("--steps", type=int, default=None, help="the adding-problem budget")
-    parser.add_argument("--train-backend", default=None,
-                        help="train every cell on this backend instead of measuring which "
-                             "is fastest")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes, one thread each (default: all cores)")
-    parser.add_argument("--report", metavar="DIR", default=None,
-                        help="only rebuild REPORT.md and figures from DIR/study.json")
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
-
-
 # ------------------------------------------------------------------- scheduling
-class _Inline(Executor):
+class Inline(Executor):
     """This process as the pool (`--jobs 1`): `run_jobs` runs each job itself, in turn."""
 
 
-def _worker_init() -> None:
+def worker_init() -> None:
     from impls.threads import configure
 
     configure(1)
@@ -159,7 +140,7 @@ def run_jobs(pool: Executor, todo: list[Job], progress: ProgressLine,
             journal.record(todo[i], result)
         progress.advance(weight=todo[i][0])
 
-    if isinstance(pool, _Inline):  # one at a time, so the progress line moves per job
+    if isinstance(pool, Inline):  # one at a time, so the progress line moves per job
         for i in order:
             finished(i, todo[i][1](*todo[i][2]))
         return results
@@ -304,57 +285,11 @@ def write_raw(out: Path, data: dict[str, Any]) -> None:
         ["cell", "length", "seed", "backend", "test_mse", "seconds"], rows))
 
 
-def main(args: argparse.Namespace) -> int:
-    from bench.study.report import write_report
-
-    if args.report is not None:
-        path = Path(args.report)
-        if not (path / RAW).is_file():
-            raise InputError(f"no {RAW} in {path}")
-        print(f"report: {write_report(path)}")
-        return 0
-    cfg = study_config(args.preset, args.seeds, args.steps)
-    backends = ["numpy"] + [b for b in backend_list(args.backends)
-                            if b != "numpy" and impls.is_installed(b)]
-    n_jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
-    if n_jobs <= 0:
-        raise InputError(f"--jobs must be a positive integer, got {n_jobs}")
-    if args.train_backend is not None and args.train_backend not in backends:
-        raise InputError(f"--train-backend {args.train_backend!r} is not among the backends "
-                         f"run here ({', '.join(backends)})")
-    out = Path(args.out) if args.out else DEFAULT_OUT
-    if (out / RAW).exists():
-        raise InputError(f"--out {out} already holds a finished study ({RAW}); choose another "
-                         f"--out, or rebuild its report with --report {out}")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a directory")
-    journal = Journal(out / JOURNAL, {"config": cfg.to_dict(), "backends": backends,
-                                      "train_backend": args.train_backend})
-    if journal.done:
-        print(f"study: resuming in {out}: {len(journal.done)} finished jobs kept "
-              f"from an interrupted run", file=sys.stderr)
-    from impls.threads import configure
-
-    configure(1 if n_jobs > 1 else None)
-    print(f"study ({args.preset}): backends {', '.join(backends)}; {len(cfg.seeds)} seeds; "
-          f"budget {cfg.learn_steps} steps; {n_jobs} worker(s)", file=sys.stderr)
-    progress = ProgressLine(plan_cost(cfg, backends), "study", enabled=not args.quiet)
-    start = time.perf_counter()
+def execute(cfg: StudyConfig, backends: list[str], n_jobs: int, progress: ProgressLine,
+            train_backend: str | None, journal: Journal | None) -> dict[str, Any]:
+    """`run_study` in this process (`n_jobs` 1) or over `n_jobs` spawned workers."""
     if n_jobs == 1:
-        data = run_study(cfg, backends, _Inline(), progress, args.train_backend, journal)
-    else:
-        ctx = multiprocessing.get_context("spawn")  # a forked JAX/TF runtime is not safe
-        with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_worker_init) as pool:
-            data = run_study(cfg, backends, pool, progress, args.train_backend, journal)
-    progress.close()
-    from bench.timing.environment import nnparity_info
-
-    data["environment"] = {**nnparity_info(1 if n_jobs > 1 else os.cpu_count() or 1),
-                           "jobs": n_jobs, "preset": args.preset,
-                           "seconds": round(time.perf_counter() - start, 1)}
-    write_raw(out, data)
-    journal.path.unlink(missing_ok=True)  # study.json now holds every job
-    print(f"report: {write_report(out)}  ({data['environment']['seconds']:.0f}s)")
-    return 0
-
-
+        return run_study(cfg, backends, Inline(), progress, train_backend, journal)
+    ctx = multiprocessing.get_context("spawn")  # a forked JAX/TF runtime is not safe
+    with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=worker_init) as pool:
+        return run_study(cfg, backends, pool, progress, train_backend, journal)
