@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_list_option(parser, "backends",
                     "comma list (default: every installed backend; numpy always runs)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...)")
-    parser.add_argument("--steps", type=int, default=None, help="the adding-problem budget")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps of the adding problem (the longest budget; "
+                             "the preset's shorter budgets are kept)")
     parser.add_argument("--train-backend", default=None,
                         help="train every cell on this backend instead of measuring which "
                              "is fastest")
