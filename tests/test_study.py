@@ -20,7 +20,7 @@ from bench.study import jobs as study_jobs
 from bench.study.config import SUCCESS_MSE, StudyConfig
 from bench.study.report import FIGURES, write_report
 from bench.study.run import LEARN_CSV, learn_runs, write_raw
-from bench.study.summary import decay_slope, horizon, learn_verdict
+from bench.study.summary import decay_slope, horizon, learn_verdict, resolved
 from impls.numpy import model as ref_model
 from tasks import get_task
 from tasks.optim import OptimizerSpec
@@ -216,6 +216,12 @@ def test_learn_statements_follow_from_learn_csv_for_every_verdict(tmp_path):
     with pytest.raises(AssertionError):
         _check_learn_statements(report.replace("`lstm` learns", "`lstm` does not learn"),
                                 (out / LEARN_CSV).read_text())
+
+
+def test_a_difference_is_claimed_only_where_the_seed_intervals_are_apart():
+    assert resolved([0.1, 0.2], [0.25, 0.3]) and resolved([0.25, 0.3], [0.1, 0.2])
+    assert not resolved([0.1, 0.2], [0.2, 0.3])  # touching is overlapping
+    assert not resolved([0.1, 0.5], [0.2, 0.3])
 
 
 def test_learn_verdict_rule():

@@ -69,11 +69,17 @@ def plot_time(data: dict, s: dict, path: Path) -> None:
     cfg = data["config"]
     lengths, setups = cfg["time_lengths"], list(cfg["setups"])
     radius = {(r["setup"], r["length"]): r["radius"] for r in s["time"]}
-    fig, axes = plt.subplots(len(lengths), len(setups), squeeze=False, sharey="row",
-                             figsize=(3.8 * len(setups), 3.4 * len(lengths)))
+    ncols = min(3, len(setups))
+    per_length = -(-len(setups) // ncols)
+    fig, axes = plt.subplots(per_length * len(lengths), ncols, squeeze=False,
+                             figsize=(4.6 * ncols, 3.5 * per_length * len(lengths)))
+    used = {(i * per_length + j // ncols, j % ncols)
+            for i in range(len(lengths)) for j in range(len(setups))}
+    for (row, col), ax in np.ndenumerate(axes):
+        ax.set_visible((row, col) in used)
     for i, length in enumerate(lengths):
         for j, setup in enumerate(setups):
-            ax = axes[i][j]
+            ax = axes[i * per_length + j // ncols][j % ncols]
             rows = [r for r in data["time"] if r["setup"] == setup and r["length"] == length]
             pairs = [(st, ly) for st in ("init", "trained") for ly in
                      (sorted(rows[0]["curves"][st]) if rows else [])]
@@ -90,8 +96,8 @@ def plot_time(data: dict, s: dict, path: Path) -> None:
             rho = radius.get((setup, length))
             ax.set_title(f"{setup}, T={length}, ρ(W_hh)={_fmt(rho, '.2f')}", fontsize=10)
             ax.set_xlabel("step t")
-            if j == 0:
-                ax.set_ylabel("||dL/dh_t|| (mean over samples)")
+            if j % ncols == 0:
+                ax.set_ylabel("||dL/dh_t|| (sample mean)")
             ax.legend(loc="lower right")
     fig.suptitle(f"Gradient through time: median of {len(cfg['seeds'])} seeds (thick), "
                  "each seed (thin)")
@@ -128,11 +134,16 @@ def plot_learn_curves(data: dict, path: Path) -> None:
     runs = training_runs(data)
     lengths = sorted({r["length"] for r in runs if r["setup"] in cfg["setups"]
                       and r["length"] in cfg["lengths"]})
-    fig, axes = plt.subplots(1, len(lengths), figsize=(5.2 * len(lengths), 4.6), sharey=True,
+    ncols = min(2, len(lengths))
+    nrows = -(-len(lengths) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 4.8 * nrows), sharey=True,
                              squeeze=False)
-    for ax, length in zip(axes[0], lengths, strict=True):
+    for ax in axes.flat[len(lengths):]:
+        ax.set_visible(False)
+    for ax, length in zip(axes.flat, lengths, strict=False):
         _curve_panel(ax, runs, list(cfg["setups"]), length)
-    axes[0][0].set_ylabel("held-out MSE")
+    for row in axes:
+        row[0].set_ylabel("held-out MSE")
     fig.suptitle("Adding problem: learning curves (Adam lr "
                  f"{cfg['learn_lr']}, batch {cfg['batch_size']}, hidden {cfg['hidden']})")
     fig.tight_layout()
@@ -148,8 +159,8 @@ def plot_learn(data: dict, path: Path) -> None:
     runs = training_runs(data)
     repeats = [r for r in data["learn"] if r not in runs]
     budgets = cfg["budgets"]
-    fig, axes = plt.subplots(1, len(budgets), figsize=(5.5 * len(budgets), 4.6), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(budgets), figsize=(5.5 * len(budgets) + 2.5, 4.8),
+                             sharey=True, squeeze=False)
     for ax, budget in zip(axes[0], budgets, strict=True):
         for k, setup in enumerate(cfg["setups"]):
             rows = [r for r in runs if r["setup"] == setup and r["length"] in cfg["lengths"]]
@@ -172,7 +183,7 @@ def plot_learn(data: dict, path: Path) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("sequence length T")
         ax.set_title(f"after {budget} steps")
-        ax.legend(loc="lower right", fontsize=7)
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     axes[0][0].set_ylabel("held-out MSE")
     fig.tight_layout()
     _save(fig, path)
@@ -376,9 +387,14 @@ def _comparison_lines(comps: list[dict], what: str, spec: str) -> list[str]:
                        f"differences {_band(c['orders_band'], '.1f')})"
                        if c["resolved"] else "not resolved (the intervals overlap; per-seed "
                        f"differences {_band(c['orders_band'], '.1f')})")
+        elif c["both_at_baseline"]:
+            verdict = ("both at the baseline (every seed above half of 1/6); no difference "
+                       "is claimed between two failures")
         else:
-            verdict = (f"`{c['better']}` lower (resolved)" if c["resolved"]
-                       else "not resolved (the intervals overlap)")
+            verdict = (f"`{c['better']}` lower (resolved; per-seed differences "
+                       f"{_band(c['difference_band'], '.4f')})" if c["resolved"]
+                       else "not resolved (the intervals overlap; per-seed differences "
+                       f"{_band(c['difference_band'], '.4f')})")
         lines.append(f"{head}: {verdict}.")
     return lines
 

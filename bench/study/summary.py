@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.study.config import HORIZON_FRACTION, SUCCESS_MSE
+from bench.study.config import BASELINE_MSE, HORIZON_FRACTION, SUCCESS_MSE
 
 TINY = np.finfo(float).tiny
+#: a held-out MSE above this (half the always-1.0 baseline) has learnt next to nothing
+NEAR_BASELINE = BASELINE_MSE / 2
 #: the pairs the report compares (setup, reference), where both were run
 PAIRS = (("lstm", "rnn"), ("gru", "rnn"), ("gru", "lstm"), ("rnn-orthogonal", "rnn"),
          ("rnn-identity", "rnn"), ("lstm-fb0", "lstm"))
@@ -172,7 +174,8 @@ def setup_order(cfg: dict, setup: str) -> int:
 
 def learn_comparisons(learn_rows: list[dict]) -> list[dict[str, Any]]:
     """Per pair, length and budget: the two setups' held-out MSE intervals, the per-seed
-    difference (paired by seed) and whether the intervals are apart."""
+    difference (paired by seed), whether the intervals are apart, and whether both are
+    at the baseline (then no difference is claimed)."""
     by = {(r["setup"], r["length"], r["budget"]): r for r in learn_rows}
     out = []
     for setup, ref in PAIRS:
@@ -187,6 +190,10 @@ def learn_comparisons(learn_rows: list[dict]) -> list[dict[str, Any]]:
                         "band": a["mse_band"], "reference_band": b["mse_band"],
                         "difference_band": band(diffs),
                         "resolved": resolved(a["mse_band"], b["mse_band"]),
+                        # every seed of both within a factor 2 of the always-1.0 baseline:
+                        # two failures, not compared
+                        "both_at_baseline": min(a["mse_band"][0], b["mse_band"][0])
+                        > NEAR_BASELINE,
                         "better": setup if a["mse_band"][1] < b["mse_band"][0] else ref})
     return out
 
