@@ -139,8 +139,18 @@ def test_quick_study_writes_raw_data_and_the_report_rebuilds_from_it(tmp_path, c
         assert r["steps"] == list(range(0, cfg["learn_steps"] + 1, cfg["eval_every"]))
         assert r["test_mse"] == r["mse"][-1]
     assert len(data["depth"]) == len(cfg["activations"]) * len(cfg["depths"]) * len(cfg["seeds"])
+    for r in data["time"]:  # an LSTM's state (h, c) and its h half, never larger
+        if r["cell"] == "lstm":
+            for layers in r["curves"].values():
+                assert set(layers) == {"rnn0", "rnn0 h"}
+                assert np.all(np.array(layers["rnn0 h"]) <= np.array(layers["rnn0"]))
     for r in data["depth"]:
         assert len(r["init"]["grad_norms"]) == r["depth"] + 1
+        for state in ("init", "trained"):
+            bound = 0.25 if r["activation"] == "sigmoid" else 1.0
+            assert all(0 < u["mean_deriv"] <= bound for u in r[state]["units"])
+    # the init rows' R^2 is measured at init, not the trained value repeated
+    assert all(r["init_r2"] != r["test_r2"] for r in data["depth"])
     report = (out / "REPORT.md").read_text()
     for name in ("REPORT.md", "summary.json", *FIGURES):
         (out / name).unlink()
