@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from bench.cli import main as cli_main
 from bench.study import jobs as study_jobs
 from bench.study.config import SUCCESS_MSE, StudyConfig
 from bench.study.report import FIGURES, write_report
-from bench.study.run import LEARN_CSV, learn_runs, write_raw
+from bench.study.run import LEARN_CSV, choose_backends, learn_runs, write_raw
 from bench.study.summary import decay_slope, horizon, learn_verdict, resolved
 from impls.numpy import model as ref_model
 from tasks import get_task
@@ -232,6 +233,18 @@ def test_a_difference_is_claimed_only_where_the_seed_intervals_are_apart():
     assert resolved([0.1, 0.2], [0.25, 0.3]) and resolved([0.25, 0.3], [0.1, 0.2])
     assert not resolved([0.1, 0.2], [0.2, 0.3])  # touching is overlapping
     assert not resolved([0.1, 0.5], [0.2, 0.3])
+
+
+def test_the_training_backend_pays_its_start_up_once_per_job():
+    cfg = StudyConfig(setups=("lstm",), learn_steps=2000)
+    fast_start = {"cell": "lstm", "backend": "numpy", "warmup_seconds": 0.1,
+                  "seconds_per_step": 0.004}  # 8.1 s a job
+    fast_step = {"cell": "lstm", "backend": "jax", "warmup_seconds": 9.0,
+                 "seconds_per_step": 0.001}  # 11 s a job
+    assert choose_backends(cfg, [fast_start, fast_step], "torch") == {"lstm": "numpy"}
+    assert choose_backends(replace(cfg, learn_steps=4000), [fast_start, fast_step],
+                           "torch") == {"lstm": "jax"}
+    assert choose_backends(cfg, [], "torch") == {"lstm": "torch"}
 
 
 def test_learn_verdict_rule():

@@ -150,18 +150,27 @@ def unit_health(spec: ModelSpec, params: Params, x: np.ndarray) -> list[dict[str
 
 # ------------------------------------------------------------------------ jobs
 def speed(cfg: StudyConfig, cell: str, backend: str) -> dict[str, Any]:
-    """Seconds per float32 training step of `cell` on `backend` (after two warm-up steps)."""
+    """Seconds per float32 training step of `cell` on `backend` (after two warm-up steps),
+    and the seconds of building the program and those warm-up steps (a compiler's start-up,
+    paid again by every training job)."""
+    start = time.perf_counter()
     _, spec, data = rnn_task(cfg, cell, cfg.speed_length, 0)
     program = build(backend, spec, rnn_init(cell, spec, 0), STUDY_DTYPE, cfg.learn_lr)
     x, y = program.put(data.x_train[: cfg.batch_size]), program.put(data.y_train[: cfg.batch_size])
     for _ in range(2):
         program.to_numpy(program.step(x, y))
+    warmup = time.perf_counter() - start
     steps, start = 0, time.perf_counter()
     while steps < 5 and (steps == 0 or time.perf_counter() - start < cfg.speed_seconds):
         program.to_numpy(program.step(x, y))
         steps += 1
-    return {"cell": cell, "backend": backend, "steps": steps,
+    return {"cell": cell, "backend": backend, "steps": steps, "warmup_seconds": warmup,
             "seconds_per_step": (time.perf_counter() - start) / steps}
+
+
+def job_seconds(cfg: StudyConfig, speed_row: dict[str, Any]) -> float:
+    """A training job's estimated seconds on that backend: its start-up, then the budget."""
+    return speed_row.get("warmup_seconds", 0.0) + cfg.learn_steps * speed_row["seconds_per_step"]
 
 
 def learn(cfg: StudyConfig, setup: str, length: int, seed: int, backend: str, steps: int,

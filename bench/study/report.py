@@ -311,17 +311,22 @@ def _setup(cfg: dict) -> list[str]:
 def _backends(data: dict) -> list[str]:
     cfg = data["config"]
     lines = ["## Training backend", "",
-             "A short float32 training run per cell and backend "
-             f"(T={cfg['speed_length']}, seconds per step after two warm-up steps):", ""]
+             "A short float32 training run per cell and backend (T="
+             f"{cfg['speed_length']}): milliseconds per step after two warm-up steps, and "
+             "the seconds of building the program and those warm-up steps (a compiler's "
+             "start-up, paid by every training job). The chosen backend has the least "
+             f"start-up + {cfg['learn_steps']} steps. Measured on the machine as it was; "
+             "a loaded machine makes this choice noisy.", ""]
     if data["speed"]:
         backends = list(dict.fromkeys(r["backend"] for r in data["speed"]))
         lines += ["| cell | " + " | ".join(backends) + " | chosen |",
                   "|---" * (len(backends) + 2) + "|"]
         for cell in data["train_backend"]:
-            ms = {r["backend"]: r["seconds_per_step"] * 1e3 for r in data["speed"]
-                  if r["cell"] == cell}
-            lines.append(f"| {cell} | " + " | ".join(f"{ms[b]:.1f} ms" for b in backends)
-                         + f" | {data['train_backend'][cell]} |")
+            rows = {r["backend"]: r for r in data["speed"] if r["cell"] == cell}
+            lines.append(f"| {cell} | " + " | ".join(
+                f"{rows[b]['seconds_per_step'] * 1e3:.1f} ms; "
+                f"{_fmt(rows[b].get('warmup_seconds'), '.1f')} s" for b in backends)
+                + f" | {data['train_backend'][cell]} |")
     else:
         lines.append("(not measured in this run: every cell trained on "
                      f"{next(iter(data['train_backend'].values()))}, chosen with "

@@ -1,10 +1,11 @@
 """The study's scheduler: its jobs over worker processes, the journal, the raw data files.
 
 Phase 1 times one short training run per cell and backend and picks the
-fastest backend per cell for training; phase 2 trains (the adding problem
-on the chosen backends, the subset repeated on every backend, the MLPs);
-phase 3 measures gradients at initial and trained parameters, the NumPy
-reference for every seed and every other backend for the first seed. A
+fastest backend per cell for training (start-up plus the budget's steps);
+phase 2 trains (every setup and length on its cell's backend and every seed,
+the repeats on the other backends, the MLPs); phase 3 measures gradients at
+initial and trained parameters, the NumPy reference for every seed and every
+other backend for the first seed. Jobs are tagged by kind (`Job.kind`). A
 progress line with an ETA goes to stderr. Raw data goes to `study.json` (and
 CSV tables beside it), from which `report` rebuilds REPORT.md and the figures.
 The command (`bench.commands.study`) parses the options and calls `execute`.
@@ -271,6 +272,17 @@ def plan_cost(cfg: StudyConfig, backends: list[str]) -> float:
     return cost
 
 
+def choose_backends(cfg: StudyConfig, speeds: list[dict], fallback: str) -> dict[str, str]:
+    """Per cell, the backend with the least estimated training job (start-up + budget);
+    `fallback` for a cell that was not measured."""
+    chosen = {}
+    for cell in cfg.cells:
+        rows = [r for r in speeds if r["cell"] == cell]
+        chosen[cell] = min(rows, key=lambda r: jobs.job_seconds(cfg, r))["backend"] if rows \
+            else fallback
+    return chosen
+
+
 def run_study(cfg: StudyConfig, backends: list[str], pool: Executor,
               progress: ProgressLine, train_backend: str | None = None,
               journal: Journal | None = None) -> dict[str, Any]:
@@ -279,11 +291,7 @@ def run_study(cfg: StudyConfig, backends: list[str], pool: Executor,
     speeds: list[dict] = []
     if len(backends) > 1 and train_backend is None:
         speeds = run_jobs(pool, speed_jobs(cfg, backends), progress, journal)["speed"]
-    chosen = {}
-    for cell in cfg.cells:
-        rows = [r for r in speeds if r["cell"] == cell]
-        chosen[cell] = min(rows, key=lambda r: r["seconds_per_step"])["backend"] if rows \
-            else train_backend or backends[0]
+    chosen = choose_backends(cfg, speeds, train_backend or backends[0])
     # -- phase 2: training; phase 3: gradients at initial and trained parameters
     trained = run_jobs(pool, training_jobs(cfg, backends, chosen), progress, journal)
     learn, depth = trained.get("learn", []), trained.get("depth", [])
