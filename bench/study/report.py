@@ -447,14 +447,17 @@ def _paper(data: dict, s: dict) -> list[str]:
     rows = [r for r in s["learn"] if r["paper"] and r["length"] in cfg["paper_lengths"]]
     lines = ["## A published result reproduced: Le et al. 2015, the adding problem", "",
              "![](paper_adding.png)", "",
-             f"Source: {PAPER['source']}. Their setup: {PAPER['setup']}. What they report "
-             "(read off the figure; no table of numbers is given for this task):", ""]
+             f"Source: {PAPER['source']}. Their setup: {PAPER['setup']}. What they report, "
+             "as recalled by this study's authors and not re-read for this run (the paper "
+             "gives curves, no table of numbers, for this task; check its Figure 2 before "
+             "citing these):", ""]
     lines += [f"- `{k}`: {v}" for k, v in PAPER["results"].items()]
     lines += ["", "Deviations here: hidden "
               f"{cfg['hidden']} (theirs 100); {int(cfg['n_samples'] * 0.8)} training sequences "
               f"(theirs 100,000); Adam lr {cfg['learn_lr']}, batch {cfg['batch_size']}, no "
               "clipping (theirs SGD with clipping); "
-              f"{cfg['learn_steps']} steps (theirs far more); lengths "
+              f"{cfg['learn_steps']} steps (theirs: many more, see their Figure 2's step "
+              "axis); lengths "
               f"{list(cfg['paper_lengths'])}; the identity-initialised RNN keeps tanh (this "
               "model has no ReLU recurrent cell), so it is the IRNN's initialisation, not the "
               f"IRNN; {len(cfg['seeds'])} seeds; trained on the fastest backend, the first "
