@@ -196,11 +196,12 @@ def plot_paper(data: dict, path: Path) -> None:
     cfg = data["config"]
     runs = training_runs(data)
     lengths = list(cfg["paper_lengths"])
-    fig, axes = plt.subplots(1, len(lengths), figsize=(6 * len(lengths), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(lengths), figsize=(max(8.0, 6 * len(lengths)), 4.8),
+                             squeeze=False)
     for ax, length in zip(axes[0], lengths, strict=True):
         _curve_panel(ax, runs, list(cfg["paper_setups"]), length)
     axes[0][0].set_ylabel("held-out MSE")
-    fig.suptitle("Le et al. 2015, adding problem, scaled (see the deviations in REPORT.md)")
+    fig.suptitle("Le et al. 2015's adding problem, scaled (deviations: REPORT.md)")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
