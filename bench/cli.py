@@ -34,7 +34,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("validate", "bench.commands.validate", "check a run's raw results against the results format"),
     ("baseline", "bench.commands.baseline", "manage committed per-machine baselines"),
     ("history", "bench.commands.history", "plot each cell's timing over commits"),
-    ("study", "bench.study.run",
+    ("study", "bench.commands.study",
      "gradient flow through time and depth, and learning, measured in every backend"),
     ("race", "bench.commands.race",
      "time to a trained model: every backend to the same held-out target, same start"),

@@ -728,7 +728,10 @@ def test_an_interrupted_study_keeps_its_finished_jobs_and_resumes(tmp_path, monk
     assert not set(first) & set(calls)  # the finished jobs were not run again
     data = json.loads((out / "study.json").read_text())
     cfg = data["config"]
-    assert len(data["learn"]) == 3 * len(cfg["lengths"]) * len(cfg["seeds"])
+    from bench.study.config import StudyConfig
+    from bench.study.run import learn_runs
+
+    assert len(data["learn"]) == len(learn_runs(StudyConfig.from_dict(cfg))) * len(cfg["seeds"])
     assert not journal.exists()
     # a rerun into a finished study is refused, saying what to do instead
     assert cli_exit(argv) == 2

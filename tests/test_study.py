@@ -3,7 +3,11 @@ and the reference, the study's invariants, and its report rebuilt from raw data.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +17,11 @@ from bench.agreement.check import normwise
 from bench.agreement.finite_diff import compare, numerical_grads
 from bench.agreement.tolerances import tolerance
 from bench.cli import main as cli_main
-from bench.study.summary import decay_slope, horizon
+from bench.study import jobs as study_jobs
+from bench.study.config import SUCCESS_MSE, StudyConfig
+from bench.study.report import FIGURES, write_report
+from bench.study.run import LEARN_CSV, choose_backends, learn_runs, write_raw
+from bench.study.summary import decay_slope, horizon, learn_verdict, resolved
 from impls.numpy import model as ref_model
 from tasks import get_task
 from tasks.optim import OptimizerSpec
@@ -126,21 +134,183 @@ def test_quick_study_writes_raw_data_and_the_report_rebuilds_from_it(tmp_path, c
     for r in data["time"]:
         for curves in r["curves"].values():
             assert all(len(c) == r["length"] and min(c) > 0 for c in curves.values())
-    assert len(data["learn"]) == len(CELLS) * len(cfg["lengths"]) * len(cfg["seeds"])
+    runs = learn_runs(StudyConfig.from_dict(cfg))
+    assert len(data["learn"]) == len(runs) * len(cfg["seeds"])
+    for r in data["learn"]:  # a curve from step 0 to the budget, every eval_every steps
+        assert r["steps"] == list(range(0, cfg["learn_steps"] + 1, cfg["eval_every"]))
+        assert r["test_mse"] == r["mse"][-1]
     assert len(data["depth"]) == len(cfg["activations"]) * len(cfg["depths"]) * len(cfg["seeds"])
+    for r in data["time"]:  # an LSTM's state (h, c) and its h half, never larger
+        if r["cell"] == "lstm":
+            for layers in r["curves"].values():
+                assert set(layers) == {"rnn0", "rnn0 h"}
+                assert np.all(np.array(layers["rnn0 h"]) <= np.array(layers["rnn0"]))
     for r in data["depth"]:
         assert len(r["init"]["grad_norms"]) == r["depth"] + 1
+        for state in ("init", "trained"):
+            bound = 0.25 if r["activation"] == "sigmoid" else 1.0
+            assert all(0 < u["mean_deriv"] <= bound for u in r[state]["units"])
+    # the init rows' R^2 is measured at init, not the trained value repeated
+    assert all(r["init_r2"] != r["test_r2"] for r in data["depth"])
     report = (out / "REPORT.md").read_text()
-    for name in ("REPORT.md", "summary.json", "time_norms.png", "depth_ratio.png"):
+    for name in ("REPORT.md", "summary.json", *FIGURES):
         (out / name).unlink()
     assert cli_main(["study", "--report", str(out)]) == 0
     assert (out / "REPORT.md").read_text() == report
-    assert (out / "time_norms.png").stat().st_size > 0
+    assert all((out / name).stat().st_size > 0 for name in FIGURES)
     summary = json.loads((out / "summary.json").read_text())
-    assert {r["cell"] for r in summary["learn"]} == set(CELLS)
+    assert {r["setup"] for r in summary["learn"]} == set(cfg["setups"])
+    _check_learn_statements(report, (out / "learn.csv").read_text())
 
 
 def test_study_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert cli_main(["study", "--preset", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown study preset" in capsys.readouterr().err
     assert cli_main(["study", "--report", str(tmp_path)]) == 2
+
+
+# -- the report's "learns within B steps at T" statements against learn.csv ------------------
+
+STATEMENT = re.compile(
+    r"^- `(?P<setup>[\w-]+)` (?P<phrase>learns|does not learn|is not resolved \(some seeds only\))"
+    r" within (?P<budget>\d+) steps at T=(?P<length>\d+) on (?P<backend>\w+): (?P<wins>\d+) of "
+    r"(?P<n>\d+) seeds \((?P<seeds>[\d, ]+)\) reach held-out MSE < (?P<thr>[\d.]+) at step "
+    r"(?P=budget) ", re.M)
+
+
+def _check_learn_statements(report: str, learn_csv: str) -> list[str]:
+    """Every statement follows from learn.csv under the rule the report states; returns
+    the verdicts found."""
+    rows = list(csv.DictReader(io.StringIO(learn_csv)))
+    found = list(STATEMENT.finditer(report))
+    assert found, "no learns-within statement in the report"
+    assert report.count("within") >= len(found)
+    verdicts = []
+    for m in found:
+        assert float(m["thr"]) == SUCCESS_MSE
+        seeds = [int(k) for k in m["seeds"].split(", ")]
+        mses = {}
+        for r in rows:
+            if (r["setup"], r["length"], r["backend"], r["step"]) == (
+                    m["setup"], m["length"], m["backend"], m["budget"]):
+                mses[int(r["seed"])] = float(r["test_mse"])
+        assert sorted(mses) == seeds, (m.group(0), mses)
+        wins = sum(v < SUCCESS_MSE for v in mses.values())
+        assert (wins, len(seeds)) == (int(m["wins"]), int(m["n"])), m.group(0)
+        verdict = learn_verdict(list(mses.values()))
+        assert m["phrase"].startswith({"learns": "learns", "does not learn": "does not",
+                                       "not resolved": "is not resolved"}[verdict]), m.group(0)
+        verdicts.append(verdict)
+    return verdicts
+
+
+def test_learn_statements_follow_from_learn_csv_for_every_verdict(tmp_path):
+    """A quick study's curves edited so that one run learns, one does not and one is split
+    across seeds: the rebuilt report says so, and says nothing learn.csv does not hold."""
+    out = tmp_path / "study"
+    assert cli_main(["study", "--preset", "quick", "--backends", "numpy", "--jobs", "1",
+                     "--quiet", "--out", str(out)]) == 0
+    data = json.loads((out / "study.json").read_text())
+    for r in data["learn"]:
+        if r["setup"] == "lstm":  # every seed learns
+            r["mse"] = [m if s == 0 else 0.001 for s, m in zip(r["steps"], r["mse"], strict=True)]
+        elif r["setup"] == "gru" and r["seed"] == 0:  # one seed of two
+            r["mse"] = [m if s == 0 else 0.002 for s, m in zip(r["steps"], r["mse"], strict=True)]
+        r["test_mse"] = r["mse"][-1]
+    write_raw(out, data)
+    write_report(out)
+    report = (out / "REPORT.md").read_text()
+    verdicts = _check_learn_statements(report, (out / LEARN_CSV).read_text())
+    assert set(verdicts) == {"learns", "does not learn", "not resolved"}
+    assert "- `lstm` learns within 10 steps at T=6 on numpy: 2 of 2 seeds (0, 1)" in report
+    # and a statement that contradicts the CSV is caught
+    with pytest.raises(AssertionError):
+        _check_learn_statements(report.replace("`lstm` learns", "`lstm` does not learn"),
+                                (out / LEARN_CSV).read_text())
+
+
+def test_a_difference_is_claimed_only_where_the_seed_intervals_are_apart():
+    assert resolved([0.1, 0.2], [0.25, 0.3]) and resolved([0.25, 0.3], [0.1, 0.2])
+    assert not resolved([0.1, 0.2], [0.2, 0.3])  # touching is overlapping
+    assert not resolved([0.1, 0.5], [0.2, 0.3])
+
+
+def test_the_training_backend_pays_its_start_up_once_per_job():
+    cfg = StudyConfig(setups=("lstm",), learn_steps=2000)
+    fast_start = {"cell": "lstm", "backend": "numpy", "warmup_seconds": 0.1,
+                  "seconds_per_step": 0.004}  # 8.1 s a job
+    fast_step = {"cell": "lstm", "backend": "jax", "warmup_seconds": 9.0,
+                 "seconds_per_step": 0.001}  # 11 s a job
+    assert choose_backends(cfg, [fast_start, fast_step], "torch") == {"lstm": "numpy"}
+    assert choose_backends(replace(cfg, learn_steps=4000), [fast_start, fast_step],
+                           "torch") == {"lstm": "jax"}
+    assert choose_backends(cfg, [], "torch") == {"lstm": "torch"}
+
+
+def test_learn_verdict_rule():
+    assert learn_verdict([0.001, 0.01]) == "learns"
+    assert learn_verdict([0.001, SUCCESS_MSE]) == "not resolved"  # not below: a failure
+    assert learn_verdict([0.1, 0.2]) == "does not learn"
+
+
+# -- initialisation as an axis ------------------------------------------------------------------
+
+def test_the_canonical_init_is_unchanged_and_the_variants_change_only_their_part():
+    spec, *_ = _case("lstm", layers=2)
+    base = init_params(spec, 3)
+    assert all(np.array_equal(base[k], v) for k, v in init_params(spec, 3, "uniform", 1.0).items())
+    fb0 = init_params(spec, 3, forget_bias=0.0)
+    h = spec.layers[0].hidden
+    for k in base:
+        if k.endswith("b_ih"):
+            assert np.allclose(base[k][h:2 * h] - fb0[k][h:2 * h], 1.0)
+            assert np.array_equal(np.delete(base[k], np.s_[h:2 * h]),
+                                  np.delete(fb0[k], np.s_[h:2 * h]))
+        else:
+            assert np.array_equal(base[k], fb0[k]), k
+    orth, ident = init_params(spec, 3, "orthogonal"), init_params(spec, 3, "identity")
+    for name in ("rnn0", "rnn1"):
+        w = orth[f"{name}.w_hh"]
+        for i in range(0, w.shape[1], h):
+            assert np.allclose(w[:, i:i + h].T @ w[:, i:i + h], np.eye(h), atol=1e-12)
+        assert np.array_equal(ident[f"{name}.w_hh"], np.tile(np.eye(h), 4))
+        assert np.all(ident[f"{name}.b_hh"] == 0)
+        assert np.all(ident[f"{name}.b_ih"][h:2 * h] == 1.0)
+        assert not np.array_equal(orth[f"{name}.w_hh"], init_params(spec, 4, "orthogonal")[
+            f"{name}.w_hh"])  # seeded
+    for k in base:
+        if ".w_hh" not in k:
+            assert np.array_equal(base[k], orth[k]), k
+    with pytest.raises(Exception, match="recurrent_init"):
+        init_params(spec, 3, "glorot")
+
+
+def test_the_vanilla_rnn_at_init_ratios_are_todays():
+    """The published study's numbers at seed 0 (hidden 32, 64 held-out samples): the
+    canonical uniform init must not move them."""
+    cfg = StudyConfig()
+    expected = {50: 3.4e-13, 100: 6.2e-26}
+    for length, ratio in expected.items():
+        _, spec, _ = study_jobs.rnn_task(cfg, "rnn", length, 0)
+        r = study_jobs.time_grads(cfg, "numpy", "float64", "rnn", length, 0,
+                                  {"init": study_jobs.rnn_init("rnn", spec, 0)})
+        curve = r["curves"]["init"]["rnn0"]
+        assert float(f"{curve[0] / curve[-1]:.1e}") == ratio
+
+
+@pytest.mark.parametrize("setup", ["rnn-orthogonal", "rnn-identity", "lstm-fb0"])
+@pytest.mark.parametrize("backend", FRAMEWORKS)
+def test_every_backend_starts_each_init_identically(backend, setup):
+    """The study's float64 dL/dh_t curves of each init on a framework within 1e-12 of the
+    reference, and the spectral radius the study prints."""
+    pytest.importorskip(backend)
+    cfg = StudyConfig(hidden=6, eval_batch=4, n_samples=40)
+    _, spec, _ = study_jobs.rnn_task(cfg, setup, 9, 1)
+    states = {"init": study_jobs.rnn_init(setup, spec, 1)}
+    ref = study_jobs.time_grads(cfg, "numpy", "float64", setup, 9, 1, states)
+    got = study_jobs.time_grads(cfg, backend, "float64", setup, 9, 1, states)
+    for layer, curve in ref["curves"]["init"].items():
+        rel = np.abs(np.array(got["curves"]["init"][layer]) - curve) / np.abs(curve)
+        assert rel.max() < 1e-12, (layer, rel.max())
+    if setup == "rnn-identity":
+        assert study_jobs.spectral_radius(setup, states["init"]) == pytest.approx(1.0)

@@ -17,15 +17,30 @@ import numpy as np
 from bench.options import InputError
 from bench.results.text import number
 from bench.results.write import write_text_atomic
-from bench.study.config import BASELINE_MSE, HORIZON_FRACTION, SATURATION, SUCCESS_MSE
-from bench.study.summary import summarize
+from bench.study.config import (
+    BASELINE_MSE,
+    HORIZON_FRACTION,
+    SATURATION,
+    SUCCESS_MSE,
+    setup_label,
+    setup_parts,
+)
+from bench.study.summary import mse_at, summarize, training_runs
 
-FIGURES = ("time_norms.png", "depth_ratio.png", "learn_mse.png")
+FIGURES = ("time_norms.png", "learn_curves.png", "learn_mse.png", "paper_adding.png",
+           "depth_ratio.png")
+DPI = 100
+#: the sentence every "learns within" statement is written in (tests parse it back)
+LEARN_SENTENCE = ("- `{setup}` {phrase} within {budget} steps at T={length} on {backend}: "
+                  "{wins} of {n} seeds ({seeds}) reach held-out MSE < {threshold} at step "
+                  "{budget} (median {mse}; seeds {lo} .. {hi}).")
+PHRASES = {"learns": "learns", "does not learn": "does not learn",
+           "not resolved": "is not resolved (some seeds only)"}
 
 
 def _save(fig, path: Path) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     write_text_atomic(path, buf.getvalue())
 
 
@@ -35,84 +50,187 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.rcParams.update({"font.size": 10, "legend.fontsize": 8})
     return plt
 
 
-def plot_time(data: dict, path: Path) -> None:
+def _state_name(setup: str, layer: str) -> str:
+    """What a curve's state is: an LSTM's layer holds (h, c), `<layer> h` the h half."""
+    if setup_parts(setup)[0] != "lstm":
+        return "h"
+    return "h only" if layer.endswith(" h") else "(h, c)"
+
+
+# ------------------------------------------------------------------ figures
+def plot_time(data: dict, s: dict, path: Path) -> None:
+    """One panel per (length, setup): ||dL/dh_t|| at init and trained, median over seeds,
+    band min..max, every seed a thin line; the spectral radius of W_hh in the title."""
     plt = _plt()
     cfg = data["config"]
-    lengths, cells = cfg["time_lengths"], cfg["cells"]
-    fig, axes = plt.subplots(len(lengths), len(cells), figsize=(4 * len(cells), 3 * len(lengths)),
-                             squeeze=False, sharey="row")
+    lengths, setups = cfg["time_lengths"], list(cfg["setups"])
+    radius = {(r["setup"], r["length"]): r["radius"] for r in s["time"]}
+    ncols = min(3, len(setups))
+    per_length = -(-len(setups) // ncols)
+    fig, axes = plt.subplots(per_length * len(lengths), ncols, squeeze=False,
+                             figsize=(4.6 * ncols, 3.5 * per_length * len(lengths)))
+    used = {(i * per_length + j // ncols, j % ncols)
+            for i in range(len(lengths)) for j in range(len(setups))}
+    for (row, col), ax in np.ndenumerate(axes):
+        ax.set_visible((row, col) in used)
     for i, length in enumerate(lengths):
-        for j, cell in enumerate(cells):
-            ax = axes[i][j]
-            rows = [r for r in data["time"] if r["cell"] == cell and r["length"] == length]
-            for state, color in (("init", "C0"), ("trained", "C1")):
-                for layer in sorted(rows[0]["curves"][state]) if rows else []:
-                    curves = np.array([r["curves"][state][layer] for r in rows])
-                    t = np.arange(1, curves.shape[1] + 1)
-                    ax.plot(t, np.median(curves, axis=0), color=color,
-                            label=f"{state} {layer}")
-                    ax.fill_between(t, curves.min(axis=0), curves.max(axis=0), color=color,
-                                    alpha=0.25)
+        for j, setup in enumerate(setups):
+            ax = axes[i * per_length + j // ncols][j % ncols]
+            rows = [r for r in data["time"] if r["setup"] == setup and r["length"] == length]
+            pairs = [(st, ly) for st in ("init", "trained") for ly in
+                     (sorted(rows[0]["curves"][st]) if rows else [])]
+            for state, layer in pairs:
+                curves = np.array([r["curves"][state][layer] for r in rows])
+                t = np.arange(1, curves.shape[1] + 1)
+                color = "C0" if state == "init" else "C1"
+                style = "--" if layer.endswith(" h") else "-"
+                for c in curves:
+                    ax.plot(t, c, color=color, lw=0.5, alpha=0.4, ls=style)
+                ax.plot(t, np.median(curves, axis=0), color=color, lw=2, ls=style,
+                        label=f"{setup} T={length} {state}, {_state_name(setup, layer)}")
             ax.set_yscale("log")
-            ax.set_title(f"{cell}, T={length}")
+            rho = radius.get((setup, length))
+            ax.set_title(f"{setup}, T={length}, ρ(W_hh)={_fmt(rho, '.2f')}", fontsize=10)
             ax.set_xlabel("step t")
-            if j == 0:
-                ax.set_ylabel("||dL/dh_t|| (batch mean)")
-            ax.legend(fontsize=7)
-    fig.suptitle(f"Gradient through time: median over {len(cfg['seeds'])} seeds, band min..max")
+            if j % ncols == 0:
+                ax.set_ylabel("||dL/dh_t|| (sample mean)")
+            ax.legend(loc="lower right")
+    fig.suptitle(f"Gradient through time: median of {len(cfg['seeds'])} seeds (thick), "
+                 "each seed (thin)")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _curve_panel(ax, runs: list[dict], setups: list[str], length: int) -> None:
+    for k, setup in enumerate(setups):
+        rows = [r for r in runs if r["setup"] == setup and r["length"] == length]
+        if not rows:
+            continue
+        steps = rows[0]["steps"]
+        mses = np.array([r["mse"] for r in rows])
+        for m in mses:
+            ax.plot(steps, m, color=f"C{k}", lw=0.5, alpha=0.5)
+        ax.plot(steps, np.median(mses, axis=0), color=f"C{k}", lw=2,
+                label=f"{setup}, T={length} ({len(rows)} seeds)")
+        ax.fill_between(steps, mses.min(axis=0), mses.max(axis=0), color=f"C{k}", alpha=0.12)
+    ax.axhline(BASELINE_MSE, color="grey", ls="--", lw=1, label="always 1.0 (1/6)")
+    ax.axhline(SUCCESS_MSE, color="black", ls=":", lw=1, label=f"success < {SUCCESS_MSE}")
+    ax.set_yscale("log")
+    ax.set_xlabel("training steps")
+    ax.set_title(f"T={length}")
+    ax.legend(loc="lower left")
+
+
+def plot_learn_curves(data: dict, path: Path) -> None:
+    """Held-out MSE against training steps, one panel per length: every setup's seeds
+    (thin), median (thick) and band, on the training backend."""
+    plt = _plt()
+    cfg = data["config"]
+    runs = training_runs(data)
+    lengths = sorted({r["length"] for r in runs if r["setup"] in cfg["setups"]
+                      and r["length"] in cfg["lengths"]})
+    ncols = min(2, len(lengths))
+    nrows = -(-len(lengths) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 4.8 * nrows), sharey=True,
+                             squeeze=False)
+    for ax in axes.flat[len(lengths):]:
+        ax.set_visible(False)
+    for ax, length in zip(axes.flat, lengths, strict=False):
+        _curve_panel(ax, runs, list(cfg["setups"]), length)
+    for row in axes:
+        row[0].set_ylabel("held-out MSE")
+    fig.suptitle("Adding problem: learning curves (Adam lr "
+                 f"{cfg['learn_lr']}, batch {cfg['batch_size']}, hidden {cfg['hidden']})")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_learn(data: dict, path: Path) -> None:
+    """Held-out MSE at each budget against T: every seed a point, the median a line; the
+    other backends' repeated runs (seed 0) as crosses where their steps reach the budget."""
+    plt = _plt()
+    cfg = data["config"]
+    runs = training_runs(data)
+    repeats = [r for r in data["learn"] if r not in runs]
+    budgets = cfg["budgets"]
+    fig, axes = plt.subplots(1, len(budgets), figsize=(5.5 * len(budgets) + 2.5, 4.8),
+                             sharey=True, squeeze=False)
+    for ax, budget in zip(axes[0], budgets, strict=True):
+        for k, setup in enumerate(cfg["setups"]):
+            rows = [r for r in runs if r["setup"] == setup and r["length"] in cfg["lengths"]]
+            lengths = sorted({r["length"] for r in rows})
+            for j, length in enumerate(lengths):
+                ys = [mse_at(r, budget) for r in rows if r["length"] == length]
+                ax.plot([length * (1 + 0.03 * (k - 2.5))] * len(ys), ys, "o", color=f"C{k}",
+                        ms=4, alpha=0.7, label=f"{setup}, each seed" if j == 0 else None)
+            ax.plot(lengths, [np.median([mse_at(r, budget) for r in rows if r["length"] == t])
+                              for t in lengths], "-", color=f"C{k}", lw=1.5)
+            reps = [r for r in repeats if r["setup"] == setup and r["steps"][-1] >= budget
+                    and r["length"] in cfg["lengths"]]
+            if reps:
+                ax.plot([r["length"] for r in reps], [mse_at(r, budget) for r in reps], "x",
+                        color=f"C{k}", ms=9, label=f"{setup}, other backends (seed "
+                        f"{cfg['seeds'][0]})")
+        ax.axhline(BASELINE_MSE, color="grey", ls="--", lw=1)
+        ax.axhline(SUCCESS_MSE, color="black", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length T")
+        ax.set_title(f"after {budget} steps")
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    axes[0][0].set_ylabel("held-out MSE")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_paper(data: dict, path: Path) -> None:
+    """Le et al. 2015's adding problem at its lengths, the paper's setups only."""
+    plt = _plt()
+    cfg = data["config"]
+    runs = training_runs(data)
+    lengths = list(cfg["paper_lengths"])
+    fig, axes = plt.subplots(1, len(lengths), figsize=(max(8.0, 6 * len(lengths)), 4.8),
+                             squeeze=False)
+    for ax, length in zip(axes[0], lengths, strict=True):
+        _curve_panel(ax, runs, list(cfg["paper_setups"]), length)
+    axes[0][0].set_ylabel("held-out MSE")
+    fig.suptitle("Le et al. 2015's adding problem, scaled (deviations: REPORT.md)")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
 
 
 def plot_depth(summary: list[dict], path: Path) -> None:
+    """Per activation against depth: the gradient ratio (init and trained), the product of
+    mean |σ'|, and the held-out R^2 (init and trained), each with its seed band."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
-    for ax, state in zip(axes, ("init", "trained"), strict=True):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    panels = (("ratio", "||dL/dW_first|| / ||dL/dW_last||", True),
+              ("deriv_product", "product over layers of mean |σ'|", True),
+              ("test_r2", "held-out R^2", False))
+    for ax, (key, label, log) in zip(axes, panels, strict=True):
         for k, act in enumerate(dict.fromkeys(r["activation"] for r in summary)):
-            rows = [r for r in summary if r["activation"] == act and r["state"] == state]
-            d = [r["depth"] for r in rows]
-            ax.plot(d, [r["ratio"] for r in rows], "o-", color=f"C{k}", label=act)
-            ax.fill_between(d, [r["ratio_band"][0] for r in rows],
-                            [r["ratio_band"][1] for r in rows], color=f"C{k}", alpha=0.25)
+            for state, style in (("init", "--"), ("trained", "-")):
+                rows = [r for r in summary if r["activation"] == act and r["state"] == state]
+                d = [r["depth"] for r in rows]
+                ax.plot(d, [r[key] for r in rows], "o" + style, color=f"C{k}",
+                        label=f"{act}, {state}")
+                ax.fill_between(d, [r[f"{key}_band"][0] for r in rows],
+                                [r[f"{key}_band"][1] for r in rows], color=f"C{k}", alpha=0.15)
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_title(f"at {state}")
+        if log:
+            ax.set_yscale("log")
         ax.set_xlabel("hidden layers")
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("||dL/dW_first|| / ||dL/dW_last||")
-    fig.suptitle("Gradient through depth (diabetes MLP)")
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_learn(data: dict, summary: list[dict], path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k, cell in enumerate(data["config"]["cells"]):
-        rows = [r for r in summary if r["cell"] == cell]
-        t = [r["length"] for r in rows]
-        ax.plot(t, [r["mse"] for r in rows], "o-", color=f"C{k}",
-                label=f"{cell} ({rows[0]['backend'] if rows else '-'})")
-        ax.fill_between(t, [r["mse_band"][0] for r in rows], [r["mse_band"][1] for r in rows],
-                        color=f"C{k}", alpha=0.2)
-        reps = [r for r in data["learn"] if r["cell"] == cell
-                and r["backend"] != data["train_backend"][cell]]
-        ax.plot([r["length"] for r in reps], [r["test_mse"] for r in reps], "x", color=f"C{k}",
-                ms=8, label=f"{cell}, other backends" if reps else None)
-    ax.axhline(BASELINE_MSE, color="grey", ls="--", label="always 1.0 (1/6)")
-    ax.axhline(SUCCESS_MSE, color="black", ls=":", label=f"success < {SUCCESS_MSE}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("sequence length T")
-    ax.set_ylabel("held-out MSE")
-    ax.set_title(f"Adding problem after {data['config']['learn_steps']} steps")
-    ax.legend(fontsize=7)
+        ax.set_title(label)
+        ax.legend()
+    fig.suptitle("Gradient through depth (diabetes MLP): dashed at init, solid after training")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -122,9 +240,18 @@ def _fmt(x: float | None, spec: str = ".3g") -> str:
     return number(x, spec, missing="-")
 
 
-def markdown(data: dict, s: dict[str, Any]) -> str:
-    cfg, env = data["config"], data.get("environment", {})
-    lines = [
+def _band(b: list[float] | None, spec: str = ".3g") -> str:
+    return "-" if b is None else f"{b[0]:{spec}} .. {b[1]:{spec}}"
+
+
+def _seeds(seeds: list[int]) -> str:
+    return ", ".join(str(k) for k in seeds)
+
+
+# ------------------------------------------------------------------ sections
+def _header(data: dict) -> list[str]:
+    env = data.get("environment", {})
+    return [
         "# nnparity study: gradient flow through time and depth, in every backend",
         "",
         f"Machine: {env.get('cpu', '?')}, {env.get('cores', '?')} cores; "
@@ -134,104 +261,284 @@ def markdown(data: dict, s: dict[str, Any]) -> str:
         f"Regenerate this report from the raw data: `nnparity study --report DIR`; rerun the "
         f"study: `nnparity study --preset {env.get('preset', 'default')}`.",
         "",
-        "## Setup",
+        "**How to read it.** Every interval is min .. max over the seeds named. A difference "
+        "between two setups is claimed only where their two seed intervals do not overlap; "
+        "otherwise it is reported as *not resolved*. A setup *learns within B steps at T* "
+        f"when every seed's held-out MSE at step B is below {SUCCESS_MSE}, *does not learn* "
+        "when none is, and is *not resolved* otherwise; these verdicts are of the budget as "
+        "much as of the cell.",
         "",
+    ]
+
+
+def _setup(cfg: dict) -> list[str]:
+    return [
+        "## Setup", "",
         f"- Recurrent task: the adding problem, {cfg['rnn_layers']} recurrent layer(s) of "
         f"{cfg['hidden']} units + dense, Adam lr {cfg['learn_lr']}, batch {cfg['batch_size']}, "
-        f"{cfg['n_samples']} samples (20% held out), seeds {cfg['seeds']}, training in float32.",
-        f"- ||dL/dh_t||: the norm of each held-out sample's own loss gradient w.r.t. the hidden "
-        f"state h_t (every path: output and later steps), averaged over {cfg['eval_batch']} "
-        f"samples, in float64 by the NumPy reference at the initial parameters and after the "
-        f"{cfg['learn_steps']}-step budget. Other backends get it from zero probes added "
-        "to h_t (`Program.hidden_state_grads`).",
+        f"{cfg['n_samples']} samples (20% held out), seeds {list(cfg['seeds'])}, training in "
+        f"float32 for {cfg['learn_steps']} steps, the held-out MSE every {cfg['eval_every']} "
+        f"steps; budgets read off the curves: {', '.join(map(str, cfg['budgets']))} steps.",
+        "- Setups (initialisation from the canonical NumPy parameters, `tasks/params.py`, so "
+        "every backend starts from the same values): "
+        + "; ".join(f"`{s}` = {setup_label(s)}" for s in dict.fromkeys(
+            [*cfg["setups"], *cfg["paper_setups"]]))
+        + ". Uniform: W_hh ~ U(±1/sqrt(H)); orthogonal: each gate's block orthogonal; "
+        "identity: W_hh = I and recurrent biases 0 (the IRNN initialisation of Le et al. "
+        "2015, but with this model's tanh, not their ReLU). ρ(W_hh): spectral radius at "
+        "init (gated cells: the largest over gate blocks).",
+        f"- ||dL/dh_t||: the norm of each held-out sample's own loss gradient w.r.t. the "
+        f"recurrent state at step t (every path: output and later steps), averaged over "
+        f"{cfg['eval_batch']} samples, in float64 by the NumPy reference at the initial "
+        f"parameters and after {cfg['learn_steps']} steps. The state is h_t for rnn and gru; "
+        "for lstm it is (h_t, c_t) (rows `(h, c)`), and the h_t half alone is shown too "
+        "(rows `h only`). Other backends get it from zero probes added to the state "
+        "(`Program.hidden_state_grads`).",
         f"- Slope: least-squares slope of log10 ||dL/dh_t|| against steps back (decades per "
         f"step). Horizon: steps back at which the median norm falls below {HORIZON_FRACTION:g} "
         "of its last-step value (- = never within T).",
-        f"- MLPs: diabetes, width {cfg['mlp_hidden']}, depths {cfg['depths']}, Glorot-uniform "
-        f"init; gradients of the full training set's MSE in float64 at init and after "
-        f"{cfg['depth_steps']} Adam steps (lr {cfg['depth_lr']}, NumPy float32). Ratio = "
-        "||dL/dW|| of the first hidden layer over that of the output layer. Saturated: share "
-        f"of (sample, unit) pairs whose sigmoid/tanh derivative is below {SATURATION:.0%} of "
-        "its maximum (relu: share of inactive pairs); dead: relu units inactive on every "
-        "training sample.",
-        "",
-        "## Training backend",
-        "",
-        "A short float32 training run per cell and backend "
-        f"(T={cfg['speed_length']}, seconds per step after two warm-up steps):",
+        f"- MLPs: diabetes, width {cfg['mlp_hidden']}, depths {list(cfg['depths'])}, "
+        f"Glorot-uniform init; gradients of the full training set's MSE in float64 at init "
+        f"and after {cfg['depth_steps']} Adam steps (lr {cfg['depth_lr']}, NumPy float32). "
+        "Ratio = ||dL/dW|| of the first hidden layer over that of the output layer. "
+        "σ' product: product over hidden layers of the mean |activation derivative| "
+        f"(sigmoid's σ' <= 1/4). Saturated: share of (sample, unit) pairs whose sigmoid/tanh "
+        f"derivative is below {SATURATION:.0%} of its maximum (relu: share of inactive "
+        "pairs); dead: relu units inactive on every training sample.",
         "",
     ]
+
+
+def _backends(data: dict) -> list[str]:
+    cfg = data["config"]
+    lines = ["## Training backend", "",
+             "A short float32 training run per cell and backend (T="
+             f"{cfg['speed_length']}): milliseconds per step after two warm-up steps, and "
+             "the seconds of building the program and those warm-up steps (a compiler's "
+             "start-up, paid by every training job). The chosen backend has the least "
+             f"start-up + {cfg['learn_steps']} steps. Measured on the machine as it was; "
+             "a loaded machine makes this choice noisy.", ""]
     if data["speed"]:
         backends = list(dict.fromkeys(r["backend"] for r in data["speed"]))
         lines += ["| cell | " + " | ".join(backends) + " | chosen |",
                   "|---" * (len(backends) + 2) + "|"]
-        for cell in cfg["cells"]:
-            ms = {r["backend"]: r["seconds_per_step"] * 1e3 for r in data["speed"]
-                  if r["cell"] == cell}
-            lines.append(f"| {cell} | " + " | ".join(f"{ms[b]:.1f} ms" for b in backends)
-                         + f" | {data['train_backend'][cell]} |")
+        for cell in data["train_backend"]:
+            rows = {r["backend"]: r for r in data["speed"] if r["cell"] == cell}
+            lines.append(f"| {cell} | " + " | ".join(
+                f"{rows[b]['seconds_per_step'] * 1e3:.1f} ms; "
+                f"{_fmt(rows[b].get('warmup_seconds'), '.1f')} s" for b in backends)
+                + f" | {data['train_backend'][cell]} |")
     else:
-        lines.append(f"(not measured in this run: every cell trained on "
-                     f"{data['train_backend'][cfg['cells'][0]]}, chosen with `--train-backend`)")
-    ag = s["agreement"]
-    lines += ["", "## Do the backends agree?", "",
-              "Worst pointwise relative difference from the NumPy float64 reference, at the "
-              f"initial and trained parameters of seed {cfg['seeds'][0]} (time: every step of "
-              "every curve; depth: every layer's weight-gradient norm):", "",
-              "| backend | dtype | gradient through time | gradient through depth |",
-              "|---|---|---|---|"]
+        lines.append("(not measured in this run: every cell trained on "
+                     f"{next(iter(data['train_backend'].values()))}, chosen with "
+                     "`--train-backend`)")
+    return [*lines, ""]
+
+
+def _agreement(data: dict, ag: dict) -> list[str]:
+    cfg = data["config"]
+    lines = ["## Do the backends agree?", "",
+             "Worst pointwise relative difference from the NumPy float64 reference, at the "
+             f"initial and trained parameters of seed {cfg['seeds'][0]}, every setup (time: "
+             "every step of every curve; depth: every layer's weight-gradient norm):", "",
+             "| backend | dtype | gradient through time | gradient through depth |",
+             "|---|---|---|---|"]
     for key in sorted(set(ag["time"]) | set(ag["depth"])):
         b, dt = key.split()
         lines.append(f"| {b} | {dt} | {_fmt(ag['time'].get(key), '.1e')} | "
                      f"{_fmt(ag['depth'].get(key), '.1e')} |")
     if ag["learn"]:
-        lines += ["", "Training repeated on every backend (float32, seed "
-                  f"{cfg['seeds'][0]}): held-out MSE, and the worst relative difference from "
-                  "the training backend's run (float32 trajectories drift apart by rounding):",
-                  "", "| run | " + " | ".join(data["backends"]) + " | worst | same verdict |",
+        lines += ["", f"Training repeated on every backend (float32, seed {cfg['seeds'][0]}, "
+                  f"the first {cfg['repeat_steps']} steps): held-out MSE at the last of them, "
+                  "and the worst relative difference of the whole learning curve from the "
+                  "training backend's (float32 trajectories drift apart by rounding):", "",
+                  "| run | " + " | ".join(data["backends"]) + " | worst | same verdict |",
                   "|---" * (len(data["backends"]) + 3) + "|"]
         for key, v in ag["learn"].items():
             lines.append(f"| {key} | " + " | ".join(_fmt(v["mse"].get(b), '.4f')
                                                    for b in data["backends"])
                          + f" | {v['worst']:.1%} | {'yes' if v['same_verdict'] else 'no'} |")
-    lines += ["", "## Gradient through time", "", "![](time_norms.png)", "",
-              "| cell | T | params | layer | slope (decades/step) | horizon (steps) | "
-              "log10 dh_1/dh_T (median; band) |", "|---|---|---|---|---|---|---|"]
+    return [*lines, ""]
+
+
+def learn_statements(rows: list[dict]) -> list[str]:
+    """One sentence per (setup, length, budget), in LEARN_SENTENCE."""
+    return [LEARN_SENTENCE.format(
+        setup=r["setup"], phrase=PHRASES[r["verdict"]], budget=r["budget"],
+        length=r["length"], backend=r["backend"], wins=r["successes"], n=len(r["seeds"]),
+        seeds=_seeds(r["seeds"]), threshold=SUCCESS_MSE, mse=f"{r['mse']:.4f}",
+        lo=f"{r['mse_band'][0]:.4f}", hi=f"{r['mse_band'][1]:.4f}") for r in rows]
+
+
+def _steps_to_success(r: dict, last: int) -> str:
+    hits = [h for h in r["steps_to_success"] if h is not None]
+    never = len(r["steps_to_success"]) - len(hits)
+    if not hits:
+        return f"none within {last}"
+    text = f"median {np.median(hits):.0f}; {_band(r['steps_to_success_band'], '.0f')}"
+    return text + (f"; {never} never within {last}" if never else "")
+
+
+def _comparison_lines(comps: list[dict], what: str, spec: str) -> list[str]:
+    lines = []
+    for c in comps:
+        head = (f"- `{c['setup']}` vs `{c['reference']}` at T={c['length']}"
+                + (f" after {c['budget']} steps" if "budget" in c else f", {c['state']}")
+                + f": {what} {_band(c['band'], spec)} vs {_band(c['reference_band'], spec)}")
+        if "orders" in c:
+            verdict = (f"`{c['setup']}` exceeds by {c['orders']:.1f} orders (per-seed "
+                       f"differences {_band(c['orders_band'], '.1f')})"
+                       if c["resolved"] and c["orders"] > 0 else
+                       f"`{c['setup']}` falls short by {-c['orders']:.1f} orders (per-seed "
+                       f"differences {_band(c['orders_band'], '.1f')})"
+                       if c["resolved"] else "not resolved (the intervals overlap; per-seed "
+                       f"differences {_band(c['orders_band'], '.1f')})")
+        elif c["both_at_baseline"]:
+            verdict = ("both at the baseline (every seed above half of 1/6); no difference "
+                       "is claimed between two failures")
+        else:
+            verdict = (f"`{c['better']}` lower (resolved; per-seed differences "
+                       f"{_band(c['difference_band'], '.4f')})" if c["resolved"]
+                       else "not resolved (the intervals overlap; per-seed differences "
+                       f"{_band(c['difference_band'], '.4f')})")
+        lines.append(f"{head}: {verdict}.")
+    return lines
+
+
+def _learning(data: dict, s: dict) -> list[str]:
+    cfg = data["config"]
+    main = [r for r in s["learn"] if r["length"] in cfg["lengths"] and r["setup"] in cfg["setups"]]
+    lines = ["## Whether it learns: the adding problem", "",
+             "![](learn_curves.png)", "", "![](learn_mse.png)", "",
+             f"Baseline (always 1.0) MSE {BASELINE_MSE:.3f}; success: held-out MSE < "
+             f"{SUCCESS_MSE} at the budget's step, per seed.", "",
+             *learn_statements(main), "",
+             "| setup | T | budget | held-out MSE median (seeds min .. max) | successes | "
+             f"steps to MSE < {SUCCESS_MSE} |", "|---|---|---|---|---|---|"]
+    for r in main:
+        lines.append(f"| {r['setup']} | {r['length']} | {r['budget']} | {r['mse']:.4f} "
+                     f"({_band(r['mse_band'], '.4f')}) | {r['successes']}/{len(r['seeds'])} | "
+                     f"{_steps_to_success(r, cfg['learn_steps'])} |")
+    comps = [c for c in s["learn_comparisons"] if c["length"] in cfg["lengths"]
+             and c["budget"] == cfg["budgets"][-1]]
+    lines += ["", f"Setups compared after {cfg['budgets'][-1]} steps (held-out MSE intervals "
+              "over seeds):", "", *_comparison_lines(comps, "MSE", ".4f"), ""]
+    return lines
+
+
+#: Le et al. 2015 (arXiv:1504.00941), section 4.1, Figure 2, as this report's authors
+#: recall it; the figure is curves, not a table, so its numbers are read-offs
+PAPER = {
+    "source": "Le, Jaitly & Hinton 2015, \"A Simple Way to Initialize Recurrent Networks of "
+              "Rectified Linear Units\", section 4.1 (adding problem), Figure 2 (test MSE "
+              "against training steps at T = 150, 200, 300, 400)",
+    "setup": "100 hidden units; 100,000 training and 10,000 test sequences; SGD with gradient "
+             "clipping, learning rate chosen from a small grid per model; IRNN = ReLU RNN "
+             "with W_hh = I and zero biases",
+    "results": {
+        "rnn": "tanh RNN: stays at the 0.167 baseline (does not learn) at every length shown",
+        "rnn-identity": "IRNN: reaches a test MSE near 0, converging about as fast as the LSTM",
+        "lstm": "LSTM: reaches a test MSE near 0 at T=150 and 200",
+    },
+}
+
+
+def _paper(data: dict, s: dict) -> list[str]:
+    cfg = data["config"]
+    rows = [r for r in s["learn"] if r["paper"] and r["length"] in cfg["paper_lengths"]]
+    lines = ["## A published result reproduced: Le et al. 2015, the adding problem", "",
+             "![](paper_adding.png)", "",
+             f"Source: {PAPER['source']}. Their setup: {PAPER['setup']}. What they report, "
+             "as recalled by this study's authors and not re-read for this run (the paper "
+             "gives curves, no table of numbers, for this task; check its Figure 2 before "
+             "citing these):", ""]
+    lines += [f"- `{k}`: {v}" for k, v in PAPER["results"].items()]
+    lines += ["", "Deviations here: hidden "
+              f"{cfg['hidden']} (theirs 100); {int(cfg['n_samples'] * 0.8)} training sequences "
+              f"(theirs 100,000); Adam lr {cfg['learn_lr']}, batch {cfg['batch_size']}, no "
+              "clipping (theirs SGD with clipping); "
+              f"{cfg['learn_steps']} steps (theirs: many more, see their Figure 2's step "
+              "axis); lengths "
+              f"{list(cfg['paper_lengths'])}; the identity-initialised RNN keeps tanh (this "
+              "model has no ReLU recurrent cell), so it is the IRNN's initialisation, not the "
+              f"IRNN; {len(cfg['seeds'])} seeds; trained on the fastest backend, the first "
+              f"{cfg['repeat_steps']} steps repeated on every backend (see the agreement "
+              "section).", "",
+              "| setup | T | budget | ours: held-out MSE median (seeds) | successes | "
+              "Le et al. 2015 |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['setup']} | {r['length']} | {r['budget']} | {r['mse']:.4f} "
+                     f"({_band(r['mse_band'], '.4f')}) | {r['successes']}/{len(r['seeds'])} | "
+                     f"{PAPER['results'].get(r['setup'], '-').split(': ', 1)[-1]} |")
+    lines += ["", *learn_statements(rows), ""]
+    comps = [c for c in s["learn_comparisons"] if c["length"] in cfg["paper_lengths"]
+             and c["budget"] == cfg["budgets"][-1]]
+    return [*lines, *_comparison_lines(comps, "MSE", ".4f"), ""]
+
+
+def _through_time(data: dict, s: dict) -> list[str]:
+    lines = ["## Gradient through time", "", "![](time_norms.png)", "",
+             "| setup | T | params | state | ρ(W_hh) at init | slope (decades/step) | "
+             "horizon (steps) | log10 dh_1/dh_T (median; seeds) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in s["time"]:
-        lines.append(f"| {r['cell']} | {r['length']} | {r['state']} | {r['layer']} | "
+        lines.append(f"| {r['setup']} | {r['length']} | {r['state']} | {r['layer']}: "
+                     f"{_state_name(r['setup'], r['layer'])} | {_fmt(r['radius'], '.3f')} | "
                      f"{r['slope']:.3f} | {_fmt(r['horizon'], 'd')} | "
-                     f"{r['log10_first_last']:.1f} ({r['log10_first_last_band'][0]:.1f} .. "
-                     f"{r['log10_first_last_band'][1]:.1f}) |")
-    lines += ["", "Orders of magnitude by which ||dL/dh_1|| / ||dL/dh_T|| of the gated cells "
-              "exceeds the vanilla RNN's:", "", "| T | params | lstm | gru |",
-              "|---|---|---|---|"]
-    oom = s["orders_of_magnitude"]
-    for length, state in dict.fromkeys((r["length"], r["state"]) for r in oom):
-        v = {r["cell"]: r["orders"] for r in oom if r["length"] == length and r["state"] == state}
-        lines.append(f"| {length} | {state} | {_fmt(v.get('lstm'), '.1f')} | "
-                     f"{_fmt(v.get('gru'), '.1f')} |")
-    lines += ["", "## Gradient through depth", "", "![](depth_ratio.png)", "",
-              "| activation | depth | params | first/last ratio (median; band) | saturated | "
-              "dead relu | test R^2 |", "|---|---|---|---|---|---|---|"]
+                     f"{r['log10_first_last']:.1f} ({_band(r['log10_first_last_band'], '.1f')}) "
+                     "|")
+    lines += ["", "log10 ||dL/dh_1|| / ||dL/dh_T|| compared between setups (the lstm's state "
+              "(h, c); per-seed differences paired by seed):", "",
+              *_comparison_lines(s["time_comparisons"], "log10 ratio", ".1f"), ""]
+    return lines
+
+
+def _through_depth(s: dict) -> list[str]:
+    lines = ["## Gradient through depth", "", "![](depth_ratio.png)", "",
+             "| activation | depth | params | first/last ratio (median; seeds) | σ' product "
+             "(median; seeds) | saturated | dead relu | held-out R^2 at these params "
+             "(median; seeds) |", "|---|---|---|---|---|---|---|---|"]
     for r in s["depth"]:
         lines.append(f"| {r['activation']} | {r['depth']} | {r['state']} | {r['ratio']:.3g} "
-                     f"({r['ratio_band'][0]:.3g} .. {r['ratio_band'][1]:.3g}) | "
-                     f"{r['saturated']:.1%} | {_fmt(r['dead'], '.1%')} | {r['test_r2']:.3f} |")
-    lines += ["", "## Whether it learns: the adding problem", "", "![](learn_mse.png)", "",
-              f"Budget {cfg['learn_steps']} steps; baseline (always 1.0) MSE {BASELINE_MSE:.3f};"
-              f" success: median held-out MSE < {SUCCESS_MSE}.", "",
-              "| cell | backend | " + " | ".join(f"T={t}" for t in cfg["lengths"])
-              + " | learns up to |", "|---" * (len(cfg["lengths"]) + 3) + "|"]
-    for cell in cfg["cells"]:
-        rows = {r["length"]: r for r in s["learn"] if r["cell"] == cell}
-        cells = [f"{rows[t]['mse']:.4f} {'✓' if rows[t]['success'] else '✗'} "
-                 f"({rows[t]['successes']}/{rows[t]['seeds']})" if t in rows else "-"
-                 for t in cfg["lengths"]]
-        upto = s["learns_up_to"].get(cell)
-        lines.append(f"| {cell} | {data['train_backend'][cell]} | " + " | ".join(cells)
-                     + f" | {'T=' + str(upto) if upto else 'none'} |")
-    lines += ["", "Raw data: `study.json` (everything), `time.csv`, `depth.csv`, `learn.csv`; "
-              "the numbers above: `summary.json`.", ""]
+                     f"({_band(r['ratio_band'])}) | {r['deriv_product']:.3g} "
+                     f"({_band(r['deriv_product_band'])}) | {r['saturated']:.1%} | "
+                     f"{_fmt(r['dead'], '.1%')} | {r['test_r2']:.3f} "
+                     f"({_band(r['test_r2_band'], '.3f')}) |")
+    lines += ["", "Three effects are separated: derivative shrinkage (the σ' product: sigmoid's "
+              "σ' is at most 1/4, so each layer scales the backward signal by a quarter or "
+              "less unless its weights amplify it, with no unit saturated), saturation "
+              "(derivatives near 0) and dead relu units. Read with the ratio:", ""]
+    for f in s["depth_findings"]:
+        if f["shrinkage_not_saturation"]:
+            lines.append(f"- {f['activation']}: at depth {f['to_depth']} the gradient ratio is "
+                         f"{_band(f['deep_ratio_band'])} with {f['deep_saturated']:.1%} "
+                         "saturated units: derivative shrinkage (σ' product "
+                         f"{_band(f['deep_deriv_product_band'])}), not saturation.")
+        if f["r2_falls"] and f["gradient_within_decade"]:
+            text = (f"held-out R^2 falls from {_band(f['r2_band'], '.3f')} at depth "
+                    f"{f['from_depth']} to {_band(f['deep_r2_band'], '.3f')} at depth "
+                    f"{f['to_depth']} while its gradient ratio stays within a decade of 1 "
+                    f"({_band(f['deep_ratio_band'])}): that loss of accuracy is not a "
+                    "vanishing-gradient problem.")
+        elif f["r2_falls"]:
+            text = (f"held-out R^2 falls from {_band(f['r2_band'], '.3f')} to "
+                    f"{_band(f['deep_r2_band'], '.3f')} (depth {f['from_depth']} to "
+                    f"{f['to_depth']}) and its gradient ratio leaves the decade around 1 "
+                    f"({_band(f['deep_ratio_band'])}): consistent with a gradient problem.")
+        else:
+            text = (f"held-out R^2 at depth {f['from_depth']} {_band(f['r2_band'], '.3f')} vs "
+                    f"{f['to_depth']} {_band(f['deep_r2_band'], '.3f')}: no resolved fall "
+                    "with depth.")
+        lines.append(f"- {f['activation']}: {text}")
+    return [*lines, ""]
+
+
+def markdown(data: dict, s: dict[str, Any]) -> str:
+    lines = [*_header(data), *_setup(data["config"]), *_backends(data),
+             *_agreement(data, s["agreement"]), *_learning(data, s), *_paper(data, s),
+             *_through_time(data, s), *_through_depth(s),
+             "Raw data: `study.json` (everything), `time.csv`, `depth.csv`, `learn.csv` (the "
+             "learning curves); the numbers above: `summary.json`.", ""]
     return "\n".join(lines)
 
 
@@ -269,9 +576,11 @@ def write_report(directory: Path) -> Path:
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise InputError(f"{source}: not a study record this version reads "
                          f"({type(exc).__name__}: {str(exc)[:80]})") from None
-    plot_time(data, directory / FIGURES[0])
-    plot_depth(s["depth"], directory / FIGURES[1])
-    plot_learn(data, s["learn"], directory / FIGURES[2])
+    plot_time(data, s, directory / FIGURES[0])
+    plot_learn_curves(data, directory / FIGURES[1])
+    plot_learn(data, directory / FIGURES[2])
+    plot_paper(data, directory / FIGURES[3])
+    plot_depth(s["depth"], directory / FIGURES[4])
     write_text_atomic(directory / "summary.json", json.dumps(s, indent=1) + "\n")
     path = directory / "REPORT.md"
     write_text_atomic(path, markdown(data, s))
