@@ -17,13 +17,14 @@ from typing import ClassVar
 import numpy as np
 
 from tasks.base import INT_KNOB_MAX, Dataset, Task, accuracy, mse_score, split
-from tasks.spec import CELLS, Dense, ModelSpec, Recurrent
+from tasks.spec import CELLS, RNN_ACTIVATIONS, Dense, ModelSpec, Recurrent
 
 
 @dataclass(frozen=True)
 class RNNConfig:
     data: str = "adding"  # "adding" (synthetic) or "digits_rows" (real digits, 8 steps)
     cell: str = "lstm"
+    activation: str = "tanh"  # the vanilla cell's: "tanh" or "relu" (IRNN); rnn only
     hidden: int = 32
     layers: int = 1  # stacked recurrent layers; all but the last return sequences
     seq_len: int = 50  # adding only
@@ -40,6 +41,7 @@ class RNNConfig:
     CHOICES: ClassVar[dict] = {
         "data": ("adding", "digits_rows"),
         "cell": CELLS,
+        "activation": RNN_ACTIVATIONS,
         "optimizer": ("sgd", "adam"),
     }
 
@@ -60,7 +62,8 @@ def build(cfg: RNNConfig) -> ModelSpec:
     else:
         input_shape, out, loss = (8, 8), 10, "softmax_cross_entropy"
     layers = [
-        Recurrent(f"rnn{i}", cfg.cell, cfg.hidden, return_sequences=i < cfg.layers - 1)
+        Recurrent(f"rnn{i}", cfg.cell, cfg.hidden, return_sequences=i < cfg.layers - 1,
+                  activation=cfg.activation)
         for i in range(cfg.layers)
     ]
     layers.append(Dense("dense0", out, "identity"))

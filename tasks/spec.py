@@ -16,6 +16,8 @@ PADDINGS = ("valid", "same")
 LOSSES = ("mse", "softmax_cross_entropy")
 # Number of gate blocks along the G*H axis of recurrent weights (docs/design.md §2).
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+# The vanilla cell's activation: tanh (the default), or ReLU (Le et al. 2015's IRNN).
+RNN_ACTIVATIONS = ("tanh", "relu")
 
 
 class SpecError(ValueError):
@@ -93,17 +95,24 @@ class Recurrent:
     """A recurrent layer over batch-first (N, T, F) input, zero initial state.
 
     Returns the last hidden state (N, H), or every state (N, T, H) when
-    `return_sequences` is set.
+    `return_sequences` is set. `activation` is the vanilla cell's
+    h_t = act(x_t W_ih + h_{t-1} W_hh + b): "tanh" or "relu" (cell "rnn" only;
+    LSTM and GRU keep their fixed sigmoid/tanh gates).
     """
 
     name: str
     cell: str
     hidden: int
     return_sequences: bool = False
+    activation: str = "tanh"
 
     def __post_init__(self) -> None:
         _check_choice("cell", self.cell, CELLS)
         _check_positive(f"{self.name}.hidden", self.hidden)
+        _check_choice("recurrent activation", self.activation, RNN_ACTIVATIONS)
+        if self.activation != "tanh" and self.cell != "rnn":
+            raise SpecError(f"{self.name}: activation {self.activation!r} is for cell 'rnn' "
+                            f"only; {self.cell} has fixed gate activations")
 
     @property
     def gates(self) -> int:

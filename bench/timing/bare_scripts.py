@@ -62,7 +62,8 @@ def bare_torch(spec: ModelSpec, x: np.ndarray, y: np.ndarray) -> Call:
             mods.append(nn.Flatten())
         elif isinstance(layer, Recurrent):
             cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[layer.cell]
-            mods.append(LastState(cls(shape[-1], layer.hidden, batch_first=True),
+            kw = {"nonlinearity": "relu"} if layer.activation == "relu" else {}
+            mods.append(LastState(cls(shape[-1], layer.hidden, batch_first=True, **kw),
                                   layer.return_sequences))
     model = nn.Sequential(*mods)
     loss_fn = nn.MSELoss() if spec.loss == "mse" else nn.CrossEntropyLoss()
@@ -106,7 +107,8 @@ def bare_jax(spec: ModelSpec, x: np.ndarray, y: np.ndarray) -> Call:
                 elif isinstance(layer, Flatten):
                     h = h.reshape((h.shape[0], -1))
                 elif isinstance(layer, Recurrent):
-                    rnn = nn.RNN(cells[layer.cell](layer.hidden), return_carry=True)
+                    kw = {"activation_fn": nn.relu} if layer.activation == "relu" else {}
+                    rnn = nn.RNN(cells[layer.cell](layer.hidden, **kw), return_carry=True)
                     carry, outs = rnn(h)
                     last = carry[1] if layer.cell == "lstm" else carry  # LSTM carry is (c, h)
                     h = outs if layer.return_sequences else last
@@ -157,7 +159,8 @@ def bare_tensorflow(spec: ModelSpec, x: np.ndarray, y: np.ndarray, xla: bool = F
             mods.append(L.Flatten())
         elif isinstance(layer, Recurrent):
             cls = {"rnn": L.SimpleRNN, "lstm": L.LSTM, "gru": L.GRU}[layer.cell]
-            mods.append(cls(layer.hidden, return_sequences=layer.return_sequences))
+            kw = {"activation": "relu"} if layer.activation == "relu" else {}
+            mods.append(cls(layer.hidden, return_sequences=layer.return_sequences, **kw))
     model = keras.Sequential(mods)
     if spec.loss == "mse":
         loss_fn = keras.losses.MeanSquaredError()

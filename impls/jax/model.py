@@ -113,7 +113,7 @@ def forward(spec: ModelSpec, params: Params, x: Array, unroll: int = 1,
             x = recurrent(
                 x,
                 params[f"{n}.w_ih"], params[f"{n}.w_hh"], params[f"{n}.b_ih"], params[f"{n}.b_hh"],
-                layer.cell, layer.return_sequences, unroll,
+                layer.cell, layer.return_sequences, unroll, layer.activation,
             )
         else:
             raise TypeError(f"unknown layer {layer!r}")
@@ -167,7 +167,7 @@ def loss_probed(spec: ModelSpec, params: Params, probes: Params, x: Array, y: Ar
             x = recurrent_probed(
                 x,
                 params[f"{n}.w_ih"], params[f"{n}.w_hh"], params[f"{n}.b_ih"], params[f"{n}.b_hh"],
-                layer.cell, layer.return_sequences, probes[n], unroll,
+                layer.cell, layer.return_sequences, probes[n], unroll, layer.activation,
             )
         else:
             x = forward(ModelSpec(x.shape[1:], (layer,), spec.loss), params, x, unroll)
@@ -216,8 +216,8 @@ def flax_module(spec: ModelSpec, dtype=None, record: bool = False):
                 elif isinstance(layer, Flatten):
                     h = h.reshape((h.shape[0], -1))  # H, W, C order: see flax_params
                 elif isinstance(layer, Recurrent):
-                    rnn = nn.RNN(flax_cell(layer.cell, layer.hidden, dtype), return_carry=True,
-                                 name=layer.name)
+                    rnn = nn.RNN(flax_cell(layer.cell, layer.hidden, dtype, layer.activation),
+                                 return_carry=True, name=layer.name)
                     carry, outs = rnn(h)
                     last = carry[1] if layer.cell == "lstm" else carry  # LSTM carry: (c, h)
                     h = outs if layer.return_sequences else last

@@ -36,6 +36,16 @@ def _rnn_step(w_hh: Array, b_hh: Array) -> Step:
     return step
 
 
+def _rnn_relu_step(w_hh: Array, b_hh: Array) -> Step:
+    del b_hh  # folded into the input projection
+
+    def step(h: Array, xt: Array) -> tuple[Array, Array]:
+        h = jax.nn.relu(xt + h @ w_hh)
+        return h, h
+
+    return step
+
+
 def _lstm_step(w_hh: Array, b_hh: Array) -> Step:
     del b_hh  # folded into the input projection
 
@@ -70,11 +80,14 @@ _STEPS: dict[str, Callable[[Array, Array], Step]] = {
 }
 
 
-def _projecting(cell: str, w_ih: Array, w_hh: Array, b_ih: Array, b_hh: Array) -> Step:
+def _projecting(cell: str, w_ih: Array, w_hh: Array, b_ih: Array, b_hh: Array,
+                activation: str = "tanh") -> Step:
     """The cell's step on the raw input x_t: its projection x_t @ w_ih + bias first.
-    GRU keeps b_hh for the per-step hidden term; RNN and LSTM add it here."""
+    GRU keeps b_hh for the per-step hidden term; RNN and LSTM add it here.
+    `activation` is the vanilla cell's ("tanh" or "relu")."""
     bias = b_ih if cell == "gru" else b_ih + b_hh
-    step = _STEPS[cell](w_hh, b_hh)
+    make = _rnn_relu_step if cell == "rnn" and activation == "relu" else _STEPS[cell]
+    step = make(w_hh, b_hh)
 
     def projected(carry: Carry, xt: Array) -> tuple[Carry, Array]:
         return step(carry, xt @ w_ih + bias)
@@ -91,12 +104,13 @@ def recurrent(
     cell: str,
     return_sequences: bool,
     unroll: int = 1,
+    activation: str = "tanh",
 ) -> Array:
     """(N, T, F) -> (N, H) last state, or (N, T, H) every state."""
     xs = jnp.swapaxes(x, 0, 1)  # time-major (T, N, F)
     h0 = jnp.zeros((x.shape[0], w_hh.shape[0]), dtype=x.dtype)
     carry0: Carry = (h0, h0) if cell == "lstm" else h0
-    step = _projecting(cell, w_ih, w_hh, b_ih, b_hh)
+    step = _projecting(cell, w_ih, w_hh, b_ih, b_hh, activation)
     if return_sequences:
         _, hs = lax.scan(step, carry0, xs, unroll=unroll)
         return jnp.swapaxes(hs, 0, 1)
@@ -118,6 +132,7 @@ def recurrent_probed(
     return_sequences: bool,
     probe: Array,
     unroll: int = 1,
+    activation: str = "tanh",
 ) -> Array:
     """`recurrent` with `probe[:, t]` (N, T, S) added to each state: h_t (S = H), and
     for an LSTM (h_t, c_t) (S = 2H).
@@ -129,7 +144,7 @@ def recurrent_probed(
     xs = jnp.swapaxes(x, 0, 1)  # the projection runs per step, as in `recurrent`
     h0 = jnp.zeros((x.shape[0], w_hh.shape[0]), dtype=x.dtype)
     carry0: Carry = (h0, h0) if cell == "lstm" else h0
-    step = _projecting(cell, w_ih, w_hh, b_ih, b_hh)
+    step = _projecting(cell, w_ih, w_hh, b_ih, b_hh, activation)
 
     hid = w_hh.shape[0]
 
@@ -153,14 +168,16 @@ def recurrent_probed(
 
 
 # ------------------------------------------------------------ Flax cells ("flax" variant)
-def flax_cell(cell: str, hidden: int, dtype=None):
-    """The Flax linen cell users pick for `cell`: SimpleCell, OptimizedLSTMCell, GRUCell."""
+def flax_cell(cell: str, hidden: int, dtype=None, activation: str = "tanh"):
+    """The Flax linen cell users pick for `cell`: SimpleCell, OptimizedLSTMCell, GRUCell
+    (SimpleCell with `activation_fn` relu for a ReLU vanilla cell)."""
     import flax.linen as nn
 
     # parent=None: unbound, so the nn.RNN that gets it owns it (as its "cell")
     cls = {"rnn": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}[cell]
+    kw = {"activation_fn": nn.relu} if cell == "rnn" and activation == "relu" else {}
     # param_dtype also sets the zero carry's dtype (float32 by default)
-    return cls(hidden, param_dtype=dtype or jnp.float32, parent=None)
+    return cls(hidden, param_dtype=dtype or jnp.float32, parent=None, **kw)
 
 
 def flax_cell_params(cell: str, w_ih: Array, w_hh: Array, b_ih: Array, b_hh: Array) -> dict:

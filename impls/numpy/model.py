@@ -38,7 +38,8 @@ def _layer_forward(layer: Layer, params: Params, x: np.ndarray,
         return layers.flatten_forward(x)
     if isinstance(layer, Recurrent):
         w = [params[f"{n}.{k}"] for k in ("w_ih", "w_hh", "b_ih", "b_hh")]
-        return recurrent.recurrent_forward(x, *w, layer.cell, layer.return_sequences)
+        return recurrent.recurrent_forward(x, *w, layer.cell, layer.return_sequences,
+                                           layer.activation)
     raise TypeError(f"unknown layer {layer!r}")
 
 
@@ -177,7 +178,7 @@ def loss_probed(
         if isinstance(layer, Recurrent):
             w = [params[f"{layer.name}.{k}"] for k in ("w_ih", "w_hh", "b_ih", "b_hh")]
             x = recurrent.recurrent_forward_probed(x, *w, layer.cell, layer.return_sequences,
-                                                   probes[layer.name])
+                                                   probes[layer.name], layer.activation)
         else:
             x, _ = _layer_forward(layer, params, x)
     return LOSSES[spec.loss](x, y)[0]

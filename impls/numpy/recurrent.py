@@ -48,21 +48,28 @@ def _finish_grads(c: Cache, d_ih: np.ndarray, d_hh: np.ndarray, need_dx: bool):
 
 
 # ------------------------------------------------------------------ vanilla RNN
-def _rnn_forward(x, w_ih, w_hh, b_ih, b_hh) -> Cache:
+def _rnn_forward(x, w_ih, w_hh, b_ih, b_hh, activation: str = "tanh") -> Cache:
     xw = _input_projection(x, w_ih, b_ih + b_hh)
     t_len, n, h = xw.shape
     hs = np.zeros((t_len + 1, n, h), dtype=xw.dtype)
     buf = np.empty((n, h), dtype=xw.dtype)
+    relu = activation == "relu"
     for t in range(t_len):
         np.matmul(hs[t], w_hh, out=buf)
         buf += xw[t]
-        np.tanh(buf, out=hs[t + 1])
-    return {"x": x, "w_ih": w_ih, "w_hh": w_hh, "hs": hs}
+        if relu:
+            np.maximum(buf, 0.0, out=hs[t + 1])
+        else:
+            np.tanh(buf, out=hs[t + 1])
+    return {"x": x, "w_ih": w_ih, "w_hh": w_hh, "hs": hs, "activation": activation}
 
 
 def _rnn_backward(c: Cache, dhs: np.ndarray, need_dx: bool, record: np.ndarray | None = None):
     hs, w_hh_t = c["hs"], c["w_hh"].T
-    dtanh = 1.0 - hs[1:] * hs[1:]
+    if c["activation"] == "relu":  # ReLU' = 1 where the pre-activation > 0, i.e. h > 0
+        dtanh = (hs[1:] > 0).astype(hs.dtype)
+    else:
+        dtanh = 1.0 - hs[1:] * hs[1:]
     da = np.empty_like(dtanh)
     dh = np.zeros_like(hs[0])
     for t in reversed(range(len(da))):
@@ -192,9 +199,14 @@ def recurrent_forward(
     b_hh: np.ndarray,
     cell: str,
     return_sequences: bool,
+    activation: str = "tanh",
 ) -> tuple[np.ndarray, Cache]:
-    """Run `cell` over (N, T, F); returns (N, T, H) or the last state (N, H)."""
-    cache = _CELLS[cell][0](x, w_ih, w_hh, b_ih, b_hh)
+    """Run `cell` over (N, T, F); returns (N, T, H) or the last state (N, H).
+    `activation` is the vanilla cell's ("tanh" or "relu"); LSTM/GRU ignore it."""
+    if cell == "rnn":
+        cache = _rnn_forward(x, w_ih, w_hh, b_ih, b_hh, activation)
+    else:
+        cache = _CELLS[cell][0](x, w_ih, w_hh, b_ih, b_hh)
     cache["cell"], cache["return_sequences"] = cell, return_sequences
     hs = cache["hs"]
     out = hs[1:].transpose(1, 0, 2) if return_sequences else hs[-1]
@@ -242,12 +254,13 @@ def recurrent_backward_states(
 
 
 def _cell_step(cell: str, xw: np.ndarray, h: np.ndarray, c: np.ndarray, w_hh: np.ndarray,
-               b_hh: np.ndarray, probe_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               b_hh: np.ndarray, probe_c: np.ndarray,
+               activation: str = "tanh") -> tuple[np.ndarray, np.ndarray]:
     """One step of `cell` written plainly: `xw` = x_t W_ih + b_ih; returns (h, c).
     An LSTM adds `probe_c` to its new cell state before h reads it."""
     hw = h @ w_hh + b_hh
     if cell == "rnn":
-        return np.tanh(xw + hw), c
+        return (np.maximum(xw + hw, 0.0) if activation == "relu" else np.tanh(xw + hw)), c
     if cell == "lstm":
         i, f, g, o = np.split(xw + hw, 4, axis=-1)
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(g) + probe_c
@@ -268,6 +281,7 @@ def recurrent_forward_probed(
     cell: str,
     return_sequences: bool,
     probe: np.ndarray,
+    activation: str = "tanh",
 ) -> np.ndarray:
     """The forward of `recurrent_forward` with `probe[:, t]` added to each state s_t
     (N, T, S): h_t, and for an LSTM (h_t, c_t), S = 2H.
@@ -282,7 +296,7 @@ def recurrent_forward_probed(
     states = []
     for t in range(x.shape[1]):
         hid = h.shape[-1]
-        h, c = _cell_step(cell, xw[:, t], h, c, w_hh, b_hh, probe[:, t, hid:])
+        h, c = _cell_step(cell, xw[:, t], h, c, w_hh, b_hh, probe[:, t, hid:], activation)
         h = h + probe[:, t, :hid]
         states.append(h)
     return np.stack(states, axis=1) if return_sequences else h

@@ -151,7 +151,7 @@ def _layer(layer: Layer, params: dict[str, np.ndarray], dtype: tf.DType,
         names = [f"{n}.{k}" for k in _RECURRENT_PARAMS]
         ws = [variable(params[k], dtype) for k in names]
         apply = lambda x: recurrent(x, *map(r, ws), layer.cell,  # noqa: E731
-                                    layer.return_sequences)
+                                    layer.return_sequences, layer.activation)
         return apply, [native(v, k) for v, k in zip(ws, names, strict=True)]
     raise TypeError(f"unknown layer {layer!r}")
 
@@ -351,7 +351,7 @@ def loss_probed(spec: ModelSpec, model: Model):
             index += count
             if isinstance(layer, Recurrent):
                 x = recurrent_probed(x, *vs, layer.cell, layer.return_sequences,
-                                     probes[layer.name])
+                                     probes[layer.name], layer.activation)
             elif isinstance(layer, Dense):
                 x = L.dense(x, *vs, layer.activation)
             elif isinstance(layer, Conv2D):

@@ -46,6 +46,15 @@ def _rnn_cell(w_hh, b_hh):
     return cell
 
 
+def _rnn_relu_cell(w_hh, b_hh):
+    del b_hh  # folded into the input projection (FOLDED_BIAS)
+
+    def cell(h, gi):
+        return tf.nn.relu(gi + tf.matmul(h, w_hh))
+
+    return cell
+
+
 def _lstm_cell(w_hh, b_hh):
     del b_hh  # folded into the input projection (FOLDED_BIAS)
 
@@ -71,6 +80,13 @@ def _gru_cell(w_hh, b_hh):
 
 
 _CELLS = {"rnn": _rnn_cell, "lstm": _lstm_cell, "gru": _gru_cell}
+
+
+def _cell(cell: str, activation: str, w_hh, b_hh):
+    """The step of `cell`; the vanilla cell's with its `activation` ("tanh" or "relu")."""
+    make = _rnn_relu_cell if cell == "rnn" and activation == "relu" else _CELLS[cell]
+    return make(w_hh, b_hh)
+
 #: cells whose b_hh is added once, with b_ih, in the input projection (as in
 #: every backend's hand-written cells); GRU keeps b_hh inside the step
 FOLDED_BIAS = ("rnn", "lstm")
@@ -84,9 +100,10 @@ def recurrent(
     b_hh: tf.Tensor,
     cell: str,
     return_sequences: bool,
+    activation: str = "tanh",
 ) -> tf.Tensor:
     """(N, T, F) -> (N, H) last state, or (N, T, H) with `return_sequences`."""
-    step = _CELLS[cell](w_hh, b_hh)
+    step = _cell(cell, activation, w_hh, b_hh)
     is_lstm = cell == "lstm"
     bias = b_ih + b_hh if cell in FOLDED_BIAS else b_ih
     steps = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
@@ -152,7 +169,7 @@ class FusedRecurrent:
         common = dict(return_sequences=layer.return_sequences, dtype=policy or dtype.name,
                       name=layer.name)
         if layer.cell == "rnn":
-            k = keras.layers.SimpleRNN(layer.hidden, activation="tanh", **common)
+            k = keras.layers.SimpleRNN(layer.hidden, activation=layer.activation, **common)
         elif layer.cell == "lstm":
             k = keras.layers.LSTM(layer.hidden, **common)
         else:
@@ -182,6 +199,7 @@ def recurrent_probed(
     cell: str,
     return_sequences: bool,
     probe: tf.Tensor,
+    activation: str = "tanh",
 ) -> tf.Tensor:
     """`recurrent` with `probe[:, t]` (N, T, S) added to each state: h_t (S = H), and
     for an LSTM (h_t, c_t) (S = 2H).
@@ -190,7 +208,7 @@ def recurrent_probed(
     to the probe is dL/ds_t through every path (`Program.hidden_state_grads`).
     Primitive-op cells only: a Keras layer's loop has no place for a probe.
     """
-    step = _CELLS[cell](w_hh, b_hh)
+    step = _cell(cell, activation, w_hh, b_hh)
     is_lstm = cell == "lstm"
     # the same projection as `recurrent`: b_hh folded in for the cells in FOLDED_BIAS
     gi = tf.matmul(tf.transpose(x, (1, 0, 2)), w_ih) + (

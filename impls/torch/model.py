@@ -78,7 +78,8 @@ class TorchModel:
         if isinstance(layer, Flatten):
             return L.flatten, 0
         if isinstance(layer, Recurrent):
-            return (lambda x, *p, _l=layer: recurrent(x, *p, _l.cell, _l.return_sequences)), 4
+            return (lambda x, *p, _l=layer: recurrent(x, *p, _l.cell, _l.return_sequences,
+                                                      _l.activation)), 4
         raise TypeError(f"unsupported layer {layer!r}")
 
     def to_native(
@@ -156,7 +157,7 @@ class TorchModel:
             args = params[index : index + count]
             if isinstance(layer, Recurrent):
                 x = recurrent_probed(x, *args, layer.cell, layer.return_sequences,
-                                     probes[layer.name])
+                                     probes[layer.name], layer.activation)
             else:
                 x = op(x, *args)
             index += count

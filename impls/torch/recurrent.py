@@ -34,6 +34,11 @@ def _rnn_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, c: Tensor) -> S
     return torch.tanh(gx + F.linear(h, w_hh)), c
 
 
+def _rnn_relu_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, c: Tensor) -> Step:
+    del b_hh  # folded into the input projection (FOLDED_BIAS)
+    return torch.relu(gx + F.linear(h, w_hh)), c
+
+
 def _lstm_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, c: Tensor) -> Step:
     del b_hh  # folded into the input projection (FOLDED_BIAS)
     i, f, g, o = (gx + F.linear(h, w_hh)).chunk(4, dim=-1)
@@ -52,6 +57,12 @@ def _gru_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, c: Tensor) -> S
 
 
 _STEPS = {"rnn": _rnn_step, "lstm": _lstm_step, "gru": _gru_step}
+
+
+def _step(cell: str, activation: str):
+    """The step function of `cell`; the vanilla cell's with its `activation`."""
+    return _rnn_relu_step if cell == "rnn" and activation == "relu" else _STEPS[cell]
+
 #: cells whose b_hh is added once, with b_ih, in the input projection rather
 #: than at every step: the same in all four backends' hand-written cells
 FOLDED_BIAS = ("rnn", "lstm")
@@ -65,9 +76,11 @@ def recurrent(
     b_hh: torch.Tensor,
     cell: str,
     return_sequences: bool,
+    activation: str = "tanh",
 ) -> torch.Tensor:
-    """(N, T, F) -> (N, H) last state, or (N, T, H) with `return_sequences`."""
-    step = _STEPS[cell]
+    """(N, T, F) -> (N, H) last state, or (N, T, H) with `return_sequences`;
+    `activation` is the vanilla cell's ("tanh" or "relu")."""
+    step = _step(cell, activation)
     # the input-side matmul does not depend on the state: one matmul for all steps
     gx = F.linear(x, w_ih, b_ih + b_hh if cell in FOLDED_BIAS else b_ih)
     h = x.new_zeros(x.shape[0], w_hh.shape[1])  # w_hh is (G*H, H)
@@ -83,7 +96,7 @@ def recurrent(
 
 
 _MODULES = {
-    "rnn": lambda f, h, **kw: nn.RNN(f, h, nonlinearity="tanh", **kw),
+    "rnn": lambda f, h, activation="tanh", **kw: nn.RNN(f, h, nonlinearity=activation, **kw),
     "lstm": nn.LSTM,
     "gru": nn.GRU,
 }
@@ -109,8 +122,9 @@ class FusedRecurrent:
     ) -> None:
         """`weights`: w_ih, w_hh, b_ih, b_hh in torch layout; `in_shape`: (T, F)."""
         self.layer = layer
+        kw = {"activation": layer.activation} if layer.cell == "rnn" else {}
         self.module = _MODULES[layer.cell](
-            in_shape[-1], layer.hidden, batch_first=True, dtype=dtype, device=device
+            in_shape[-1], layer.hidden, batch_first=True, dtype=dtype, device=device, **kw
         )
         with torch.no_grad():
             for name, value in zip(MODULE_PARAMS, weights, strict=True):
@@ -135,6 +149,7 @@ def recurrent_probed(
     cell: str,
     return_sequences: bool,
     probe: torch.Tensor,
+    activation: str = "tanh",
 ) -> torch.Tensor:
     """`recurrent` with `probe[:, t]` (N, T, S) added to each state: h_t (S = H), and
     for an LSTM (h_t, c_t) (S = 2H).
@@ -143,7 +158,7 @@ def recurrent_probed(
     with respect to the probe is dL/ds_t through every path (the output and
     every later step), which `Program.hidden_state_grads` returns.
     """
-    step = _STEPS[cell]
+    step = _step(cell, activation)
     # the same projection as `recurrent`: b_hh folded in for the cells in FOLDED_BIAS
     gx = F.linear(x, w_ih, b_ih + b_hh if cell in FOLDED_BIAS else b_ih)
     h = x.new_zeros(x.shape[0], w_hh.shape[1])
