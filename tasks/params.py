@@ -43,7 +43,7 @@ def init_params(spec: ModelSpec, seed: int, recurrent_init: str = "uniform",
     (so every other parameter is unchanged): "orthogonal" draws each gate's
     block from a second generator seeded by (seed, layer index); "identity"
     sets each block to I and zeroes the recurrent layer's biases, as the IRNN
-    of Le et al. 2015 (whose ReLU activation this model does not have).
+    of Le et al. 2015 (whose ReLU is the spec's `Recurrent.activation`).
     """
     if recurrent_init not in RECURRENT_INITS:
         from tasks.base import TaskError

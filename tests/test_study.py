@@ -18,7 +18,7 @@ from bench.agreement.finite_diff import compare, numerical_grads
 from bench.agreement.tolerances import tolerance
 from bench.cli import main as cli_main
 from bench.study import jobs as study_jobs
-from bench.study.config import SUCCESS_MSE, StudyConfig
+from bench.study.config import SUCCESS_MSE, StudyConfig, setup_activation
 from bench.study.report import FIGURES, write_report
 from bench.study.run import LEARN_CSV, choose_backends, learn_runs, write_raw
 from bench.study.summary import decay_slope, horizon, learn_verdict, resolved
@@ -161,6 +161,10 @@ def test_quick_study_writes_raw_data_and_the_report_rebuilds_from_it(tmp_path, c
     summary = json.loads((out / "summary.json").read_text())
     assert {r["setup"] for r in summary["learn"]} == set(cfg["setups"])
     _check_learn_statements(report, (out / "learn.csv").read_text())
+    # the identity setup is the IRNN (ReLU), and the report no longer says otherwise
+    assert "`rnn-identity` = rnn (identity init, relu)" in report
+    assert "`rnn` = rnn (uniform init, tanh)" in report
+    assert "keeps tanh" not in report and "tanh, not their ReLU" not in report
 
 
 def test_study_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
@@ -283,6 +287,21 @@ def test_the_canonical_init_is_unchanged_and_the_variants_change_only_their_part
             assert np.array_equal(base[k], orth[k]), k
     with pytest.raises(Exception, match="recurrent_init"):
         init_params(spec, 3, "glorot")
+
+
+@pytest.mark.parametrize(("setup", "activation"), [
+    ("rnn", "tanh"), ("rnn-orthogonal", "tanh"), ("rnn-identity", "relu"), ("lstm", "tanh"),
+    ("gru-identity", "tanh")])
+def test_the_identity_setup_is_the_irnn_and_the_others_stay_tanh(setup, activation):
+    """rnn-identity: W_hh = I, recurrent biases 0 and ReLU (Le et al. 2015); gated cells
+    keep their gates, the other vanilla setups tanh."""
+    assert setup_activation(setup) == activation
+    _, spec, _ = study_jobs.rnn_task(StudyConfig(hidden=4), setup, 6, 0)
+    assert {layer.activation for layer in spec.layers[:-1]} == {activation}
+    if setup == "rnn-identity":
+        params = study_jobs.rnn_init(setup, spec, 0)
+        assert np.array_equal(params["rnn0.w_hh"], np.eye(4))
+        assert not params["rnn0.b_ih"].any() and not params["rnn0.b_hh"].any()
 
 
 def test_the_vanilla_rnn_at_init_ratios_are_todays():

@@ -2,8 +2,8 @@
 
 A *setup* is a cell with its initialisation, named `cell` or `cell-variant`:
 `rnn` (recurrent weights uniform ±1/sqrt(H), the canonical init), `rnn-orthogonal`,
-`rnn-identity` (W_hh = I, recurrent biases 0: the initialisation of Le et al.'s
-IRNN, with this model's tanh), `lstm` (forget-gate bias 1), `lstm-fb0` (forget-gate
+`rnn-identity` (the IRNN of Le et al. 2015: W_hh = I, recurrent biases 0, ReLU
+activation; every other vanilla setup is tanh), `lstm` (forget-gate bias 1), `lstm-fb0` (forget-gate
 bias 0), `gru`. `default` is the published study (within 15 minutes on 2 cores);
 `long` the 10,000-step budget (hours, not for this machine's default); `quick` the
 same pipeline at toy sizes for tests (NumPy alone works). Framework-free.
@@ -40,10 +40,19 @@ def setup_parts(setup: str) -> tuple[str, str, float]:
     return cell, init, forget_bias
 
 
+def setup_activation(setup: str) -> str:
+    """The vanilla cell's activation in a setup: ReLU for `rnn-identity` (the IRNN of
+    Le et al. 2015), tanh otherwise (gated cells have fixed gate activations)."""
+    cell, init, _ = setup_parts(setup)
+    return "relu" if cell == "rnn" and init == "identity" else "tanh"
+
+
 def setup_label(setup: str) -> str:
-    """How a setup reads in prose: `lstm (uniform init, forget bias 1)`."""
+    """How a setup reads in prose: `lstm (uniform init, forget bias 1)`,
+    `rnn (identity init, relu)`."""
     cell, init, forget_bias = setup_parts(setup)
     extra = f", forget bias {forget_bias:g}" if cell == "lstm" else ""
+    extra += f", {setup_activation(setup)}" if cell == "rnn" else ""
     return f"{cell} ({init} init{extra})"
 
 

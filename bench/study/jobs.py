@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import impls
-from bench.study.config import SATURATION, StudyConfig, setup_parts
+from bench.study.config import SATURATION, StudyConfig, setup_activation, setup_parts
 from tasks import get_task
 from tasks.optim import OptimizerSpec
 from tasks.params import init_params
@@ -34,7 +34,8 @@ def rnn_task(cfg: StudyConfig, setup: str, length: int, seed: int):
     cell = setup_parts(setup)[0]
     task = get_task("rnn_sequence")
     rcfg = task.config("quick", {
-        "cell": cell, "seq_len": length, "hidden": cfg.hidden, "layers": cfg.rnn_layers,
+        "cell": cell, "activation": setup_activation(setup), "seq_len": length,
+        "hidden": cfg.hidden, "layers": cfg.rnn_layers,
         "n_samples": cfg.n_samples, "batch_size": cfg.batch_size, "lr": cfg.learn_lr,
         "seed": seed,
     })

@@ -284,8 +284,8 @@ def _setup(cfg: dict) -> list[str]:
         + "; ".join(f"`{s}` = {setup_label(s)}" for s in dict.fromkeys(
             [*cfg["setups"], *cfg["paper_setups"]]))
         + ". Uniform: W_hh ~ U(±1/sqrt(H)); orthogonal: each gate's block orthogonal; "
-        "identity: W_hh = I and recurrent biases 0 (the IRNN initialisation of Le et al. "
-        "2015, but with this model's tanh, not their ReLU). ρ(W_hh): spectral radius at "
+        "identity: W_hh = I and recurrent biases 0 with a ReLU activation (the IRNN of Le "
+        "et al. 2015; the other vanilla setups are tanh). ρ(W_hh): spectral radius at "
         "init (gated cells: the largest over gate blocks).",
         f"- ||dL/dh_t||: the norm of each held-out sample's own loss gradient w.r.t. the "
         f"recurrent state at step t (every path: output and later steps), averaged over "
@@ -459,9 +459,8 @@ def _paper(data: dict, s: dict) -> list[str]:
               "clipping (theirs SGD with clipping); "
               f"{cfg['learn_steps']} steps (theirs: many more, see their Figure 2's step "
               "axis); lengths "
-              f"{list(cfg['paper_lengths'])}; the identity-initialised RNN keeps tanh (this "
-              "model has no ReLU recurrent cell), so it is the IRNN's initialisation, not the "
-              f"IRNN; {len(cfg['seeds'])} seeds; trained on the fastest backend, the first "
+              f"{list(cfg['paper_lengths'])}; {len(cfg['seeds'])} seeds; trained on the "
+              "fastest backend, the first "
               f"{cfg['repeat_steps']} steps repeated on every backend (see the agreement "
               "section).", "",
               "| setup | T | budget | ours: held-out MSE median (seeds) | successes | "
