@@ -174,3 +174,16 @@ def test_gradcheck_with_the_knob_passes_and_a_gated_relu_is_bad_input(capsys):
                      "--variants", "eager"]) == 2
     err = capsys.readouterr().err.strip()
     assert "cell 'rnn' only" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bare_timing_scripts_build_the_relu_cell(backend):
+    pytest.importorskip(backend)
+    from bench.timing.bare_scripts import BARE
+
+    task = get_task("rnn_sequence")
+    cfg = task.config(PRESET, RELU)
+    x, y = task.data(cfg).batch(0, cfg.batch_size)
+    loss = BARE[backend](task.model(cfg), x, np.asarray(y))()
+    value = loss[0] if isinstance(loss, tuple) else loss
+    assert np.isfinite(float(value.item() if hasattr(value, "item") else value))
