@@ -95,6 +95,7 @@ def run(spec: dict[str, Any]) -> None:
                 except Exception as exc:  # a check that cannot run is a failed check
                     checked[key] = {"passed": False, "verdict": "error",
                                     "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+            if key in checked:  # every phase of the (cell, setting) carries its verdict
                 entry["gradcheck"] = checked[key]
             x, y = get_task(item["task"]).data(cfg).batch(0, item["batch_size"])
             xd, yd = program.put(x), program.put(y)
