@@ -89,6 +89,7 @@ def _threads(backend: str, library: str) -> tuple[Setting, ...]:
 
 _CNN, _RNN = ("cnn_classification",), ("rnn_sequence",)
 _COMPILE = "torch.compile(fn{})"
+_TF_THREADING = "tf.config.threading.set_{}_op_parallelism_threads"
 
 SETTINGS: dict[str, tuple[Setting, ...]] = {
     "numpy": _threads("numpy", "BLAS threads (threadpoolctl, OPENBLAS/MKL/OMP_NUM_THREADS)"),
@@ -149,14 +150,15 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 scope="process", devices=("cuda",),
                 xla_flags=("--xla_gpu_enable_triton_gemm=false",)),
     ),
-    "tensorflow": _threads("tensorflow", "tf.config.threading.set_intra_op_parallelism_threads") + (
-        Setting("interop=1", "tensorflow", "tf.config.threading.set_inter_op_parallelism_threads: 1",
-                scope="process", env=(("NNPARITY_INTEROP_THREADS", "1"),)),
+    "tensorflow": _threads("tensorflow", _TF_THREADING.format("intra")) + (
+        Setting("interop=1", "tensorflow", _TF_THREADING.format("inter") + ": 1", scope="process",
+                env=(("NNPARITY_INTEROP_THREADS", "1"),)),
         Setting("onednn-off", "tensorflow", "TF_ENABLE_ONEDNN_OPTS=0", scope="process",
                 env=(("TF_ENABLE_ONEDNN_OPTS", "0"),)),
         Setting("jit_compile", "tensorflow", "tf.function(jit_compile=True)", variant="xla",
                 devices=("cpu", "cuda")),
-        Setting("mixed-bf16", "tensorflow", "bfloat16 compute, float32 variables (Keras 'mixed_bfloat16')",
+        Setting("mixed-bf16", "tensorflow",
+                "bfloat16 compute, float32 variables (Keras 'mixed_bfloat16')",
                 devices=("cpu", "cuda"), precision="bf16"),
         Setting("mixed-fp16", "tensorflow", "Keras mixed precision 'mixed_float16' "
                 "(loss scaling)", devices=("cuda",), precision="fp16"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,8 @@ import bench.cli
 import impls
 from bench.agreement.check import program_rows, program_setup, summary
 from bench.options import InputError
-from bench.settings import analysis, plan as plans, report, results
+from bench.settings import analysis, report, results
+from bench.settings import plan as plans
 from bench.settings.sweep import FORMAT, FORMAT_VERSION
 from impls.base import DEVICES, PRECISIONS
 from impls.settings import DEFAULT_VARIANTS, SCOPES, SETTINGS, THREAD_CHOICES, Setting
