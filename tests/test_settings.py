@@ -358,3 +358,15 @@ def test_setting_dataclass_reports_why_na():
     assert s.applies("cnn_classification", "compile", "step", "cuda") == "from eager only"
     assert s.applies("cnn_classification", "eager", "step", "cuda") == ""
 
+
+
+def test_time_limit_stops_after_the_first_round_and_says_so(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = bench.cli.main(["settings", "--preset", "tiny", "--backends", "numpy",
+                           "--tasks", "mlp_regression", "--phases", "step", "--budget", "0.01",
+                           "--rounds", "3", "--time-limit", "0.0001", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    doc = results.load(out)
+    assert doc["rounds"] == 1 and doc["stopped"].startswith("stopped after 1 of 3 rounds")
+    assert all(len(i["round_sizes"]) == 1 for i in doc["items"])
+    assert "stopped after 1 of 3 rounds" in (out / report.REPORT).read_text()

@@ -67,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--budget", type=positive_float, default=None,
         help="timed seconds per (cell, setting), split over the rounds (default: the "
              "preset's, 0.3 for standard); warm-up and compiles come on top")
+    arg("--time-limit", type=positive_float, default=None, metavar="MIN",
+        help="minutes for the whole sweep: rounds after the first start only while the "
+             "previous round's duration still fits (fewer rounds: wider intervals; the "
+             "first round, with every agreement check, always runs)")
     arg("--timeout", type=positive_float, default=None,
         help="seconds per worker process before it is killed (default: the preset's)")
     arg("--seed", type=int_range(0, 2**31 - 1), default=0,
@@ -139,6 +143,7 @@ def main(args: argparse.Namespace) -> int:
                      f"{len(plan.not_applicable)} n/a; into {run_dir.path}\n")
     doc = run_sweep(plan, run_dir.path, rounds=args.rounds, budget_s=args.budget,
                     seed=args.seed, gradcheck=not args.no_gradcheck, timeout_s=args.timeout,
+                    time_limit_s=args.time_limit * 60 if args.time_limit else None,
                     progress=progress)
     results.write(run_dir.path, doc)
     checked = results.load(run_dir.path)  # the report reads what a reader would
@@ -152,6 +157,7 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write(f"nnparity settings: {item['id']}: {' '.join(why.split())[:300]}\n")
     for item in bad_default:
         sys.stderr.write(f"nnparity settings: {item['id']}: the default fails agreement\n")
-    sys.stderr.write(f"nnparity settings: {len(checked['items'])} items in "
-                     f"{checked['elapsed_s'] / 60:.1f} min\n")
+    sys.stderr.write(f"nnparity settings: {len(checked['items'])} items, "
+                     f"{checked['rounds']} round(s) in {checked['elapsed_s'] / 60:.1f} min"
+                     + (f"; {checked['stopped']}" if checked["stopped"] else "") + "\n")
     return 1 if errored or bad_default else 0

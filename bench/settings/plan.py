@@ -11,7 +11,8 @@ Process settings that resolve to the default's environment on this machine (thre
 "half" of two cores is one thread; "all" is the default) are n/a, "same as ...".
 Every process is one round; a round starts every (backend, environment) process once,
 in a seeded random order, and each process times its items in its own seeded random
-order; both orders are recorded (`round_orders`). This module imports no framework
+order, the phases of one (configuration, setting) next to each other (one program
+serves them all); both orders are recorded (`round_orders`). This module imports no framework
 and times nothing.
 """
 
@@ -184,9 +185,16 @@ def round_orders(plan: SweepPlan, seed: int, round_index: int) -> tuple[list[str
     rng.shuffle(envs)
     orders = {}
     for key in envs:
-        ids = [item.id for item in plan.items[key]]
-        rng.shuffle(ids)
-        orders[key] = ids
+        # the phases of one (configuration, setting) stay together, in a random order, so
+        # the worker builds (and compiles) that program once for all of them
+        units: dict[tuple[str, str], list[str]] = {}
+        for item in plan.items[key]:
+            units.setdefault((item.cell.config.label, item.setting), []).append(item.id)
+        groups = list(units.values())
+        rng.shuffle(groups)
+        for group in groups:
+            rng.shuffle(group)
+        orders[key] = [iid for group in groups for iid in group]
     return envs, orders
 
 

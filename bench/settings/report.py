@@ -51,7 +51,8 @@ def render(doc: dict[str, Any], figure: str | None = None) -> str:
         f"Preset {md_text(doc['preset'])}, {doc['rounds']} round(s) of independent worker "
         f"processes in a recorded random order, {doc['budget_s']:g} s timed per item; "
         f"{md_text(machine.get('cpu', '?'))}, {doc.get('cores', 0)} cores; took "
-        f"{doc['elapsed_s'] / 60:.1f} min.",
+        f"{doc['elapsed_s'] / 60:.1f} min ({doc.get('cpu_s', 0.0) / 60:.1f} CPU-min in the "
+        "worker processes)." + (f" {md_text(doc['stopped'])}." if doc.get("stopped") else ""),
         "",
         "Speed-up = median(default) / median(setting) (above 1: faster) with its 95% "
         "interval (hierarchical bootstrap over rounds, then samples). `~`: the interval "

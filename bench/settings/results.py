@@ -124,7 +124,11 @@ def validate(doc: Any) -> dict[str, Any]:
         "budget_s": _number(doc.get("budget_s"), "budget_s", positive=True),
         "elapsed_s": _number(doc.get("elapsed_s"), "elapsed_s"),
         "seed": _count(doc.get("seed"), "seed", 2**63 - 1),
+        "stopped": _text(doc.get("stopped", ""), "stopped", 400),
     }
+    procs = _list(doc.get("processes", []), "processes", MAX_ITEMS)
+    out["cpu_s"] = sum(_number(_dict(p, f"processes[{i}]").get("cpu_s", 0.0),
+                               f"processes[{i}].cpu_s") for i, p in enumerate(procs))
     items = _list(doc.get("items"), "items", MAX_ITEMS)
     out["items"] = [_item(it, f"items[{i}]") for i, it in enumerate(items)]
     settings = _dict(doc.get("settings", {}), "settings")

@@ -5,8 +5,9 @@ seeded order (`plan.round_orders`), each with its items in its own seeded order 
 1/rounds of the timed budget (as `run`'s rounds). The first round also checks every
 (cell, setting) program against the float64 reference. A process that overruns its
 timeout is killed and its unfinished items are recorded as errors; finished items
-are kept. torch processes share one inductor cache inside the run's scratch folder,
-so later rounds do not pay the same compiles again (only steady phases are timed).
+are kept. torch and jax processes share compile caches inside the run's scratch
+folder (inductor's, JAX's persistent one), so later rounds do not pay the same
+compiles again (only steady phases are timed).
 The result is one JSON document (`bench.settings.results`). Imports no framework.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -44,12 +46,21 @@ def _read_stream(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _cpu_s() -> float:
+    """CPU seconds of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run_process(spec: dict[str, Any], work: Path, name: str, timeout_s: float) -> str:
     """Run one worker process; "" or why it failed (timeout, crash)."""
     path = work / f"{name}.spec.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
     env = dict(os.environ)
+    # compile caches shared by the sweep's processes (a user's own are kept): later rounds
+    # load what the first compiled; the steady phases timed are the same programs
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(work / "inductor"))
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(work / "jax-cache"))
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     log = (work / f"{name}.log").open("w", encoding="utf-8")
     try:
@@ -77,15 +88,21 @@ def _run_process(spec: dict[str, Any], work: Path, name: str, timeout_s: float) 
 
 def run_sweep(plan: SweepPlan, out: Path, *, rounds: int | None = None,
               budget_s: float | None = None, seed: int = 0, gradcheck: bool = True,
-              timeout_s: float | None = None,
+              timeout_s: float | None = None, time_limit_s: float | None = None,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Time every item of `plan` in `rounds` rounds; the results document (not yet written)."""
+    """Time every item of `plan` in `rounds` rounds; the results document (not yet written).
+
+    With `time_limit_s`, a round after the first starts only when the time spent so far
+    plus the previous round's duration stays within the limit (later rounds check
+    nothing, so the previous one is an upper estimate); the document records how many
+    rounds ran and why it stopped. The first round always runs: every item needs its
+    agreement check and one round of samples."""
     base = PLANS[plan.preset]
     base = replace(base, rounds=rounds or base.rounds)
     if budget_s is not None:
         base = replace(base, budget_s=budget_s)
     timing = round_plan(base)
-    timeout = timeout_s or base.timeout_s
+    timeout = base.timeout_s
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
     by_id = {item.id: item for items in plan.items.values() for item in items}
@@ -98,8 +115,18 @@ def run_sweep(plan: SweepPlan, out: Path, *, rounds: int | None = None,
               "errors": [], "gradcheck": None}
         for iid, item in by_id.items()}
     recorded: list[dict[str, Any]] = []
+    processes: list[dict[str, Any]] = []
+    stopped = ""
     start = time.monotonic()
+    last_round_s = 0.0
     for r in range(base.rounds):
+        elapsed = time.monotonic() - start
+        if r and time_limit_s is not None and elapsed + last_round_s > time_limit_s:
+            stopped = (f"stopped after {r} of {base.rounds} rounds: another round "
+                       f"(~{last_round_s / 60:.1f} min) would pass the {time_limit_s / 60:g} "
+                       "min limit")
+            break
+        round_start = time.monotonic()
         envs, orders = round_orders(plan, seed, r)
         recorded.append({"environments": envs, "items": orders})
         for key in envs:
@@ -112,7 +139,14 @@ def run_sweep(plan: SweepPlan, out: Path, *, rounds: int | None = None,
                     "stream": str(stream),
                     "items": [item_spec(by_id[i], plan.settings.get(
                         f"{env.backend}:{by_id[i].setting}")) for i in orders[key]]}
-            why = _run_process(spec, work, name, timeout)
+            wall, cpu = time.monotonic(), _cpu_s()
+            # --timeout is per process; the preset's is per matrix group (~10 cells): a
+            # process of many items (torch's default, every compile mode) gets it per 10
+            limit = timeout_s or timeout * max(1.0, len(orders[key]) / 10)
+            why = _run_process(spec, work, name, limit)
+            processes.append({"round": r, "environment": key, "items": len(orders[key]),
+                              "wall_s": time.monotonic() - wall, "cpu_s": _cpu_s() - cpu,
+                              "error": why})
             done = set()
             for entry in _read_stream(stream):
                 res = results.get(entry.get("id"))
@@ -127,6 +161,9 @@ def run_sweep(plan: SweepPlan, out: Path, *, rounds: int | None = None,
                     for k in ("warmup_stable", "retraces", "precision"):
                         if k in entry:
                             res[k] = entry[k]
+                for k in ("build_s", "check_s", "warmup_s"):
+                    if isinstance(entry.get(k), int | float):
+                        res.setdefault(k, []).append(entry[k])
                 if entry.get("gradcheck") is not None:
                     res["gradcheck"] = entry["gradcheck"]
             for iid in orders[key]:
@@ -135,12 +172,17 @@ def run_sweep(plan: SweepPlan, out: Path, *, rounds: int | None = None,
             if progress:
                 progress(f"round {r + 1}/{base.rounds} {key} ({len(orders[key])} items)"
                          + (f": {why}" if why else ""))
+        last_round_s = time.monotonic() - round_start
     elapsed = time.monotonic() - start
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "preset": plan.preset,
-        "rounds": base.rounds,
+        "rounds": len(recorded),
+        "rounds_planned": base.rounds,
+        "stopped": stopped,
+        "time_limit_s": time_limit_s,
+        "processes": processes,
         "budget_s": base.budget_s,
         "seed": seed,
         "gradcheck": gradcheck,

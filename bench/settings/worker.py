@@ -2,8 +2,9 @@
 
 It applies its environment (a process setting's thread count, environment variables
 and XLA flags) before any framework is imported, then for each item in the spec's
-order builds a fresh program with the item's setting (another variant, a precision
-mode, build options), checks its loss, output and gradients against the float64
+order builds a program with the item's setting (another variant, a precision mode,
+build options; one program serves the phases of one configuration and setting, which
+the order keeps together), checks its loss, output and gradients against the float64
 reference with gradcheck's tolerance model (`bench.agreement.check.program_rows`)
 when the spec asks (the first round), warms it up as `run` does
 (`bench.timing.measure.warm_up`) and takes its share of the timed samples. Every
@@ -13,13 +14,17 @@ a process that is killed keeps what it finished. Runs only as a child of the swe
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def apply_environment(spec: dict[str, Any]) -> int:
@@ -71,22 +76,32 @@ def run(spec: dict[str, Any]) -> None:
     stream = Path(spec["stream"])
     backend = impls.load(spec["backend"])
     checked: dict[tuple, dict[str, Any]] = {}
+    current: tuple[tuple, Any] | None = None  # (key, program): one per (config, setting)
     for item in spec["items"]:
         overrides = dict(tuple(kv) for kv in item["overrides"])
         entry: dict[str, Any] = {"id": item["id"], "round": spec["round"], "samples": [],
                                  "error": ""}
-        program = None
+        key = (item["task"], tuple(sorted(overrides.items())), item["setting"],
+               item["batch_size"])
         try:
             cfg, model_spec, params = program_setup(item["task"], spec["preset"], overrides)
-            start = time.perf_counter()
-            program = backend.build(
-                model_spec, params, variant=item["variant"], dtype=item["dtype"],
-                device=item["device"], optimizer=OptimizerSpec(cfg.optimizer, cfg.lr),
-                precision=item["precision"], options=dict(tuple(kv) for kv in item["options"]))
-            entry["build_s"] = time.perf_counter() - start
+            if current is None or current[0] != key:
+                current = None
+                gc.collect()
+                start = time.perf_counter()
+                built = backend.build(
+                    model_spec, params, variant=item["variant"], dtype=item["dtype"],
+                    device=item["device"], optimizer=OptimizerSpec(cfg.optimizer, cfg.lr),
+                    precision=item["precision"],
+                    options=dict(tuple(kv) for kv in item["options"]))
+                entry["build_s"] = time.perf_counter() - start
+                current = (key, built)
+            program = current[1]
             entry["precision"] = program.precision
-            key = (item["task"], tuple(sorted(overrides.items())), item["setting"])
+            # before any step: the check compares the program's first gradients
             if spec.get("gradcheck") and key not in checked:
+                start = time.perf_counter()
+                entry["check_s"] = 0.0
                 try:
                     rows = program_rows(item["task"], spec["preset"], overrides,
                                         spec["backend"], item["variant"], item["dtype"],
@@ -95,6 +110,7 @@ def run(spec: dict[str, Any]) -> None:
                 except Exception as exc:  # a check that cannot run is a failed check
                     checked[key] = {"passed": False, "verdict": "error",
                                     "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+                entry["check_s"] = time.perf_counter() - start
             if key in checked:  # every phase of the (cell, setting) carries its verdict
                 entry["gradcheck"] = checked[key]
             x, y = get_task(item["task"]).data(cfg).batch(0, item["batch_size"])
@@ -107,7 +123,9 @@ def run(spec: dict[str, Any]) -> None:
                                            f"{spec['backend']}@{item['setting']}")
             counter = measure.CompileCounter(program)
             gc.collect()
+            start = time.perf_counter()
             warm = measure.warm_up(call, counter, plan)
+            entry["warmup_s"] = time.perf_counter() - start  # compiles included
             before = counter.count()
             n = measure.rounds_for(warm.last_s, plan)
             gc.disable()
@@ -123,17 +141,27 @@ def run(spec: dict[str, Any]) -> None:
                          median_s=float(np.median(samples)))
         except Exception as exc:  # recorded per item, never fatal to the process
             entry["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            current = None  # a failed program may be in a bad state
             if os.environ.get("NNPARITY_DEBUG"):
                 traceback.print_exc()
-        finally:
-            program = None  # the next item builds its own
+        program = None
         _append(stream, entry)
+
+
+def _die_with_parent() -> None:
+    """Linux: this process (in its own session) is killed when the sweep dies."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         sys.stderr.write("usage: python -m bench.settings.worker SPEC.json\n")
         return 2
+    _die_with_parent()
     run(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
     return 0
 
