@@ -370,3 +370,46 @@ def test_time_limit_stops_after_the_first_round_and_says_so(tmp_path, capsys):
     assert doc["rounds"] == 1 and doc["stopped"].startswith("stopped after 1 of 3 rounds")
     assert all(len(i["round_sizes"]) == 1 for i in doc["items"])
     assert "stopped after 1 of 3 rounds" in (out / report.REPORT).read_text()
+
+
+def test_a_fabricated_perturbing_setting_run_by_the_worker_fails_agreement_never_best(
+        tmp_path, monkeypatch):
+    """Through plan -> worker -> analysis -> report: a declared setting whose program's
+    gradients are 1% off is timed like any other, shown disagreeing, and never best."""
+    from dataclasses import asdict
+
+    from bench.settings import worker
+    from bench.timing.matrix import PLANS, round_plan
+
+    fake = Setting("perturb", "numpy", "gradients x1.01 (fabricated)",
+                   options=(("perturb", 1.01),))
+    monkeypatch.setitem(SETTINGS, "numpy", (fake,))
+    backend_cls = type(impls.load("numpy"))
+    original = backend_cls.build
+
+    def build(self, *args, options=None, **kwargs):
+        program = original(self, *args, **kwargs)
+        return _Perturbed(program, options["perturb"]) if options else program
+
+    monkeypatch.setattr(backend_cls, "build", build)
+    configs = plans.sweep_configs("tiny", ["mlp_regression"], {})
+    plan = plans.build_plan("tiny", configs, ["numpy"], ["cpu"], ["step"], threads=1)
+    envs, orders = plans.round_orders(plan, 0, 0)
+    assert envs == ["numpy:default"] and len(orders["numpy:default"]) == 2
+    stream = tmp_path / "stream.jsonl"
+    by_id = {i.id: i for i in plan.items["numpy:default"]}
+    worker.run({"backend": "numpy", "preset": "tiny", "threads": 1, "env": [], "xla_flags": [],
+                "round": 0, "gradcheck": True, "stream": str(stream),
+                "plan": asdict(round_plan(PLANS["tiny"])),
+                "items": [plans.item_spec(by_id[i], plan.settings.get(
+                    f"numpy:{by_id[i].setting}")) for i in orders["numpy:default"]]})
+    entries = [json.loads(line) for line in stream.read_text().splitlines()]
+    items = [{**e, "cell": by_id[e["id"]].cell.id, "backend": "numpy", "task": "mlp",
+              "phase": "step", "setting": by_id[e["id"]].setting,
+              "round_sizes": [len(e["samples"])]} for e in entries]
+    assert all(e["samples"] and not e["error"] for e in entries)
+    rows = {r.setting: r for r in analysis.rows(items)}
+    assert rows["default"].verdict == "agrees" and rows["perturb"].verdict == "disagrees"
+    assert not rows["perturb"].safe
+    assert analysis.best_per_backend(rows.values())["numpy"].setting == "default"
+    assert analysis.best_in_cell(rows.values()) is None

@@ -138,8 +138,9 @@ def draw(all_rows: Sequence[Row], best: dict[str, Best], path: Path) -> bool:
         ax.invert_yaxis()
         b = best.get(backend)
         ax.set_title(f"{backend}: best safe = {b.setting if b else DEFAULT}", fontsize=9)
-    axes[-1, 0].set_xlabel("speed-up over default (log; blue faster/slower beyond noise, "
-                           "grey ~ within noise, red fails agreement)", fontsize=8)
+    axes[-1, 0].set_xlabel("speed-up over the default, 95% interval (log scale)\n"
+                           "blue: beyond noise; grey: ~ within noise; red: fails agreement",
+                           fontsize=8)
     fig.tight_layout()
     write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110), root=path.parent)
     plt.close(fig)
