@@ -413,3 +413,15 @@ def test_a_fabricated_perturbing_setting_run_by_the_worker_fails_agreement_never
     assert not rows["perturb"].safe
     assert analysis.best_per_backend(rows.values())["numpy"].setting == "default"
     assert analysis.best_in_cell(rows.values()) is None
+
+
+def test_slow_settings_are_left_out_beyond_tiny_unless_named():
+    configs = plans.sweep_configs("standard", None, {})
+    plan = plans.build_plan("standard", configs, ["torch", "jax"], ["cpu"], ["step"],
+                            threads=2, cores=2)
+    na = {(n.backend, n.setting, n.cell_id.split("/")[1]): n.why for n in plan.not_applicable}
+    assert na[("jax", "unroll=full", "rnn_sequence[cell=lstm]")].startswith("left out beyond")
+    assert na[("torch", "compile", "rnn_sequence[cell=lstm]")].startswith("left out at standard")
+    named = plans.build_plan("standard", configs, ["jax"], ["cpu"], ["step"], threads=2,
+                             cores=2, names=["unroll=full"])
+    assert [i.setting for i in named.items["jax:default"]].count("unroll=full") == 1

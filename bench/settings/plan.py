@@ -108,12 +108,16 @@ def process_environment(setting: Setting | None, backend: str, threads: int,
     return Environment(backend, setting.name, n, tuple(setting.env), tuple(setting.xla_flags))
 
 
-def _skipped(setting: Setting, task: str, preset: str) -> bool:
-    """A setting that builds a variant the preset's plan leaves out for this task (slow
-    compiles: torch.compile on a 50-step recurrence takes minutes per process)."""
-    if not setting.variant:
-        return False
-    return any(v == setting.variant and t in ("*", task) for v, t in PLANS[preset].skip)
+def _skipped(setting: Setting, task: str, preset: str) -> str:
+    """Why the sweep leaves a setting out by default here, or "": it builds a variant the
+    preset's plan leaves out for this task (slow compiles: torch.compile on a 50-step
+    recurrence takes minutes per process), or it is declared slow beyond tiny."""
+    if setting.slow and preset != "tiny":
+        return f"left out beyond tiny ({setting.slow}; ask with --settings {setting.name})"
+    if setting.variant and any(v == setting.variant and t in ("*", task)
+                               for v, t in PLANS[preset].skip):
+        return f"left out at {preset} (slow compile; ask with --settings {setting.name})"
+    return ""
 
 
 def build_plan(preset: str, configs: Sequence[TaskConfig], backends: Sequence[str],
@@ -148,9 +152,8 @@ def build_plan(preset: str, configs: Sequence[TaskConfig], backends: Sequence[st
                         items = []
                         for s in chosen:
                             why = s.applies(cfg.task, variant, phase, device)
-                            if not why and not names and _skipped(s, cfg.task, preset):
-                                why = (f"left out at {preset} (slow compile; "
-                                       f"ask with --settings {s.name})")
+                            if not why and not names:
+                                why = _skipped(s, cfg.task, preset)
                             env = process_environment(s, backend, threads, cores)
                             ident = (env.threads, env.env, env.xla_flags)
                             if not why and s.scope == "process" and seen.get(ident, s.name) \
