@@ -55,6 +55,7 @@ class Row:
     verdict: str  # "agrees", "agrees, N kink flips", "disagrees", "error", "not checked"
     safe: bool
     error: str = ""
+    check_error: str = ""  # why the agreement check could not run (verdict "error")
 
     @property
     def faster(self) -> bool:
@@ -107,7 +108,9 @@ def rows(items: Iterable[Mapping[str, Any]]) -> list[Row]:
             out.append(Row(cell, item["backend"], item["task"], item["phase"], item["setting"],
                            ci.median if ci else nan, speedup, low, high,
                            within_noise(low, high), verdict, safe,
-                           errors[0] if errors and ci is None else ""))
+                           errors[0] if errors and ci is None else "",
+                           str((item.get("gradcheck") or {}).get("error") or "")
+                           if verdict == "error" else ""))
     return out
 
 

@@ -90,12 +90,14 @@ def render(doc: dict[str, Any], figure: str | None = None) -> str:
                       "| setting | what it toggles | median ms | speed-up [95% CI] | agreement |",
                       "|---|---|---|---|---|"]
             for r in rs:
-                verdict = r.verdict if r.safe or r.verdict == "not checked" \
-                    else f"**{r.verdict}**"
+                verdict = md_text(r.verdict) if r.safe or r.verdict == "not checked" \
+                    else f"**{md_text(r.verdict)}**"
+                if r.check_error:
+                    verdict += f" (check failed: {md_text(r.check_error[:160])})"
                 note = f" ({md_text(r.error[:160])})" if r.error else ""
                 lines.append(f"| `{md_text(r.setting)}` | "
                              f"{md_text(what.get(f'{backend}:{r.setting}', ''))} | "
-                             f"{_ms(r.median_s)}{note} | {_speedup(r)} | {md_text(verdict)} |")
+                             f"{_ms(r.median_s)}{note} | {_speedup(r)} | {verdict} |")
         na = [n for n in doc["not_applicable"] if n["backend"] == backend]
         if na:
             reasons: dict[tuple[str, str], int] = {}
