@@ -38,6 +38,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
      "gradient flow through time and depth, and learning, measured in every backend"),
     ("race", "bench.commands.race",
      "time to a trained model: every backend to the same held-out target, same start"),
+    ("settings", "bench.commands.settings",
+     "every speed setting toggled alone: speed-up over the default and agreement"),
 )
 
 

@@ -25,7 +25,7 @@ the strict program built after it in the same worker.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -199,6 +199,9 @@ class Backend(ABC):
     #: strict fp32 everywhere unless a backend declares more
     precision_support: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": (STRICT,),
                                                                "cuda": (STRICT,)}
+    #: build options (`build(options=...)`) this backend's programs honour: the speed
+    #: settings of `impls.settings` that are a property of one program; none by default
+    program_options: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def version(self) -> str:
@@ -247,11 +250,14 @@ class Backend(ABC):
         device: str,
         optimizer: OptimizerSpec,
         precision: str = STRICT,
+        options: Mapping[str, Any] | None = None,
     ) -> Program:
         """Check the request, then convert canonical `params` to native layout once.
 
         `precision` is a mode of `PRECISIONS`; one the backend does not offer for
-        this request is a BackendError (the matrix leaves such cells out as n/a)."""
+        this request is a BackendError (the matrix leaves such cells out as n/a).
+        `options` are speed settings of this one program (`program_options`; see
+        `impls.settings`); an option the backend does not declare is a BackendError."""
         if variant not in self.variants:
             raise BackendError(f"unknown {self.name} variant {variant!r}; "
                                f"choose from {', '.join(self.variants)}")
@@ -274,12 +280,16 @@ class Backend(ABC):
         if not self.supports_precision(spec, variant, dtype, device, precision):
             raise BackendError(f"{self.name} {variant} has no {precision} mode for {dtype} "
                                f"on {device} (offers: {', '.join(self.precisions(device))})")
-        if precision == STRICT:  # the call every backend had before precision modes
-            program = self._build(spec, params, variant=variant, dtype=dtype, device=device,
-                                  optimizer=optimizer)
-        else:
-            program = self._build(spec, params, variant=variant, dtype=dtype, device=device,
-                                  optimizer=optimizer, precision=precision)
+        unknown = sorted(set(options or {}) - set(self.program_options))
+        if unknown:
+            raise BackendError(f"{self.name} has no build option {', '.join(unknown)} "
+                               f"(offers: {', '.join(self.program_options) or 'none'})")
+        # the call every backend had before precision modes and options, when neither is asked
+        extra: dict[str, Any] = {} if precision == STRICT else {"precision": precision}
+        if options:
+            extra["options"] = dict(options)
+        program = self._build(spec, params, variant=variant, dtype=dtype, device=device,
+                              optimizer=optimizer, **extra)
         program.precision = precision_label(dtype, device, precision)
         program.precision_mode = precision
         return program

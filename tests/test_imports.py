@@ -45,7 +45,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench.results",),
     ("bench.agreement",),
     ("bench.timing",),
-    ("bench.distributed", "bench.regress", "bench.report", "bench.study", "bench.training"),
+    ("bench.distributed", "bench.regress", "bench.report", "bench.settings", "bench.study",
+     "bench.training"),
     # commands built on the libraries above: the A/A audit; the race, which trains through
     # bench.training and draws with bench.report's helpers
     ("bench.audit", "bench.race"),

@@ -191,13 +191,28 @@ def gradient_rows(task_name: str, preset: str, overrides: dict | None, backend: 
     (in a reduced `precision` mode the rows carry its error; their pass/fail
     is against the strict tolerance and means nothing: see `bench.agreement.precision`)."""
     knobs = tuple(sorted((overrides or {}).items()))
-    cfg, spec, params, data = _setup(task_name, preset, knobs)
-    _, _, ref_grads = _reference(task_name, preset, knobs)
-    x, y = data.batch(0, cfg.batch_size)
+    cfg, spec, params, _ = _setup(task_name, preset, knobs)
     program = impls.load(backend).build(
         spec, params, variant=variant, dtype=dtype, device=device,
         optimizer=OptimizerSpec(cfg.optimizer, cfg.lr), precision=precision,
     )
+    return program_rows(task_name, preset, overrides, backend, variant, dtype, device, program)
+
+
+def program_setup(task_name: str, preset: str, overrides: dict | None):
+    """(config, spec, canonical parameters) every checked program must be built from."""
+    cfg, spec, params, _ = _setup(task_name, preset, tuple(sorted((overrides or {}).items())))
+    return cfg, spec, params
+
+
+def program_rows(task_name: str, preset: str, overrides: dict | None, backend: str,
+                 variant: str, dtype: str, device: str, program: Any) -> list[Row]:
+    """`gradient_rows` for a program already built (from `program_setup`'s parameters,
+    with whatever speed settings it was built with: `bench.settings`), before any step."""
+    knobs = tuple(sorted((overrides or {}).items()))
+    cfg, spec, params, data = _setup(task_name, preset, knobs)
+    _, _, ref_grads = _reference(task_name, preset, knobs)
+    x, y = data.batch(0, cfg.batch_size)
     xd, yd = program.put(x), program.put(y)
     loss, grads = program.loss_and_grads(xd, yd)
     out = program.to_numpy(program.forward(xd))

@@ -12,10 +12,13 @@ must not import `bench`.
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import numpy as np
 
 from impls.base import Backend, BackendError, Program
+from impls.jax import model
 from impls.jax.program import JaxProgram
 from tasks.optim import OptimizerSpec
 from tasks.spec import ModelSpec
@@ -44,6 +47,9 @@ class JaxBackend(Backend):
     # casting inside jit runs bfloat16 on CPU and GPU; TF32 and float16 with loss
     # scaling are GPU modes (XLA:CPU has no TF32 and emulates float16)
     precision_support = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
+    # speed settings of one program (impls.settings): `lax.scan`'s unroll (an int, or
+    # True: fully unrolled) and the image layout ("nchw" or "nhwc", `model.forced_layout`)
+    program_options = ("unroll", "layout")
 
     def __init__(self, intra_op: int) -> None:
         # the thread count `impls.jax` wrote into XLA_FLAGS before importing JAX
@@ -65,9 +71,15 @@ class JaxBackend(Backend):
 
     def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
                dtype: str, device: str, optimizer: OptimizerSpec,
-               precision: str = "fp32") -> Program:
+               precision: str = "fp32", options: dict | None = None) -> Program:
         if variant == "flax":
             _require_flax()
-        return JaxProgram(spec, params, unroll=_UNROLL.get(variant, 1), dtype=dtype,
-                          device=_jax_device(device), optimizer=optimizer,
-                          precision=precision, flax=variant == "flax")
+        options = options or {}
+        layout = options.get("layout")
+        if layout not in (None, "nchw", "nhwc"):
+            raise BackendError(f"jax layout {layout!r}; choose from nchw, nhwc")
+        unroll = options.get("unroll", _UNROLL.get(variant, 1))
+        with model.forced_layout(layout) if layout else contextlib.nullcontext():
+            return JaxProgram(spec, params, unroll=unroll, dtype=dtype,
+                              device=_jax_device(device), optimizer=optimizer,
+                              precision=precision, flax=variant == "flax")

@@ -15,6 +15,8 @@ the device or imports `bench`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import replace
 
 import jax
@@ -31,14 +33,33 @@ Params = dict[str, Array]
 
 
 # ------------------------------------------------------- channels-last images on CPU
+#: a layout a build asked for ("nchw" or "nhwc"; the `layout` speed setting,
+#: `impls.settings`), set only while `forced_layout` builds one program
+_FORCED_LAYOUT: list[str] = []
+
+
+@contextlib.contextmanager
+def forced_layout(layout: str) -> Iterator[None]:
+    """Image programs built inside the block run `layout` ("nchw" or "nhwc") whatever
+    the platform's default (`nhwc_layout`)."""
+    _FORCED_LAYOUT.append(layout)
+    try:
+        yield
+    finally:
+        _FORCED_LAYOUT.pop()
+
+
 def nhwc_layout(spec: ModelSpec, platform: str) -> bool:
     """Whether the primitive-op program for `spec` runs its images NHWC: on CPU, for
     image models (without recurrent layers). XLA:CPU's fast convolution path wants
     NHWC/HWIO and otherwise transposes around it or runs a slower loop (jax#12868,
     jax#23783). Other platforms keep the canonical NCHW (XLA:GPU chooses its own
-    convolution layouts)."""
-    return (platform == "cpu" and len(spec.input_shape) == 3
-            and not any(isinstance(layer, Recurrent) for layer in spec.layers))
+    convolution layouts). Inside `forced_layout`, image models take the layout asked."""
+    image = (len(spec.input_shape) == 3
+             and not any(isinstance(layer, Recurrent) for layer in spec.layers))
+    if _FORCED_LAYOUT:
+        return image and _FORCED_LAYOUT[-1] == "nhwc"
+    return platform == "cpu" and image
 
 
 def _native_flattens(spec: ModelSpec) -> dict[str, tuple[str, tuple[int, ...]]]:

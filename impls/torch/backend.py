@@ -49,6 +49,9 @@ class TorchBackend(Backend):
         "cpu": ("fp32", "bf16"),
         "cuda": ("fp32", "tf32", "bf16", "fp16"),
     }
+    # speed settings of one program (impls.settings; TorchProgram says what each does)
+    program_options: ClassVar[tuple[str, ...]] = ("compile_mode", "fullgraph", "channels_last",
+                                                  "inference_mode", "cudnn_benchmark")
 
     def version(self) -> str:
         return torch.__version__
@@ -75,7 +78,7 @@ class TorchBackend(Backend):
 
     def _build(self, spec: ModelSpec, params: dict[str, np.ndarray], *, variant: str,
                dtype: str, device: str, optimizer: OptimizerSpec,
-               precision: str = "fp32") -> Program:
+               precision: str = "fp32", options: dict | None = None) -> Program:
         if device == "cuda":
             _disable_tf32()
         model = TorchModel(spec, native_rnn=variant == "native", nn_modules=variant == "nn")
@@ -87,4 +90,5 @@ class TorchBackend(Backend):
             device=torch.device(device),
             optimizer=optimizer,
             precision=precision,
+            options=options,
         )

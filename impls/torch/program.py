@@ -15,7 +15,13 @@ its own calls, never left set: "bf16"/"fp16" run forward and loss under
 duration of each call and restores the previous setting (`tf32_enabled`);
 "fp16" scales the loss and unscales the gradients with the ops
 `torch.amp.GradScaler` is made of, skipping a step whose gradients overflow.
-This module must not import `bench`.
+Speed settings (`impls.settings`, passed as build `options`): `compile_mode` and
+`fullgraph` are `torch.compile`'s arguments (default: mode "default", fullgraph
+True, so that a graph break cannot silently run part of the step eagerly);
+`channels_last` holds 4-D parameters and batches in `torch.channels_last`;
+`inference_mode` runs forward under `torch.inference_mode()` instead of
+`torch.no_grad()`; `cudnn_benchmark` sets `torch.backends.cudnn.benchmark` around
+each call, restored after it, like TF32. This module must not import `bench`.
 """
 
 from __future__ import annotations
@@ -134,11 +140,30 @@ def _autocast(fn, device: torch.device, dtype: torch.dtype, loss_fn=None):
     return loss
 
 
-def _compile(fn):
+def _compile(fn, mode: str = "default", fullgraph: bool = True):
     config = torch._dynamo.config
     config.recompile_limit = max(config.recompile_limit, _RECOMPILE_LIMIT)
     # fullgraph: a graph break would silently fall back to eager for part of the step
-    return torch.compile(fn, mode="default", dynamic=False, fullgraph=True)
+    return torch.compile(fn, mode=mode, dynamic=False, fullgraph=fullgraph)
+
+
+@contextlib.contextmanager
+def cudnn_benchmark() -> Iterator[None]:
+    """cuDNN's autotuner for the block, then the setting as it was."""
+    saved = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = True
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    """A 4-D tensor in channels_last memory format (a leaf stays a leaf)."""
+    if t.dim() != 4:
+        return t
+    out = t.detach().contiguous(memory_format=torch.channels_last)
+    return out.requires_grad_(t.requires_grad)
 
 
 class TorchProgram(Program):
@@ -152,12 +177,18 @@ class TorchProgram(Program):
         device: torch.device,
         optimizer: OptimizerSpec,
         precision: str = STRICT,
+        options: dict[str, Any] | None = None,
     ) -> None:
+        options = dict(options or {})
         self.model = model
         self.precision_mode = precision
         self.dtype = dtype
         self.device = device
         self._params = model.to_native(params, dtype, device)
+        self._channels_last = bool(options.get("channels_last"))
+        if self._channels_last:
+            self._params = [_channels_last(p) for p in self._params]
+        self._no_grad = torch.inference_mode if options.get("inference_mode") else torch.no_grad
         self._state = init_state(optimizer, self._params)
         forward, loss = model.forward, model.loss
         if precision in AUTOCAST:
@@ -171,9 +202,16 @@ class TorchProgram(Program):
         self._scaling = loss_scaling() if precision == "fp16" else None
         # tf32 is a process setting in torch: switched on around each call only
         self._tf32 = precision == "tf32"
-        update = make_update(optimizer, _compile if compiled else None)
+        self._cudnn_benchmark = bool(options.get("cudnn_benchmark"))
+        self._compile_args = (str(options.get("compile_mode", "default")),
+                              bool(options.get("fullgraph", True)))
+
+        def compile_(fn):
+            return _compile(fn, *self._compile_args)
+
+        update = make_update(optimizer, compile_ if compiled else None)
         if compiled:
-            forward, loss = _compile(forward), _compile(loss)
+            forward, loss = compile_(forward), compile_(loss)
         self._forward, self._loss, self._update = forward, loss, update
         self._compiled = compiled
         self._piecewise = None  # built on first use: only agreement checks need it
@@ -182,16 +220,29 @@ class TorchProgram(Program):
         array = np.ascontiguousarray(array)
         if array.dtype.kind in "iub":
             return torch.from_numpy(array.astype(LABELS)).to(self.device)
-        return torch.from_numpy(array).to(device=self.device, dtype=self.dtype)
+        value = torch.from_numpy(array).to(device=self.device, dtype=self.dtype)
+        return _channels_last(value) if self._channels_last else value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._cudnn_benchmark:
+            with cudnn_benchmark():
+                return self._forward_flags(x)
+        return self._forward_flags(x)
+
+    def _forward_flags(self, x: torch.Tensor) -> torch.Tensor:
         if self._tf32:
-            with torch.no_grad(), tf32_enabled():
+            with self._no_grad(), tf32_enabled():
                 return self._forward(self._params, x)
-        with torch.no_grad():
+        with self._no_grad():
             return self._forward(self._params, x)
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor):
+        if self._cudnn_benchmark:
+            with cudnn_benchmark():
+                return self._loss_and_grads_flags(x, y)
+        return self._loss_and_grads_flags(x, y)
+
+    def _loss_and_grads_flags(self, x: torch.Tensor, y: torch.Tensor):
         if self._scaler is not None:
             loss, grads, _ = self._scaled_grads(x, y)
             return loss, grads
@@ -215,6 +266,12 @@ class TorchProgram(Program):
         return loss.detach(), grads, found_inf
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self._cudnn_benchmark:
+            with cudnn_benchmark():
+                return self._step(x, y)
+        return self._step(x, y)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self._scaler is not None:
             loss, grads, found_inf = self._scaled_grads(x, y)
             # GradScaler.step reads found_inf on the host too: an overflowing step is skipped
@@ -247,7 +304,7 @@ class TorchProgram(Program):
         # compiled masks they agree to 8.4e-6.
         if self._piecewise is None:
             fn = self.model.piecewise_inputs
-            self._piecewise = _compile(fn) if self._compiled else fn
+            self._piecewise = _compile(fn, *self._compile_args) if self._compiled else fn
         with torch.no_grad():
             found = self._piecewise(self._params, x)
         return {k: v.detach().cpu().numpy() for k, v in found.items()}
