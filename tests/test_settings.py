@@ -425,3 +425,39 @@ def test_slow_settings_are_left_out_beyond_tiny_unless_named():
     named = plans.build_plan("standard", configs, ["jax"], ["cpu"], ["step"], threads=2,
                              cores=2, names=["unroll=full"])
     assert [i.setting for i in named.items["jax:default"]].count("unroll=full") == 1
+
+
+# --- defaults and tuned ----------------------------------------------------------------
+
+def _cell(backend, variant, phase="step"):
+    return f"standard/mlp_regression/{backend}/{variant}/cpu/float32/bs64/{phase}"
+
+
+def test_tuned_uses_each_frameworks_best_safe_setting_and_ranks_both_ways():
+    items = [
+        # torch: the default is slower than jax; its best safe setting makes it faster
+        _item(_cell("torch", "eager"), "default", 2.0),
+        _item(_cell("torch", "eager"), "compile", 0.5),
+        _item(_cell("torch", "eager"), "wrong", 0.1, passed=False),
+        # jax: nothing beats its default beyond noise
+        _item(_cell("jax", "jit"), "default", 1.0, backend="jax"),
+        _item(_cell("jax", "jit"), "unroll", 0.999, backend="jax"),
+        # numpy ties jax by default (0.3% apart)
+        _item(_cell("numpy", "reference"), "default", 1.003, backend="numpy"),
+    ]
+    all_rows = analysis.rows(items)
+    best = analysis.best_per_backend(all_rows)
+    table = analysis.tuned(all_rows, best)
+    assert list(table) == ["standard/mlp_regression/cpu/float32/bs64/step"]
+    by = {t.backend: t for t in table["standard/mlp_regression/cpu/float32/bs64/step"]}
+    assert by["torch"].setting == "compile"  # never the faster "wrong" one
+    assert by["jax"].tuned is by["jax"].default and by["numpy"].tuned is by["numpy"].default
+    default_rank = analysis.ranking((t.backend, t.default.interval) for t in by.values())
+    tuned_rank = analysis.ranking((t.backend, t.tuned.interval) for t in by.values())
+    assert [r.backend for r in default_rank] == ["jax", "numpy", "torch"]
+    assert [r.tie for r in default_rank] == [False, True, False]
+    assert [r.backend for r in tuned_rank][0] == "torch" and not tuned_rank[1].tie
+    text = report.render(_doc(items=[i | {"environment": f"{i['backend']}:default",
+                                          "device": "cpu"} for i in items]))
+    assert "## Defaults and tuned" in text
+    assert "| jax ~ numpy < torch | torch < jax ~ numpy |" in text

@@ -15,6 +15,11 @@ disagrees, whose check errored, or that was not checked, is never safe, however 
 - Best safe setting of a framework: among settings that are safe in every cell they
   were timed in and slower beyond noise in none, the one with the highest geometric
   mean speed-up over those cells, provided it is faster beyond noise in at least one.
+- Defaults and tuned (`tuned`): per workload (the same task configuration, phase,
+  batch and dtype in every framework), each framework's default median beside its
+  median with the framework's best safe setting ("tuned"; the default where that
+  setting was not timed in this workload), and the frameworks ranked both ways;
+  neighbours in a ranking whose ratio is within noise are a tie.
 
 This module reads no file and imports no framework.
 """
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.results.stats import (
@@ -56,6 +61,8 @@ class Row:
     safe: bool
     error: str = ""
     check_error: str = ""  # why the agreement check could not run (verdict "error")
+    #: the median's interval and bootstrap replicates (None without samples)
+    interval: CellInterval | None = field(default=None, compare=False, repr=False)
 
     @property
     def faster(self) -> bool:
@@ -110,7 +117,7 @@ def rows(items: Iterable[Mapping[str, Any]]) -> list[Row]:
                            within_noise(low, high), verdict, safe,
                            errors[0] if errors and ci is None else "",
                            str((item.get("gradcheck") or {}).get("error") or "")
-                           if verdict == "error" else ""))
+                           if verdict == "error" else "", ci))
     return out
 
 
@@ -154,4 +161,63 @@ def best_per_backend(all_rows: Iterable[Row]) -> dict[str, Best]:
         out[backend] = best or Best(backend, DEFAULT, 1.0, 0,
                                     "no agreeing setting is faster beyond noise "
                                     f"(+-{NOISE_BAND:.0%}) without being slower in a cell")
+    return out
+
+
+def workload(cell: str) -> str:
+    """A cell id without its backend and variant: the same workload in every framework
+    (`preset/task[knobs]/BACKEND/VARIANT/device/dtype/bsN/phase`)."""
+    parts = cell.split("/")
+    return "/".join(parts[:2] + parts[4:]) if len(parts) >= 8 else cell
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """One framework in one workload: its default and its best safe setting."""
+
+    workload: str
+    backend: str
+    default: Row
+    tuned: Row  # the default row itself when the best safe setting was not timed here
+
+    @property
+    def setting(self) -> str:
+        return self.tuned.setting
+
+
+@dataclass(frozen=True)
+class Ranked:
+    backend: str
+    median_s: float
+    tie: bool  # within noise of the framework ranked just above it
+
+
+def tuned(all_rows: Iterable[Row], best: Mapping[str, Best]) -> dict[str, list[Tuned]]:
+    """Workload -> each framework's default and tuned rows (module docstring)."""
+    by: dict[tuple[str, str], dict[str, Row]] = {}
+    for r in all_rows:
+        by.setdefault((workload(r.cell), r.backend), {})[r.setting] = r
+    out: dict[str, list[Tuned]] = {}
+    for (work, backend), settings in sorted(by.items()):
+        default = settings.get(DEFAULT)
+        if default is None or default.interval is None:
+            continue
+        chosen = best.get(backend)
+        row = settings.get(chosen.setting) if chosen else None
+        if row is None or row.interval is None or not row.safe:
+            row = default
+        out.setdefault(work, []).append(Tuned(work, backend, default, row))
+    return out
+
+
+def ranking(entries: Iterable[tuple[str, CellInterval]]) -> list[Ranked]:
+    """Frameworks fastest first; a tie where the ratio to the one above is within noise."""
+    ordered = sorted(entries, key=lambda e: e[1].median)
+    out = []
+    for i, (backend, ci) in enumerate(ordered):
+        tie = False
+        if i:
+            _, low, high = ratio_interval(ci, ordered[i - 1][1])
+            tie = within_noise(low, high)
+        out.append(Ranked(backend, ci.median, tie))
     return out

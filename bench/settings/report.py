@@ -17,7 +17,17 @@ from typing import Any
 from bench.results.escape import md_text
 from bench.results.stats import NOISE_BAND
 from bench.results.write import write_atomic, write_text_atomic
-from bench.settings.analysis import DEFAULT, Best, Row, best_in_cell, best_per_backend, rows
+from bench.settings.analysis import (
+    DEFAULT,
+    Best,
+    Ranked,
+    Row,
+    best_in_cell,
+    best_per_backend,
+    ranking,
+    rows,
+    tuned,
+)
 
 REPORT = "SETTINGS.md"
 FIGURE = "settings.png"
@@ -74,6 +84,7 @@ def render(doc: dict[str, Any], figure: str | None = None) -> str:
     if failing:
         lines += ["", "Settings that fail agreement (never safe): " + ", ".join(
             sorted({f"{md_text(r.backend)} `{md_text(r.setting)}`" for r in failing})) + "."]
+    lines += _tuned_section(all_rows, best)
     if figure:
         lines += ["", f"![speed-up per setting]({figure})"]
     by_backend: dict[str, dict[str, list[Row]]] = {}
@@ -108,6 +119,46 @@ def render(doc: dict[str, Any], figure: str | None = None) -> str:
                 f"`{md_text(s)}` ({md_text(w)}, {c} cell(s))"
                 for (s, w), c in sorted(reasons.items())) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _ranking_text(ranked: list[Ranked]) -> str:
+    text = ""
+    for i, r in enumerate(ranked):
+        if i:
+            text += " ~ " if r.tie else " < "
+        text += md_text(r.backend)
+    return text
+
+
+def _tuned_section(all_rows: Sequence[Row], best: dict[str, Best]) -> list[str]:
+    """"Defaults and tuned": each framework's default beside its best safe setting, per
+    workload, and the frameworks ranked both ways (`analysis.tuned`, `analysis.ranking`)."""
+    table = tuned(all_rows, best)
+    if not table:
+        return []
+    lines = ["", "## Defaults and tuned", "",
+             "Each framework's default against the same workload with its best safe setting "
+             "(above; the default where that setting does not apply to the workload), both "
+             "measured in this sweep, interleaved. Ranking: fastest first; `~` joins two "
+             "frameworks whose ratio is within noise (a tie), `<` one that is faster beyond "
+             "noise.", "",
+             "| workload | framework | default ms | tuned with | tuned ms | speed-up [95% CI] |",
+             "|---|---|---|---|---|---|"]
+    rankings = []
+    for work, entries in table.items():
+        for t in entries:
+            same = t.tuned is t.default
+            lines.append(
+                f"| `{md_text(work)}` | {md_text(t.backend)} | {_ms(t.default.median_s)} | "
+                + ("default" if same else f"`{md_text(t.setting)}`") + f" | "
+                f"{_ms(t.tuned.median_s)} | " + ("-" if same else _speedup(t.tuned)) + " |")
+        default_rank = ranking((t.backend, t.default.interval) for t in entries)
+        tuned_rank = ranking((t.backend, t.tuned.interval) for t in entries)
+        rankings.append(f"| `{md_text(work)}` | {_ranking_text(default_rank)} | "
+                        f"{_ranking_text(tuned_rank)} |")
+    lines += ["", "| workload | ranking with defaults | ranking tuned |", "|---|---|---|",
+              *rankings]
+    return lines
 
 
 def draw(all_rows: Sequence[Row], best: dict[str, Best], path: Path) -> bool:
