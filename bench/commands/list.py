@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
 import math
 
 import impls
+from bench.timing.environment import installed_version
 from impls.base import DEVICES
 from tasks import PRESETS, TASKS
 
@@ -21,15 +21,6 @@ from tasks import PRESETS, TASKS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-devices", action="store_true",
                         help="do not import frameworks to probe variants and devices")
-
-
-def _version(framework: str) -> str:
-    for dist in (framework, f"{framework}-cpu"):
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return "?"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
         if not impls.is_installed(name):
             print(f"  {name:<11} not installed (pip install 'nnparity[{name}]')")
             continue
-        line = f"  {name:<11} {framework} {_version(framework)}"
+        line = f"  {name:<11} {framework} {installed_version(framework) or '?'}"
         if not args.no_devices:
             try:
                 backend = impls.load(name)

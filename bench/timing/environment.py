@@ -58,6 +58,11 @@ def _version(dists: tuple[str, ...]) -> str | None:
     return None
 
 
+def installed_version(name: str) -> str | None:
+    """The installed version of a framework (by the names it is distributed under), or None."""
+    return _version(_DISTRIBUTIONS.get(name, (name, f"{name}-cpu")))
+
+
 def framework_versions() -> dict[str, str]:
     """Installed framework versions by name (missing ones left out)."""
     found = {name: _version(dists) for name, dists in _DISTRIBUTIONS.items()}
