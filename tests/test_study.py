@@ -333,3 +333,32 @@ def test_every_backend_starts_each_init_identically(backend, setup):
         assert rel.max() < 1e-12, (layer, rel.max())
     if setup == "rnn-identity":
         assert study_jobs.spectral_radius(setup, states["init"]) == pytest.approx(1.0)
+
+
+def test_exact_zero_gradients_agree_and_are_never_compared_in_orders():
+    from bench.study import summary
+
+    # a reference that is exactly 0 where the backend is exactly 0 agrees; a nonzero
+    # value against an exact 0 is an infinite difference, never a silent NaN
+    assert summary._rel(np.array([0.0, 2.0]), np.array([0.0, 2.0])) == 0.0
+    assert summary._rel(np.array([1e-30, 2.0]), np.array([0.0, 2.0])) == float("inf")
+    assert summary._rel(np.array([np.nan, 2.0]), np.array([1.0, 2.0])) == float("inf")
+    # a setup whose gradient at step 1 is exactly 0 in some seed is not compared in orders
+    curve_zero = [0.0, 1e-3, 1.0]
+    curve_ok = [1e-5, 1e-3, 1.0]
+    rows = [
+        {"setup": "rnn-identity", "length": 3, "state": "trained", "layer": "rnn0",
+         "seeds": [0, 1], "log10_first_last_by_seed": [-307.6, -5.0],
+         "log10_first_last_band": [-307.6, -5.0], "zero_seeds": 1},
+        {"setup": "rnn", "length": 3, "state": "trained", "layer": "rnn0",
+         "seeds": [0, 1], "log10_first_last_by_seed": [-5.0, -5.0],
+         "log10_first_last_band": [-5.0, -5.0], "zero_seeds": 0},
+    ]
+    comps = [c for c in summary.time_comparisons(rows, "rnn0")
+             if c["setup"] == "rnn-identity" and c["reference"] == "rnn"]
+    assert comps and comps[0]["zero_seeds"] == 1
+    from bench.study import report
+
+    line = report._comparison_lines(comps, "log10 ratio", ".1f")[0]
+    assert "not comparable" in line and "orders" not in line
+    assert curve_zero[0] <= summary.TINY < curve_ok[0]

@@ -385,7 +385,11 @@ def _comparison_lines(comps: list[dict], what: str, spec: str) -> list[str]:
         head = (f"- `{c['setup']}` vs `{c['reference']}` at T={c['length']}"
                 + (f" after {c['budget']} steps" if "budget" in c else f", {c['state']}")
                 + f": {what} {_band(c['band'], spec)} vs {_band(c['reference_band'], spec)}")
-        if "orders" in c:
+        if c.get("zero_seeds"):
+            verdict = (f"not comparable: the gradient at step 1 is exactly 0 in "
+                       f"{c['zero_seeds']} seed run(s) (below the smallest float64), so a log "
+                       "ratio there is a floor, not a measurement")
+        elif "orders" in c:
             verdict = (f"`{c['setup']}` exceeds by {c['orders']:.1f} orders (per-seed "
                        f"differences {_band(c['orders_band'], '.1f')})"
                        if c["resolved"] and c["orders"] > 0 else
@@ -394,8 +398,13 @@ def _comparison_lines(comps: list[dict], what: str, spec: str) -> list[str]:
                        if c["resolved"] else "not resolved (the intervals overlap; per-seed "
                        f"differences {_band(c['orders_band'], '.1f')})")
         elif c["both_at_baseline"]:
-            verdict = ("both at the baseline (every seed above half of 1/6); no difference "
-                       "is claimed between two failures")
+            above = [name for name, b in ((c["setup"], c["band"]),
+                                          (c["reference"], c["reference_band"]))
+                     if b[0] > 2 * BASELINE_MSE]
+            verdict = ("both failed (every seed's MSE above half of the 0.167 baseline"
+                       + (f"; {' and '.join(f'`{n}`' for n in above)} diverged: every seed "
+                          "above twice the baseline of always predicting 1.0" if above else "")
+                       + "); no difference is claimed between two failures")
         else:
             verdict = (f"`{c['better']}` lower (resolved; per-seed differences "
                        f"{_band(c['difference_band'], '.4f')})" if c["resolved"]
@@ -484,8 +493,9 @@ def _through_time(data: dict, s: dict) -> list[str]:
         lines.append(f"| {r['setup']} | {r['length']} | {r['state']} | {r['layer']}: "
                      f"{_state_name(r['setup'], r['layer'])} | {_fmt(r['radius'], '.3f')} | "
                      f"{r['slope']:.3f} | {_fmt(r['horizon'], 'd')} | "
-                     f"{r['log10_first_last']:.1f} ({_band(r['log10_first_last_band'], '.1f')}) "
-                     "|")
+                     f"{r['log10_first_last']:.1f} ({_band(r['log10_first_last_band'], '.1f')})"
+                     + (f"; exactly 0 at step 1 in {r['zero_seeds']} of {len(r['seeds'])} seeds"
+                        if r.get("zero_seeds") else "") + " |")
     lines += ["", "log10 ||dL/dh_1|| / ||dL/dh_T|| compared between setups (the lstm's state "
               "(h, c); per-seed differences paired by seed):", "",
               *_comparison_lines(s["time_comparisons"], "log10 ratio", ".1f"), ""]

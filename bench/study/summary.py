@@ -94,6 +94,9 @@ def time_summary(data: dict) -> list[dict[str, Any]]:
                     "log10_first_last_by_seed": ratios.tolist(),
                     "log10_first_last": float(np.median(ratios)),
                     "log10_first_last_band": band(ratios),
+                    # seeds whose gradient at step 1 underflowed to 0 (every ReLU unit
+                    # inactive, for one): their log ratio is the floor, not a measurement
+                    "zero_seeds": int(np.sum(curves[:, 0] <= TINY)),
                     "radius": float(np.median(radii)) if radii else None,
                     "radius_band": band(radii) if radii else None,
                 })
@@ -120,6 +123,7 @@ def time_comparisons(time_rows: list[dict], layer: str) -> list[dict[str, Any]]:
                 "orders": float(np.median(diffs)), "orders_band": band(diffs),
                 "band": a["log10_first_last_band"], "reference_band": b["log10_first_last_band"],
                 "resolved": resolved(a["log10_first_last_band"], b["log10_first_last_band"]),
+                "zero_seeds": int(a.get("zero_seeds", 0)) + int(b.get("zero_seeds", 0)),
             })
     return out
 
@@ -256,8 +260,15 @@ def depth_findings(depth_rows: list[dict]) -> list[dict[str, Any]]:
 
 # ----------------------------------------------------------------- agreement
 def _rel(value: np.ndarray, ref: np.ndarray) -> float:
+    """The worst pointwise relative difference; where the reference is exactly 0 the
+    value must be exactly 0 too (0 then, inf otherwise), never a silent NaN."""
     value, ref = np.asarray(value, np.float64), np.asarray(ref, np.float64)
-    return float(np.max(np.abs(value - ref) / np.abs(ref)))
+    diff = np.abs(value - ref)
+    zero = ref == 0
+    rel = np.divide(diff, np.abs(ref), out=np.zeros_like(diff), where=~zero)
+    rel[zero & (diff > 0)] = np.inf
+    rel[~np.isfinite(value)] = np.inf
+    return float(np.max(rel)) if rel.size else 0.0
 
 
 def agreement(data: dict) -> dict[str, Any]:
