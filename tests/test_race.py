@@ -272,7 +272,9 @@ def test_an_interrupted_race_keeps_what_finished_and_resume_completes_it(tmp_pat
     from bench.results.paths import ROOT
 
     out = tmp_path / "race"
-    seeds = 8
+    # enough seeds that the rest cannot all finish between the first journal line and the
+    # signal even when this test process is starved (8 seeds of ~0.05 s did once, under load)
+    seeds = 40
     argv = [sys.executable, "-m", "bench.cli", "race", "--tasks", "mlp_regression",
             "--backends", "numpy", "--seeds", str(seeds), "--threads", "1", "--out", str(out),
             "--quiet"]
