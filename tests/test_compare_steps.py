@@ -29,29 +29,27 @@ RULE = dict(factor=1.2, alpha=0.01, confidence=0.95, noise=0.02)
 def test_samples_are_scaled_by_each_machines_own_gemm_rate():
     b, c = _side([1.0, 2.0]), _side([3.0, 4.0])
     rates = ({("torch", "cpu"): 10.0}, {("", "cpu"): 100.0})  # the second by its fallback
-    b_s, c_s, calibrated = compare._normalised(b, c, rates)
-    assert calibrated and list(b_s) == [10.0, 20.0] and list(c_s) == [300.0, 400.0]
-    assert compare._normalised(b, c, None)[2]  # one machine: compared as timed
-    b_s, c_s, calibrated = compare._normalised(b, c, ({}, {("", "cpu"): 100.0}))
-    assert not calibrated and list(b_s) == [1.0, 2.0] and list(c_s) == [3.0, 4.0]
+    assert compare._normalised(b, c, rates) == (10.0, 100.0, True)
+    assert compare._normalised(b, c, None) == (1.0, 1.0, True)  # one machine: as timed
+    assert compare._normalised(b, c, ({}, {("", "cpu"): 100.0})) == (1.0, 1.0, False)
 
 
 def test_a_twice_as_fast_machine_doing_the_same_work_is_unchanged_after_normalising():
     base, current = _side(noisy(0.02, seed=1)), _side(noisy(0.01, seed=2))
-    row = compare._judge("x", base, current, ({("", ""): 100.0}, {("", ""): 200.0}), **RULE)
+    row = compare._judge("x", base, current, ({("", ""): 100.0}, {("", ""): 200.0}), **RULE)[0]
     assert row["verdict"] == Verdict.UNCHANGED.value and row["note"] == ""
     assert abs(row["ratio"] - 1.0) < 0.05
-    raw = compare._judge("x", base, current, None, **RULE)
+    raw = compare._judge("x", base, current, None, **RULE)[0]
     assert raw["verdict"] == Verdict.IMPROVEMENT.value and raw["ratio"] < 0.6
 
 
 def test_a_cell_one_run_lacks_is_new_or_missing_and_an_empty_side_names_its_error():
     side = _side(noisy(0.01))
-    assert compare._judge("x", None, side, None, **RULE)["verdict"] == Verdict.NEW.value
-    gone = compare._judge("x", side, None, None, **RULE)
+    assert compare._judge("x", None, side, None, **RULE)[0]["verdict"] == Verdict.NEW.value
+    gone = compare._judge("x", side, None, None, **RULE)[0]
     assert gone["verdict"] == Verdict.MISSING.value and gone["current_rounds"] == 0
     assert math.isnan(gone["current_median_s"]) and gone["base_rounds"] == 15
-    err = compare._judge("x", side, _side([], error="worker exited"), None, **RULE)
+    err = compare._judge("x", side, _side([], error="worker exited"), None, **RULE)[0]
     assert err["verdict"] == Verdict.ERROR.value
     assert err["note"] == "no samples in current: worker exited"
 

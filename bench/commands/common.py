@@ -28,9 +28,10 @@ def add_rule_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--factor", type=finite_float, default=FACTOR,
                         help=f"flag only changes beyond this ratio of medians (default {FACTOR})")
     parser.add_argument("--alpha", type=finite_float, default=ALPHA,
-                        help=f"Mann-Whitney U significance level (default {ALPHA})")
+                        help=f"family-wise significance level: p-values are Holm-adjusted over "
+                             f"the cells compared (default {ALPHA})")
     parser.add_argument("--confidence", type=finite_float, default=CONFIDENCE,
-                        help=f"bootstrap confidence level of the ratio interval "
+                        help=f"confidence level of each cell's ratio interval "
                              f"(default {CONFIDENCE})")
     parser.add_argument("--noise", type=finite_float, default=NOISE_BAND,
                         help="noise band: a change counts only when its interval lies wholly "

@@ -48,7 +48,8 @@ def compare_by_machine(base: str, current: str, factor: float, alpha: float,
             "current_rounds": 0, "note": "machine not in the current run"}))
     for fp in [m for m in c_parts if m not in b_parts]:
         warnings.append(f"machine {fp} is only in the current run: its cells are not compared")
-    columns = ["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "base_median_s",
+    columns = ["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "p_adjusted",
+               "base_median_s",
                "current_median_s", "base_rounds", "current_rounds", "note"]
     tables = [t for t in tables if len(t)]
     table = (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()).reindex(

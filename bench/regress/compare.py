@@ -32,9 +32,15 @@ from bench.results.stats import (
     CONFIDENCE,
     FACTOR,
     NOISE_BAND,
+    Change,
+    RoundPrior,
     Verdict,
     compare_samples,
+    holm,
+    log_round_medians,
+    round_prior,
     seed_for,
+    verdict_of,
     within_noise,
 )
 from bench.results.text import number
@@ -117,7 +123,8 @@ def _sizes(cell: pd.Series) -> list[int]:
 
 
 #: the comparison table's columns, in order
-COLUMNS = ["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "base_median_s",
+COLUMNS = ["cell", "verdict", "ratio", "ci_low", "ci_high", "p_value", "p_adjusted",
+           "base_median_s",
            "current_median_s", "base_rounds", "current_rounds", "task", "backend",
            "variant", "device", "dtype", "phase", "note"]
 #: what names a cell in the table besides its id (from the current run, else the baseline)
@@ -143,9 +150,13 @@ def compare_runs(
     normalise = b_info.fingerprint != c_info.fingerprint
     rates = (_calibration_rates(base), _calibration_rates(current)) if normalise else None
     b_cells, c_cells = _timed(base), _timed(current)
-    rows = [_judge(cell, _side(b_cells, cell), _side(c_cells, cell), rates,
-                   factor, alpha, confidence, noise)
-            for cell in sorted(set(b_cells.index) | set(c_cells.index))]
+    sides = {cell: (_side(b_cells, cell), _side(c_cells, cell))
+             for cell in sorted(set(b_cells.index) | set(c_cells.index))}
+    priors = _priors(sides)
+    judged = [_judge(cell, b, c, rates, factor, alpha, confidence, noise,
+                     priors.get(_group(b, c), priors.get(None)))
+              for cell, (b, c) in sides.items()]
+    rows = _family(judged, factor, alpha, noise)
     uncalibrated = sum(row["note"] == _NO_CALIBRATION for row in rows)
     table = sort_table(pd.DataFrame(rows, columns=COLUMNS))
     return Comparison(table, b_info, c_info, factor, alpha, confidence, normalise,
@@ -162,11 +173,35 @@ def _side(cells: pd.DataFrame, cell: str) -> pd.Series | None:
     return cells.loc[cell] if cell in cells.index else None
 
 
+def _group(b: pd.Series | None, c: pd.Series | None) -> tuple[str, str]:
+    ref = c if c is not None else b
+    return (str(ref["backend"]), str(ref["device"])) if ref is not None else ("", "")
+
+
+def _log_rounds(side: pd.Series) -> np.ndarray:
+    return log_round_medians(side["samples"], _sizes(side), _rounds(side))
+
+
+def _priors(sides: dict[str, tuple[pd.Series | None, pd.Series | None]]
+            ) -> dict[tuple[str, str] | None, RoundPrior]:
+    """The round spread typical of each framework and device in this comparison (and,
+    under None, of all its cells): each cell's own spread is moderated towards it."""
+    groups: dict[tuple[str, str] | None, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for b, c in sides.values():
+        if b is None or c is None or not (len(b["samples"]) and len(c["samples"])):
+            continue
+        pair = (_log_rounds(b), _log_rounds(c))
+        groups.setdefault(_group(b, c), []).append(pair)
+        groups.setdefault(None, []).append(pair)
+    found = {key: round_prior(pairs) for key, pairs in groups.items()}
+    return {key: prior for key, prior in found.items() if prior is not None}
+
+
 def _judge(cell: str, b: pd.Series | None, c: pd.Series | None, rates: tuple[Rates, Rates]
-           | None, factor: float, alpha: float, confidence: float, noise: float
-           ) -> dict[str, Any]:
-    """One row of the table: the cell as both runs have it and the rule's verdict (new
-    or missing when only one run has it)."""
+           | None, factor: float, alpha: float, confidence: float, noise: float,
+           prior: RoundPrior | None = None) -> tuple[dict[str, Any], Change | None]:
+    """One row of the table: the cell as both runs have it and the rule's verdict for
+    the cell alone (new or missing when only one run has it), with its `Change`."""
     ref = c if c is not None else b
     row: dict[str, Any] = {"cell": cell, "note": "", **{k: ref[k] for k in _IDENTITY}}
     for prefix, side in (("base", b), ("current", c)):
@@ -174,35 +209,53 @@ def _judge(cell: str, b: pd.Series | None, c: pd.Series | None, rates: tuple[Rat
         row[f"{prefix}_rounds"] = int(side["rounds"]) if side is not None else 0
     if b is None or c is None:
         row["verdict"] = (Verdict.NEW if b is None else Verdict.MISSING).value
-        return row
-    b_s, c_s, calibrated = _normalised(b, c, rates)
+        return row, None
+    b_k, c_k, calibrated = _normalised(b, c, rates)
     if not calibrated:
         row["note"] = _NO_CALIBRATION
+    b_s, c_s = b["samples"] * b_k, c["samples"] * c_k
     change = compare_samples(b_s, c_s, factor, alpha, confidence,
-                             _rounds(b), _rounds(c), _sizes(b), _sizes(c), noise,
-                             seed_for(cell))
+                             [m * b_k for m in _rounds(b)], [m * c_k for m in _rounds(c)],
+                             _sizes(b), _sizes(c), noise, seed_for(cell), prior)
     row.update(ratio=change.ratio, ci_low=change.ci_low, ci_high=change.ci_high,
                p_value=change.p_value, verdict=change.verdict.value)
     if change.verdict is Verdict.ERROR:
         side = "baseline" if not len(b_s) else "current"
         err = (b if side == "baseline" else c)["error"]
         row["note"] = f"no samples in {side}" + (f": {err}" if err else "")
-    return row
+    return row, change
+
+
+def _family(judged: list[tuple[dict[str, Any], Change | None]], factor: float, alpha: float,
+            noise: float) -> list[dict[str, Any]]:
+    """The cells compared are one family: each p-value is Holm-adjusted over them and the
+    verdict re-judged with it (an A/A comparison of hundreds of cells would otherwise
+    flag about alpha of them by chance)."""
+    adjusted = holm([ch.p_value if ch is not None and ch.verdict is not Verdict.ERROR
+                     else math.nan for _, ch in judged])
+    rows = []
+    for (row, change), p_adj in zip(judged, adjusted, strict=True):
+        row["p_adjusted"] = p_adj
+        if change is not None and change.verdict is not Verdict.ERROR:
+            row["verdict"] = verdict_of(change.ratio, change.ci_low, change.ci_high, p_adj,
+                                        change.slower, change.faster, factor, alpha,
+                                        noise).value
+        rows.append(row)
+    return rows
 
 
 def _normalised(b: pd.Series, c: pd.Series, rates: tuple[Rates, Rates] | None
-                ) -> tuple[Any, Any, bool]:
-    """Both sides' samples, each times its own machine's GEMM rate when `rates` are
-    given (time x GFLOP/s ~ work in GEMM-equivalent GFLOP, machine-neutral); False
-    when a side lacks a calibration cell (the samples are then compared as timed)."""
-    b_s, c_s = b["samples"], c["samples"]
-    if rates is None or not (len(b_s) and len(c_s)):
-        return b_s, c_s, True
+                ) -> tuple[float, float, bool]:
+    """The factor each side's times are multiplied by: its own machine's GEMM rate when
+    `rates` are given (time x GFLOP/s ~ work in GEMM-equivalent GFLOP, machine-neutral),
+    else 1; False when a side lacks a calibration cell (then compared as timed)."""
+    if rates is None or not (len(b["samples"]) and len(c["samples"])):
+        return 1.0, 1.0, True
     b_rate = _rate_for(rates[0], b["backend"], b["device"])
     c_rate = _rate_for(rates[1], c["backend"], c["device"])
     if b_rate and c_rate:
-        return b_s * b_rate, c_s * c_rate, True
-    return b_s, c_s, False
+        return b_rate, c_rate, True
+    return 1.0, 1.0, False
 
 
 def _warnings(b_info: RunInfo, c_info: RunInfo, normalised: bool, uncalibrated: int
@@ -251,12 +304,14 @@ def _header(cmp: Comparison) -> list[str]:
     return [
         f"baseline: {side(cmp.base)}",
         f"current:  {side(cmp.current)}",
-        (f"rule: ratio of medians > {cmp.factor:g} (or < 1/{cmp.factor:g}), p < {cmp.alpha:g}, "
+        (f"rule: ratio of medians > {cmp.factor:g} (or < 1/{cmp.factor:g}), p < {cmp.alpha:g} "
+         f"after Holm's adjustment over the {compared_cells(cmp)} cells compared (family-wise), "
          f"its {cmp.confidence:.0%} CI wholly outside the +-{cmp.noise:.0%} noise band, and in "
-         f"every round when both sides have several; CI and p from a bootstrap that resamples "
-         f"rounds (worker processes) then samples (a single-round side, e.g. an old "
-         f"baseline, borrows the other side's process spread), or, for two single-round "
-         f"sides, the sample bootstrap and a two-sided Mann-Whitney U test"),
+         f"every round when both sides have several; CI and p from a t-test on the log round "
+         f"medians (worker processes), each cell's round spread moderated by its framework's "
+         f"typical one (a single-round side, e.g. an old baseline, counts as one process), "
+         f"or, for two single-round sides, the sample bootstrap and a two-sided "
+         f"Mann-Whitney U test"),
         *([f"confirmation: flagged cells re-timed in {cmp.confirm_rounds} more interleaved "
            f"rounds per side; a verdict stands only if the re-timing repeats it"]
           if cmp.confirm_rounds else []),
@@ -273,12 +328,13 @@ def _cells(cmp: Comparison) -> list[list[str]]:
         noise = "~" if not math.isnan(r.ratio) and within_noise(r.ci_low, r.ci_high,
                                                                 cmp.noise) else ""
         out.append([r.verdict, noise + _fmt(r.ratio, ".3f"), ci, _fmt(r.p_value, ".2g"),
+                    _fmt(getattr(r, "p_adjusted", math.nan), ".2g"),
                     _fmt(r.base_median_s * 1e3, ".4g"), _fmt(r.current_median_s * 1e3, ".4g"),
                     r.cell + (f"  ({r.note})" if r.note else "")])
     return out
 
 
-_HEAD = ["verdict", "ratio", "CI", "p", "base ms", "current ms", "cell"]
+_HEAD = ["verdict", "ratio", "CI", "p", "p Holm", "base ms", "current ms", "cell"]
 
 
 def format_text(cmp: Comparison) -> str:
@@ -308,8 +364,9 @@ def format_json(cmp: Comparison) -> str:
     doc = {"baseline": cmp.base.__dict__, "current": cmp.current.__dict__,
            "factor": cmp.factor, "alpha": cmp.alpha, "confidence": cmp.confidence,
            "noise_band": cmp.noise,
-           "test": "hierarchical bootstrap (rounds, then samples); mann-whitney-u two-sided "
-                   "for two single-round sides", "normalised": cmp.normalised,
+           "test": "moderated t-test on log round medians; mann-whitney-u two-sided for "
+                   "two single-round sides; holm-adjusted over the cells compared",
+           "normalised": cmp.normalised,
            "confirm_rounds": cmp.confirm_rounds,
            "warnings": list(cmp.warnings), "environment_differences": list(cmp.environment),
            "regressed": cmp.regressed, "lost": cmp.lost,

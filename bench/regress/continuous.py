@@ -246,7 +246,7 @@ def confirm(screen: Comparison, check: Comparison, rounds: int) -> Comparison:
     """
     table = screen.table.copy()
     again = check.table.set_index("cell")
-    numbers = ["ratio", "ci_low", "ci_high", "p_value", "base_median_s",
+    numbers = ["ratio", "ci_low", "ci_high", "p_value", "p_adjusted", "base_median_s",
                "current_median_s", "base_rounds", "current_rounds"]
     for i, row in table.iterrows():
         if row["verdict"] not in FLAGGED:

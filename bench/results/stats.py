@@ -13,12 +13,20 @@ within that one process.
 The regression rule follows asv and criterion: a change is flagged only when
 it is larger than a factor AND statistically real AND its confidence interval
 lies wholly outside a noise band (`NOISE_BAND`, +-2%). Its size is the ratio of
-medians with a percentile-bootstrap interval; its reality is, when a side has
-several rounds, the hierarchical bootstrap's two-sided p-value (the share of
-resampled ratios on the other side of 1), and for two single-round sides the
-two-sided Mann-Whitney U test (scipy) as before; a run cannot pick the direction
-of the test after seeing the data. The same interval and band give the
-report's "~" (within noise) marker (`within_noise`).
+medians. When a side has several rounds, the worker process is the unit of
+replication: the test and the interval come from the log round medians
+(`rounds_test`), a two-sample t-test whose variance is each cell's own round
+spread moderated by the spread typical of its framework in the same comparison
+(`RoundPrior`; the empirical-Bayes "moderated t" of many-tests-few-replicates
+statistics), so two or three processes a side neither claim p ~ 0 (the old
+bootstrap over three rounds did: it cannot resample beyond the values it saw)
+nor lose all power to a t distribution with two degrees of freedom. Two
+single-round sides keep the percentile bootstrap and the two-sided Mann-Whitney
+U test (scipy). A comparison of many cells is one family: `holm` adjusts the
+p-values (Holm's step-down, family-wise error <= alpha), so an A/A comparison of
+276 cells is not expected to flag ~3 of them by chance at alpha 1%. A run cannot
+pick the direction of the test after seeing the data. The same interval and band
+give the report's "~" (within noise) marker (`within_noise`).
 
 This module must not read files, print, or import a framework; scipy is
 imported lazily so `import bench` stays cheap.
@@ -68,8 +76,11 @@ class Change:
     ratio: float  # median(current) / median(baseline); > 1 means slower
     ci_low: float
     ci_high: float
-    p_value: float  # two-sided Mann-Whitney U
+    p_value: float  # two-sided: the rounds' moderated t-test, or Mann-Whitney U (one round)
     verdict: Verdict
+    #: every current round's median beyond every baseline round's (True when a side has one)
+    slower: bool = True
+    faster: bool = True
 
 
 
@@ -178,12 +189,6 @@ def cell_interval(samples: Sequence[float] | np.ndarray, round_sizes: Sequence[i
                         "; ".join(why), draws)
 
 
-def _borrowed_spread(draws: np.ndarray, median: float, seed: int) -> np.ndarray:
-    """The other side's replicates relative to its median, in a fresh random order."""
-    rel = np.asarray(draws, dtype=float) / median if median > 0 else np.ones(len(draws))
-    return np.random.default_rng(seed).permutation(rel)
-
-
 def ratio_interval(numerator: CellInterval, denominator: CellInterval,
                    confidence: float = 0.95) -> tuple[float, float, float]:
     """(ratio of medians, low, high) of two cells' intervals, from their replicates."""
@@ -198,17 +203,6 @@ def ratio_draws(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """Bootstrap replicates of a ratio of medians from each side's own replicates
     (independent resampling of the two sides)."""
     return np.asarray(numerator, dtype=float) / np.asarray(denominator, dtype=float)
-
-
-def bootstrap_p(draws: np.ndarray) -> float:
-    """Two-sided bootstrap p-value that a ratio is 1: twice the smaller share of
-    replicates on either side of 1 (with the +1 correction, never exactly 0)."""
-    draws = np.asarray(draws, dtype=float)
-    draws = draws[np.isfinite(draws)]
-    if draws.size == 0:
-        return 1.0
-    below, above = int((draws <= 1.0).sum()), int((draws >= 1.0).sum())
-    return float(min(1.0, 2.0 * (min(below, above) + 1) / (draws.size + 1)))
 
 
 def within_noise(low: float, high: float, band: float = NOISE_BAND) -> bool:
@@ -269,6 +263,117 @@ def mann_whitney_p(baseline: np.ndarray, current: np.ndarray) -> float:
     return float(mannwhitneyu(cur, base, alternative="two-sided").pvalue)
 
 
+@dataclass(frozen=True)
+class RoundPrior:
+    """The round-to-round spread typical of a group of cells: `variance` of log round
+    medians about their side's mean, worth `df` degrees of freedom."""
+
+    variance: float
+    df: float
+
+
+#: degrees of freedom the typical spread is worth when moderating one cell's own
+#: round variance (limma's d0, fixed rather than fitted: a prior worth four rounds'
+#: evidence pulls a 2+2-round cell halfway to its framework's typical spread)
+PRIOR_DF = 4.0
+#: cells with several rounds a side a group needs before its typical spread is used
+PRIOR_MIN_CELLS = 8
+
+
+def log_round_medians(samples: Sequence[float] | np.ndarray, round_sizes: Sequence[int] = (),
+                      given: Sequence[float] = ()) -> np.ndarray:
+    """Each round's median, logged: from the samples split by `round_sizes`, else the
+    medians a merged run carries (`given`), else the pooled median (one round)."""
+    parts = split_rounds(samples, round_sizes)
+    if len(parts) > 1:
+        medians = [float(np.median(x)) for x in parts]
+    elif len(given) > 1:
+        medians = [float(m) for m in given]
+    else:
+        x = np.asarray(samples, dtype=float)
+        medians = [float(np.median(x))] if x.size else []
+    arr = np.asarray(medians, dtype=float)
+    return np.log(arr[np.isfinite(arr) & (arr > 0)])
+
+
+def _own_variance(base: np.ndarray, current: np.ndarray) -> tuple[float, int]:
+    """Pooled variance of the two sides' log round medians about their own means, with
+    its degrees of freedom (a one-round side contributes none)."""
+    ss = sum(float(((x - x.mean()) ** 2).sum()) for x in (base, current) if x.size > 1)
+    df = sum(x.size - 1 for x in (base, current) if x.size > 1)
+    return (ss / df if df else math.nan), df
+
+
+def round_prior(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> RoundPrior | None:
+    """The typical round spread of a group of cells (pairs of log round medians): the
+    median of their own variances, scaled by the median of a chi-square over its
+    degrees of freedom (a median variance of a few rounds sits below the mean).
+    None with fewer than `PRIOR_MIN_CELLS` cells of several rounds a side."""
+    from scipy.stats import chi2
+
+    own = [_own_variance(b, c) for b, c in pairs if b.size > 1 and c.size > 1]
+    own = [(v, d) for v, d in own if d and math.isfinite(v)]
+    if len(own) < PRIOR_MIN_CELLS:
+        return None
+    typical_df = float(np.median([d for _, d in own]))
+    scale = float(chi2.ppf(0.5, typical_df) / typical_df)
+    return RoundPrior(float(np.median([v for v, _ in own])) / scale, PRIOR_DF)
+
+
+def rounds_test(base: np.ndarray, current: np.ndarray, confidence: float = CONFIDENCE,
+                prior: RoundPrior | None = None) -> tuple[float, float, float]:
+    """(low, high, p) for the ratio of two cells from their log round medians: the
+    difference of side means over a pooled, moderated standard error, a t distribution
+    with the own plus the prior's degrees of freedom. A one-round side is taken as one
+    process of the other side's spread. Needs one side of several rounds (else NaNs)."""
+    from scipy.stats import t as student
+
+    nan = math.nan
+    if base.size == 0 or current.size == 0 or max(base.size, current.size) < 2:
+        return nan, nan, nan
+    variance, df = _own_variance(base, current)
+    if prior is not None:
+        own = variance * df if df else 0.0
+        variance, df = (own + prior.variance * prior.df) / (df + prior.df), df + prior.df
+    diff = float(current.mean() - base.mean())
+    se = math.sqrt(variance * (1.0 / base.size + 1.0 / current.size)) if df else nan
+    if not math.isfinite(se):
+        return nan, nan, 1.0
+    if se == 0.0:  # identical rounds on each side: only a difference of zero is noise
+        r = math.exp(diff)
+        return r, r, (1.0 if diff == 0.0 else 0.0)
+    q = float(student.ppf(0.5 + confidence / 2.0, df))
+    p = float(2.0 * student.sf(abs(diff) / se, df))
+    return math.exp(diff - q * se), math.exp(diff + q * se), p
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment: the family-wise error stays <= alpha when every
+    adjusted p below alpha is called significant. NaNs stay NaN and are not counted."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if not ok.size:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    adjusted = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out[order] = adjusted
+    return out
+
+
+def verdict_of(ratio: float, low: float, high: float, p: float, slower: bool, faster: bool,
+               factor: float = FACTOR, alpha: float = ALPHA,
+               noise: float = NOISE_BAND) -> Verdict:
+    """The rule: a regression when the ratio is beyond `factor`, p below `alpha`, the
+    interval wholly above 1 + noise and every round slower; an improvement mirrored."""
+    if ratio > factor and p < alpha and slower and low > 1.0 + noise:
+        return Verdict.REGRESSION
+    if ratio < 1.0 / factor and p < alpha and faster and high < 1.0 / (1.0 + noise):
+        return Verdict.IMPROVEMENT
+    return Verdict.UNCHANGED
+
+
 def compare_samples(
     baseline: np.ndarray,
     current: np.ndarray,
@@ -281,21 +386,22 @@ def compare_samples(
     current_sizes: Sequence[int] = (),
     noise: float = NOISE_BAND,
     seed: int = BOOTSTRAP_SEED,
+    prior: RoundPrior | None = None,
 ) -> Change:
-    """Ratio of medians, its interval, the p-value, and the verdict.
+    """Ratio of medians, its interval, the p-value, and the verdict of one cell.
 
     Regression iff ratio > factor, p < alpha and the interval lies wholly above
     1 + noise; improvement iff ratio < 1/factor, p < alpha and the interval lies
     wholly below 1/(1 + noise); anything else is unchanged. When a side holds
-    several rounds (worker processes: `*_sizes`, or merged runs: `*_rounds`,
-    their medians) the interval and p come from the hierarchical bootstrap
-    (rounds, then samples), which sees how much a cell moves from one process to
-    the next; two single-round sides keep the sample bootstrap and the U test.
-    A single-round side facing a several-round one borrows that side's relative
-    spread (`_borrowed_spread`): an old single-process baseline is not taken as
-    knowing its cell to within its one process's noise. When both sides hold
-    several rounds a change must also show in every round: every current round's
-    median beyond every baseline round's.
+    several rounds (worker processes: `*_sizes`, or merged runs: `*_rounds`, their
+    medians) the interval and p come from `rounds_test` on the log round medians,
+    moderated by `prior` when given (a comparison of many cells passes each group's
+    `round_prior`); a single-round side facing a several-round one is taken as one
+    process of that side's spread. Two single-round sides keep the sample bootstrap
+    and the U test. When both sides hold several rounds a change must also show in
+    every round: every current round's median beyond every baseline round's.
+    The verdict here is for one cell alone; `compare_runs` re-judges a family of
+    cells with Holm-adjusted p-values.
     """
     base = np.asarray(baseline, dtype=float)
     cur = np.asarray(current, dtype=float)
@@ -303,34 +409,15 @@ def compare_samples(
         nan = float("nan")
         return Change(nan, nan, nan, nan, Verdict.ERROR)
     ratio = float(np.median(cur) / np.median(base))
-    b_parts, c_parts = split_rounds(base, base_sizes), split_rounds(cur, current_sizes)
-    if len(b_parts) > 1 or len(c_parts) > 1:
-        c_draws = median_draws(cur, [len(x) for x in c_parts], seed=seed + 1)
-        b_draws = median_draws(base, [len(x) for x in b_parts], seed=seed)
-        # a single-round side (a file written before rounds, e.g. an old baseline) cannot
-        # show how much a cell moves between processes: it is given the other side's
-        # relative spread (its replicates over its median), resampled independently
-        if len(b_parts) == 1:
-            b_draws = b_draws * _borrowed_spread(c_draws, float(np.median(cur)), seed + 2)
-        elif len(c_parts) == 1:
-            c_draws = c_draws * _borrowed_spread(b_draws, float(np.median(base)), seed + 3)
-        draws = ratio_draws(c_draws, b_draws)
-        low, high = percentile_interval(draws, confidence)
-        p = bootstrap_p(draws)
+    b_log = log_round_medians(base, base_sizes, base_rounds)
+    c_log = log_round_medians(cur, current_sizes, current_rounds)
+    if max(b_log.size, c_log.size) > 1:
+        low, high, p = rounds_test(b_log, c_log, confidence, prior)
     else:
         low, high = bootstrap_ratio_ci(base, cur, confidence, seed=seed)
         p = mann_whitney_p(base, cur)
-    b_med = list(base_rounds) or ([float(np.median(x)) for x in b_parts]
-                                  if len(b_parts) > 1 else [])
-    c_med = list(current_rounds) or ([float(np.median(x)) for x in c_parts]
-                                     if len(c_parts) > 1 else [])
-    several = len(b_med) > 1 and len(c_med) > 1
-    slower = not several or min(c_med) > max(b_med)
-    faster = not several or max(c_med) < min(b_med)
-    if ratio > factor and p < alpha and slower and low > 1.0 + noise:
-        verdict = Verdict.REGRESSION
-    elif ratio < 1.0 / factor and p < alpha and faster and high < 1.0 / (1.0 + noise):
-        verdict = Verdict.IMPROVEMENT
-    else:
-        verdict = Verdict.UNCHANGED
-    return Change(ratio, low, high, p, verdict)
+    several = b_log.size > 1 and c_log.size > 1
+    slower = not several or bool(c_log.min() > b_log.max())
+    faster = not several or bool(c_log.max() < b_log.min())
+    verdict = verdict_of(ratio, low, high, p, slower, faster, factor, alpha, noise)
+    return Change(ratio, low, high, p, verdict, slower, faster)
