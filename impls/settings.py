@@ -49,6 +49,12 @@ class Setting:
     env: tuple[tuple[str, str], ...] = ()  # process: set before the framework loads
     xla_flags: tuple[str, ...] = ()  # process: appended to XLA_FLAGS
     threads: str = ""  # process: intra-op threads, one of THREAD_CHOICES
+    unset: tuple[str, ...] = ()  # process: environment variables removed before it starts
+    #: n/a unless this environment variable is set where the sweep starts (a setting that
+    #: undoes what the environment pins)
+    needs_env: str = ""
+    #: why a sweep runs it only when asked by name ("" = swept by default)
+    by_name_only: str = ""
     tasks: tuple[str, ...] = ()  # only cells of these tasks (() = every task)
     phases: tuple[str, ...] = ()  # only these phases (() = every phase)
     from_variants: tuple[str, ...] = ()  # cells of these variants (() = the default one)
@@ -65,6 +71,8 @@ class Setting:
         """"" when the setting applies to this cell, else why it is n/a."""
         if self.unavailable:
             return self.unavailable
+        if self.needs_env and not os.environ.get(self.needs_env):
+            return f"the environment sets no {self.needs_env}"
         if device not in self.devices:
             return f"{', '.join(self.devices)} only"
         if self.tasks and task not in self.tasks:
@@ -95,7 +103,16 @@ _COMPILE = "torch.compile(fn{})"
 _TF_THREADING = "tf.config.threading.set_{}_op_parallelism_threads"
 
 SETTINGS: dict[str, tuple[Setting, ...]] = {
-    "numpy": _threads("numpy", "BLAS threads (threadpoolctl, OPENBLAS/MKL/OMP_NUM_THREADS)"),
+    "numpy": _threads("numpy", "BLAS threads (threadpoolctl, OPENBLAS/MKL/OMP_NUM_THREADS)") + (
+        # some machines pin OpenBLAS's kernel (older builds compute wrongly or crash on
+        # their processor) and that slows a current numpy: the setting lets OpenBLAS pick
+        # its kernel for the processor, and the worker records which one it ran
+        Setting("blas-coretype-auto", "numpy", "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE "
+                "unset (OpenBLAS detects its kernel)", scope="process",
+                unset=("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"), needs_env="OPENBLAS_CORETYPE",
+                by_name_only="the pin guards older OpenBLAS builds that compute wrongly or "
+                             "crash on this processor"),
+    ),
     "torch": _threads("torch", "torch.set_num_threads") + (
         Setting("compile", "torch", _COMPILE.format(""), variant="compile",
                 devices=("cpu", "cuda"), options=(("fullgraph", False),)),

@@ -51,10 +51,11 @@ def test_declarations_are_well_formed(backend):
         assert set(s.devices) <= set(DEVICES) and s.scope in SCOPES
         assert s.precision in PRECISIONS
         if s.scope == "process":  # a process setting changes the process, nothing else
-            assert (s.env or s.xla_flags or s.threads) and not (s.variant or s.options)
+            assert (s.env or s.xla_flags or s.threads or s.unset) and not (s.variant
+                                                                             or s.options)
             assert not s.threads or s.threads in THREAD_CHOICES
         else:
-            assert not (s.env or s.xla_flags or s.threads)
+            assert not (s.env or s.xla_flags or s.threads or s.unset)
 
 
 @pytest.mark.parametrize("backend", sorted(SETTINGS))
@@ -296,6 +297,8 @@ def _doc(**changes):
                                                         "round_sizes": [3]}]},
     {"items": [_item("c", "default", 1.0, rounds=1) | {"environment": "e", "device": "cpu",
                                                         "gradcheck": {"passed": "yes"}}]},
+    {"items": [_item("c", "default", 1.0, rounds=1) | {"environment": "e", "device": "cpu",
+                                                        "blas": ["openblas"]}]},
 ])
 def test_a_bad_results_document_is_refused_with_one_line(tmp_path, bad, capsys):
     (tmp_path / results.FILE).write_text(json.dumps(_doc(**bad)))
@@ -433,6 +436,62 @@ def test_slow_settings_are_left_out_beyond_tiny_unless_named():
     named = plans.build_plan("standard", configs, ["jax"], ["cpu"], ["step"], threads=2,
                              cores=2, names=["unroll=full"])
     assert [i.setting for i in named.items["jax:default"]].count("unroll=full") == 1
+
+
+def test_the_blas_core_type_setting_needs_a_pin_and_is_run_only_by_name(monkeypatch):
+    """numpy's `blas-coretype-auto` undoes an OPENBLAS_CORETYPE pin: n/a where nothing is
+    pinned, left out of a default sweep (the pin guards against a crashing kernel), and
+    when named it gets processes of its own that start without both variables."""
+    configs = plans.sweep_configs("tiny", ["mlp_regression"], {})
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    plan = plans.build_plan("tiny", configs, ["numpy"], ["cpu"], ["step"], threads=1,
+                            names=["blas-coretype-auto"])
+    why = {n.setting: n.why for n in plan.not_applicable}
+    assert why["blas-coretype-auto"] == "the environment sets no OPENBLAS_CORETYPE"
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Prescott")
+    plain = plans.build_plan("tiny", configs, ["numpy"], ["cpu"], ["step"], threads=1)
+    why = {n.setting: n.why for n in plain.not_applicable}
+    assert why["blas-coretype-auto"].startswith("asked by name only")
+    named = plans.build_plan("tiny", configs, ["numpy"], ["cpu"], ["step"], threads=1,
+                             names=["blas-coretype-auto"])
+    env = named.environments["numpy:blas-coretype-auto"]
+    assert env.unset == ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    assert [i.setting for i in named.items["numpy:blas-coretype-auto"]] == [
+        "blas-coretype-auto"]
+
+
+def test_a_process_setting_that_unsets_variables_starts_its_worker_without_them(
+        tmp_path, monkeypatch):
+    from bench.settings import sweep
+
+    seen = {}
+
+    class Done:
+        pid = 0
+
+        def __init__(self, argv, env, **kw):
+            seen.update(env)
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Prescott")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    monkeypatch.setattr(sweep.subprocess, "Popen", Done)
+    sweep._run_process({"unset": ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"]}, tmp_path, "w", 5)
+    assert "OPENBLAS_CORETYPE" not in seen and "OPENBLAS_L2_SIZE" not in seen
+    sweep._run_process({"unset": []}, tmp_path, "w", 5)
+    assert seen["OPENBLAS_CORETYPE"] == "Prescott"  # other processes keep the pin
+
+
+def test_the_report_names_the_blas_kernel_a_numpy_process_ran(tmp_path):
+    items = [_item("standard/mlp_regression/numpy/reference/cpu/float32/bs64/step", s, m,
+                   backend="numpy") | {"blas": k}
+             for s, m, k in (("default", 1.0, "openblas Prescott"),
+                             ("blas-coretype-auto", 0.5, "openblas Haswell"))]
+    text = report.render(_doc(items=[i | {"environment": f"numpy:{i['setting']}",
+                                          "device": "cpu"} for i in items]))
+    assert "(BLAS ran: openblas Prescott)" in text and "(BLAS ran: openblas Haswell)" in text
 
 
 # --- defaults and tuned ----------------------------------------------------------------

@@ -61,6 +61,7 @@ class Environment:
     threads: int
     env: tuple[tuple[str, str], ...] = ()
     xla_flags: tuple[str, ...] = ()
+    unset: tuple[str, ...] = ()  # environment variables removed before it starts
 
     @property
     def key(self) -> str:
@@ -105,13 +106,16 @@ def process_environment(setting: Setting | None, backend: str, threads: int,
     if setting is None or setting.scope != "process":
         return Environment(backend, DEFAULT, threads)
     n = resolve_threads(setting.threads, cores) if setting.threads else threads
-    return Environment(backend, setting.name, n, tuple(setting.env), tuple(setting.xla_flags))
+    return Environment(backend, setting.name, n, tuple(setting.env), tuple(setting.xla_flags),
+                       tuple(setting.unset))
 
 
 def _skipped(setting: Setting, task: str, preset: str) -> str:
     """Why the sweep leaves a setting out by default here, or "": it builds a variant the
     preset's plan leaves out for this task (slow compiles: torch.compile on a 50-step
     recurrence takes minutes per process), or it is declared slow beyond tiny."""
+    if setting.by_name_only:
+        return f"asked by name only ({setting.by_name_only}; --settings {setting.name})"
     if setting.slow and preset != "tiny":
         return f"left out beyond tiny ({setting.slow}; ask with --settings {setting.name})"
     if setting.variant and any(v == setting.variant and t in ("*", task)
@@ -139,7 +143,7 @@ def build_plan(preset: str, configs: Sequence[TaskConfig], backends: Sequence[st
     plan = SweepPlan(preset, [], {}, {})
     for backend in backends:
         default_env = process_environment(None, backend, threads)
-        seen: dict[tuple, str] = {(default_env.threads, (), ()): DEFAULT}
+        seen: dict[tuple, str] = {(default_env.threads, (), (), ()): DEFAULT}
         chosen = [s for s in settings_for(backend) if not names or s.name in names]
         for s in chosen:
             plan.settings[s.key] = s
@@ -155,7 +159,7 @@ def build_plan(preset: str, configs: Sequence[TaskConfig], backends: Sequence[st
                             if not why and not names:
                                 why = _skipped(s, cfg.task, preset)
                             env = process_environment(s, backend, threads, cores)
-                            ident = (env.threads, env.env, env.xla_flags)
+                            ident = (env.threads, env.env, env.xla_flags, env.unset)
                             if not why and s.scope == "process" and seen.get(ident, s.name) \
                                     != s.name:
                                 why = f"same as {seen[ident]} on {cores or os.cpu_count()} cores"

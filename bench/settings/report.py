@@ -54,6 +54,7 @@ def render(doc: dict[str, Any], figure: str | None = None) -> str:
     all_rows = rows(doc["items"])
     best = best_per_backend(all_rows)
     what = {k: v.get("what", "") for k, v in doc["settings"].items()}
+    blas = {i["id"]: i["blas"] for i in doc["items"] if i.get("blas")}
     machine = doc.get("machine", {})
     lines = [
         "# Speed settings, one at a time",
@@ -106,8 +107,10 @@ def render(doc: dict[str, Any], figure: str | None = None) -> str:
                 if r.check_error:
                     verdict += f" (check failed: {md_text(r.check_error[:160])})"
                 note = f" ({md_text(r.error[:160])})" if r.error else ""
-                lines.append(f"| `{md_text(r.setting)}` | "
-                             f"{md_text(what.get(f'{backend}:{r.setting}', ''))} | "
+                kernel = blas.get(f"{r.cell}@{r.setting}", "")
+                toggles = what.get(f"{backend}:{r.setting}", "") + (
+                    f" (BLAS ran: {kernel})" if kernel else "")
+                lines.append(f"| `{md_text(r.setting)}` | {md_text(toggles.strip())} | "
                              f"{_ms(r.median_s)}{note} | {_speedup(r)} | {verdict} |")
         na = [n for n in doc["not_applicable"] if n["backend"] == backend]
         if na:

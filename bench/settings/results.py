@@ -108,6 +108,8 @@ def _item(raw: Any, where: str) -> dict[str, Any]:
     errors = _list(raw.get("errors", []), f"{where}.errors", 1000)
     item["errors"] = [_text(e, f"{where}.errors[{i}]") for i, e in enumerate(errors)]
     item["gradcheck"] = _gradcheck(raw.get("gradcheck"), f"{where}.gradcheck")
+    if raw.get("blas") is not None:
+        item["blas"] = _text(raw["blas"], f"{where}.blas", 200)
     return item
 
 

@@ -62,6 +62,8 @@ def _run_process(spec: dict[str, Any], work: Path, name: str, timeout_s: float) 
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(work / "inductor"))
     env.setdefault("JAX_COMPILATION_CACHE_DIR", str(work / "jax-cache"))
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    for key in spec.get("unset") or []:  # read when a library loads: gone before the start
+        env.pop(str(key), None)
     log = (work / f"{name}.log").open("w", encoding="utf-8")
     try:
         proc = subprocess.Popen([sys.executable, "-m", "bench.settings.worker", str(path)],
@@ -135,6 +137,7 @@ def run_sweep(plan: SweepPlan, out: Path, *, rounds: int | None = None,
             stream = work / f"{name}.jsonl"
             spec = {"backend": env.backend, "preset": plan.preset, "threads": env.threads,
                     "env": [list(kv) for kv in env.env], "xla_flags": list(env.xla_flags),
+                    "unset": list(env.unset),
                     "round": r, "gradcheck": gradcheck and r == 0, "plan": asdict(timing),
                     "stream": str(stream),
                     "items": [item_spec(by_id[i], plan.settings.get(
@@ -158,7 +161,7 @@ def run_sweep(plan: SweepPlan, out: Path, *, rounds: int | None = None,
                 elif entry.get("samples"):
                     res["samples"] += entry["samples"]
                     res["round_sizes"].append(len(entry["samples"]))
-                    for k in ("warmup_stable", "retraces", "precision"):
+                    for k in ("warmup_stable", "retraces", "precision", "blas"):
                         if k in entry:
                             res[k] = entry[k]
                 for k in ("build_s", "check_s", "warmup_s"):

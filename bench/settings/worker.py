@@ -31,6 +31,8 @@ def apply_environment(spec: dict[str, Any]) -> int:
     """Set the process's environment before any framework is imported; the thread count."""
     from impls.threads import configure
 
+    for key in spec.get("unset") or []:  # the sweep started this process without them
+        os.environ.pop(str(key), None)
     for key, value in spec.get("env") or []:
         os.environ[str(key)] = str(value)
     flags = [str(f) for f in spec.get("xla_flags") or []]
@@ -45,6 +47,14 @@ def apply_environment(spec: dict[str, Any]) -> int:
         except ImportError:  # the environment variables configure() set still apply
             pass
     return threads
+
+
+def _blas_kernel() -> str:
+    """numpy's BLAS as threadpoolctl sees it in this process: "openblas Haswell"."""
+    from bench.timing.environment import blas_info
+
+    return "; ".join(" ".join(str(b[k]) for k in ("internal_api", "architecture") if b.get(k))
+                     for b in blas_info() if b.get("user_api") == "blas")[:200]
 
 
 def _clean(value: Any) -> Any:
@@ -75,6 +85,7 @@ def run(spec: dict[str, Any]) -> None:
     plan = plan_from_dict(spec["plan"])
     stream = Path(spec["stream"])
     backend = impls.load(spec["backend"])
+    blas = _blas_kernel() if spec["backend"] == "numpy" else ""
     checked: dict[tuple, dict[str, Any]] = {}
     current: tuple[tuple, Any] | None = None  # (key, program): one per (config, setting)
     for item in spec["items"]:
@@ -98,6 +109,8 @@ def run(spec: dict[str, Any]) -> None:
                 current = (key, built)
             program = current[1]
             entry["precision"] = program.precision
+            if blas:  # which kernel this process's BLAS runs (a core-type setting moves it)
+                entry["blas"] = blas
             # before any step: the check compares the program's first gradients
             if spec.get("gradcheck") and key not in checked:
                 start = time.perf_counter()
