@@ -42,6 +42,7 @@ from bench.options import (
     seed_int,
 )
 from bench.progress import clock
+from bench.results.paths import RESULTS
 from bench.timing import environment, runner
 from bench.timing.executor import EXECUTORS, Executor, Progress, RunContext
 from bench.timing.matrix import (
@@ -109,6 +110,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--no-gradcheck", action="store_true", help="skip the per-cell agreement check")
     arg("--shard", default=None, metavar="K/N",
         help="run only shard K of N (a deterministic share of the groups, e.g. 2/4)")
+    arg("--settings", default=None, metavar="SPEC",
+        help="a tuned run: 'best' (each framework's best safe setting from "
+             "--settings-from) or BACKEND:SETTING,... (e.g. torch:channels_last,jax:default); "
+             "each cell records the setting it ran with (default: every framework's defaults)")
+    arg("--settings-from", default=None, metavar="PATH",
+        help="the settings sweep whose best safe settings --settings best uses (a directory "
+             "or its settings.json; default results/settings)")
     add_executor_arguments(parser)
 
 
@@ -227,12 +235,62 @@ def _install_signal_handlers() -> None:
             signal.signal(sig, _interrupt)
 
 
+def resolve_settings(args: argparse.Namespace, backends: tuple[str, ...]
+                     ) -> tuple[dict[str, Any], str, list[str]]:
+    """`--settings`: backend -> its setting (None: defaults), where they came from, and
+    notes (a best setting the matrix already times as a variant, another machine)."""
+    from bench.timing import tuning
+
+    spec = args.settings
+    if spec is None:
+        if args.settings_from:
+            raise InputError("--settings-from is for --settings best")
+        return {}, "", []
+    if spec.strip() != "best":
+        if args.settings_from:
+            raise InputError("--settings-from is for --settings best")
+        return tuning.parse_named(spec, backends), "named", []
+    from bench.settings import analysis
+    from bench.settings import results as sweep_results
+    from impls.settings import find
+
+    source = Path(args.settings_from) if args.settings_from else RESULTS / "settings"
+    doc = sweep_results.load(source)
+    best = analysis.best_per_backend(analysis.rows(doc["items"]))
+    chosen: dict[str, Any] = {}
+    notes = []
+    for backend in backends:
+        pick = best.get(backend)
+        if pick is None:
+            notes.append(f"{backend}: not in the sweep; defaults")
+            chosen[backend] = None
+            continue
+        setting = find(backend, pick.setting) if pick.setting != tuning.DEFAULT else None
+        if setting is not None and (setting.variant or setting.precision != "fp32"):
+            notes.append(f"{backend}: its best safe setting {setting.name} is "
+                         + (f"the {setting.variant!r} variant, which the matrix times anyway"
+                            if setting.variant else "a precision mode (--precisions)")
+                         + "; defaults")
+            setting = None
+        elif pick.setting != tuning.DEFAULT and setting is None:
+            notes.append(f"{backend}: the sweep's best {pick.setting!r} is not declared "
+                         "here any more; defaults")
+        chosen[backend] = setting
+    commit = doc.get("machine", {}).get("commit", "")
+    return chosen, f"best of {source}" + (f" (commit {commit[:10]})" if commit else ""), notes
+
+
 def main(args: argparse.Namespace) -> int:
     _install_signal_handlers()
     runner.note_run_start()
     check_environment()
     check_out_dir(getattr(args, "out", None))
     sel = selection_from_args(args)
+    chosen, source, notes = resolve_settings(args, sel.backends)
+    if chosen:
+        from bench.timing.tuning import label
+
+        sel = replace(sel, settings=label(chosen, source))
     plan = plan_for(sel, args)
     shard = parse_shard(getattr(args, "shard", None))
     executor = executor_for(args)
@@ -242,6 +300,12 @@ def main(args: argparse.Namespace) -> int:
     run_dir = RunDirectory(args.out)  # held until this process exits
     try:
         groups, sel_timeout = _select_groups(sel, args, shard, threads)
+        if chosen:
+            from bench.timing.tuning import tune_groups
+
+            groups, took = tune_groups(groups, chosen, os.cpu_count())
+            sys.stderr.write(f"nnparity run: tuned ({source}): " + "; ".join(notes + took)
+                             + "\n")
     except EmptyShard as note:  # not an error: a CI matrix may have more shards than groups
         run_dir.discard()
         sys.stderr.write(f"{note}\n")

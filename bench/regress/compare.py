@@ -160,7 +160,8 @@ def compare_runs(
     uncalibrated = sum(row["note"] == _NO_CALIBRATION for row in rows)
     table = sort_table(pd.DataFrame(rows, columns=COLUMNS))
     return Comparison(table, b_info, c_info, factor, alpha, confidence, normalise,
-                      tuple(_warnings(b_info, c_info, normalise, uncalibrated)),
+                      tuple(_warnings(b_info, c_info, normalise, uncalibrated)
+                            + _settings_warning(base, current)),
                       environment=tuple(_environment_differences(base, current)), noise=noise)
 
 
@@ -269,6 +270,18 @@ def _warnings(b_info: RunInfo, c_info: RunInfo, normalised: bool, uncalibrated: 
     if uncalibrated:
         warnings.append(f"{uncalibrated} cell(s) could not be normalised (no calibration cell)")
     return warnings
+
+
+def _settings_warning(base: pd.DataFrame, current: pd.DataFrame) -> list[str]:
+    """A tuned run (`run --settings`) against a default one, or two tunings: said, since
+    the ratios then measure the settings as well as the code."""
+    def shown(df: pd.DataFrame) -> str:
+        tuned = {k: v for k, v in (df.attrs.get("settings") or {}).items() if k != "source"}
+        return ", ".join(f"{b} {s}" for b, s in sorted(tuned.items())) or "defaults"
+
+    b, c = shown(base), shown(current)
+    return [] if b == c else [f"the runs used different speed settings (baseline: {b}; "
+                              f"current: {c}): the ratios include their effect"]
 
 
 def _environment_differences(base: pd.DataFrame, current: pd.DataFrame) -> list[str]:

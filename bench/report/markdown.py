@@ -649,6 +649,20 @@ def dirty_warning(df: pd.DataFrame) -> list[str]:
             "checkout before publishing."]
 
 
+def tuned_note(df: pd.DataFrame) -> list[str]:
+    """A tuned run (`run --settings`) says so at the top, with each framework's setting:
+    its numbers are not the defaults a user gets."""
+    tuned = dict(df.attrs.get("settings") or {})
+    if not tuned:
+        return []
+    source = tuned.pop("source", "")
+    which = ", ".join(f"{md_text(b)} `{md_text(s)}`" for b, s in sorted(tuned.items()))
+    return [f"**Tuned run**: each framework ran with one speed setting ({which}; "
+            f"{md_text(source) or 'named'}), recorded per cell; a default run is what users "
+            "get without it. `nnparity compare DEFAULT_RUN THIS_RUN` gives each cell's "
+            "speed-up with its interval."]
+
+
 #: others' CPU share during a group, or the 1-minute load per core at the run's
 #: start, above which the report warns that the machine was busy
 BUSY_SHARE = 0.10
@@ -688,6 +702,7 @@ def render(df: pd.DataFrame, figures: list[str]) -> str:
     parts = [
         "# nnparity benchmark report",
         headline(df),
+        *tuned_note(df),
         *dirty_warning(df),
         *gaps_headline(df),
         *busy_warning(df),

@@ -284,6 +284,13 @@ def load_run(path: str | os.PathLike[str]) -> pd.DataFrame:
         f.stem: d["nnparity_run"]["machine_load"] for f, (_, d) in zip(loaded, docs, strict=True)
         if isinstance(d.get("nnparity_run"), dict)
         and isinstance(d["nnparity_run"].get("machine_load"), dict)}
+    # a tuned run (`run --settings`): backend -> setting, and where they came from
+    tuned: dict[str, str] = {}
+    for _, d in docs:
+        block = d.get("nnparity_run") if isinstance(d.get("nnparity_run"), dict) else {}
+        if isinstance(block.get("settings"), dict):
+            tuned.update({str(k): str(v) for k, v in block["settings"].items()})
+    df.attrs["settings"] = tuned
     # each group's process records the threads of the framework it ran (impls.threads)
     threads: dict[str, Any] = {}
     for _, d in docs:

@@ -173,6 +173,8 @@ class CellRecord:
     median_ci: list[float] = field(default_factory=list)
     #: "" or why the cell is unstable (IQR >= 10% of the median, rounds > 10% apart)
     unstable: str = ""
+    #: a tuned run (`run --settings`): the speed setting the cell ran with; "" = default
+    setting: str = ""
 
     def to_extra_info(self) -> dict[str, Any]:
         info = asdict(self)

@@ -196,6 +196,9 @@ _LOADS = _list_of(_nonneg_num)
 NNPARITY_RUN = _fields({
     "rounds": _pos_int, "rounds_run": _nonneg_int, "order_seed": _is_int,
     "extra_rounds": _list_of(_nonneg_int), "target_ci": _opt(_nonneg_num),
+    # a tuned run: backend -> setting name, and "source" (where they came from)
+    "settings": lambda v: isinstance(v, dict) and len(v) <= 64 and all(
+        _is_name(k) and (_is_str(x) if k == "source" else _is_name(x)) for k, x in v.items()),
     "machine_load": _fields({"loadavg_run_start": _LOADS, "loadavg_before": _LOADS,
                              "loadavg_after": _LOADS, "others_cpu_share": _opt(_nonneg_num),
                              "cores": _pos_int})})
@@ -246,6 +249,8 @@ EXTRA_INFO: dict[str, tuple[Check, str]] = {
     "median_ci": (lambda v: isinstance(v, list) and len(v) in (0, 2)
                   and all(_nonneg_num(x) for x in v), "[] or [low, high] in seconds"),
     "unstable": (_is_str, "a string"),
+    "setting": (lambda v: v == "" or _is_name(v),
+                "\"\" or a name (letters, digits, _ . + = -; at most 64)"),
     "build_s": (_opt(_nonneg_num), "a non-negative finite number or null"),
     "compiler_startup_s": (_opt(_nonneg_num), "a non-negative finite number or null"),
     "gflops": (_opt(_pos_num), "a positive finite number or null"),
@@ -459,7 +464,8 @@ def problems(doc: Any, file: str) -> list[str]:
         out.append(f"{file}: nnparity_run must be an object (rounds a positive integer, "
                    "order_seed an integer, extra_rounds non-negative integers, machine_load "
                    "with load averages as lists of non-negative numbers, others_cpu_share a "
-                   f"non-negative number or null, cores a positive integer), got "
+                   "non-negative number or null, cores a positive integer, settings an object "
+                   f"of names), got "
                    f"{_show(doc['nnparity_run'])}")
     if "datetime" in doc and not _opt(_is_str)(doc["datetime"]):
         out.append(f"{file}: datetime must be a string, got {_show(doc['datetime'])}")

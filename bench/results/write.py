@@ -67,7 +67,7 @@ def record_for(cell: Cell, preset: str, threads: int | None, **values: Any) -> C
         cell=cell.id, task=cell.config.task, preset=preset, backend=cell.backend,
         variant=cell.variant, device=cell.device, dtype=cell.dtype, batch_size=cell.batch_size,
         phase=cell.phase, knobs=dict(cell.config.knobs), threads=threads,
-        precision_mode=cell.precision, **values,
+        precision_mode=cell.precision, setting=cell.setting, **values,
     )
 
 

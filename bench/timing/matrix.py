@@ -117,11 +117,27 @@ class Cell:
     batch_size: int
     phase: str
     precision: str = STRICT_PRECISION
+    #: a tuned run (`run --settings`): the speed setting this cell runs with ("" = the
+    #: default) and the build options it passes (`Backend.build(options=)`); not in the
+    #: id, so a tuned run compares cell by cell with a default one
+    setting: str = ""
+    options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def id(self) -> str:
         return cell_id(self.config.preset, self.config.label, self.backend, self.variant,
                        self.device, self.dtype, self.batch_size, self.phase, self.precision)
+
+
+@dataclass(frozen=True)
+class ProcessSetting:
+    """What a process-scope speed setting changes in a worker before the framework loads."""
+
+    name: str
+    env: tuple[tuple[str, str], ...] = ()
+    xla_flags: tuple[str, ...] = ()
+    unset: tuple[str, ...] = ()
+    threads: int = 0  # intra-op threads (0: the run's)
 
 
 @dataclass(frozen=True)
@@ -135,6 +151,9 @@ class Group:
     error: str = ""  # set when the backend cannot run at all (not installed, import error)
     # a group split by device for a cluster (bench/distributed) carries its device here
     part: str = ""
+    #: a tuned run's process setting for this backend (bench/timing/tuning.py), applied by
+    #: the worker before the framework is imported; None: the default process
+    process: ProcessSetting | None = None
 
     @property
     def name(self) -> str:
@@ -157,6 +176,9 @@ class Selection:
     overrides: Mapping[str, str] = field(default_factory=dict)
     keyword: str | None = None
     precisions: tuple[str, ...] = (STRICT_PRECISION,)
+    #: a tuned run's label (`run --settings`): (backend, setting) pairs and ("source", how
+    #: they were chosen); () for a run with every framework's defaults
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 
@@ -441,11 +463,17 @@ def group_from_dict(data: Mapping[str, Any]) -> Group:
 
     cells = tuple(
         Cell(config(c["config"]), c["backend"], c["variant"], c["device"], c["dtype"],
-             c["batch_size"], c["phase"], c.get("precision", STRICT_PRECISION))
+             c["batch_size"], c["phase"], c.get("precision", STRICT_PRECISION),
+             c.get("setting", ""), tuple(tuple(kv) for kv in c.get("options") or ()))
         for c in data["cells"]
     )
+    proc = data.get("process")
+    process = ProcessSetting(
+        proc["name"], tuple(tuple(kv) for kv in proc.get("env") or ()),
+        tuple(proc.get("xla_flags") or ()), tuple(proc.get("unset") or ()),
+        int(proc.get("threads") or 0)) if proc else None
     return Group(data["backend"], data["task"], cells, tuple(data["calibrate_devices"]),
-                 data.get("error", ""), data.get("part", ""))
+                 data.get("error", ""), data.get("part", ""), process)
 
 
 def plan_from_dict(data: Mapping[str, Any]) -> Plan:

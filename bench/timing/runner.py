@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -338,7 +339,7 @@ def _one_round(run: GroupRun, part: Group, sel: Selection, out: Path, work: Path
     try:
         with run.load.measuring():
             error = _run_round(run.parts, sel, out, work, threads, seed, timeout, progress,
-                               gradcheck, round_plan(plan), run_block(run, seed))
+                               gradcheck, round_plan(plan), run_block(run, seed, sel.settings))
     except KeyboardInterrupt:
         run.interrupted = True
         try:
@@ -417,17 +418,20 @@ def _merged(run: GroupRun, sel: Selection, work: Path, threads: int, error: str,
     if error and len(docs) > 1:
         _unreached_keep_earlier(docs, parts[-1], error)
     return records.merge_rounds(docs, [[c.id for c in p.cells] for p in parts or [group]],
-                                run_block(run, seed), intervals=intervals)
+                                run_block(run, seed, sel.settings), intervals=intervals)
 
 
-def run_block(run: GroupRun, seed: int) -> dict[str, Any]:
+def run_block(run: GroupRun, seed: int, settings: Sequence[tuple[str, str]] = ()
+              ) -> dict[str, Any]:
     """The group file's run block (`nnparity_run`, which `validate` checks and the report
     reads): the rounds planned and run so far, their order's seed, the extra rounds'
-    sizes, the target and the machine's load while the group ran."""
+    sizes, the target, the machine's load while the group ran, and a tuned run's
+    settings (`run --settings`)."""
     planned = max(1, run.plan.rounds)
     return {"rounds": planned, "rounds_run": len(run.parts), "order_seed": seed,
             "extra_rounds": [len(p.cells) for p in run.parts[planned:]],
-            "target_ci": run.plan.target_ci, "machine_load": run.load.block()}
+            "target_ci": run.plan.target_ci, "machine_load": run.load.block(),
+            **({"settings": dict(settings)} if settings else {})}
 
 
 def _unreached_keep_earlier(docs: list[dict[str, Any]], last: Group, error: str) -> None:

@@ -86,6 +86,9 @@ class WorkerSpec:
                 ) -> dict[str, Any]:
         """The spec file's content on the machine that runs it. `result`: where the
         worker writes the group's file itself should its runner die (local runs)."""
+        process = self.group.process
+        if process is not None and process.threads:  # a tuned run's thread setting
+            threads = process.threads
         return {
             "group": group_to_dict(self.group), "preset": self.preset, "threads": threads,
             "seed": self.seed, "stream": str(files.stream),

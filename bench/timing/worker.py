@@ -90,6 +90,15 @@ def fresh_compile_caches() -> str | None:
     return path
 
 
+def _build_extra(cell: Cell) -> dict[str, Any]:
+    """`Backend.build` keywords beyond the cell's variant, dtype and device: a reduced
+    precision mode, and a tuned run's build options (`run --settings`)."""
+    extra: dict[str, Any] = {} if cell.precision == "fp32" else {"precision": cell.precision}
+    if cell.options:
+        extra["options"] = dict(cell.options)
+    return extra
+
+
 class Worker:
     def __init__(self, spec: dict[str, Any]) -> None:
         import impls
@@ -121,13 +130,14 @@ class Worker:
         params = init_params(spec, seed=self.seed)
         optimizer = OptimizerSpec(name=cfg.optimizer, lr=cfg.lr)
         start = time.perf_counter()
-        extra = {} if cell.precision == "fp32" else {"precision": cell.precision}
+        extra = _build_extra(cell)
         program = self.backend.build(spec, params, variant=cell.variant, dtype=cell.dtype,
                                      device=cell.device, optimizer=optimizer, **extra)
         return program, cfg, spec, time.perf_counter() - start
 
     def program_for(self, cell: Cell) -> tuple[Any, Any, Any, float | None]:
-        key = (cell.config, cell.variant, cell.device, cell.dtype, cell.precision)
+        key = (cell.config, cell.variant, cell.device, cell.dtype, cell.precision,
+               cell.options)
         if self._program is not None and self._program[0] == key and cell.phase != "first_call":
             program, cfg, spec = self._program[1]
             return program, cfg, spec, None
@@ -154,7 +164,7 @@ class Worker:
         if not specs:
             return None
         spec = specs[0]
-        extra = {} if cell.precision == "fp32" else {"precision": cell.precision}
+        extra = _build_extra(cell)
         start = time.perf_counter()
         try:
             program = self.backend.build(spec, init_params(spec, seed=self.seed),
