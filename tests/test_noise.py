@@ -435,6 +435,24 @@ def test_aa_counts_significant_orderings_that_flip(tmp_path):
     assert not ok
 
 
+def test_aa_evaluate_judges_kept_pairs_again_without_running(tmp_path, capsys):
+    from bench.audit import aa
+
+    for pair, torch_b in ((1, 1.5e-3), (2, 0.6e-3)):
+        for side, torch in (("a", 1.5e-3), ("b", torch_b)):
+            d = tmp_path / f"pair{pair}" / side
+            d.mkdir(parents=True)
+            _report_run(d, {"numpy": 1.0e-3, "torch": torch})
+    (tmp_path / "pair3" / "a").mkdir(parents=True)  # unfinished: skipped
+    assert aa.main(["--evaluate", str(tmp_path), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert [p["pair"] for p in doc["pairs"]] == [1, 2]
+    assert [p["flipped"] for p in doc["pairs"]] == [0, 2] and not doc["pass"]
+    assert doc["pairs"][0]["seconds"] == [None, None]
+    assert aa.main(["--evaluate", str(tmp_path / "pair3")]) == 2
+    assert "no finished pair" in capsys.readouterr().err
+
+
 def test_baseline_check_says_which_commit_and_how_old(tmp_path):
     import datetime as dt
 
@@ -545,6 +563,7 @@ def test_a_single_round_baseline_borrows_the_other_sides_process_spread():
     (["--pairs", "0"], None),
     (["--max-flips", "2"], "--max-flips"),
     (["--keep", "FILE"], "--keep"),
+    (["--evaluate", "FILE", "--keep", "FILE"], "--keep"),
 ])
 def test_aa_bad_input_exits_2_with_one_line(argv, what, tmp_path, capsys):
     from bench.audit import aa

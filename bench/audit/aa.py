@@ -13,6 +13,10 @@ this checkout's code, one after the other on this machine), then reports:
   medians the other way round. The share is counted over both runs' significant
   orderings.
 
+`--evaluate DIR` judges pairs kept earlier (`--keep DIR`: DIR/pair1/a, DIR/pair1/b,
+...) again with this checkout's rules, without running anything: the same raw
+timings under a changed comparison rule.
+
 It exits 0 when every pair's compare exits 0 and at most `--max-flips` (5%) of
 the significant orderings flip, else 1 (issue 21's acceptance test). Run it on
 an otherwise idle machine: a busy one measures the neighbours. It times nothing
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import shlex
 import shutil
 import subprocess
@@ -115,6 +120,12 @@ def _run(preset: str, out: Path, run_args: list[str], log: Path) -> float:
     return seconds
 
 
+def judge_pair(i: int, a: Path, b: Path, seconds: tuple[float, float]) -> PairResult:
+    code, reg, imp, cells = compare_pair(a, b)
+    significant, flipped = flips(load_run(a), load_run(b))
+    return PairResult(i, code, reg, imp, cells, significant, flipped, seconds)
+
+
 def run_pairs(preset: str, pairs: int, run_args: list[str], root: Path) -> list[PairResult]:
     results = []
     for i in range(1, pairs + 1):
@@ -123,19 +134,29 @@ def run_pairs(preset: str, pairs: int, run_args: list[str], root: Path) -> list[
             d.parent.mkdir(parents=True, exist_ok=True)
         sa = _run(preset, a, run_args, a.parent / "a.log")
         sb = _run(preset, b, run_args, b.parent / "b.log")
-        code, reg, imp, cells = compare_pair(a, b)
-        significant, flipped = flips(load_run(a), load_run(b))
-        result = PairResult(i, code, reg, imp, cells, significant, flipped, (sa, sb))
+        result = judge_pair(i, a, b, (sa, sb))
         print(_line(result), file=sys.stderr, flush=True)
         results.append(result)
     return results
 
 
+def evaluate_pairs(root: Path) -> list[PairResult]:
+    """The pairs kept under `root` (pair1/a, pair1/b, ...), judged again; nothing runs."""
+    dirs = sorted((p for p in root.glob("pair*") if p.name[4:].isdigit()),
+                  key=lambda p: int(p.name[4:]))
+    done = [p for p in dirs if any((p / "a").glob("*.json")) and any((p / "b").glob("*.json"))]
+    if not done:
+        raise InputError(f"--evaluate {root}: no finished pair (pairN/a and pairN/b with "
+                         "results) in it")
+    return [judge_pair(int(p.name[4:]), p / "a", p / "b", (math.nan, math.nan)) for p in done]
+
+
 def _line(r: PairResult) -> str:
+    took = (f"runs took {r.seconds[0]:.0f} s and {r.seconds[1]:.0f} s"
+            if all(math.isfinite(s) for s in r.seconds) else "judged again, not run")
     return (f"pair {r.pair}: compare exit {r.compare_exit}, {r.regressions} regression(s) and "
             f"{r.improvements} improvement(s) among {r.cells} cells; {r.flipped} of "
-            f"{r.significant} significant orderings flipped ({r.flip_share:.1%}); runs took "
-            f"{r.seconds[0]:.0f} s and {r.seconds[1]:.0f} s")
+            f"{r.significant} significant orderings flipped ({r.flip_share:.1%}); {took}")
 
 
 def verdict(results: list[PairResult], max_flips: float = MAX_FLIPS) -> tuple[bool, str]:
@@ -162,11 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-flips", type=finite_float, default=MAX_FLIPS,
                         help="largest share of flipped significant orderings that passes")
     parser.add_argument("--keep", metavar="DIR", help="keep the runs under DIR")
+    parser.add_argument("--evaluate", metavar="DIR",
+                        help="judge the pairs kept under DIR again (no run)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     try:
         if not 0.0 <= args.max_flips <= 1.0:
             raise InputError(f"--max-flips {args.max_flips:g}: a share between 0 and 1")
+        if args.evaluate:
+            if args.keep:
+                raise InputError("--evaluate runs nothing: --keep does not apply")
+            results = evaluate_pairs(Path(args.evaluate))
+            return _finish(results, args)
         if args.keep and Path(args.keep).exists() and (
                 not Path(args.keep).is_dir() or any(Path(args.keep).iterdir())):
             raise InputError(f"--keep {args.keep}: exists and is not an empty directory")
@@ -184,9 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"aa: error: {exc}", file=sys.stderr)
         return 2
+    return _finish(results, args)
+
+
+def _finish(results: list[PairResult], args: argparse.Namespace) -> int:
     ok, summary = verdict(results, args.max_flips)
     if args.json:
-        print(json.dumps({"pairs": [asdict(r) | {"flip_share": r.flip_share} for r in results],
+        print(json.dumps({"pairs": [asdict(r) | {"flip_share": r.flip_share, "seconds": [
+            s if math.isfinite(s) else None for s in r.seconds]} for r in results],
                           "pass": ok, "summary": summary}, indent=1))
     else:
         for r in results:
