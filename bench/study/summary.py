@@ -24,7 +24,8 @@ TINY = np.finfo(float).tiny
 NEAR_BASELINE = BASELINE_MSE / 2
 #: the pairs the report compares (setup, reference), where both were run
 PAIRS = (("lstm", "rnn"), ("gru", "rnn"), ("gru", "lstm"), ("rnn-orthogonal", "rnn"),
-         ("rnn-identity", "rnn"), ("lstm-fb0", "lstm"))
+         ("rnn-identity", "rnn"), ("lstm-fb0", "lstm"), ("lstm-orthogonal", "lstm"),
+         ("gru-orthogonal", "gru"))
 
 
 def decay_slope(curve: np.ndarray) -> float:
