@@ -3,8 +3,9 @@
 A *setup* is a cell with its initialisation, named `cell` or `cell-variant`:
 `rnn` (recurrent weights uniform ±1/sqrt(H), the canonical init), `rnn-orthogonal`,
 `rnn-identity` (the IRNN of Le et al. 2015: W_hh = I, recurrent biases 0, ReLU
-activation; every other vanilla setup is tanh), `lstm` (forget-gate bias 1), `lstm-fb0` (forget-gate
-bias 0), `gru`, and `lstm-orthogonal`, `gru-orthogonal` (each gate's block orthogonal). `default` is the published study (within 15 minutes on 2 cores);
+activation; every other vanilla setup is tanh), `lstm` (forget-gate bias 1), `lstm-fb0`
+(forget-gate bias 0), `gru`, and `lstm-orthogonal`, `gru-orthogonal` (each gate's block
+orthogonal). `default` is the published study (within 15 minutes on 2 cores);
 `long` the 10,000-step budget (hours, not for this machine's default); `quick` the
 same pipeline at toy sizes for tests (NumPy alone works). Framework-free.
 """
@@ -120,13 +121,14 @@ class StudyConfig:
 #: the published study's setups: every cell with the uniform and the orthogonal
 #: recurrent init, the IRNN, and the LSTM's forget-gate bias 0 (the quick preset keeps
 #: the dataclass's six, for the tests' time)
-FULL_SETUPS = ("rnn", "rnn-orthogonal", "rnn-identity", "lstm", "lstm-orthogonal", "lstm-fb0",
-               "gru", "gru-orthogonal")
+FULL_SETUPS = ("rnn", "rnn-orthogonal", "rnn-identity", "lstm", "lstm-orthogonal",
+               "lstm-fb0", "gru", "gru-orthogonal")
 
 PRESETS: dict[str, StudyConfig] = {
     "default": StudyConfig(setups=FULL_SETUPS),
     "long": StudyConfig(
-        setups=FULL_SETUPS, seeds=tuple(range(10)), lengths=(10, 25, 50, 100, 200), learn_steps=10000,
+        setups=FULL_SETUPS, seeds=tuple(range(10)), lengths=(10, 25, 50, 100, 200),
+        learn_steps=10000,
         budgets=(400, 2000, 10000), eval_every=100, n_samples=12000,
         paper_lengths=(150, 200, 300), repeat_steps=2000,
     ),
