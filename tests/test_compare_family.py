@@ -76,7 +76,12 @@ def test_round_prior_needs_enough_cells_and_is_their_typical_spread():
     prior = round_prior(pairs)
     assert prior is not None and 0.04 < math.sqrt(prior.variance) < 0.06
     assert round_prior(pairs[:3]) is None
-    assert round_prior([(np.log([1.0]), np.log([1.0, 1.1]))] * 20) is None  # one-round sides
+    assert round_prior([(np.log([1.0]), np.log([1.1]))] * 20) is None  # one round a side
+    assert round_prior([(np.log([1.0, 1.0]), np.log([2.0, 2.0]))] * 20) is None  # no spread
+    # an old single-round baseline facing rounds: the rounds' spread still counts
+    one_side = round_prior([(np.log([1.0]), np.log([1.0, 1.1]))] * 20)
+    assert one_side is not None and one_side.variance == pytest.approx(
+        np.log(1.1) ** 2 / 2 / sp.chi2.ppf(0.5, 1))
 
 
 def test_log_round_medians_from_sizes_then_given_medians_then_one_round():
@@ -141,3 +146,33 @@ def test_same_code_twice_compares_as_equal_and_a_real_slow_down_is_still_found()
     assert row["p_adjusted"] < 0.01 and row["p_adjusted"] == pytest.approx(276 * row["p_value"])
     assert compare.exit_code(cmp) == 1
     assert "after Holm's adjustment over the 276 cells compared" in compare.format_text(cmp)
+
+
+def test_an_old_single_round_baseline_still_catches_a_slow_down_and_passes_noise():
+    """A baseline written before rounds (one process a cell) against a run of 3 rounds:
+    the run's spread moderates every cell, so a 1.5x slow-down is flagged among 60 cells
+    and a run of the same code is not (without the prior no cell could reach Holm's
+    threshold with one degree of freedom a side)."""
+    rng = np.random.default_rng(5)
+    levels = _levels(rng, 60, 3, 0.03)
+    levels["torch/cell1"] = [1.0, 1.02, 0.99]
+    base = _run({k: [v[0]] for k, v in _levels(rng, 60, 1, 0.03).items()} |
+                {"torch/cell1": [1.0]}, rng)
+    same = compare.compare_runs(base, _run(levels, rng))
+    assert compare.exit_code(same) == 0
+    slow = compare.compare_runs(base, _run(dict(levels, **{"torch/cell1": [1.5, 1.52, 1.49]}),
+                                           rng))
+    flagged = slow.table[slow.table["verdict"] == Verdict.REGRESSION.value]
+    assert list(flagged["cell"]) == ["torch/cell1"]
+
+
+def test_the_comparison_states_its_resolution():
+    """The header says how large a slow-down this many cells and rounds can flag: fewer
+    rounds, or more cells, need a larger one."""
+    rng = np.random.default_rng(8)
+    few = compare.compare_runs(_run(_levels(rng, 40, 2, 0.05), rng),
+                               _run(_levels(rng, 40, 2, 0.05), rng))
+    many = compare.compare_runs(_run(_levels(rng, 40, 8, 0.05), rng),
+                                _run(_levels(rng, 40, 8, 0.05), rng))
+    assert 1.2 <= many.detectable[0] < few.detectable[0] <= few.detectable[1]
+    assert "resolution: with these rounds" in compare.format_text(few)

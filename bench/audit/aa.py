@@ -41,7 +41,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.options import InputError, finite_float, positive_int
-from bench.regress.compare import compare_runs, exit_code
+from bench.regress.compare import compare_runs, compared_cells, exit_code
 from bench.results.paths import ROOT
 from bench.results.read import load_run
 from bench.results.stats import Verdict, ratio_interval, within_noise
@@ -102,7 +102,7 @@ def compare_pair(a: Path, b: Path) -> tuple[int, int, int, int]:
     """(compare's exit code, regressions, improvements, cells compared) for A -> B."""
     cmp = compare_runs(load_run(a), load_run(b))
     return (exit_code(cmp), cmp.count(Verdict.REGRESSION), cmp.count(Verdict.IMPROVEMENT),
-            len(cmp.table))
+            compared_cells(cmp))
 
 
 def _run(preset: str, out: Path, run_args: list[str], log: Path) -> float:

@@ -238,17 +238,15 @@ def _install_signal_handlers() -> None:
 def resolve_settings(args: argparse.Namespace, backends: tuple[str, ...]
                      ) -> tuple[dict[str, Any], str, list[str]]:
     """`--settings`: backend -> its setting (None: defaults), where they came from, and
-    notes (a best setting the matrix already times as a variant, another machine)."""
+    notes (a framework the sweep lacks, a sweep from another processor)."""
     from bench.timing import tuning
 
     spec = args.settings
-    if spec is None:
+    if spec is None or spec.strip() != "best":
         if args.settings_from:
             raise InputError("--settings-from is for --settings best")
-        return {}, "", []
-    if spec.strip() != "best":
-        if args.settings_from:
-            raise InputError("--settings-from is for --settings best")
+        if spec is None:
+            return {}, "", []
         return tuning.parse_named(spec, backends), "named", []
     from bench.settings import analysis
     from bench.settings import results as sweep_results
@@ -256,26 +254,26 @@ def resolve_settings(args: argparse.Namespace, backends: tuple[str, ...]
 
     source = Path(args.settings_from) if args.settings_from else RESULTS / "settings"
     doc = sweep_results.load(source)
-    best = analysis.best_per_backend(analysis.rows(doc["items"]))
+
+    def applicable(row: Any) -> bool:  # what a tuned run can apply, named-only excluded
+        setting = find(row.backend, row.setting)
+        return row.setting == tuning.DEFAULT or (
+            setting is not None and not tuning.usable(setting) and not setting.by_name_only)
+
+    best = analysis.best_per_backend([r for r in analysis.rows(doc["items"]) if applicable(r)])
     chosen: dict[str, Any] = {}
     notes = []
     for backend in backends:
         pick = best.get(backend)
         if pick is None:
             notes.append(f"{backend}: not in the sweep; defaults")
-            chosen[backend] = None
-            continue
-        setting = find(backend, pick.setting) if pick.setting != tuning.DEFAULT else None
-        if setting is not None and (setting.variant or setting.precision != "fp32"):
-            notes.append(f"{backend}: its best safe setting {setting.name} is "
-                         + (f"the {setting.variant!r} variant, which the matrix times anyway"
-                            if setting.variant else "a precision mode (--precisions)")
-                         + "; defaults")
-            setting = None
-        elif pick.setting != tuning.DEFAULT and setting is None:
-            notes.append(f"{backend}: the sweep's best {pick.setting!r} is not declared "
-                         "here any more; defaults")
-        chosen[backend] = setting
+        chosen[backend] = (find(backend, pick.setting) if pick is not None
+                           and pick.setting != tuning.DEFAULT else None)
+    swept_on = str(doc.get("machine", {}).get("cpu", ""))
+    here = environment.cpu_model()
+    if swept_on and here and swept_on != here:
+        notes.append(f"the sweep ran on {swept_on!r}, this is {here!r}: its best settings "
+                     "may not be this machine's")
     commit = doc.get("machine", {}).get("commit", "")
     return chosen, f"best of {source}" + (f" (commit {commit[:10]})" if commit else ""), notes
 
@@ -287,6 +285,13 @@ def main(args: argparse.Namespace) -> int:
     check_out_dir(getattr(args, "out", None))
     sel = selection_from_args(args)
     chosen, source, notes = resolve_settings(args, sel.backends)
+    if args.settings is not None and not any(chosen.values()):
+        # every framework at its defaults (named so, or the sweep found nothing better):
+        # an ordinary run, not labelled tuned
+        sys.stderr.write("nnparity run: --settings " + args.settings + ": every framework "
+                         "at its defaults; an untuned run" + "".join(f"; {n}" for n in notes)
+                         + "\n")
+        chosen = {}
     if chosen:
         from bench.timing.tuning import label
 
@@ -303,7 +308,7 @@ def main(args: argparse.Namespace) -> int:
         if chosen:
             from bench.timing.tuning import tune_groups
 
-            groups, took = tune_groups(groups, chosen, os.cpu_count())
+            groups, took = tune_groups(groups, chosen)
             sys.stderr.write(f"nnparity run: tuned ({source}): " + "; ".join(notes + took)
                              + "\n")
     except EmptyShard as note:  # not an error: a CI matrix may have more shards than groups

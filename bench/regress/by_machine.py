@@ -31,11 +31,18 @@ def compare_by_machine(base: str, current: str, factor: float, alpha: float,
     b_all, c_all = load_machines([base]), load_machines([current])
     b_parts, c_parts = split_machines(b_all), split_machines(c_all)
     tables, warnings = [], []
-    for fp in [m for m in b_parts if m in c_parts]:
+    common = [m for m in b_parts if m in c_parts]
+    # each machine's cells are one family (Holm); the machines share alpha (Bonferroni),
+    # so the exit code's "some cell regressed somewhere" keeps a family-wise error <= alpha
+    each = alpha / max(1, len(common))
+    if len(common) > 1:
+        warnings.append(f"{len(common)} machines: each machine's cells are judged as one "
+                        f"family at alpha {each:.3g} (alpha / machines)")
+    for fp in common:
         b, c = b_parts[fp].copy(), c_parts[fp].copy()
         b.attrs = {"run": RunInfo(base, fp, commit=b_all.attrs["runs"][base])}
         c.attrs = {"run": RunInfo(current, fp, commit=c_all.attrs["runs"][current])}
-        one = compare_runs(b, c, factor, alpha, confidence, noise)
+        one = compare_runs(b, c, factor, each, confidence, noise)
         tables.append(one.table.assign(cell=f"[{fp}] " + one.table["cell"]))
         warnings += [f"machine {fp}: {w}" for w in one.warnings]
     for fp in [m for m in b_parts if m not in c_parts]:

@@ -36,6 +36,7 @@ from bench.results.stats import (
     RoundPrior,
     Verdict,
     compare_samples,
+    detectable_ratio,
     holm,
     log_round_medians,
     round_prior,
@@ -88,6 +89,9 @@ class Comparison:
     environment: tuple[str, ...] = field(default=())
     #: a change counts only when its interval lies wholly outside +-noise
     noise: float = NOISE_BAND
+    #: the comparison's resolution: the slow-down a cell needs to be flagged at this
+    #: family size, from each cell's rounds (median and 90th percentile over the cells)
+    detectable: tuple[float, float] = (math.nan, math.nan)
 
     def count(self, verdict: Verdict) -> int:
         return int((self.table["verdict"] == verdict.value).sum())
@@ -153,8 +157,9 @@ def compare_runs(
     sides = {cell: (_side(b_cells, cell), _side(c_cells, cell))
              for cell in sorted(set(b_cells.index) | set(c_cells.index))}
     priors = _priors(sides)
-    judged = [_judge(cell, b, c, rates, factor, alpha, confidence, noise,
-                     priors.get(_group(b, c), priors.get(None)))
+    prior_of = {cell: priors.get(_group(b, c), priors.get(None)) for cell, (b, c) in
+                sides.items()}
+    judged = [_judge(cell, b, c, rates, factor, alpha, confidence, noise, prior_of[cell])
               for cell, (b, c) in sides.items()]
     rows = _family(judged, factor, alpha, noise)
     uncalibrated = sum(row["note"] == _NO_CALIBRATION for row in rows)
@@ -162,7 +167,30 @@ def compare_runs(
     return Comparison(table, b_info, c_info, factor, alpha, confidence, normalise,
                       tuple(_warnings(b_info, c_info, normalise, uncalibrated)
                             + _settings_warning(base, current)),
-                      environment=tuple(_environment_differences(base, current)), noise=noise)
+                      environment=tuple(_environment_differences(base, current)), noise=noise,
+                      detectable=_resolution(sides, prior_of, judged, factor, alpha))
+
+
+def _resolution(sides: dict[str, tuple[pd.Series | None, pd.Series | None]],
+                prior_of: dict[str, RoundPrior | None],
+                judged: list[tuple[dict[str, Any], Change | None]], factor: float,
+                alpha: float) -> tuple[float, float]:
+    """The slow-down each cell needs to be flagged: beyond `factor`, and significant at
+    alpha over the family (Holm's first step, alpha / cells), from its rounds; the
+    median and the 90th percentile over the cells the rounds test judges."""
+    family = sum(ch is not None and math.isfinite(ch.p_value) for _, ch in judged)
+    if not family:
+        return math.nan, math.nan
+    need = []
+    for cell, (b, c) in sides.items():
+        if b is None or c is None or not (len(b["samples"]) and len(c["samples"])):
+            continue
+        r = detectable_ratio(_log_rounds(b), _log_rounds(c), alpha / family, prior_of[cell])
+        if math.isfinite(r):
+            need.append(max(factor, r))
+    if not need:
+        return math.nan, math.nan
+    return float(np.median(need)), float(np.percentile(need, 90))
 
 
 def _timed(run: pd.DataFrame) -> pd.DataFrame:
@@ -276,7 +304,8 @@ def _settings_warning(base: pd.DataFrame, current: pd.DataFrame) -> list[str]:
     """A tuned run (`run --settings`) against a default one, or two tunings: said, since
     the ratios then measure the settings as well as the code."""
     def shown(df: pd.DataFrame) -> str:
-        tuned = {k: v for k, v in (df.attrs.get("settings") or {}).items() if k != "source"}
+        tuned = {k: v for k, v in (df.attrs.get("settings") or {}).items()
+                 if k != "source" and v != "default"}
         return ", ".join(f"{b} {s}" for b, s in sorted(tuned.items())) or "defaults"
 
     b, c = shown(base), shown(current)
@@ -325,6 +354,10 @@ def _header(cmp: Comparison) -> list[str]:
          f"typical one (a single-round side, e.g. an old baseline, counts as one process), "
          f"or, for two single-round sides, the sample bootstrap and a two-sided "
          f"Mann-Whitney U test"),
+        *([f"resolution: with these rounds and this many cells, a slow-down must reach "
+           f"about {cmp.detectable[0]:.2f}x to be flagged (half the cells; "
+           f"{cmp.detectable[1]:.2f}x for 90% of them); more rounds (`run --rounds`) "
+           f"resolve smaller changes"] if math.isfinite(cmp.detectable[0]) else []),
         *([f"confirmation: flagged cells re-timed in {cmp.confirm_rounds} more interleaved "
            f"rounds per side; a verdict stands only if the re-timing repeats it"]
           if cmp.confirm_rounds else []),
@@ -381,10 +414,16 @@ def format_json(cmp: Comparison) -> str:
                    "two single-round sides; holm-adjusted over the cells compared",
            "normalised": cmp.normalised,
            "confirm_rounds": cmp.confirm_rounds,
+           "detectable_ratio": {"median": _finite(cmp.detectable[0]),
+                                "p90": _finite(cmp.detectable[1])},
            "warnings": list(cmp.warnings), "environment_differences": list(cmp.environment),
            "regressed": cmp.regressed, "lost": cmp.lost,
            "counts": {v.value: cmp.count(v) for v in Verdict}, "cells": cells}
     return json.dumps(doc, indent=2) + "\n"
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def compared_cells(cmp: Comparison) -> int:

@@ -653,9 +653,10 @@ def tuned_note(df: pd.DataFrame) -> list[str]:
     """A tuned run (`run --settings`) says so at the top, with each framework's setting:
     its numbers are not the defaults a user gets."""
     tuned = dict(df.attrs.get("settings") or {})
+    source = tuned.pop("source", "")
+    tuned = {b: s for b, s in tuned.items() if s != "default"}
     if not tuned:
         return []
-    source = tuned.pop("source", "")
     which = ", ".join(f"{md_text(b)} `{md_text(s)}`" for b, s in sorted(tuned.items()))
     return [f"**Tuned run**: each framework ran with one speed setting ({which}; "
             f"{md_text(source) or 'named'}), recorded per cell; a default run is what users "

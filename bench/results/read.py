@@ -290,6 +290,13 @@ def load_run(path: str | os.PathLike[str]) -> pd.DataFrame:
         block = d.get("nnparity_run") if isinstance(d.get("nnparity_run"), dict) else {}
         if isinstance(block.get("settings"), dict):
             tuned.update({str(k): str(v) for k, v in block["settings"].items()})
+    if not tuned:  # files without the run block (a cluster executor): the cells' own record
+        for raw in df["raw"]:
+            extra = raw.get("extra_info") if isinstance(raw, dict) else None
+            if isinstance(extra, dict) and extra.get("setting"):
+                tuned[str(extra.get("backend", ""))] = str(extra["setting"])
+        if tuned:
+            tuned["source"] = "the cells' records"
     df.attrs["settings"] = tuned
     # each group's process records the threads of the framework it ran (impls.threads)
     threads: dict[str, Any] = {}

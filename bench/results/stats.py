@@ -274,7 +274,10 @@ class RoundPrior:
 
 #: degrees of freedom the typical spread is worth when moderating one cell's own
 #: round variance (limma's d0, fixed rather than fitted: a prior worth four rounds'
-#: evidence pulls a 2+2-round cell halfway to its framework's typical spread)
+#: evidence pulls a 2+2-round cell halfway to its framework's typical spread). Fitted
+#: to two A/A pairs of quick runs (Smyth's moment estimate on the log variances, per
+#: framework) it came out at 0.7-5.2: the cells' spreads differ that much, so a
+#: larger d0 would trust the typical spread more than the data allow
 PRIOR_DF = 4.0
 #: cells with several rounds a side a group needs before its typical spread is used
 PRIOR_MIN_CELLS = 8
@@ -307,44 +310,75 @@ def _own_variance(base: np.ndarray, current: np.ndarray) -> tuple[float, int]:
 def round_prior(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> RoundPrior | None:
     """The typical round spread of a group of cells (pairs of log round medians): the
     median of their own variances, scaled by the median of a chi-square over its
-    degrees of freedom (a median variance of a few rounds sits below the mean).
-    None with fewer than `PRIOR_MIN_CELLS` cells of several rounds a side."""
+    degrees of freedom (a median variance of a few rounds sits below the mean). A cell
+    counts when either side has several rounds (an old single-round baseline facing a
+    run of rounds still shows that run's spread). None with fewer than
+    `PRIOR_MIN_CELLS` such cells, or when their typical spread is zero (constant data
+    cannot say how much processes move)."""
     from scipy.stats import chi2
 
-    own = [_own_variance(b, c) for b, c in pairs if b.size > 1 and c.size > 1]
+    own = [_own_variance(b, c) for b, c in pairs if max(b.size, c.size) > 1]
     own = [(v, d) for v, d in own if d and math.isfinite(v)]
     if len(own) < PRIOR_MIN_CELLS:
         return None
     typical_df = float(np.median([d for _, d in own]))
     scale = float(chi2.ppf(0.5, typical_df) / typical_df)
-    return RoundPrior(float(np.median([v for v, _ in own])) / scale, PRIOR_DF)
+    variance = float(np.median([v for v, _ in own])) / scale
+    return RoundPrior(variance, PRIOR_DF) if variance > 0 else None
+
+
+def rounds_error(base: np.ndarray, current: np.ndarray, prior: RoundPrior | None = None
+                 ) -> tuple[float, float]:
+    """(standard error of the mean log-ratio, its degrees of freedom) from two sides' log
+    round medians: their pooled variance about each side's mean, moderated by `prior`
+    (weights: the own and the prior's degrees of freedom). A one-round side counts as
+    one process of the other side's spread. NaN when nothing estimates the spread."""
+    variance, df = _own_variance(base, current)
+    if prior is not None:
+        own = variance * df if df else 0.0
+        variance, df = (own + prior.variance * prior.df) / (df + prior.df), df + prior.df
+    if not df or not math.isfinite(variance):
+        return math.nan, 0.0
+    return math.sqrt(variance * (1.0 / base.size + 1.0 / current.size)), float(df)
 
 
 def rounds_test(base: np.ndarray, current: np.ndarray, confidence: float = CONFIDENCE,
                 prior: RoundPrior | None = None) -> tuple[float, float, float]:
     """(low, high, p) for the ratio of two cells from their log round medians: the
-    difference of side means over a pooled, moderated standard error, a t distribution
-    with the own plus the prior's degrees of freedom. A one-round side is taken as one
-    process of the other side's spread. Needs one side of several rounds (else NaNs)."""
+    difference of side means over `rounds_error`, a t distribution with the own plus
+    the prior's degrees of freedom. Needs one side of several rounds (else NaNs); a
+    spread of exactly zero cannot be tested (p 1: identical rounds say nothing of how
+    much a process moves)."""
     from scipy.stats import t as student
 
     nan = math.nan
     if base.size == 0 or current.size == 0 or max(base.size, current.size) < 2:
         return nan, nan, nan
-    variance, df = _own_variance(base, current)
-    if prior is not None:
-        own = variance * df if df else 0.0
-        variance, df = (own + prior.variance * prior.df) / (df + prior.df), df + prior.df
     diff = float(current.mean() - base.mean())
-    se = math.sqrt(variance * (1.0 / base.size + 1.0 / current.size)) if df else nan
+    se, df = rounds_error(base, current, prior)
     if not math.isfinite(se):
         return nan, nan, 1.0
-    if se == 0.0:  # identical rounds on each side: only a difference of zero is noise
+    if se == 0.0:
         r = math.exp(diff)
-        return r, r, (1.0 if diff == 0.0 else 0.0)
+        return r, r, 1.0
     q = float(student.ppf(0.5 + confidence / 2.0, df))
     p = float(2.0 * student.sf(abs(diff) / se, df))
     return math.exp(diff - q * se), math.exp(diff + q * se), p
+
+
+def detectable_ratio(base: np.ndarray, current: np.ndarray, alpha: float,
+                     prior: RoundPrior | None = None) -> float:
+    """The smallest slow-down (> 1) the rounds test calls significant at two-sided level
+    `alpha` for these rounds and spread (the comparison's resolution for one cell);
+    NaN where the rounds test does not apply."""
+    from scipy.stats import t as student
+
+    if base.size == 0 or current.size == 0 or max(base.size, current.size) < 2:
+        return math.nan
+    se, df = rounds_error(base, current, prior)
+    if not (math.isfinite(se) and se > 0):
+        return math.nan
+    return math.exp(float(student.ppf(1.0 - alpha / 2.0, df)) * se)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

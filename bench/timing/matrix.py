@@ -137,7 +137,9 @@ class ProcessSetting:
     env: tuple[tuple[str, str], ...] = ()
     xla_flags: tuple[str, ...] = ()
     unset: tuple[str, ...] = ()
-    threads: int = 0  # intra-op threads (0: the run's)
+    #: intra-op threads, one of impls.settings.THREAD_CHOICES ("1", "half", "all"),
+    #: resolved on the machine that runs the worker ("" = the run's)
+    threads: str = ""
 
 
 @dataclass(frozen=True)
@@ -471,7 +473,7 @@ def group_from_dict(data: Mapping[str, Any]) -> Group:
     process = ProcessSetting(
         proc["name"], tuple(tuple(kv) for kv in proc.get("env") or ()),
         tuple(proc.get("xla_flags") or ()), tuple(proc.get("unset") or ()),
-        int(proc.get("threads") or 0)) if proc else None
+        str(proc.get("threads") or "")) if proc else None
     return Group(data["backend"], data["task"], cells, tuple(data["calibrate_devices"]),
                  data.get("error", ""), data.get("part", ""), process)
 

@@ -27,7 +27,7 @@ from dataclasses import replace
 
 from bench.options import InputError
 from bench.timing.matrix import Group, ProcessSetting
-from impls.settings import DEFAULT_VARIANTS, Setting, find, resolve_threads, settings_for
+from impls.settings import DEFAULT_VARIANTS, Setting, find, settings_for
 
 #: the name of "no setting" (a framework's defaults)
 DEFAULT = "default"
@@ -58,7 +58,20 @@ def parse_named(text: str, backends: Sequence[str]) -> dict[str, Setting | None]
         chosen[backend] = check_usable(setting)
     if not chosen:
         raise InputError("--settings: name at least one BACKEND:SETTING, or 'best'")
-    return {b: s for b, s in chosen.items() if not backends or b in backends}
+    left_out = sorted(b for b in chosen if backends and b not in backends)
+    if left_out:
+        raise InputError(f"--settings names {', '.join(left_out)}, which the selection's "
+                         f"--backends ({', '.join(backends)}) leaves out")
+    return chosen
+
+
+def usable(setting: Setting) -> str:
+    """"" when a tuned run can apply `setting`, else why not (`check_usable`'s reasons)."""
+    try:
+        check_usable(setting)
+    except InputError as why:
+        return str(why)
+    return ""
 
 
 def check_usable(setting: Setting) -> Setting:
@@ -75,14 +88,19 @@ def check_usable(setting: Setting) -> Setting:
     return setting
 
 
+def tuned_only(chosen: Mapping[str, Setting | None]) -> dict[str, Setting]:
+    """The backends that run with a setting (those at their defaults left out)."""
+    return {b: s for b, s in chosen.items() if s is not None}
+
+
 def label(chosen: Mapping[str, Setting | None], source: str) -> tuple[tuple[str, str], ...]:
-    """The run's record of its settings (`nnparity_run.settings`)."""
-    return (*sorted((b, s.name if s else DEFAULT) for b, s in chosen.items()),
-            ("source", source))
+    """The run's record of its settings (`nnparity_run.settings`): the frameworks that
+    run with one (the rest ran their defaults), and where they came from."""
+    return (*sorted((b, s.name) for b, s in tuned_only(chosen).items()), ("source", source))
 
 
-def tune_groups(groups: Sequence[Group], chosen: Mapping[str, Setting | None],
-                cores: int | None = None) -> tuple[list[Group], list[str]]:
+def tune_groups(groups: Sequence[Group], chosen: Mapping[str, Setting | None]
+                ) -> tuple[list[Group], list[str]]:
     """The groups with each backend's setting applied, and one line per backend saying
     how many cells took it (or why none did)."""
     out, took, why_not = [], {}, {}
@@ -91,7 +109,7 @@ def tune_groups(groups: Sequence[Group], chosen: Mapping[str, Setting | None],
         if setting is None or group.error:
             out.append(group)
             continue
-        tuned, n, why = _tune(group, setting, cores)
+        tuned, n, why = _tune(group, setting)
         out.append(tuned)
         took[group.backend] = took.get(group.backend, 0) + n
         if why:
@@ -111,7 +129,7 @@ def tune_groups(groups: Sequence[Group], chosen: Mapping[str, Setting | None],
     return out, notes
 
 
-def _tune(group: Group, setting: Setting, cores: int | None) -> tuple[Group, int, str]:
+def _tune(group: Group, setting: Setting) -> tuple[Group, int, str]:
     if setting.scope == "process":
         # a process setting reaches every cell of the process: asked of the default
         # variant on each device the group runs, only its availability matters
@@ -120,9 +138,8 @@ def _tune(group: Group, setting: Setting, cores: int | None) -> tuple[Group, int
                    for device in sorted({c.device for c in group.cells})]
         if reasons and all(reasons):
             return group, 0, reasons[0]
-        threads = resolve_threads(setting.threads, cores) if setting.threads else 0
         process = ProcessSetting(setting.name, tuple(setting.env), tuple(setting.xla_flags),
-                                 tuple(setting.unset), threads)
+                                 tuple(setting.unset), setting.threads)
         cells = tuple(replace(c, setting=setting.name) for c in group.cells)
         return replace(group, cells=cells, process=process), len(cells), ""
     cells, n, why = [], 0, ""

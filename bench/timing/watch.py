@@ -87,8 +87,10 @@ class WorkerSpec:
         """The spec file's content on the machine that runs it. `result`: where the
         worker writes the group's file itself should its runner die (local runs)."""
         process = self.group.process
-        if process is not None and process.threads:  # a tuned run's thread setting
-            threads = process.threads
+        if process is not None and process.threads:  # a tuned run's thread setting, for
+            from impls.settings import resolve_threads  # this machine's cores
+
+            threads = resolve_threads(process.threads)
         return {
             "group": group_to_dict(self.group), "preset": self.preset, "threads": threads,
             "seed": self.seed, "stream": str(files.stream),
