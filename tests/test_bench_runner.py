@@ -105,3 +105,10 @@ def test_the_compiler_start_up_is_paid_once_per_variant_and_device(tmp_path):
     assert worker.warm_compiler(cell) is None  # paid: later configurations carry none
     assert worker.warm_compiler(Cell(config, "numpy", "reference", "cpu", "float64", 4,
                                      "first_call")) is None
+    # a model with convolutions pays the library's first-convolution set-up apart too
+    cnn = TaskConfig("cnn_classification", (), (), 4, (4,), "tiny")
+    conv = worker.warm_compiler(Cell(cnn, "numpy", "reference", "cpu", "float32", 4,
+                                     "first_call"))
+    assert conv is not None and conv > 0
+    assert worker.warm_compiler(Cell(cnn, "numpy", "reference", "cpu", "float32", 4,
+                                     "first_call")) is None

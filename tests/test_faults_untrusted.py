@@ -191,7 +191,9 @@ def test_compare_markdown_escapes_hostile_cells(tmp_path, capsys) -> None:
         assert raw not in text.lower(), raw
     assert not re.search(r"(?<!\\)\]\(http", text)
     rows = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(rows) == 2 + 4 and all(len(_cells(r)) == 7 for r in rows), rows
+    # every row keeps the table's columns (verdict, ratio, CI, p, p Holm, base, current,
+    # cell): no hostile text opens or closes a column
+    assert len(rows) == 2 + 4 and all(len(_cells(r)) == 8 for r in rows), rows
 
 
 # -- 3, 4. values the validator let through that crashed a reader ---------------------------

@@ -35,7 +35,7 @@ from bench.timing.matrix import CUDA_GEMM_SIZES, PLANS, Cell, Plan, TaskConfig, 
 from tasks import flops, get_task
 from tasks.optim import OptimizerSpec
 from tasks.params import init_params
-from tasks.spec import Dense, ModelSpec, Recurrent
+from tasks.spec import Conv2D, Dense, Flatten, ModelSpec, Recurrent
 
 #: the one-layer programs `Worker.warm_compiler` compiles: a Dense, or for variants
 #: that need a recurrent layer (fused RNN layers) a tiny RNN under a Dense
@@ -44,6 +44,19 @@ _WARM_SPECS = (
     ModelSpec(input_shape=(3, 2), layers=(Recurrent("warm", "rnn", 2, return_sequences=False),
                                           Dense("warm_out", 1, "identity")), loss="mse"),
 )
+#: ... and for a model with convolutions, a tiny one: a library's first convolution in a
+#: process pays a one-time set-up (torch CNN, quick: the process's first `first_call`
+#: took 8-13 ms in ten runs, the next variant's 2.3 ms; with this warm-up 6.0 against
+#: 2.5 ms. What remains is per shape: oneDNN caches a convolution's primitives by shape
+#: for every variant of the process, so the first variant to run a shape pays them)
+_WARM_CONV = ModelSpec(input_shape=(1, 4, 4), layers=(
+    Conv2D("warm", 1, 3, padding="same", activation="relu"), Flatten("warm_flat"),
+    Dense("warm_out", 1, "identity")), loss="mse")
+
+
+def _warm_kind(spec: ModelSpec) -> str:
+    """Which one-time set-up a model's first call would pay: convolutions, or not."""
+    return "conv" if any(isinstance(layer, Conv2D) for layer in spec.layers) else "dense"
 
 
 def _flops(spec: ModelSpec, cfg: Any, phase: str, batch_size: int) -> int | None:
@@ -119,7 +132,8 @@ class Worker:
         self._batches: dict[tuple, tuple[Any, Any]] = {}
         self._gradchecks: dict[tuple, dict[str, Any]] = {}
         self._precision_errors: dict[tuple, dict[str, Any]] = {}
-        self._warmed: set[tuple[str, str]] = set()  # (variant, device) past compiler start-up
+        #: (variant, device, layer kind) past the compiler's and the library's start-up
+        self._warmed: set[tuple[str, str, str]] = set()
 
     # -- shared state -------------------------------------------------------------------
 
@@ -149,18 +163,22 @@ class Worker:
         return program, cfg, spec, build_s
 
     def warm_compiler(self, cell: Cell) -> float | None:
-        """Before the first `first_call` of a variant and device in this process: build
-        a one-layer program of that variant and take one step, so that the cell's first
+        """Before the first `first_call` of a variant, device and layer kind (a model with
+        convolutions or without) in this process: build a one-layer program of that
+        variant (a tiny convolution for a CNN) and take one step, so that the cell's first
         call carries its own compile, not the compiler's one-time start-up (torch.compile
         paid it all in whichever configuration came first: 13.0 s for the sigmoid MLP
         against 3.9 s for relu and tanh). Returns the seconds that took (the start-up
         plus the tiny program's own compile), or None when already paid or when the tiny
         program could not run (the cell itself then shows any real error)."""
-        key = (cell.variant, cell.device)
+        task = get_task(cell.config.task)
+        kind = _warm_kind(task.model(task.config(self.preset, dict(cell.config.overrides))))
+        key = (cell.variant, cell.device, kind)
         if key in self._warmed:
             return None
         self._warmed.add(key)
-        specs = [s for s in _WARM_SPECS if self.backend.supports(s, cell.variant)]
+        candidates = (_WARM_CONV, *_WARM_SPECS) if kind == "conv" else _WARM_SPECS
+        specs = [s for s in candidates if self.backend.supports(s, cell.variant)]
         if not specs:
             return None
         spec = specs[0]
