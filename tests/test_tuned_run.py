@@ -119,7 +119,9 @@ def test_best_takes_each_frameworks_best_safe_setting_from_a_sweep(tmp_path):
     assert chosen["jax"] is None and chosen["numpy"] is None
     assert source.startswith(f"best of {tmp_path}")
     assert notes[0] == "numpy: not in the sweep; defaults"
-    assert notes[1].startswith("the sweep ran on 'x', this is ")  # another processor
+    assert notes[1] == ("the sweep ran at the tiny preset, this run is quick: a setting's "
+                        "speed-up is specific to the shapes it was swept at")
+    assert notes[2].startswith("the sweep ran on 'x', this is ")  # another processor
     with pytest.raises(InputError, match="no settings sweep results"):
         resolve_settings(_args(settings="best", settings_from=str(tmp_path / "none")), ("torch",))
     with pytest.raises(InputError, match="--settings-from is for --settings best"):

@@ -269,6 +269,10 @@ def resolve_settings(args: argparse.Namespace, backends: tuple[str, ...]
             notes.append(f"{backend}: not in the sweep; defaults")
         chosen[backend] = (find(backend, pick.setting) if pick is not None
                            and pick.setting != tuning.DEFAULT else None)
+    preset = getattr(args, "preset", None) or "quick"
+    if doc.get("preset") and doc["preset"] != preset:
+        notes.append(f"the sweep ran at the {doc['preset']} preset, this run is {preset}: a "
+                     "setting's speed-up is specific to the shapes it was swept at")
     swept_on = str(doc.get("machine", {}).get("cpu", ""))
     here = environment.cpu_model()
     if swept_on and here and swept_on != here:
