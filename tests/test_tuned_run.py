@@ -165,3 +165,23 @@ def test_a_tuned_run_records_its_settings_and_the_report_and_compare_say_so(tmp_
     default.attrs["settings"] = {}
     assert "different speed settings (baseline: defaults; current: numpy threads=1, torch " \
            "channels_last)" in compare_runs(default, load_run(out)).warnings[-1]
+
+
+def test_a_tuned_run_is_refused_as_a_baseline(tmp_path, capsys):
+    from test_noise import _report_run
+
+    import bench.cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _report_run(run, {"numpy": 1.0e-3, "torch": 2.0e-3})
+    for f in run.glob("*.json"):
+        doc = json.loads(f.read_text())
+        doc["nnparity_run"] = {"rounds": 2, "order_seed": 0,
+                               "settings": {"torch": "channels_last", "source": "named"}}
+        f.write_text(json.dumps(doc))
+    argv = ["baseline", "update", str(run), "--dir", str(tmp_path / "baselines")]
+    assert bench.cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is a tuned run (torch channels_last)" in err and "Traceback" not in err
+    assert not (tmp_path / "baselines").exists() or not any((tmp_path / "baselines").iterdir())

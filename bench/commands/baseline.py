@@ -53,6 +53,15 @@ def main(args: argparse.Namespace) -> int:
         check_out_file(args.out)
     try:
         if args.baseline_action == "update":
+            tuned = {b: v for b, v in (load_run(args.run).attrs.get("settings") or {}).items()
+                     if b != "source" and v != "default"}
+            if tuned:  # a baseline is what users get by default; a tuned run would make
+                # every later default run of those frameworks look like a regression
+                shown = ", ".join(f"{b} {v}" for b, v in sorted(tuned.items()))
+                print(f"{prog}: error: {args.run} is a tuned run ({shown}); a baseline holds "
+                      "default runs (compare a tuned run with `nnparity compare`)",
+                      file=sys.stderr)
+                return 2
             # each machine's cells into its own baseline (a Ray run may span several)
             for run in runs_by_machine(args.run).values():
                 path, updated, kept = update_baseline(run, args.dir)
