@@ -190,6 +190,19 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
 }
 
 
+def apply_process_environment(env: Any = (), xla_flags: Any = (), unset: Any = ()) -> None:
+    """A process setting's environment, in this process, before any framework (or numpy's
+    BLAS) is loaded: variables removed, variables set, flags appended to XLA_FLAGS. The
+    one place the settings sweep's workers and a tuned run's workers do it."""
+    for key in unset or ():
+        os.environ.pop(str(key), None)
+    for key, value in env or ():
+        os.environ[str(key)] = str(value)
+    flags = [str(f) for f in xla_flags or ()]
+    if flags:
+        os.environ["XLA_FLAGS"] = " ".join([*os.environ.get("XLA_FLAGS", "").split(), *flags])
+
+
 def settings_for(backend: str) -> tuple[Setting, ...]:
     return SETTINGS.get(backend, ())
 

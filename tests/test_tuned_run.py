@@ -9,13 +9,21 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from bench.options import InputError
 from bench.results.validate import problems
 from bench.timing import tuning
-from bench.timing.matrix import Cell, Group, TaskConfig, group_from_dict, group_to_dict
+from bench.timing.matrix import (
+    PLANS,
+    Cell,
+    Group,
+    TaskConfig,
+    group_from_dict,
+    group_to_dict,
+)
 from bench.timing.watch import WorkerSpec
 from impls.settings import find
 
@@ -79,8 +87,13 @@ def test_a_process_setting_reaches_every_cell_of_the_process_and_sets_its_thread
     assert {c.setting for c in groups[0].cells} == {"threads=1"}
     assert notes == ["numpy: threads=1 on 2 cell(s) (process-wide: every variant)"]
     again = group_from_dict(json.loads(json.dumps(group_to_dict(groups[0]))))
-    spec = WorkerSpec(again, "tiny", None, None, 0, False, ("fp32",))  # type: ignore[arg-type]
-    assert spec.group.process == process
+    assert again.process == process
+    # the worker's spec, written where it runs: the setting's thread choice beats the run's
+    files = SimpleNamespace(stream="s.jsonl", pytest_json="p.json")
+    spec = WorkerSpec(again, "tiny", PLANS["tiny"], None, 0, False, ("fp32",))
+    assert spec.to_json(files, 2)["threads"] == 1  # type: ignore[arg-type]
+    assert WorkerSpec(group, "tiny", PLANS["tiny"], None, 0, False, ("fp32",)).to_json(
+        files, 2)["threads"] == 2  # type: ignore[arg-type]
     # undoing a pin that is not there is said, not applied
     coretype = {"numpy": find("numpy", "blas-coretype-auto")}
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)

@@ -29,15 +29,12 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def apply_environment(spec: dict[str, Any]) -> int:
     """Set the process's environment before any framework is imported; the thread count."""
-    from impls.threads import configure
+    from impls.settings import apply_process_environment
 
-    for key in spec.get("unset") or []:  # the sweep started this process without them
-        os.environ.pop(str(key), None)
-    for key, value in spec.get("env") or []:
-        os.environ[str(key)] = str(value)
-    flags = [str(f) for f in spec.get("xla_flags") or []]
-    if flags:
-        os.environ["XLA_FLAGS"] = " ".join([*os.environ.get("XLA_FLAGS", "").split(), *flags])
+    # the sweep also started this process without the `unset` variables
+    apply_process_environment(spec.get("env"), spec.get("xla_flags"), spec.get("unset"))
+    from impls.threads import configure  # imports numpy: after the environment
+
     threads = configure(int(spec["threads"]))
     if spec["backend"] == "numpy":  # numpy (and its BLAS) may already be loaded here
         try:

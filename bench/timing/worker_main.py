@@ -173,23 +173,14 @@ class _MachineInfo:
         machine_info["nnparity"]["framework_threads"] = framework_threads()
 
 
-def _apply_process_setting(process: dict[str, Any] | None) -> None:
-    """A tuned run's process setting (`run --settings`): environment variables removed
-    and set, XLA flags appended, before any framework (or numpy's BLAS) is loaded."""
-    if not process:
-        return
-    for key in process.get("unset") or []:
-        os.environ.pop(str(key), None)
-    for key, value in process.get("env") or []:
-        os.environ[str(key)] = str(value)
-    flags = [str(f) for f in process.get("xla_flags") or []]
-    if flags:
-        os.environ["XLA_FLAGS"] = " ".join([*os.environ.get("XLA_FLAGS", "").split(), *flags])
-
-
 def _run(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    _apply_process_setting(spec["group"].get("process"))  # before numpy loads its BLAS
+    process = spec["group"].get("process")
+    if process:  # a tuned run's process setting (`run --settings`), before numpy loads
+        from impls.settings import apply_process_environment
+
+        apply_process_environment(process.get("env"), process.get("xla_flags"),
+                                  process.get("unset"))
     from impls.threads import configure  # imports numpy
 
     threads = configure(spec["threads"])  # before any framework is imported
